@@ -1,0 +1,234 @@
+//! `[[sources]]`: how a file export maps onto canonical events. This is the contract a merger
+//! project uses to load any legacy extract; `config/sources.md` documents it with examples.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pipeline::EntityKind;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// One file source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name; labels metrics and dead letters (`hms_tenants`).
+    pub name: String,
+    /// The system that allocated the ids in this file (`hms`, `crm`, `repairs`, `asset`): the
+    /// HACT `allocatedBy`, and the middle part of the topic name.
+    pub system: String,
+    /// The file, relative to `data_dir`.
+    pub path: PathBuf,
+    /// `csv` or `jsonl`.
+    pub format: Format,
+    /// CSV only: the field delimiter, one character.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// chrono strftime formats tried in order for date fields (`%d/%m/%Y`).
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+    /// Formats tried for instants after RFC 3339 (`%d/%m/%Y %H:%M`); naive times are UTC.
+    #[serde(default)]
+    pub datetime_formats: Vec<String>,
+    /// The mapping of every row (CSV) or line (JSON lines with one message type).
+    pub mapping: Option<Mapping>,
+    /// JSON lines with several message types: the field holding the type.
+    pub type_field: Option<String>,
+    /// JSON lines with several message types: a mapping per type; other types are dead-lettered.
+    #[serde(default)]
+    pub messages: BTreeMap<String, Mapping>,
+}
+
+/// How one kind of row becomes one canonical entity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// The canonical entity: person, tenancy, property, repair_request, work_order,
+    /// work_order_update, appointment, visit, vulnerability.
+    pub entity: String,
+    /// The source column (CSV) or dotted JSON path holding the record's own id.
+    pub id: String,
+    /// Canonical field name = source column or dotted JSON path (`priority = "priority.code"`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Optional source column holding when the source system recorded the row.
+    pub recorded_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+fn default_date_formats() -> Vec<String> {
+    vec!["%Y-%m-%d".into()]
+}
+
+impl Mapping {
+    pub fn entity_kind(&self) -> Option<EntityKind> {
+        EntityKind::parse(&self.entity)
+    }
+
+    fn validate(&self, label: &str, problems: &mut Vec<String>) {
+        let Some(kind) = self.entity_kind() else {
+            let known: Vec<_> = EntityKind::ALL.iter().map(|kind| kind.as_str()).collect();
+            problems.push(format!(
+                "{label}.entity: unknown entity `{}` (known: {})",
+                self.entity,
+                known.join(", ")
+            ));
+            return;
+        };
+        for name in self.fields.keys() {
+            if kind.field(name).is_none() {
+                let known: Vec<_> = kind.fields().iter().map(|field| field.name).collect();
+                problems.push(format!(
+                    "{label}.fields.{name}: `{name}` is not a {kind} field (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        for spec in kind.fields().iter().filter(|spec| spec.required) {
+            if !self.fields.contains_key(spec.name) {
+                problems.push(format!(
+                    "{label}.fields: required {kind} field `{}` is not mapped",
+                    spec.name
+                ));
+            }
+        }
+    }
+
+    /// Every entity this mapping can produce (one), for topic planning.
+    fn kind_or_person(&self) -> EntityKind {
+        self.entity_kind().unwrap_or(EntityKind::Person)
+    }
+}
+
+impl SourceConfig {
+    /// Checks the source and reports every problem at once, each naming its key.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.name.trim().is_empty() {
+            problems.push("name: must not be empty".into());
+        }
+        if self.system.is_empty()
+            || !self
+                .system
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push(format!(
+                "system: `{}` must be letters, digits, `_` or `-`",
+                self.system
+            ));
+        }
+        match (self.format, &self.mapping, &self.type_field, self.messages.is_empty()) {
+            (_, Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
+            (Format::Jsonl, None, Some(_), false) => {
+                for (message_type, mapping) in &self.messages {
+                    mapping.validate(&format!("messages.{message_type}"), &mut problems);
+                }
+            }
+            (Format::Csv, _, _, _) => problems.push("mapping: a csv source needs exactly one `mapping` (and no `type_field`/`messages`)".into()),
+            (Format::Jsonl, _, _, _) => problems.push(
+                "a jsonl source needs either one `mapping`, or `type_field` with `messages.<type>` mappings".into(),
+            ),
+        }
+        if self.date_formats.is_empty() {
+            problems.push("date_formats: must list at least one format".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::config(&self.name, problems.join("; ")))
+        }
+    }
+
+    /// The entities this source can produce.
+    pub fn entities(&self) -> Vec<EntityKind> {
+        let mut kinds: Vec<EntityKind> = self
+            .mapping
+            .iter()
+            .chain(self.messages.values())
+            .map(Mapping::kind_or_person)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SourceConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn csv_source_parses_and_validates() {
+        let source = parse(
+            r#"
+            name = "hms_tenants"
+            system = "hms"
+            path = "hms/tenants.csv"
+            format = "csv"
+            date_formats = ["%d/%m/%Y"]
+            [mapping]
+            entity = "person"
+            id = "person_ref"
+            fields = { given_name = "forename", date_of_birth = "dob" }
+            "#,
+        );
+        source.validate().unwrap();
+        assert_eq!(source.entities(), vec![EntityKind::Person]);
+        assert_eq!(source.delimiter, ',');
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let source = parse(
+            r#"
+            name = "wo"
+            system = "repairs feed"
+            path = "x.jsonl"
+            format = "jsonl"
+            type_field = "messageType"
+            [messages.ScheduleRepair]
+            entity = "work_order"
+            id = "ref"
+            fields = { colour = "c", property_ref = "p" }
+            [messages.Other]
+            entity = "widget"
+            id = "ref"
+            "#,
+        );
+        let message = source.validate().unwrap_err().to_string();
+        for expected in [
+            "source `wo`",
+            "system: `repairs feed`",
+            "messages.ScheduleRepair.fields.colour: `colour` is not a work_order field",
+            "required work_order field `priority` is not mapped",
+            "messages.Other.entity: unknown entity `widget`",
+        ] {
+            assert!(message.contains(expected), "{expected:?} not in {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let error = toml::from_str::<SourceConfig>(
+            "name='a'\nsystem='b'\npath='c'\nformat='csv'\ncolour='red'\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
+}

@@ -1,0 +1,14 @@
+//! goldthread sources: file exports (CSV, JSON lines) mapped onto canonical events, and the
+//! sample landlord generator that writes such exports with known ground truth.
+//!
+//! A source yields one [`Record`] per row or line read: an event or a dead letter, never
+//! nothing, so `events + dead letters = rows read` holds by construction.
+
+pub mod config;
+pub mod error;
+pub mod file;
+pub mod sample;
+
+pub use config::{Format, Mapping, SourceConfig};
+pub use error::Error;
+pub use file::{FileSource, Record};

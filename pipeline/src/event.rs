@@ -1,0 +1,150 @@
+//! The canonical event envelope every connector produces and every stage consumes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::entity::Payload;
+
+/// A HACT `Reference`: an identifier and who allocated it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Reference {
+    pub id: String,
+    /// The source system that allocated the id (`hms`, `crm`, `repairs`, `asset`).
+    pub allocated_by: String,
+}
+
+/// The change operation, as in Debezium: create, update, delete, read (snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "c")]
+    Create,
+    #[serde(rename = "u")]
+    Update,
+    #[serde(rename = "d")]
+    Delete,
+    #[serde(rename = "r")]
+    Read,
+}
+
+/// Where an event came from, precisely enough to find the source row again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// The source system (`hms`, `repairs`, ...).
+    pub system: String,
+    /// The configured source that read it (`hms_tenants`).
+    pub instance: String,
+    pub op: Op,
+    /// The position in the source: `file:line` for files, an LSN or offset for streams.
+    pub position: String,
+}
+
+/// One canonical event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Stable for the same source position, so a replay produces the same id.
+    pub event_id: String,
+    /// `<entity>.<action>.v<major>`, e.g. `work_order.status_changed.v1`.
+    pub event_type: String,
+    pub source: Source,
+    pub source_ref: Reference,
+    /// Business time: when the thing happened, where the source says.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When the source system recorded it, where the source says.
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// When goldthread read it.
+    pub ingested_at: DateTime<Utc>,
+    pub payload: Payload,
+}
+
+/// The namespace for event ids (UUID v5 of the source position).
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f1d_27c4_8a55_4b8e_9b0e_5d2c_0a7e_1f3b);
+
+impl Envelope {
+    /// An event id derived from the source instance and position: replays give the same id.
+    pub fn event_id_for(instance: &str, position: &str) -> String {
+        let name = format!("{instance}\u{1f}{position}");
+        uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    /// The Kafka message key: the source reference, so one record's events stay in order.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.source_ref.allocated_by, self.source_ref.id)
+    }
+}
+
+/// A record that could not become a canonical event, with everything needed to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The configured source (or stage) that rejected it.
+    pub source: String,
+    /// `file:line` for files, `topic/partition@offset` for consumed messages.
+    pub position: String,
+    /// The source field at fault, where one is.
+    pub field: Option<String>,
+    pub reason: String,
+    /// The raw row or message, as read.
+    pub raw: String,
+    pub rejected_at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.position, self.source)?;
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::WorkOrderUpdate;
+
+    #[test]
+    fn envelope_round_trips_as_json() {
+        let at: DateTime<Utc> = "2025-06-02T10:00:00Z".parse().unwrap();
+        let envelope = Envelope {
+            event_id: Envelope::event_id_for("repairs_feed", "messages.jsonl:7"),
+            event_type: "work_order.status_changed.v1".into(),
+            source: Source {
+                system: "repairs".into(),
+                instance: "repairs_feed".into(),
+                op: Op::Read,
+                position: "messages.jsonl:7".into(),
+            },
+            source_ref: Reference {
+                id: "WO1".into(),
+                allocated_by: "repairs".into(),
+            },
+            occurred_at: Some(at),
+            recorded_at: None,
+            ingested_at: at,
+            payload: Payload::WorkOrderUpdate(WorkOrderUpdate {
+                work_order_ref: "WO1".into(),
+                status: "completed".into(),
+                status_at: at,
+                type_code: None,
+                follow_on_ref: None,
+            }),
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert!(json.contains(r#""op":"r""#), "{json}");
+        assert!(json.contains(r#""entity":"work_order_update""#), "{json}");
+        assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), envelope);
+    }
+
+    #[test]
+    fn event_ids_are_stable_and_distinct() {
+        assert_eq!(
+            Envelope::event_id_for("a", "f:1"),
+            Envelope::event_id_for("a", "f:1")
+        );
+        assert_ne!(
+            Envelope::event_id_for("a", "f:1"),
+            Envelope::event_id_for("a", "f:2")
+        );
+    }
+}

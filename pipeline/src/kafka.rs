@@ -1,0 +1,395 @@
+//! Kafka plumbing: the embedded broker, topic names and creation, the event producer and
+//! the consumer settings every stage uses. The only module that opens Kafka connections.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::event::{DeadLetter, Envelope};
+
+/// `[kafka]`: where events go. Without `bootstrap_servers` goldthread runs an embedded,
+/// in-memory Kafka-protocol broker (librdkafka's mock cluster): nothing to install.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]` of a real cluster. Unset: the embedded broker.
+    pub bootstrap_servers: Option<String>,
+    /// Topics are `<prefix>.<system>.<entity>`; dead letters go to `<prefix>.deadletter`.
+    pub topic_prefix: String,
+    /// Consumer group of the downstream stages (MDM and analytics).
+    pub group_id: String,
+    /// Partitions of each topic goldthread creates.
+    pub partitions: i32,
+    /// Replication factor of each topic goldthread creates (ignored by the embedded broker).
+    pub replication_factor: i32,
+    /// Number of brokers in the embedded cluster.
+    pub embedded_brokers: i32,
+    /// Extra librdkafka client properties (TLS, SASL...), passed through as given.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: None,
+            topic_prefix: "goldthread".into(),
+            group_id: "goldthread".into(),
+            partitions: 3,
+            replication_factor: 1,
+            embedded_brokers: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The topic of one source system's events about one entity.
+    pub fn topic(&self, system: &str, entity: crate::EntityKind) -> String {
+        format!("{}.{system}.{entity}", self.topic_prefix)
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.deadletter", self.topic_prefix)
+    }
+
+    fn client_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// A connected cluster: the bootstrap address, and the embedded broker if we run one.
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: KafkaConfig,
+    pub bootstrap_servers: String,
+    embedded: Option<EmbeddedBroker>,
+}
+
+impl Cluster {
+    /// Connects to the configured cluster (or starts the embedded one) and makes sure every
+    /// topic in `topics` exists.
+    pub async fn connect(config: &KafkaConfig, topics: &[String]) -> Result<Cluster> {
+        let (bootstrap_servers, embedded) = match &config.bootstrap_servers {
+            Some(servers) => (servers.clone(), None),
+            None => {
+                let broker =
+                    EmbeddedBroker::start(config.embedded_brokers, topics, config.partitions)?;
+                (broker.bootstrap_servers.clone(), Some(broker))
+            }
+        };
+        let cluster = Cluster {
+            config: config.clone(),
+            bootstrap_servers,
+            embedded,
+        };
+        if cluster.embedded.is_none() {
+            cluster.create_topics(topics).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        self.config.client_config(&self.bootstrap_servers)
+    }
+
+    async fn create_topics(&self, topics: &[String]) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .map_err(|error| Error::kafka("creating admin client", error))?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| {
+                NewTopic::new(
+                    topic,
+                    self.config.partitions,
+                    TopicReplication::Fixed(self.config.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|error| Error::kafka("creating topics", error))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::kafka(
+                        format!("creating topic {topic}"),
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An idempotent producer: retries never duplicate a message within a partition.
+    pub fn producer(&self) -> Result<EventProducer> {
+        let producer: FutureProducer = self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .map_err(|error| Error::kafka("creating producer", error))?;
+        Ok(EventProducer {
+            producer,
+            dead_letter_topic: self.config.dead_letter_topic(),
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// A consumer in the stages' group. Offsets are committed by the stage, only after its
+    /// output is written (`enable.auto.commit=false`); a new group starts from the earliest.
+    pub fn consumer(&self, topics: &[String]) -> Result<StreamConsumer> {
+        let consumer: StreamConsumer = self
+            .client_config()
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|error| Error::kafka("creating consumer", error))?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|error| Error::kafka("subscribing", error))?;
+        Ok(consumer)
+    }
+
+    /// The high watermark of every partition of `topics`: the offsets a consumer must reach
+    /// to have read everything produced so far.
+    pub fn high_watermarks(&self, topics: &[String]) -> Result<BTreeMap<(String, i32), i64>> {
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .client_config()
+            .create()
+            .map_err(|error| Error::kafka("creating metadata client", error))?;
+        let timeout = Duration::from_secs(30);
+        let mut marks = BTreeMap::new();
+        for topic in topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), timeout)
+                .map_err(|error| Error::kafka(format!("metadata of {topic}"), error))?;
+            for topic_metadata in metadata.topics() {
+                for partition in topic_metadata.partitions() {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, partition.id(), timeout)
+                        .map_err(|error| Error::kafka(format!("watermarks of {topic}"), error))?;
+                    marks.insert((topic.clone(), partition.id()), high);
+                }
+            }
+        }
+        Ok(marks)
+    }
+}
+
+/// At most this many messages wait for delivery reports before `send` awaits the oldest.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Produces envelopes and dead letters, keeping a bounded number of deliveries in flight.
+pub struct EventProducer {
+    producer: FutureProducer,
+    dead_letter_topic: String,
+    in_flight: VecDeque<DeliveryFuture>,
+}
+
+impl std::fmt::Debug for EventProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProducer")
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventProducer {
+    /// Sends one event to `topic`, keyed by its source reference.
+    pub async fn send(&mut self, topic: &str, envelope: &Envelope) -> Result<()> {
+        let payload = serde_json::to_vec(envelope)?;
+        self.send_raw(topic, &envelope.key(), &payload).await
+    }
+
+    /// Sends one dead letter to the dead-letter topic, keyed by its source.
+    pub async fn send_dead_letter(&mut self, dead_letter: &DeadLetter) -> Result<()> {
+        let payload = serde_json::to_vec(dead_letter)?;
+        let topic = self.dead_letter_topic.clone();
+        self.send_raw(&topic, &dead_letter.source, &payload).await
+    }
+
+    async fn send_raw(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.in_flight.push_back(delivery);
+                    return Ok(());
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    record = back;
+                    if self.in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        self.await_oldest().await?;
+                    }
+                }
+                Err((error, _)) => {
+                    return Err(Error::kafka(format!("producing to {topic}"), error));
+                }
+            }
+        }
+    }
+
+    async fn await_oldest(&mut self) -> Result<()> {
+        if let Some(delivery) = self.in_flight.pop_front() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(Error::kafka("delivery", error)),
+                Err(_) => {
+                    return Err(Error::KafkaTimeout(
+                        "producer dropped before delivery".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every message sent so far is acknowledged by the broker.
+    pub async fn flush(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(|error| Error::kafka("flushing producer", error))
+    }
+}
+
+/// librdkafka's in-process mock cluster, owned by a thread of its own (the handle is `!Send`).
+/// Data lives in memory and is gone when this is dropped.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    pub bootstrap_servers: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    pub fn start(brokers: i32, topics: &[String], partitions: i32) -> Result<EmbeddedBroker> {
+        let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<String, String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let topics = topics.to_vec();
+        let thread = std::thread::Builder::new()
+            .name("embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(brokers) {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                for topic in &topics {
+                    if let Err(error) = cluster.create_topic(topic, partitions, 1) {
+                        let _ = ready_tx.send(Err(format!("creating topic {topic}: {error}")));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Keep the cluster alive until asked to stop (or the owner is gone).
+                let _ = stop_rx.recv();
+            })
+            .map_err(|error| Error::Embedded(error.to_string()))?;
+        let bootstrap_servers = ready_rx
+            .recv()
+            .map_err(|_| Error::Embedded("broker thread exited".into()))?
+            .map_err(Error::Embedded)?;
+        tracing::info!(bootstrap_servers, "embedded kafka broker started");
+        Ok(EmbeddedBroker {
+            bootstrap_servers,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Message;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_broker_round_trips_and_reports_watermarks() {
+        let config = KafkaConfig {
+            topic_prefix: "test".into(),
+            partitions: 2,
+            ..KafkaConfig::default()
+        };
+        let topic = config.topic("hms", crate::EntityKind::Person);
+        let cluster = Cluster::connect(&config, std::slice::from_ref(&topic))
+            .await
+            .unwrap();
+        let mut producer = cluster.producer().unwrap();
+        for n in 0..10 {
+            producer
+                .send_raw(&topic, &format!("k{n}"), b"{}")
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        let marks = cluster
+            .high_watermarks(std::slice::from_ref(&topic))
+            .unwrap();
+        assert_eq!(marks.len(), 2);
+        assert_eq!(marks.values().sum::<i64>(), 10);
+
+        let consumer = cluster.consumer(std::slice::from_ref(&topic)).unwrap();
+        let mut seen = 0;
+        while seen < 10 {
+            let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("message within 30 s")
+                .unwrap();
+            assert_eq!(message.payload(), Some(&b"{}"[..]));
+            seen += 1;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Every metric name goldthread emits, in one place (`<namespace>_<name>_<unit>[_total]`).
+//!
+//! Labels are of bounded cardinality: source name, topic, stage, entity; never an entity id.
+
+/// Rows (CSV) or lines (JSON lines) read by a file connector. Labels: `source`.
+pub const CONNECTOR_ROWS_READ_TOTAL: &str = "connector_rows_read_total";
+/// Canonical events produced to Kafka. Labels: `source`, `topic`.
+pub const CONNECTOR_EVENTS_PRODUCED_TOTAL: &str = "connector_events_produced_total";
+/// Rows or messages sent to the dead-letter topic. Labels: `source`.
+pub const CONNECTOR_DEAD_LETTERS_TOTAL: &str = "connector_dead_letters_total";
+/// Events consumed by a downstream stage. Labels: `stage`, `topic`.
+pub const STAGE_EVENTS_CONSUMED_TOTAL: &str = "stage_events_consumed_total";
+/// Events a downstream stage could not decode and dead-lettered. Labels: `stage`.
+pub const STAGE_DEAD_LETTERS_TOTAL: &str = "stage_dead_letters_total";
+/// Time to process one consumed batch, seconds. Labels: `stage`.
+pub const STAGE_BATCH_SECONDS: &str = "stage_batch_seconds";
+/// Offsets committed after a batch's output was written. Labels: `stage`.
+pub const STAGE_COMMITS_TOTAL: &str = "stage_commits_total";
+/// Golden records currently held. Labels: `entity` (person, property).
+pub const MDM_GOLDEN_RECORDS: &str = "mdm_golden_records";
+/// Source records linked into the cross-reference. Labels: `entity`.
+pub const MDM_XREF_ENTRIES: &str = "mdm_xref_entries";
+/// Time to run the KPI suite, seconds.
+pub const SQL_KPI_SECONDS: &str = "sql_kpi_seconds";
+
+/// Registers descriptions for every metric (shown as `# HELP` lines in `/metrics`).
+pub fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        CONNECTOR_ROWS_READ_TOTAL,
+        "Rows or lines read by a file connector"
+    );
+    describe_counter!(
+        CONNECTOR_EVENTS_PRODUCED_TOTAL,
+        "Canonical events produced to Kafka"
+    );
+    describe_counter!(
+        CONNECTOR_DEAD_LETTERS_TOTAL,
+        "Source rows sent to the dead-letter topic"
+    );
+    describe_counter!(
+        STAGE_EVENTS_CONSUMED_TOTAL,
+        "Events consumed by a downstream stage"
+    );
+    describe_counter!(
+        STAGE_DEAD_LETTERS_TOTAL,
+        "Consumed events a stage could not decode"
+    );
+    describe_histogram!(
+        STAGE_BATCH_SECONDS,
+        ::metrics::Unit::Seconds,
+        "Time to process one consumed batch"
+    );
+    describe_counter!(
+        STAGE_COMMITS_TOTAL,
+        "Offset commits after a batch's output was written"
+    );
+    describe_gauge!(MDM_GOLDEN_RECORDS, "Golden records currently held");
+    describe_gauge!(MDM_XREF_ENTRIES, "Source records in the cross-reference");
+    describe_histogram!(
+        SQL_KPI_SECONDS,
+        ::metrics::Unit::Seconds,
+        "Time to run the KPI suite"
+    );
+}
