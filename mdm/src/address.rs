@@ -49,7 +49,10 @@ fn words(text: &str) -> Vec<String> {
 /// Canonical SAON: `Flat 2` -> `2`, `GFF` / `Ground Floor Flat` -> `GROUND FLOOR`.
 pub fn saon(raw: &str) -> Option<String> {
     let mut tokens = words(raw);
-    if tokens.first().is_some_and(|token| SAON_WORDS.contains(&token.as_str())) {
+    if tokens
+        .first()
+        .is_some_and(|token| SAON_WORDS.contains(&token.as_str()))
+    {
         tokens.remove(0);
     }
     if tokens.last().is_some_and(|token| token == "FLAT") {
@@ -102,7 +105,9 @@ pub fn street(raw: &str) -> Option<String> {
 
 fn is_building_number(token: &str) -> bool {
     let digits = token.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && token.len() - digits <= 1 && token.chars().skip(digits).all(|c| c.is_ascii_alphabetic())
+    digits > 0
+        && token.len() - digits <= 1
+        && token.chars().skip(digits).all(|c| c.is_ascii_alphabetic())
 }
 
 /// Parses a one-line address (`Flat 2, 14 High St`, `2/14 High Street`, `14b High Street`,
@@ -122,16 +127,32 @@ pub fn parse(line: &str, postcode: Option<&str>) -> Address {
     }
     // Comma parts up to the one holding the building number (`14 High St`, `2/14 ...`) are
     // the address proper; later parts are locality, town or postcode.
-    let parts: Vec<Vec<String>> = line.split(',').map(words).filter(|part| !part.is_empty()).collect();
+    let parts: Vec<Vec<String>> = line
+        .split(',')
+        .map(words)
+        .filter(|part| !part.is_empty())
+        .collect();
     let holds_building = |part: &Vec<String>| {
         part.iter().enumerate().any(|(index, token)| {
             let after_saon_word = index > 0 && SAON_WORDS.contains(&part[index - 1].as_str());
             token.contains('/') || (is_building_number(token) && !after_saon_word)
         })
     };
-    let street_part = parts.iter().position(holds_building).unwrap_or(parts.len().saturating_sub(1));
-    let mut tokens: Vec<String> = parts.iter().take(street_part + 1).flatten().cloned().collect();
-    let mut town_parts: Vec<String> = parts.iter().skip(street_part + 1).map(|part| part.join(" ")).collect();
+    let street_part = parts
+        .iter()
+        .position(holds_building)
+        .unwrap_or(parts.len().saturating_sub(1));
+    let mut tokens: Vec<String> = parts
+        .iter()
+        .take(street_part + 1)
+        .flatten()
+        .cloned()
+        .collect();
+    let mut town_parts: Vec<String> = parts
+        .iter()
+        .skip(street_part + 1)
+        .map(|part| part.join(" "))
+        .collect();
     // A trailing postcode inside the line.
     if address.postcode.is_none() && tokens.len() >= 2 {
         let tail = format!("{}{}", tokens[tokens.len() - 2], tokens[tokens.len() - 1]);
@@ -140,7 +161,10 @@ pub fn parse(line: &str, postcode: Option<&str>) -> Address {
             tokens.truncate(tokens.len() - 2);
         }
     }
-    if let Some(pos) = town_parts.iter().position(|part| normalise::postcode(part).is_some()) {
+    if let Some(pos) = town_parts
+        .iter()
+        .position(|part| normalise::postcode(part).is_some())
+    {
         if address.postcode.is_none() {
             address.postcode = normalise::postcode(&town_parts[pos]);
         }
@@ -183,7 +207,11 @@ mod tests {
     fn check(line: &str, expected: (Option<&str>, Option<&str>, Option<&str>)) {
         let address = parse(line, Some("LS6 1AB"));
         assert_eq!(
-            (address.saon.as_deref(), address.paon.as_deref(), address.street.as_deref()),
+            (
+                address.saon.as_deref(),
+                address.paon.as_deref(),
+                address.street.as_deref()
+            ),
             expected,
             "{line}"
         );
@@ -196,11 +224,23 @@ mod tests {
         check("2/14 High Street", flat_2);
         check("Apartment 2, 14 High Street", flat_2);
         check("14 High Street Flat 2", flat_2);
-        check("Flat B, 14 High Street", (Some("B"), Some("14"), Some("HIGH STREET")));
+        check(
+            "Flat B, 14 High Street",
+            (Some("B"), Some("14"), Some("HIGH STREET")),
+        );
         check("14b High Street", (None, Some("14B"), Some("HIGH STREET")));
-        check("14 High Street (First Floor Flat)", (Some("FIRST FLOOR"), Some("14"), Some("HIGH STREET")));
-        check("3 St Mary's Rd", (None, Some("3"), Some("SAINT MARYS ROAD")));
-        check("Rose Cottage, Mill Lane", (None, None, Some("ROSE COTTAGE MILL LANE")));
+        check(
+            "14 High Street (First Floor Flat)",
+            (Some("FIRST FLOOR"), Some("14"), Some("HIGH STREET")),
+        );
+        check(
+            "3 St Mary's Rd",
+            (None, Some("3"), Some("SAINT MARYS ROAD")),
+        );
+        check(
+            "Rose Cottage, Mill Lane",
+            (None, None, Some("ROSE COTTAGE MILL LANE")),
+        );
     }
 
     #[test]

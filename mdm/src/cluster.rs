@@ -55,7 +55,8 @@ pub struct ClusterIndex {
     next_cluster: u64,
 }
 
-const GOLDEN_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2b4e_8d1a_7c39_4f60_a1d2_93be_54c7_0e18);
+const GOLDEN_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b4e_8d1a_7c39_4f60_a1d2_93be_54c7_0e18);
 
 impl ClusterIndex {
     /// `prefix` starts every golden id (`GP` persons, `GH` properties).
@@ -75,7 +76,9 @@ impl ClusterIndex {
     /// A golden id derived from the reference that created the cluster: replays give the same id.
     fn golden_id_for(&self, reference: &Reference) -> String {
         let name = format!("{}\u{1f}{}", reference.allocated_by, reference.id);
-        let uuid = uuid::Uuid::new_v5(&GOLDEN_ID_NAMESPACE, name.as_bytes()).simple().to_string();
+        let uuid = uuid::Uuid::new_v5(&GOLDEN_ID_NAMESPACE, name.as_bytes())
+            .simple()
+            .to_string();
         format!("{}-{}", self.prefix, &uuid[..16])
     }
 
@@ -182,7 +185,8 @@ impl ClusterIndex {
         let survivor_cluster = self.clusters.get_mut(&survivor).expect("cluster exists");
         survivor_cluster.members.extend(gone.members);
         self.by_golden_id.remove(&gone.golden_id);
-        self.redirects.insert(gone.golden_id.clone(), survivor_cluster.golden_id.clone());
+        self.redirects
+            .insert(gone.golden_id.clone(), survivor_cluster.golden_id.clone());
         gone.golden_id
     }
 
@@ -211,7 +215,10 @@ impl ClusterIndex {
         };
         let mut members = self.clusters[cluster].members.clone();
         members.sort_unstable();
-        members.into_iter().map(|slot| &self.slots[slot].reference).collect()
+        members
+            .into_iter()
+            .map(|slot| &self.slots[slot].reference)
+            .collect()
     }
 
     /// The slot holding a key, for lookups such as "the property with this UPRN".
@@ -222,7 +229,11 @@ impl ClusterIndex {
 
     /// Live golden ids, sorted.
     pub fn golden_ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.clusters.values().map(|cluster| cluster.golden_id.as_str()).collect();
+        let mut ids: Vec<&str> = self
+            .clusters
+            .values()
+            .map(|cluster| cluster.golden_id.as_str())
+            .collect();
         ids.sort_unstable();
         ids
     }
@@ -232,7 +243,12 @@ impl ClusterIndex {
         let mut rows: Vec<(&Reference, &str)> = self
             .slots
             .iter()
-            .map(|slot| (&slot.reference, self.clusters[&slot.cluster].golden_id.as_str()))
+            .map(|slot| {
+                (
+                    &slot.reference,
+                    self.clusters[&slot.cluster].golden_id.as_str(),
+                )
+            })
             .collect();
         rows.sort_unstable();
         rows
@@ -262,7 +278,10 @@ mod tests {
     fn evidence(keys: &[&str], uprn: Option<&str>) -> Evidence {
         Evidence {
             keys: keys.iter().map(|key| key.to_string()).collect(),
-            exclusive: uprn.map(|uprn| ("uprn", uprn.to_string())).into_iter().collect(),
+            exclusive: uprn
+                .map(|uprn| ("uprn", uprn.to_string()))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -298,7 +317,11 @@ mod tests {
             let mut index = ClusterIndex::new("GP");
             index.upsert(&reference("x"), evidence(&["k"], None));
             index.upsert(&reference("y"), evidence(&["k"], None));
-            index.xref().into_iter().map(|(r, g)| (r.clone(), g.to_string())).collect::<Vec<_>>()
+            index
+                .xref()
+                .into_iter()
+                .map(|(r, g)| (r.clone(), g.to_string()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

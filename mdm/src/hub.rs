@@ -16,8 +16,14 @@ use crate::normalise::{self, Nino};
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Person { golden_id: String, absorbed: Vec<String> },
-    Property { golden_id: String, absorbed: Vec<String> },
+    Person {
+        golden_id: String,
+        absorbed: Vec<String>,
+    },
+    Property {
+        golden_id: String,
+        absorbed: Vec<String>,
+    },
     Tenancy,
     Vulnerability,
     /// Not master data (repairs, appointments): nothing to do here.
@@ -165,7 +171,8 @@ impl Hub {
                 Applied::Tenancy
             }
             Payload::Vulnerability(vulnerability) => {
-                self.vulnerabilities.insert(reference.clone(), vulnerability.clone());
+                self.vulnerabilities
+                    .insert(reference.clone(), vulnerability.clone());
                 Applied::Vulnerability
             }
             _ => Applied::NotMasterData,
@@ -226,17 +233,24 @@ impl Hub {
     }
 
     fn apply_property(&mut self, reference: &Reference, property: &Property) -> Applied {
-        let structured = property.paon.is_some() || property.saon.is_some() || property.street.is_some();
+        let structured =
+            property.paon.is_some() || property.saon.is_some() || property.street.is_some();
         let address = if structured {
             address::Address {
                 saon: property.saon.as_deref().and_then(address::saon),
                 paon: property.paon.as_deref().and_then(address::paon),
                 street: property.street.as_deref().and_then(address::street),
-                town: property.town.as_deref().map(|town| town.trim().to_uppercase()),
+                town: property
+                    .town
+                    .as_deref()
+                    .map(|town| town.trim().to_uppercase()),
                 postcode: property.postcode.as_deref().and_then(normalise::postcode),
             }
         } else {
-            address::parse(property.address.as_deref().unwrap_or(""), property.postcode.as_deref())
+            address::parse(
+                property.address.as_deref().unwrap_or(""),
+                property.postcode.as_deref(),
+            )
         };
         if property.postcode.is_some() && address.postcode.is_none() {
             self.quality.invalid_postcodes += 1;
@@ -272,19 +286,33 @@ impl Hub {
     }
 
     /// Members of a cluster, most trusted first (source rank, then most recent).
-    fn ranked<'a, R>(&self, references: Vec<&'a Reference>, records: &'a HashMap<Reference, R>, sequence: impl Fn(&R) -> u64) -> Vec<(&'a Reference, &'a R)> {
+    fn ranked<'a, R>(
+        &self,
+        references: Vec<&'a Reference>,
+        records: &'a HashMap<Reference, R>,
+        sequence: impl Fn(&R) -> u64,
+    ) -> Vec<(&'a Reference, &'a R)> {
         let mut members: Vec<(&Reference, &R)> = references
             .into_iter()
             .filter_map(|reference| records.get(reference).map(|record| (reference, record)))
             .collect();
-        members.sort_by_key(|(reference, record)| (self.config.rank(&reference.allocated_by), std::cmp::Reverse(sequence(record))));
+        members.sort_by_key(|(reference, record)| {
+            (
+                self.config.rank(&reference.allocated_by),
+                std::cmp::Reverse(sequence(record)),
+            )
+        });
         members
     }
 
     /// The golden person an id (live or absorbed) resolves to.
     pub fn golden_person(&self, golden_id: &str) -> Option<GoldenPerson> {
         let golden_id = self.persons.resolve(golden_id)?;
-        let members = self.ranked(self.persons.members(&golden_id), &self.person_records, |record| record.sequence);
+        let members = self.ranked(
+            self.persons.members(&golden_id),
+            &self.person_records,
+            |record| record.sequence,
+        );
         let mut lineage = BTreeMap::new();
         let mut pick = |attribute: &'static str, get: &dyn Fn(&PersonRecord) -> Option<String>| {
             members.iter().find_map(|(reference, record)| {
@@ -297,14 +325,19 @@ impl Hub {
         let given_name = pick("given_name", &|record| record.given.clone());
         let middle_name = pick("middle_name", &|record| record.middle.clone());
         let family_name = pick("family_name", &|record| record.family.clone());
-        let date_of_birth = pick("date_of_birth", &|record| record.date_of_birth.map(|date| date.to_string()))
-            .and_then(|date| date.parse().ok());
+        let date_of_birth = pick("date_of_birth", &|record| {
+            record.date_of_birth.map(|date| date.to_string())
+        })
+        .and_then(|date| date.parse().ok());
         let nino = pick("nino", &|record| record.nino.clone());
         let phone = pick("phone", &|record| record.phone.clone());
         let email = pick("email", &|record| record.email.clone());
         let postcode = pick("postcode", &|record| record.postcode.clone());
         Some(GoldenPerson {
-            sources: members.iter().map(|(reference, _)| (*reference).clone()).collect(),
+            sources: members
+                .iter()
+                .map(|(reference, _)| (*reference).clone())
+                .collect(),
             golden_id,
             title,
             given_name,
@@ -322,9 +355,14 @@ impl Hub {
     /// The golden property an id (live or absorbed) resolves to.
     pub fn golden_property(&self, golden_id: &str) -> Option<GoldenProperty> {
         let golden_id = self.properties.resolve(golden_id)?;
-        let members = self.ranked(self.properties.members(&golden_id), &self.property_records, |record| record.sequence);
+        let members = self.ranked(
+            self.properties.members(&golden_id),
+            &self.property_records,
+            |record| record.sequence,
+        );
         let mut lineage = BTreeMap::new();
-        let mut pick = |attribute: &'static str, get: &dyn Fn(&PropertyRecord) -> Option<String>| {
+        let mut pick = |attribute: &'static str,
+                        get: &dyn Fn(&PropertyRecord) -> Option<String>| {
             members.iter().find_map(|(reference, record)| {
                 get(record).inspect(|_| {
                     lineage.insert(attribute, (*reference).clone());
@@ -344,7 +382,10 @@ impl Hub {
             .and_then(|parent| self.properties.golden_id_by_key(&format!("uprn:{parent}")))
             .map(str::to_string);
         Some(GoldenProperty {
-            sources: members.iter().map(|(reference, _)| (*reference).clone()).collect(),
+            sources: members
+                .iter()
+                .map(|(reference, _)| (*reference).clone())
+                .collect(),
             golden_id,
             uprn,
             parent_uprn,
@@ -360,11 +401,19 @@ impl Hub {
     }
 
     pub fn golden_persons(&self) -> Vec<GoldenPerson> {
-        self.persons.golden_ids().into_iter().filter_map(|id| self.golden_person(id)).collect()
+        self.persons
+            .golden_ids()
+            .into_iter()
+            .filter_map(|id| self.golden_person(id))
+            .collect()
     }
 
     pub fn golden_properties(&self) -> Vec<GoldenProperty> {
-        self.properties.golden_ids().into_iter().filter_map(|id| self.golden_property(id)).collect()
+        self.properties
+            .golden_ids()
+            .into_iter()
+            .filter_map(|id| self.golden_property(id))
+            .collect()
     }
 
     /// Tenancies with their parties and property resolved to golden ids. A party or property
@@ -379,11 +428,16 @@ impl Hub {
                 };
                 GoldenTenancy {
                     tenancy: reference.clone(),
-                    golden_property_id: self.properties.golden_id_of(&local(&tenancy.property_ref)).map(str::to_string),
+                    golden_property_id: self
+                        .properties
+                        .golden_id_of(&local(&tenancy.property_ref))
+                        .map(str::to_string),
                     golden_person_ids: tenancy
                         .party_refs
                         .iter()
-                        .filter_map(|party| self.persons.golden_id_of(&local(party)).map(str::to_string))
+                        .filter_map(|party| {
+                            self.persons.golden_id_of(&local(party)).map(str::to_string)
+                        })
                         .collect(),
                     start_date: tenancy.start_date,
                     end_date: tenancy.end_date,
@@ -453,15 +507,24 @@ fn person_evidence(record: &PersonRecord) -> Evidence {
         evidence.exclusive.push(("nino", nino.clone()));
     }
     if let Some(date) = record.date_of_birth {
-        evidence.exclusive.push(("date_of_birth", normalise::date_of_birth_key(date)));
+        evidence
+            .exclusive
+            .push(("date_of_birth", normalise::date_of_birth_key(date)));
     }
-    let family = record.family.as_deref().map(normalise::fold).filter(|family| !family.is_empty());
+    let family = record
+        .family
+        .as_deref()
+        .map(normalise::fold)
+        .filter(|family| !family.is_empty());
     let (Some(given), Some(family)) = (record.given.as_deref(), family) else {
         return evidence;
     };
     for form in normalise::given_name_forms(given) {
         if let Some(date) = record.date_of_birth {
-            evidence.keys.push(format!("dob:{form}|{family}|{}", normalise::date_of_birth_key(date)));
+            evidence.keys.push(format!(
+                "dob:{form}|{family}|{}",
+                normalise::date_of_birth_key(date)
+            ));
         }
         if let Some(phone) = &record.phone {
             evidence.keys.push(format!("phone:{form}|{family}|{phone}"));
@@ -513,7 +576,11 @@ mod tests {
     #[test]
     fn nickname_and_swapped_dob_link_hms_and_crm() {
         let mut hub = Hub::new(MdmConfig::default());
-        hub.apply(&event("hms", "T1", person("Mrs Margaret", "O'Brien", "1961-03-11", "07700900123")));
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Mrs Margaret", "O'Brien", "1961-03-11", "07700900123"),
+        ));
         hub.apply(&event(
             "crm",
             "C1",
@@ -524,9 +591,17 @@ mod tests {
                 ..Person::default()
             }),
         ));
-        assert_eq!(hub.counts().golden_persons, 1, "Peggy = Margaret, day and month swapped");
+        assert_eq!(
+            hub.counts().golden_persons,
+            1,
+            "Peggy = Margaret, day and month swapped"
+        );
         let golden = &hub.golden_persons()[0];
-        assert_eq!(golden.given_name.as_deref(), Some("Margaret"), "hms is trusted over crm");
+        assert_eq!(
+            golden.given_name.as_deref(),
+            Some("Margaret"),
+            "hms is trusted over crm"
+        );
         assert_eq!(golden.title.as_deref(), Some("Mrs"));
         assert_eq!(golden.lineage["given_name"].allocated_by, "hms");
         assert_eq!(golden.sources.len(), 2);
@@ -535,17 +610,37 @@ mod tests {
     #[test]
     fn twins_and_households_stay_apart() {
         let mut hub = Hub::new(MdmConfig::default());
-        hub.apply(&event("hms", "T1", person("Amira", "Khan", "1990-05-06", "07700900123")));
-        hub.apply(&event("hms", "T2", person("Aisha", "Khan", "1990-05-06", "07700900123")));
-        hub.apply(&event("hms", "T3", person("Mohammed", "Khan", "1960-01-02", "07700900123")));
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Amira", "Khan", "1990-05-06", "07700900123"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "T2",
+            person("Aisha", "Khan", "1990-05-06", "07700900123"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "T3",
+            person("Mohammed", "Khan", "1960-01-02", "07700900123"),
+        ));
         assert_eq!(hub.counts().golden_persons, 3);
     }
 
     #[test]
     fn same_name_and_phone_with_different_dates_of_birth_stay_apart() {
         let mut hub = Hub::new(MdmConfig::default());
-        hub.apply(&event("hms", "T1", person("John", "Smith", "1950-05-06", "07700900123")));
-        hub.apply(&event("crm", "C1", person("Jack", "Smith", "1980-07-08", "07700900123")));
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("John", "Smith", "1950-05-06", "07700900123"),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Jack", "Smith", "1980-07-08", "07700900123"),
+        ));
         assert_eq!(hub.counts().golden_persons, 2);
         assert_eq!(hub.quality().blocked_links, 1);
     }
@@ -594,12 +689,33 @@ mod tests {
                 ..Property::default()
             }),
         ));
-        hub.apply(&event("hms", "P0", property(Some("100023000000"), "14 High Street")));
-        hub.apply(&event("hms", "P2", property(Some("100023000002"), "14B High Street")));
+        hub.apply(&event(
+            "hms",
+            "P0",
+            property(Some("100023000000"), "14 High Street"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "P2",
+            property(Some("100023000002"), "14B High Street"),
+        ));
         hub.apply(&event("asset", "A1", property(None, "Flat B, 14 High St")));
-        hub.apply(&event("asset", "A2", property(Some("100023000001"), "14b High Street")));
+        hub.apply(&event(
+            "asset",
+            "A2",
+            property(Some("100023000001"), "14b High Street"),
+        ));
         assert_eq!(hub.counts().golden_properties, 3);
-        let flat = hub.golden_property(hub.properties.golden_id_of(&Reference { id: "P1".into(), allocated_by: "hms".into() }).unwrap()).unwrap();
+        let flat = hub
+            .golden_property(
+                hub.properties
+                    .golden_id_of(&Reference {
+                        id: "P1".into(),
+                        allocated_by: "hms".into(),
+                    })
+                    .unwrap(),
+            )
+            .unwrap();
         assert_eq!(flat.sources.len(), 3, "{flat:?}");
         assert!(flat.parent_golden_id.is_some());
         assert_eq!(flat.street.as_deref(), Some("HIGH STREET"));
@@ -618,7 +734,11 @@ mod tests {
             }),
         ));
         assert_eq!(hub.tenancies()[0].golden_person_ids.len(), 0);
-        hub.apply(&event("hms", "T1", person("Ann", "Smith", "1970-01-02", "07700900123")));
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Ann", "Smith", "1970-01-02", "07700900123"),
+        ));
         hub.apply(&event("hms", "P1", property(Some("1"), "1 High Street")));
         let tenancy = &hub.tenancies()[0];
         assert_eq!(tenancy.golden_person_ids.len(), 1);

@@ -5,7 +5,9 @@
 use chrono::{Datelike, NaiveDate};
 
 /// Titles recognised in name fields; they are weak evidence and kept apart.
-const TITLES: &[&str] = &["MR", "MRS", "MS", "MISS", "MX", "DR", "REV", "PROF", "SIR", "LADY", "MSTR", "MASTER"];
+const TITLES: &[&str] = &[
+    "MR", "MRS", "MS", "MISS", "MX", "DR", "REV", "PROF", "SIR", "LADY", "MSTR", "MASTER",
+];
 
 /// Nickname -> the formal given names it can stand for (DOMAIN.md §3).
 const NICKNAMES: &[(&str, &[&str])] = &[
@@ -87,12 +89,19 @@ pub fn fold(text: &str) -> String {
 }
 
 fn is_title(token: &str) -> bool {
-    let bare: String = token.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_uppercase();
+    let bare: String = token
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_uppercase();
     TITLES.contains(&bare.as_str())
 }
 
 fn clean(token: Option<&str>) -> Option<String> {
-    token.map(str::trim).filter(|token| !token.is_empty()).map(str::to_string)
+    token
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_string)
 }
 
 /// Splits a given-name field that may carry a title (`Mrs Ann`) into title and name.
@@ -101,7 +110,10 @@ fn split_title(field: &str) -> (Option<String>, String) {
     match tokens.next() {
         Some(first) if is_title(first) => {
             let rest: Vec<&str> = tokens.collect();
-            (Some(first.trim_end_matches('.').to_string()), rest.join(" "))
+            (
+                Some(first.trim_end_matches('.').to_string()),
+                rest.join(" "),
+            )
         }
         _ => (None, field.trim().to_string()),
     }
@@ -109,7 +121,13 @@ fn split_title(field: &str) -> (Option<String>, String) {
 
 /// Normalises a person's name from separate fields and/or a full-name field.
 /// A full name with a comma is `FAMILY, Given Middle`; without, `Title Given Middle Family`.
-pub fn name(title: Option<&str>, given: Option<&str>, middle: Option<&str>, family: Option<&str>, full: Option<&str>) -> Name {
+pub fn name(
+    title: Option<&str>,
+    given: Option<&str>,
+    middle: Option<&str>,
+    family: Option<&str>,
+    full: Option<&str>,
+) -> Name {
     let mut name = Name {
         title: clean(title),
         ..Name::default()
@@ -128,7 +146,9 @@ pub fn name(title: Option<&str>, given: Option<&str>, middle: Option<&str>, fami
         };
         let mut tokens: Vec<&str> = given_part.split_whitespace().collect();
         if tokens.first().is_some_and(|token| is_title(token)) {
-            name.title = name.title.or(Some(tokens.remove(0).trim_end_matches('.').to_string()));
+            name.title = name
+                .title
+                .or(Some(tokens.remove(0).trim_end_matches('.').to_string()));
         }
         let family = match family_part {
             Some(family) => Some(family),
@@ -178,7 +198,11 @@ pub fn date_of_birth(date: Option<NaiveDate>) -> Option<NaiveDate> {
 
 /// A date of birth key that is the same when day and month are swapped: `1978-03|11`.
 pub fn date_of_birth_key(date: NaiveDate) -> String {
-    let (low, high) = if date.day() <= date.month() { (date.day(), date.month()) } else { (date.month(), date.day()) };
+    let (low, high) = if date.day() <= date.month() {
+        (date.day(), date.month())
+    } else {
+        (date.month(), date.day())
+    };
     format!("{}-{low:02}-{high:02}", date.year())
 }
 
@@ -202,7 +226,11 @@ impl Nino {
 
 /// Classifies a NINO by HMRC's allocation rules (DOMAIN.md §2).
 pub fn nino(raw: &str) -> Option<Nino> {
-    let text: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    let text: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
     if text.is_empty() {
         return None;
     }
@@ -234,7 +262,11 @@ pub fn nino(raw: &str) -> Option<Nino> {
 
 /// Formats a UK postcode (`sw1a2aa` -> `SW1A 2AA`); `None` unless it is a valid postcode.
 pub fn postcode(raw: &str) -> Option<String> {
-    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    let compact: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
     if compact == "GIR0AA" {
         return Some("GIR 0AA".into());
     }
@@ -244,7 +276,10 @@ pub fn postcode(raw: &str) -> Option<String> {
     let (outward, inward) = compact.split_at(compact.len() - 3);
     let inward_ok = {
         let b = inward.as_bytes();
-        b[0].is_ascii_digit() && b[1..].iter().all(|c| c.is_ascii_uppercase() && !b"CIKMOV".contains(c))
+        b[0].is_ascii_digit()
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() && !b"CIKMOV".contains(c))
     };
     let outward_ok = {
         let b = outward.as_bytes();
@@ -282,7 +317,10 @@ mod tests {
 
     #[test]
     fn names_split_titles_and_full_names() {
-        let check = |full: Option<&str>, given: Option<&str>, family: Option<&str>, expected: (&str, &str, &str, &str)| {
+        let check = |full: Option<&str>,
+                     given: Option<&str>,
+                     family: Option<&str>,
+                     expected: (&str, &str, &str, &str)| {
             let name = name(None, given, None, family, full);
             let got = (
                 name.title.unwrap_or_default(),
@@ -291,15 +329,40 @@ mod tests {
                 name.family.unwrap_or_default(),
             );
             assert_eq!(
-                (got.0.as_str(), got.1.as_str(), got.2.as_str(), got.3.as_str()),
+                (
+                    got.0.as_str(),
+                    got.1.as_str(),
+                    got.2.as_str(),
+                    got.3.as_str()
+                ),
                 expected,
                 "{full:?} {given:?} {family:?}"
             );
         };
-        check(None, Some("Mrs Ann"), Some("Smith"), ("Mrs", "Ann", "", "Smith"));
-        check(Some("Mrs Margaret Ann O'Brien"), None, None, ("Mrs", "Margaret", "Ann", "O'Brien"));
-        check(Some("O'BRIEN, Margaret"), None, None, ("", "Margaret", "", "O'BRIEN"));
-        check(Some("Dr. Kwame Mensah"), None, None, ("Dr", "Kwame", "", "Mensah"));
+        check(
+            None,
+            Some("Mrs Ann"),
+            Some("Smith"),
+            ("Mrs", "Ann", "", "Smith"),
+        );
+        check(
+            Some("Mrs Margaret Ann O'Brien"),
+            None,
+            None,
+            ("Mrs", "Margaret", "Ann", "O'Brien"),
+        );
+        check(
+            Some("O'BRIEN, Margaret"),
+            None,
+            None,
+            ("", "Margaret", "", "O'BRIEN"),
+        );
+        check(
+            Some("Dr. Kwame Mensah"),
+            None,
+            None,
+            ("Dr", "Kwame", "", "Mensah"),
+        );
         check(Some("Cher"), None, None, ("", "Cher", "", ""));
     }
 
@@ -334,12 +397,27 @@ mod tests {
 
     #[test]
     fn ninos_are_classified() {
-        assert_eq!(nino("ab 12 34 56 c"), Some(Nino::Placeholder("AB123456C".into())));
+        assert_eq!(
+            nino("ab 12 34 56 c"),
+            Some(Nino::Placeholder("AB123456C".into()))
+        );
         assert_eq!(nino("JK123789A"), Some(Nino::Valid("JK123789A".into())));
-        assert_eq!(nino("QQ123456C"), Some(Nino::Placeholder("QQ123456C".into())));
-        assert_eq!(nino("TN010180F"), Some(Nino::Placeholder("TN010180F".into())));
-        assert_eq!(nino("PP999999P"), Some(Nino::Placeholder("PP999999P".into())));
-        assert_eq!(nino("JK000000A"), Some(Nino::Placeholder("JK000000A".into())));
+        assert_eq!(
+            nino("QQ123456C"),
+            Some(Nino::Placeholder("QQ123456C".into()))
+        );
+        assert_eq!(
+            nino("TN010180F"),
+            Some(Nino::Placeholder("TN010180F".into()))
+        );
+        assert_eq!(
+            nino("PP999999P"),
+            Some(Nino::Placeholder("PP999999P".into()))
+        );
+        assert_eq!(
+            nino("JK000000A"),
+            Some(Nino::Placeholder("JK000000A".into()))
+        );
         assert_eq!(nino("DA123789A"), Some(Nino::Invalid("DA123789A".into())));
         assert_eq!(nino("AO123789A"), Some(Nino::Invalid("AO123789A".into())));
         assert_eq!(nino("GB123789A"), Some(Nino::Invalid("GB123789A".into())));
@@ -353,7 +431,11 @@ mod tests {
         assert_eq!(postcode("LS6 1AB").as_deref(), Some("LS6 1AB"));
         assert_eq!(postcode("ls61ab").as_deref(), Some("LS6 1AB"));
         assert_eq!(postcode("gir 0aa").as_deref(), Some("GIR 0AA"));
-        assert_eq!(postcode("LS6 1CB"), None, "C is not used in the inward code");
+        assert_eq!(
+            postcode("LS6 1CB"),
+            None,
+            "C is not used in the inward code"
+        );
         assert_eq!(postcode("12345"), None);
         assert_eq!(postcode("LS6"), None);
     }
@@ -363,7 +445,10 @@ mod tests {
         assert_eq!(phone("+44 7700 900123").as_deref(), Some("07700900123"));
         assert_eq!(phone("07700 900123").as_deref(), Some("07700900123"));
         assert_eq!(phone("12"), None);
-        assert_eq!(email(" Ann.Smith@Example.com ").as_deref(), Some("ann.smith@example.com"));
+        assert_eq!(
+            email(" Ann.Smith@Example.com ").as_deref(),
+            Some("ann.smith@example.com")
+        );
         assert_eq!(email("nobody"), None);
     }
 

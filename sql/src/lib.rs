@@ -1,1 +1,15 @@
-//! sql
+//! goldthread analytics: a DataFusion session over live tables of repairs, work orders,
+//! appointments, visits and golden records, appended as events arrive, and the KPI suite
+//! (`sql/kpi/*.sql`) run over it for any date range.
+//!
+//! Architecture invariant: no IO here besides DataFusion's in-memory execution.
+
+pub mod config;
+pub mod error;
+pub mod kpi;
+pub mod tables;
+
+pub use config::AnalyticsConfig;
+pub use error::Error;
+pub use kpi::{KpiRow, KpiTable};
+pub use tables::Analytics;
