@@ -1,1 +1,186 @@
-fn main() {}
+//! The `goldthread` binary: parses the command line, loads the configuration and hands over
+//! to the library crates. No business logic lives here.
+
+mod config;
+mod http;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use connectors::sample::{GenerateOptions, NoiseConfig, generate};
+
+#[derive(Debug, Parser)]
+#[command(name = "goldthread", version, about = "Streaming data pipeline and master data hub for UK social landlords")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a sample landlord's exports (HMS, repairs feed, CRM, asset register) and ground truth.
+    Generate {
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Folder to write into (created if absent).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the pipeline over the configured sources.
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Generate a sample landlord into a data folder and run the pipeline on it.
+    Demo {
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Where the sample is written; the run's output goes to `<dir>/out`.
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+        /// Process all input, print the summary and exit.
+        #[arg(long)]
+        once: bool,
+        /// HTTP listen address (overrides `http.listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SampleArgs {
+    /// Number of homes.
+    #[arg(long, default_value_t = 2000)]
+    homes: usize,
+    /// Years of repairs history.
+    #[arg(long, default_value_t = 1)]
+    years: u32,
+    /// Random seed: the same arguments always give the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// TOML file overriding the noise rates (keys: see README, "Sample landlord").
+    #[arg(long)]
+    noise: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Process all input, print the summary and exit.
+    #[arg(long)]
+    once: bool,
+    /// Write golden records, cross-reference, dead letters and summary.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// First day of the KPI period (default: the first appointment slot in the data).
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// Last day of the KPI period, inclusive (default: the last day with recorded activity).
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// HTTP listen address (overrides `http.listen`; port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn sample_options(args: &SampleArgs) -> anyhow::Result<GenerateOptions> {
+    let mut options = GenerateOptions::new(args.homes, args.years, args.seed);
+    if let Some(path) = &args.noise {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        options.noise = toml::from_str::<NoiseConfig>(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    }
+    Ok(options)
+}
+
+fn write_sample(args: &SampleArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    let options = sample_options(args)?;
+    let summary = generate(&options, out)?;
+    eprintln!(
+        "wrote a sample landlord of {} homes over {} year(s) (seed {}) to {}: {} true persons, {} properties",
+        args.homes,
+        args.years,
+        args.seed,
+        out.display(),
+        summary.true_persons,
+        summary.true_properties
+    );
+    for (file, rows) in &summary.files {
+        eprintln!("  {file:<28} {rows:>9} rows");
+    }
+    Ok(())
+}
+
+async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
+    let mut loaded = config::Loaded::load(args.config.as_deref())?;
+    if let Some(data_dir) = args.data_dir {
+        loaded.config.data_dir = data_dir;
+    }
+    if let Some(listen) = args.listen {
+        loaded.config.http.listen = listen;
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    pipeline::metrics::describe();
+    let options = run::RunOptions {
+        once: args.once,
+        out: args.out,
+        from: args.from,
+        to: args.to,
+    };
+    let summary = run::run(loaded, options, Some(metrics)).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{}", summary.to_text());
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let default_filter = match &cli.command {
+        Command::Run { run } if !run.once => "info",
+        Command::Demo { once: false, .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Generate { sample, out } => write_sample(&sample, &out),
+        Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
+        Command::Demo { sample, dir, once, listen } => {
+            write_sample(&sample, &dir)?;
+            let run = RunArgs {
+                config: None,
+                data_dir: Some(dir.clone()),
+                once,
+                out: Some(dir.join("out")),
+                from: None,
+                to: None,
+                listen,
+                json: false,
+            };
+            runtime()?.block_on(run_pipeline(run))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -87,7 +87,7 @@ impl Default for NoiseConfig {
             void_homes: 0.03,
             no_access_reminded: 0.07,
             no_access_not_reminded: 0.14,
-            landlord_missed: 0.03,
+            landlord_missed: 0.015,
             resident_cancelled: 0.02,
             kept_not_completed: 0.10,
             reminder: 0.85,
@@ -348,7 +348,8 @@ const PRIORITIES: &[(i64, &str, f64)] = &[
     (4, "Normal", 0.59),
     (5, "Inspection", 0.03),
 ];
-/// Appointment slots: name, start, end (local times, written as UTC).
+/// Weekday appointment slots: name, start, end (local times, written as UTC). Emergencies get
+/// an `emergency` window of 24 hours from when the work order was raised.
 const SLOTS: &[(&str, u32, u32)] = &[
     ("am", 8, 12),
     ("pm", 12, 17),
@@ -1267,18 +1268,27 @@ impl Generator {
                     })
             });
             let mut booked_at = raised_at + Duration::minutes(self.rng.random_range(1..90));
+            let mut emergency_start = raised_at;
             for attempt in 0..5 {
                 let appointment_ref = self.id("AP", 7);
-                let &(slot, from, to) = if emergency {
-                    &SLOTS[2]
+                // Emergencies are attended within hours, at any time of day; other work gets a
+                // weekday slot.
+                let (slot, window_start, window_end, arrival) = if emergency {
+                    let start = emergency_start;
+                    let minutes = if self.chance(0.92) {
+                        self.rng.random_range(30..600)
+                    } else {
+                        self.rng.random_range(600..2000)
+                    };
+                    ("emergency", start, start + Duration::hours(24), start + Duration::minutes(minutes))
                 } else {
-                    SLOTS.choose(&mut self.rng).expect("non-empty")
+                    let &(slot, from, to) = SLOTS.choose(&mut self.rng).expect("non-empty");
+                    let midnight = slot_date.and_time(NaiveTime::MIN).and_utc();
+                    let arrival = self.instant(slot_date, from, to);
+                    (slot, midnight + Duration::hours(i64::from(from)), midnight + Duration::hours(i64::from(to)), arrival)
                 };
-                let window_start =
-                    slot_date.and_time(NaiveTime::MIN).and_utc() + Duration::hours(i64::from(from));
-                let window_end =
-                    slot_date.and_time(NaiveTime::MIN).and_utc() + Duration::hours(i64::from(to));
-                let booked = booked_at.min(window_start - Duration::minutes(30));
+                let day = window_start.date_naive();
+                let booked = if emergency { window_start } else { booked_at.min(window_start - Duration::minutes(30)) };
                 let reminder = !emergency && self.chance(noise.reminder);
                 self.message(
                     messages,
@@ -1287,7 +1297,7 @@ impl Generator {
                         "messageType": "RefinedAppointmentWindow",
                         "appointmentRef": appointment_ref,
                         "workOrderRef": order_ref,
-                        "appointmentDate": slot_date.to_string(),
+                        "appointmentDate": day.to_string(),
                         "slot": slot,
                         "earliestArrivalTime": rfc3339(window_start),
                         "latestArrivalTime": rfc3339(window_end),
@@ -1302,7 +1312,6 @@ impl Generator {
                 };
                 let roll: f64 = self.rng.random();
                 let last = attempt == 4;
-                let arrival = self.instant(slot_date, from, to);
                 let (outcome, attribution, at) = if last {
                     ("kept_completed", "", arrival)
                 } else if roll < noise.resident_cancelled {
@@ -1323,12 +1332,10 @@ impl Generator {
                     )
                 } else if roll < noise.resident_cancelled + noise.landlord_missed + no_access {
                     ("no_access", "resident", arrival)
-                } else if roll
-                    < noise.resident_cancelled
-                        + noise.landlord_missed
-                        + no_access
-                        + noise.kept_not_completed
+                } else if !emergency
+                    && roll < noise.resident_cancelled + noise.landlord_missed + no_access + noise.kept_not_completed
                 {
+                    // An emergency is complete once made safe: remaining work would be a follow-on.
                     ("kept_not_completed", "", arrival)
                 } else {
                     ("kept_completed", "", arrival)
@@ -1369,7 +1376,7 @@ impl Generator {
                     &[
                         &appointment_ref,
                         &order_ref,
-                        &slot_date.to_string(),
+                        &day.to_string(),
                         slot,
                         &rfc3339(booked),
                         if reminder { "true" } else { "false" },
@@ -1395,6 +1402,7 @@ impl Generator {
                     break;
                 }
                 booked_at = at + Duration::minutes(self.rng.random_range(5..240));
+                emergency_start = at + Duration::hours(1);
                 slot_date = Self::next_weekday(
                     at.date_naive()
                         + Duration::days(if emergency {

@@ -239,6 +239,12 @@ impl EventProducer {
         self.send_raw(&topic, &dead_letter.source, &payload).await
     }
 
+    /// Sends raw bytes to a topic: only for tests that need a message no connector would write.
+    #[cfg(test)]
+    pub(crate) async fn send_raw_for_test(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        self.send_raw(topic, "garbage", payload).await
+    }
+
     async fn send_raw(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
         while self.in_flight.len() >= MAX_IN_FLIGHT {
             self.await_oldest().await?;

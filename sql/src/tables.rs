@@ -412,6 +412,28 @@ impl Analytics {
             .collect()
     }
 
+    /// The default KPI period: from the first appointment slot to the last day with recorded
+    /// activity (a visit or a work order update), so slots booked beyond the data are left out.
+    pub async fn data_span(&self) -> Result<Option<(NaiveDate, NaiveDate)>, Error> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Date32Type;
+        let batches = self
+            .query(
+                "SELECT (SELECT MIN(slot_date) FROM appointments), \
+                 LEAST((SELECT MAX(slot_date) FROM appointments), \
+                       (SELECT CAST(MAX(status_at) AS DATE) FROM work_order_updates))",
+            )
+            .await?;
+        let Some(batch) = batches.first().filter(|batch| batch.num_rows() == 1) else {
+            return Ok(None);
+        };
+        let (first, last) = (batch.column(0).as_primitive::<Date32Type>(), batch.column(1).as_primitive::<Date32Type>());
+        if first.is_null(0) || last.is_null(0) {
+            return Ok(None);
+        }
+        Ok(first.value_as_date(0).zip(last.value_as_date(0)))
+    }
+
     /// Runs a query over the live tables (for tests and the analyst endpoint).
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, Error> {
         Ok(self.context.sql(sql).await?.collect().await?)

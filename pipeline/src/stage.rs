@@ -1,0 +1,208 @@
+//! The consume loop every downstream stage runs: read a batch from Kafka, decode it, hand it
+//! to the stage, and commit the offsets only after the stage has written its output.
+//! Undecodable messages go to the dead-letter topic with their position; they never block
+//! a partition.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::event::{DeadLetter, Envelope};
+use crate::kafka::Cluster;
+use crate::metrics as names;
+
+/// `[stage]`: batching of the downstream stages.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageConfig {
+    /// Most events handed to a stage at once.
+    pub batch_size: usize,
+    /// How long to wait for more events before handing over a partial batch.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        StageConfig {
+            batch_size: 5000,
+            batch_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Offsets a stage must reach before it may stop: (topic, partition) -> next offset.
+pub type Positions = BTreeMap<(String, i32), i64>;
+
+/// When a stage stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopWhen {
+    /// Keep consuming until shut down.
+    Never,
+    /// Stop once every listed partition is read up to its offset.
+    Reached(Positions),
+}
+
+/// A decoded batch: events in partition order, with what each message consumed was.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Envelope>,
+    /// Events consumed per topic in this batch.
+    pub per_topic: BTreeMap<String, u64>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// What a stage run consumed in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumeReport {
+    pub consumed_per_topic: BTreeMap<String, u64>,
+    pub dead_letters: u64,
+    pub batches: u64,
+}
+
+/// Consumes `topics` as the configured group until `stop` says so (or `shutdown` turns true),
+/// calling `handle` on each batch and committing after it returns `Ok`. An `Err` from
+/// `handle` stops the stage without committing that batch, so it is consumed again.
+pub async fn consume<E>(
+    cluster: &Cluster,
+    stage: &str,
+    topics: &[String],
+    config: &StageConfig,
+    mut stop: watch::Receiver<StopWhen>,
+    mut shutdown: watch::Receiver<bool>,
+    mut handle: impl FnMut(&Batch) -> std::result::Result<(), E>,
+) -> Result<ConsumeReport, StageError<E>> {
+    let consumer = cluster.consumer(topics)?;
+    let mut dead_letters = cluster.producer()?;
+    let mut positions: Positions = BTreeMap::new();
+    let mut report = ConsumeReport::default();
+    let stage_label = stage.to_string();
+    loop {
+        if let StopWhen::Reached(targets) = &*stop.borrow() {
+            let done = targets.iter().all(|(partition, target)| positions.get(partition).copied().unwrap_or(0) >= *target);
+            if done {
+                break;
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        // Wait for the first message, a stop target or a shutdown; then fill the batch.
+        let first = tokio::select! {
+            message = consumer.recv() => Some(message),
+            _ = stop.changed() => None,
+            _ = shutdown.changed() => None,
+        };
+        let Some(first) = first else { continue };
+        let mut messages = vec![first.map_err(|error| Error::kafka("consuming", error))?.detach()];
+        let deadline = Instant::now() + config.batch_wait;
+        while messages.len() < config.batch_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, consumer.recv()).await {
+                Ok(message) => messages.push(message.map_err(|error| Error::kafka("consuming", error))?.detach()),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut batch = Batch::default();
+        for message in &messages {
+            let position = format!("{}/{}@{}", message.topic(), message.partition(), message.offset());
+            *batch.per_topic.entry(message.topic().to_string()).or_default() += 1;
+            let payload = message.payload().unwrap_or_default();
+            match serde_json::from_slice::<Envelope>(payload) {
+                Ok(envelope) => batch.events.push(envelope),
+                Err(error) => batch.dead_letters.push(DeadLetter {
+                    source: stage.to_string(),
+                    position,
+                    field: None,
+                    reason: format!("not a canonical event: {error}"),
+                    raw: String::from_utf8_lossy(payload).into_owned(),
+                    rejected_at: Utc::now(),
+                }),
+            }
+        }
+        for dead_letter in &batch.dead_letters {
+            dead_letters.send_dead_letter(dead_letter).await?;
+        }
+        dead_letters.flush().await?;
+        handle(&batch).map_err(StageError::Stage)?;
+        let mut commit = TopicPartitionList::new();
+        for message in &messages {
+            let next = message.offset() + 1;
+            positions.insert((message.topic().to_string(), message.partition()), next);
+        }
+        for ((topic, partition), next) in &positions {
+            commit
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|error| Error::kafka("building commit", error))?;
+        }
+        consumer
+            .commit(&commit, CommitMode::Sync)
+            .map_err(|error| Error::kafka("committing offsets", error))?;
+        metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage_label.clone()).increment(1);
+        metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone()).record(started.elapsed().as_secs_f64());
+        metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone()).increment(batch.dead_letters.len() as u64);
+        for (topic, count) in &batch.per_topic {
+            metrics::counter!(names::STAGE_EVENTS_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
+                .increment(*count);
+            *report.consumed_per_topic.entry(topic.clone()).or_default() += count;
+        }
+        report.dead_letters += batch.dead_letters.len() as u64;
+        report.batches += 1;
+    }
+    Ok(report)
+}
+
+/// A stage stopped: either Kafka failed or the stage's own handler did.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError<E> {
+    #[error(transparent)]
+    Pipeline(#[from] Error),
+    #[error("stage: {0}")]
+    Stage(E),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::KafkaConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consumes_to_the_target_dead_letters_garbage_and_commits() {
+        let config = KafkaConfig {
+            topic_prefix: "stage".into(),
+            partitions: 2,
+            ..KafkaConfig::default()
+        };
+        let topic = config.topic("hms", crate::EntityKind::Person);
+        let topics = vec![topic.clone(), config.dead_letter_topic()];
+        let cluster = Cluster::connect(&config, &topics).await.unwrap();
+        let mut producer = cluster.producer().unwrap();
+        let event: Envelope = serde_json::from_str(include_str!("../tests/person_event.json")).unwrap();
+        for _ in 0..5 {
+            producer.send(&topic, &event).await.unwrap();
+        }
+        producer.send_raw_for_test(&topic, b"{not json").await.unwrap();
+        producer.flush().await.unwrap();
+        let targets = cluster.high_watermarks(std::slice::from_ref(&topic)).unwrap();
+        let (_stop_tx, stop) = watch::channel(StopWhen::Reached(targets));
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let mut seen = 0;
+        let report = consume(&cluster, "test", std::slice::from_ref(&topic), &StageConfig::default(), stop, shutdown, |batch| {
+            seen += batch.events.len();
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, 5);
+        assert_eq!(report.dead_letters, 1);
+        assert_eq!(report.consumed_per_topic[&topic], 6);
+        let dead = cluster.high_watermarks(&[config.dead_letter_topic()]).unwrap();
+        assert_eq!(dead.values().sum::<i64>(), 1, "the garbage message reached the dead-letter topic");
+    }
+}

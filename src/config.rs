@@ -1,0 +1,178 @@
+//! The typed configuration tree: `config/default.toml` built in, or a file given with
+//! `--config`. Each component owns its section's struct; this file only assembles them and
+//! reports every problem at once, naming the file and key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use connectors::SourceConfig;
+use mdm::MdmConfig;
+use pipeline::kafka::KafkaConfig;
+use pipeline::stage::StageConfig;
+use serde::Deserialize;
+use sql::AnalyticsConfig;
+
+/// The built-in configuration: the sample landlord written by `goldthread generate`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Folder the sources' paths are relative to.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub stage: StageConfig,
+    #[serde(default)]
+    pub mdm: MdmConfig,
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[http]`: the API, metrics and health endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// A configuration and where it came from (for messages and relative paths).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub origin: String,
+}
+
+impl Loaded {
+    /// Loads `path`, or the built-in default. Relative paths in a file resolve against its
+    /// folder; in the built-in default, against the current directory.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
+        let (text, origin, base) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (text, path.display().to_string(), base)
+            }
+            None => (DEFAULT_CONFIG.to_string(), "built-in config/default.toml".to_string(), PathBuf::new()),
+        };
+        let mut config: Config = toml::from_str(&text).map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
+        if config.data_dir.is_relative() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        let loaded = Loaded { config, origin };
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    /// Every problem in the configuration, at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (index, source) in self.config.sources.iter().enumerate() {
+            if !names.insert(source.name.as_str()) {
+                problems.push(format!("sources[{index}].name: `{}` is used twice", source.name));
+            }
+            if let Err(error) = source.validate() {
+                problems.push(format!("sources[{index}]: {error}"));
+            }
+        }
+        if let Err(error) = self.config.analytics.targets() {
+            problems.push(error.to_string());
+        }
+        if self.config.kafka.partitions < 1 {
+            problems.push("kafka.partitions: must be at least 1".into());
+        }
+        if self.config.stage.batch_size == 0 {
+            problems.push("stage.batch_size: must be at least 1".into());
+        }
+        if !problems.is_empty() {
+            bail!("{}: invalid configuration:\n  - {}", self.origin, problems.join("\n  - "));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_default_parses_and_validates() {
+        let loaded = Loaded::load(None).unwrap();
+        assert_eq!(loaded.config.sources.len(), 7);
+        assert_eq!(loaded.config.data_dir, PathBuf::from("data/sample"));
+        assert_eq!(loaded.config.stage.batch_wait, std::time::Duration::from_millis(50));
+    }
+
+    #[test]
+    fn every_config_file_in_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = vec![root.join("default.toml")];
+        for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        for file in files.iter().filter(|file| file.extension().is_some_and(|ext| ext == "toml")) {
+            let loaded = Loaded::load(Some(file)).unwrap_or_else(|error| panic!("{}: {error:#}", file.display()));
+            assert!(!loaded.config.sources.is_empty(), "{}", file.display());
+        }
+        assert!(files.len() >= 2, "config/examples holds at least one example");
+    }
+
+    #[test]
+    fn problems_are_reported_together_with_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            r#"
+            data_dir = "."
+            [kafka]
+            partitions = 0
+            [[sources]]
+            name = "a"
+            system = "hms"
+            path = "a.csv"
+            format = "csv"
+            [sources.mapping]
+            entity = "tenant"
+            id = "id"
+            [[sources]]
+            name = "a"
+            system = "hms"
+            path = "b.csv"
+            format = "csv"
+            [sources.mapping]
+            entity = "person"
+            id = "id"
+            "#,
+        )
+        .unwrap();
+        let message = format!("{:#}", Loaded::load(Some(&path)).unwrap_err());
+        for expected in ["bad.toml: invalid configuration", "kafka.partitions", "sources[1].name: `a` is used twice", "unknown entity `tenant`"] {
+            assert!(message.contains(expected), "{expected:?} not in {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.toml");
+        std::fs::write(&path, "data_dir = '.'\n[kafka]\nbootstrap = 'x'\n").unwrap();
+        let message = format!("{:#}", Loaded::load(Some(&path)).unwrap_err());
+        assert!(message.contains("typo.toml") && message.contains("bootstrap"), "{message}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The HTTP API: health, Prometheus metrics, KPIs and golden records (axum).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+
+use crate::run::Shared;
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    metrics: Option<PrometheusHandle>,
+}
+
+pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(render_metrics))
+        .route("/api/kpis", get(kpis))
+        .route("/api/golden/persons/{id}", get(golden_person))
+        .route("/api/golden/properties/{id}", get(golden_property))
+        .with_state(AppState { shared, metrics })
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => handle.render().into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Period {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, Response> {
+    value
+        .map(|text| {
+            text.parse::<NaiveDate>()
+                .map_err(|_| error(StatusCode::BAD_REQUEST, format!("`{name}`: `{text}` is not a date (YYYY-MM-DD)")))
+        })
+        .transpose()
+}
+
+async fn kpis(State(state): State<AppState>, Query(period): Query<Period>) -> Response {
+    let (from, to) = match (parse_date("from", period.from.as_deref()), parse_date("to", period.to.as_deref())) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    match state.shared.kpis(from, to).await {
+        Ok(table) => Json(table).into_response(),
+        Err(failure) => error(StatusCode::BAD_REQUEST, format!("{failure:#}")),
+    }
+}
+
+async fn golden_person(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let found = state.shared.hub.lock().expect("hub lock").golden_person(&id);
+    match found {
+        Some(person) => Json(person).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no golden person `{id}`")),
+    }
+}
+
+async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let found = state.shared.hub.lock().expect("hub lock").golden_property(&id);
+    match found {
+        Some(property) => Json(property).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no golden property `{id}`")),
+    }
+}

@@ -1,0 +1,394 @@
+//! `goldthread run`: file sources -> Kafka -> MDM and analytics stages, with the HTTP API.
+//! Wiring only: the work is done by the library crates.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use chrono::NaiveDate;
+use connectors::FileSource;
+use indicatif::{ProgressBar, ProgressStyle};
+use mdm::Hub;
+use pipeline::kafka::Cluster;
+use pipeline::stage::{self, StopWhen};
+use pipeline::{DeadLetter, metrics as names};
+use serde::Serialize;
+use sql::{Analytics, KpiTable};
+use tokio::sync::watch;
+
+use crate::config::Loaded;
+use crate::{http, output};
+
+/// What `run` was asked to do besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Process all input, print the summary and exit.
+    pub once: bool,
+    /// Write golden records, cross-reference, dead letters and the summary here.
+    pub out: Option<PathBuf>,
+    /// KPI period (inclusive); defaults to the span of the data (`Analytics::data_span`).
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+/// State the stages write and the HTTP API reads.
+pub struct Shared {
+    pub hub: Mutex<Hub>,
+    pub analytics: Analytics,
+    /// Consumed events (and stage dead letters) so far; the main task waits on it.
+    consumed: watch::Sender<u64>,
+    golden_version: Mutex<(u64, u64)>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Copies the golden records into the analytics session if they changed since last time.
+    pub fn refresh_golden_tables(&self) -> anyhow::Result<()> {
+        let mut version = self.golden_version.lock().expect("golden version lock");
+        let consumed = *self.consumed.borrow();
+        if version.0 == consumed && version.1 != 0 {
+            return Ok(());
+        }
+        let hub = self.hub.lock().expect("hub lock");
+        let properties: Vec<serde_json::Value> = hub
+            .golden_properties()
+            .into_iter()
+            .map(|golden| {
+                serde_json::json!({
+                    "golden_id": golden.golden_id,
+                    "uprn": golden.uprn,
+                    "parent_golden_id": golden.parent_golden_id,
+                    "postcode": golden.postcode,
+                    "town": golden.town,
+                    "property_type": golden.property_type,
+                    "n_sources": golden.sources.len(),
+                })
+            })
+            .collect();
+        let persons: Vec<serde_json::Value> = hub
+            .golden_persons()
+            .into_iter()
+            .map(|golden| {
+                serde_json::json!({
+                    "golden_id": golden.golden_id,
+                    "postcode": golden.postcode,
+                    "n_sources": golden.sources.len(),
+                })
+            })
+            .collect();
+        drop(hub);
+        self.analytics.replace_golden("golden_properties", &properties)?;
+        self.analytics.replace_golden("golden_persons", &persons)?;
+        *version = (consumed, version.1 + 1);
+        Ok(())
+    }
+
+    /// The KPI suite for a period; without one, the span of the data.
+    pub async fn kpis(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> anyhow::Result<KpiTable> {
+        self.refresh_golden_tables()?;
+        let (from, to) = match (from, to) {
+            (Some(from), Some(to)) => (from, to),
+            (from, to) => {
+                let (first, last) = self.data_span().await?;
+                (from.unwrap_or(first), to.unwrap_or(last))
+            }
+        };
+        if from > to {
+            bail!("the period starts ({from}) after it ends ({to})");
+        }
+        Ok(self.analytics.kpis(from, to).await?)
+    }
+
+    async fn data_span(&self) -> anyhow::Result<(NaiveDate, NaiveDate)> {
+        let today = chrono::Utc::now().date_naive();
+        Ok(self.analytics.data_span().await?.unwrap_or((today, today)))
+    }
+}
+
+/// Per-source counts: every row read is an event produced or a dead letter.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceCounts {
+    pub name: String,
+    pub system: String,
+    pub path: String,
+    pub rows_read: u64,
+    pub events_produced: u64,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TopicCounts {
+    pub topic: String,
+    pub produced: u64,
+    pub consumed: u64,
+}
+
+/// What `run --once` prints and writes to `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub sources: Vec<SourceCounts>,
+    pub topics: Vec<TopicCounts>,
+    /// Rows rejected by connectors, plus consumed messages a stage could not decode.
+    pub dead_letters: u64,
+    pub stage_dead_letters: u64,
+    pub mdm: mdm::hub::Counts,
+    pub quality: mdm::hub::Quality,
+    pub kpis: KpiTable,
+    pub broker: String,
+    pub elapsed_seconds: f64,
+}
+
+/// Runs the pipeline. With `once`, returns the summary after all input is processed;
+/// without, serves HTTP until Ctrl-C.
+pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let config = &loaded.config;
+    if config.sources.is_empty() {
+        bail!("{}: no [[sources]] configured", loaded.origin);
+    }
+    // Open every source first: a missing file or column stops the run before anything moves.
+    let mut sources = Vec::new();
+    let mut problems = Vec::new();
+    for source in &config.sources {
+        match FileSource::open(source, &config.data_dir) {
+            Ok(opened) => sources.push(opened),
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "cannot open sources (data_dir {}):\n  - {}\nHint: `goldthread generate --out {}` writes the sample landlord.",
+            config.data_dir.display(),
+            problems.join("\n  - "),
+            config.data_dir.display()
+        );
+    }
+    let mut entity_topics: Vec<String> = config
+        .sources
+        .iter()
+        .flat_map(|source| source.entities().into_iter().map(|entity| config.kafka.topic(&source.system, entity)))
+        .collect();
+    entity_topics.sort();
+    entity_topics.dedup();
+    let mut all_topics = entity_topics.clone();
+    all_topics.push(config.kafka.dead_letter_topic());
+    let cluster = Arc::new(Cluster::connect(&config.kafka, &all_topics).await.context("connecting to Kafka")?);
+    let broker = if cluster.is_embedded() {
+        format!("embedded ({})", cluster.bootstrap_servers)
+    } else {
+        cluster.bootstrap_servers.clone()
+    };
+    tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
+
+    let (consumed_tx, _) = watch::channel(0u64);
+    let shared = Arc::new(Shared {
+        hub: Mutex::new(Hub::new(config.mdm.clone())),
+        analytics: Analytics::new(config.analytics.clone())?,
+        consumed: consumed_tx,
+        golden_version: Mutex::new((0, 0)),
+    });
+    let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let stage_task = {
+        let (cluster, shared, topics, stage_config) = (cluster.clone(), shared.clone(), entity_topics.clone(), config.stage.clone());
+        let shutdown_rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut total = 0u64;
+            stage::consume(&cluster, "mdm_analytics", &topics, &stage_config, stop_rx, shutdown_rx, |batch| {
+                apply_batch(&shared, batch)?;
+                total += batch.events.len() as u64 + batch.dead_letters.len() as u64;
+                shared.consumed.send_replace(total);
+                Ok::<(), anyhow::Error>(())
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))
+        })
+    };
+
+    let http_task = if options.once {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+        let address = listener.local_addr()?;
+        println!("listening on http://{address}");
+        let router = http::router(shared.clone(), metrics.clone());
+        let mut shutdown = shutdown_rx.clone();
+        Some(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+        }))
+    };
+
+    let (source_counts, topic_produced, dead_letters) = ingest(&cluster, &mut sources).await?;
+    let produced_total: u64 = topic_produced.values().sum();
+    let targets = cluster.high_watermarks(&entity_topics)?;
+
+    if !options.once {
+        let mut consumed = shared.consumed.subscribe();
+        consumed.wait_for(|count| *count >= produced_total).await?;
+        println!("ready: {produced_total} events processed; Ctrl-C to stop");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tracing::info!("shutting down");
+    } else {
+        stop_tx.send_replace(StopWhen::Reached(targets));
+    }
+    let report = if options.once {
+        stage_task.await??
+    } else {
+        shutdown_tx.send_replace(true);
+        let report = stage_task.await??;
+        if let Some(task) = http_task {
+            task.await??;
+        }
+        report
+    };
+
+    let kpis = shared.kpis(options.from, options.to).await?;
+    let hub = shared.hub.lock().expect("hub lock");
+    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person").set(hub.counts().golden_persons as f64);
+    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "property").set(hub.counts().golden_properties as f64);
+    let topics = entity_topics
+        .iter()
+        .map(|topic| TopicCounts {
+            topic: topic.clone(),
+            produced: topic_produced.get(topic).copied().unwrap_or(0),
+            consumed: report.consumed_per_topic.get(topic).copied().unwrap_or(0),
+        })
+        .collect();
+    let summary = Summary {
+        sources: source_counts,
+        topics,
+        dead_letters: dead_letters.len() as u64 + report.dead_letters,
+        stage_dead_letters: report.dead_letters,
+        mdm: hub.counts(),
+        quality: hub.quality().clone(),
+        kpis,
+        broker,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    };
+    if let Some(out) = &options.out {
+        output::write(out, &summary, &hub, &dead_letters).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(summary)
+}
+
+/// The MDM and analytics stages' work on one batch; returns once the output is written.
+fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
+    {
+        let mut hub = shared.hub.lock().expect("hub lock");
+        for event in &batch.events {
+            hub.apply(event);
+        }
+        let counts = hub.counts();
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person").set(counts.person_records as f64);
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property").set(counts.property_records as f64);
+    }
+    shared.analytics.append(&batch.events)?;
+    Ok(())
+}
+
+/// Reads every source to the end, producing events and dead letters.
+async fn ingest(
+    cluster: &Cluster,
+    sources: &mut [FileSource],
+) -> anyhow::Result<(Vec<SourceCounts>, BTreeMap<String, u64>, Vec<DeadLetter>)> {
+    let mut producer = cluster.producer()?;
+    let mut counts = Vec::new();
+    let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
+    let mut dead_letters = Vec::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}").expect("valid template");
+    for source in sources {
+        let config = source.config().clone();
+        let progress = ProgressBar::new_spinner().with_style(style.clone()).with_prefix(config.name.clone());
+        let mut source_counts = SourceCounts {
+            name: config.name.clone(),
+            system: config.system.clone(),
+            path: config.path.display().to_string(),
+            ..SourceCounts::default()
+        };
+        let label = config.name.clone();
+        while let Some(record) = source.next_record() {
+            match record.with_context(|| format!("source `{}`", config.name))? {
+                Ok(envelope) => {
+                    let topic = cluster.config.topic(&config.system, envelope.payload.kind());
+                    producer.send(&topic, &envelope).await?;
+                    source_counts.events_produced += 1;
+                    metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => label.clone(), "topic" => topic.clone()).increment(1);
+                    *per_topic.entry(topic).or_default() += 1;
+                }
+                Err(dead_letter) => {
+                    tracing::debug!(source = %label, position = %dead_letter.position, reason = %dead_letter.reason, "dead letter");
+                    producer.send_dead_letter(&dead_letter).await?;
+                    source_counts.dead_letters += 1;
+                    metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => label.clone()).increment(1);
+                    dead_letters.push(dead_letter);
+                }
+            }
+            progress.inc(1);
+        }
+        source_counts.rows_read = source.rows_read();
+        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => label.clone()).increment(source_counts.rows_read);
+        progress.finish_with_message(format!("{} events, {} dead letters", source_counts.events_produced, source_counts.dead_letters));
+        counts.push(source_counts);
+    }
+    producer.flush().await?;
+    Ok((counts, per_topic, dead_letters))
+}
+
+impl Summary {
+    /// The summary as people read it.
+    pub fn to_text(&self) -> String {
+        let mut lines = Vec::new();
+        lines.push(format!("goldthread run: {:.1} s, broker {}", self.elapsed_seconds, self.broker));
+        lines.push(String::new());
+        lines.push(format!("{:<22} {:>10} {:>10} {:>12}", "source", "rows read", "events", "dead letters"));
+        for source in &self.sources {
+            lines.push(format!(
+                "{:<22} {:>10} {:>10} {:>12}",
+                source.name, source.rows_read, source.events_produced, source.dead_letters
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!("{:<40} {:>10} {:>10}", "topic", "produced", "consumed"));
+        for topic in &self.topics {
+            lines.push(format!("{:<40} {:>10} {:>10}", topic.topic, topic.produced, topic.consumed));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "dead letters: {} ({} from stages)",
+            self.dead_letters, self.stage_dead_letters
+        ));
+        lines.push(format!(
+            "golden persons: {} from {} source records; golden properties: {} from {}; tenancies: {}",
+            self.mdm.golden_persons,
+            self.mdm.person_records,
+            self.mdm.golden_properties,
+            self.mdm.property_records,
+            self.mdm.tenancies
+        ));
+        lines.push(format!(
+            "data quality: {} placeholder NINOs, {} invalid NINOs, {} default dates of birth, {} invalid postcodes, {} links blocked by conflicting identifiers",
+            self.quality.placeholder_ninos,
+            self.quality.invalid_ninos,
+            self.quality.default_dates_of_birth,
+            self.quality.invalid_postcodes,
+            self.quality.blocked_links
+        ));
+        lines.push(String::new());
+        lines.push(self.kpis.to_text());
+        lines.join("\n")
+    }
+}
