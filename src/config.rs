@@ -63,13 +63,19 @@ impl Loaded {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
         let (text, origin, base) = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (text, path.display().to_string(), base)
             }
-            None => (DEFAULT_CONFIG.to_string(), "built-in config/default.toml".to_string(), PathBuf::new()),
+            None => (
+                DEFAULT_CONFIG.to_string(),
+                "built-in config/default.toml".to_string(),
+                PathBuf::new(),
+            ),
         };
-        let mut config: Config = toml::from_str(&text).map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
@@ -84,7 +90,10 @@ impl Loaded {
         let mut names = std::collections::BTreeSet::new();
         for (index, source) in self.config.sources.iter().enumerate() {
             if !names.insert(source.name.as_str()) {
-                problems.push(format!("sources[{index}].name: `{}` is used twice", source.name));
+                problems.push(format!(
+                    "sources[{index}].name: `{}` is used twice",
+                    source.name
+                ));
             }
             if let Err(error) = source.validate() {
                 problems.push(format!("sources[{index}]: {error}"));
@@ -100,7 +109,11 @@ impl Loaded {
             problems.push("stage.batch_size: must be at least 1".into());
         }
         if !problems.is_empty() {
-            bail!("{}: invalid configuration:\n  - {}", self.origin, problems.join("\n  - "));
+            bail!(
+                "{}: invalid configuration:\n  - {}",
+                self.origin,
+                problems.join("\n  - ")
+            );
         }
         Ok(())
     }
@@ -115,7 +128,10 @@ mod tests {
         let loaded = Loaded::load(None).unwrap();
         assert_eq!(loaded.config.sources.len(), 7);
         assert_eq!(loaded.config.data_dir, PathBuf::from("data/sample"));
-        assert_eq!(loaded.config.stage.batch_wait, std::time::Duration::from_millis(50));
+        assert_eq!(
+            loaded.config.stage.batch_wait,
+            std::time::Duration::from_millis(50)
+        );
     }
 
     #[test]
@@ -125,11 +141,18 @@ mod tests {
         for entry in std::fs::read_dir(root.join("examples")).unwrap() {
             files.push(entry.unwrap().path());
         }
-        for file in files.iter().filter(|file| file.extension().is_some_and(|ext| ext == "toml")) {
-            let loaded = Loaded::load(Some(file)).unwrap_or_else(|error| panic!("{}: {error:#}", file.display()));
+        for file in files
+            .iter()
+            .filter(|file| file.extension().is_some_and(|ext| ext == "toml"))
+        {
+            let loaded = Loaded::load(Some(file))
+                .unwrap_or_else(|error| panic!("{}: {error:#}", file.display()));
             assert!(!loaded.config.sources.is_empty(), "{}", file.display());
         }
-        assert!(files.len() >= 2, "config/examples holds at least one example");
+        assert!(
+            files.len() >= 2,
+            "config/examples holds at least one example"
+        );
     }
 
     #[test]
@@ -162,7 +185,12 @@ mod tests {
         )
         .unwrap();
         let message = format!("{:#}", Loaded::load(Some(&path)).unwrap_err());
-        for expected in ["bad.toml: invalid configuration", "kafka.partitions", "sources[1].name: `a` is used twice", "unknown entity `tenant`"] {
+        for expected in [
+            "bad.toml: invalid configuration",
+            "kafka.partitions",
+            "sources[1].name: `a` is used twice",
+            "unknown entity `tenant`",
+        ] {
             assert!(message.contains(expected), "{expected:?} not in {message}");
         }
     }
@@ -173,6 +201,9 @@ mod tests {
         let path = dir.path().join("typo.toml");
         std::fs::write(&path, "data_dir = '.'\n[kafka]\nbootstrap = 'x'\n").unwrap();
         let message = format!("{:#}", Loaded::load(Some(&path)).unwrap_err());
-        assert!(message.contains("typo.toml") && message.contains("bootstrap"), "{message}");
+        assert!(
+            message.contains("typo.toml") && message.contains("bootstrap"),
+            "{message}"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>) -> Router 
         .route("/api/kpis", get(kpis))
         .route("/api/golden/persons/{id}", get(golden_person))
         .route("/api/golden/properties/{id}", get(golden_property))
+        .route("/api/xref/{system}/{id}", get(xref))
         .with_state(AppState { shared, metrics })
 }
 
@@ -36,7 +37,11 @@ async fn health() -> &'static str {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => handle.render().into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed",
+        )
+            .into_response(),
     }
 }
 
@@ -50,19 +55,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, Response> {
+fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, String> {
     value
         .map(|text| {
             text.parse::<NaiveDate>()
-                .map_err(|_| error(StatusCode::BAD_REQUEST, format!("`{name}`: `{text}` is not a date (YYYY-MM-DD)")))
+                .map_err(|_| format!("`{name}`: `{text}` is not a date (YYYY-MM-DD)"))
         })
         .transpose()
 }
 
 async fn kpis(State(state): State<AppState>, Query(period): Query<Period>) -> Response {
-    let (from, to) = match (parse_date("from", period.from.as_deref()), parse_date("to", period.to.as_deref())) {
+    let (from, to) = match (
+        parse_date("from", period.from.as_deref()),
+        parse_date("to", period.to.as_deref()),
+    ) {
         (Ok(from), Ok(to)) => (from, to),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(message), _) | (_, Err(message)) => return error(StatusCode::BAD_REQUEST, message),
     };
     match state.shared.kpis(from, to).await {
         Ok(table) => Json(table).into_response(),
@@ -71,7 +79,12 @@ async fn kpis(State(state): State<AppState>, Query(period): Query<Period>) -> Re
 }
 
 async fn golden_person(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let found = state.shared.hub.lock().expect("hub lock").golden_person(&id);
+    let found = state
+        .shared
+        .hub
+        .lock()
+        .expect("hub lock")
+        .golden_person(&id);
     match found {
         Some(person) => Json(person).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no golden person `{id}`")),
@@ -79,9 +92,42 @@ async fn golden_person(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let found = state.shared.hub.lock().expect("hub lock").golden_property(&id);
+    let found = state
+        .shared
+        .hub
+        .lock()
+        .expect("hub lock")
+        .golden_property(&id);
     match found {
         Some(property) => Json(property).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no golden property `{id}`")),
     }
+}
+
+/// The golden records a source record belongs to (`/api/xref/hms/T000001`): a list, since a
+/// system may use one id for a person and a property.
+async fn xref(
+    State(state): State<AppState>,
+    Path((system, id)): Path<(String, String)>,
+) -> Response {
+    let reference = pipeline::Reference {
+        id,
+        allocated_by: system,
+    };
+    let hub = state.shared.hub.lock().expect("hub lock");
+    let matches: Vec<serde_json::Value> = hub
+        .golden_ids_of(&reference)
+        .into_iter()
+        .map(|(entity, golden_id)| serde_json::json!({ "entity": entity, "golden_id": golden_id }))
+        .collect();
+    if matches.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no source record {}:{}",
+                reference.allocated_by, reference.id
+            ),
+        );
+    }
+    Json(serde_json::json!({ "source": reference.allocated_by, "source_id": reference.id, "golden": matches })).into_response()
 }

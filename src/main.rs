@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use connectors::sample::{GenerateOptions, NoiseConfig, generate};
 
 #[derive(Debug, Parser)]
-#[command(name = "goldthread", version, about = "Streaming data pipeline and master data hub for UK social landlords")]
+#[command(
+    name = "goldthread",
+    version,
+    about = "Streaming data pipeline and master data hub for UK social landlords"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,8 +101,10 @@ struct RunArgs {
 fn sample_options(args: &SampleArgs) -> anyhow::Result<GenerateOptions> {
     let mut options = GenerateOptions::new(args.homes, args.years, args.seed);
     if let Some(path) = &args.noise {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        options.noise = toml::from_str::<NoiseConfig>(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        options.noise = toml::from_str::<NoiseConfig>(&text)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     }
     Ok(options)
 }
@@ -157,14 +163,20 @@ fn main() -> anyhow::Result<()> {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Generate { sample, out } => write_sample(&sample, &out),
         Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
-        Command::Demo { sample, dir, once, listen } => {
+        Command::Demo {
+            sample,
+            dir,
+            once,
+            listen,
+        } => {
             write_sample(&sample, &dir)?;
             let run = RunArgs {
                 config: None,
@@ -182,5 +194,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -10,11 +10,18 @@ use pipeline::DeadLetter;
 
 use crate::run::Summary;
 
-pub fn write(out: &Path, summary: &Summary, hub: &Hub, dead_letters: &[DeadLetter]) -> anyhow::Result<()> {
+pub fn write(
+    out: &Path,
+    summary: &Summary,
+    hub: &Hub,
+    dead_letters: &[DeadLetter],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let file = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
         let path = out.join(name);
-        Ok(std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| path.display().to_string())?))
+        Ok(std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| path.display().to_string())?,
+        ))
     };
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
 
@@ -41,7 +48,17 @@ pub fn write(out: &Path, summary: &Summary, hub: &Hub, dead_letters: &[DeadLette
     };
     let mut persons = csv::Writer::from_writer(file("golden_persons.csv")?);
     persons.write_record([
-        "golden_id", "title", "given_name", "middle_name", "family_name", "date_of_birth", "nino", "phone", "email", "postcode", "sources",
+        "golden_id",
+        "title",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "date_of_birth",
+        "nino",
+        "phone",
+        "email",
+        "postcode",
+        "sources",
     ])?;
     for person in hub.golden_persons() {
         persons.write_record([
@@ -50,7 +67,10 @@ pub fn write(out: &Path, summary: &Summary, hub: &Hub, dead_letters: &[DeadLette
             optional(&person.given_name),
             optional(&person.middle_name),
             optional(&person.family_name),
-            person.date_of_birth.map(|date| date.to_string()).unwrap_or_default(),
+            person
+                .date_of_birth
+                .map(|date| date.to_string())
+                .unwrap_or_default(),
             optional(&person.nino),
             optional(&person.phone),
             optional(&person.email),
@@ -62,7 +82,17 @@ pub fn write(out: &Path, summary: &Summary, hub: &Hub, dead_letters: &[DeadLette
 
     let mut properties = csv::Writer::from_writer(file("golden_properties.csv")?);
     properties.write_record([
-        "golden_id", "uprn", "parent_uprn", "parent_golden_id", "saon", "paon", "street", "town", "postcode", "property_type", "sources",
+        "golden_id",
+        "uprn",
+        "parent_uprn",
+        "parent_golden_id",
+        "saon",
+        "paon",
+        "street",
+        "town",
+        "postcode",
+        "property_type",
+        "sources",
     ])?;
     for property in hub.golden_properties() {
         properties.write_record([
@@ -82,14 +112,24 @@ pub fn write(out: &Path, summary: &Summary, hub: &Hub, dead_letters: &[DeadLette
     properties.flush()?;
 
     let mut tenancies = csv::Writer::from_writer(file("tenancies.csv")?);
-    tenancies.write_record(["source", "tenancy_id", "golden_property_id", "golden_person_ids", "start_date", "tenure"])?;
+    tenancies.write_record([
+        "source",
+        "tenancy_id",
+        "golden_property_id",
+        "golden_person_ids",
+        "start_date",
+        "tenure",
+    ])?;
     for tenancy in hub.tenancies() {
         tenancies.write_record([
             tenancy.tenancy.allocated_by.clone(),
             tenancy.tenancy.id.clone(),
             optional(&tenancy.golden_property_id),
             tenancy.golden_person_ids.join(";"),
-            tenancy.start_date.map(|date| date.to_string()).unwrap_or_default(),
+            tenancy
+                .start_date
+                .map(|date| date.to_string())
+                .unwrap_or_default(),
             optional(&tenancy.tenure),
         ])?;
     }

@@ -84,14 +84,19 @@ impl Shared {
             })
             .collect();
         drop(hub);
-        self.analytics.replace_golden("golden_properties", &properties)?;
+        self.analytics
+            .replace_golden("golden_properties", &properties)?;
         self.analytics.replace_golden("golden_persons", &persons)?;
         *version = (consumed, version.1 + 1);
         Ok(())
     }
 
     /// The KPI suite for a period; without one, the span of the data.
-    pub async fn kpis(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> anyhow::Result<KpiTable> {
+    pub async fn kpis(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> anyhow::Result<KpiTable> {
         self.refresh_golden_tables()?;
         let (from, to) = match (from, to) {
             (Some(from), Some(to)) => (from, to),
@@ -147,7 +152,11 @@ pub struct Summary {
 
 /// Runs the pipeline. With `once`, returns the summary after all input is processed;
 /// without, serves HTTP until Ctrl-C.
-pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<Summary> {
+pub async fn run(
+    loaded: Loaded,
+    options: RunOptions,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = &loaded.config;
     if config.sources.is_empty() {
@@ -173,13 +182,22 @@ pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_ex
     let mut entity_topics: Vec<String> = config
         .sources
         .iter()
-        .flat_map(|source| source.entities().into_iter().map(|entity| config.kafka.topic(&source.system, entity)))
+        .flat_map(|source| {
+            source
+                .entities()
+                .into_iter()
+                .map(|entity| config.kafka.topic(&source.system, entity))
+        })
         .collect();
     entity_topics.sort();
     entity_topics.dedup();
     let mut all_topics = entity_topics.clone();
     all_topics.push(config.kafka.dead_letter_topic());
-    let cluster = Arc::new(Cluster::connect(&config.kafka, &all_topics).await.context("connecting to Kafka")?);
+    let cluster = Arc::new(
+        Cluster::connect(&config.kafka, &all_topics)
+            .await
+            .context("connecting to Kafka")?,
+    );
     let broker = if cluster.is_embedded() {
         format!("embedded ({})", cluster.bootstrap_servers)
     } else {
@@ -198,16 +216,29 @@ pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_ex
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let stage_task = {
-        let (cluster, shared, topics, stage_config) = (cluster.clone(), shared.clone(), entity_topics.clone(), config.stage.clone());
+        let (cluster, shared, topics, stage_config) = (
+            cluster.clone(),
+            shared.clone(),
+            entity_topics.clone(),
+            config.stage.clone(),
+        );
         let shutdown_rx = shutdown_rx.clone();
         tokio::spawn(async move {
             let mut total = 0u64;
-            stage::consume(&cluster, "mdm_analytics", &topics, &stage_config, stop_rx, shutdown_rx, |batch| {
-                apply_batch(&shared, batch)?;
-                total += batch.events.len() as u64 + batch.dead_letters.len() as u64;
-                shared.consumed.send_replace(total);
-                Ok::<(), anyhow::Error>(())
-            })
+            stage::consume(
+                &cluster,
+                "mdm_analytics",
+                &topics,
+                &stage_config,
+                stop_rx,
+                shutdown_rx,
+                |batch| {
+                    apply_batch(&shared, batch)?;
+                    total += batch.events.len() as u64 + batch.dead_letters.len() as u64;
+                    shared.consumed.send_replace(total);
+                    Ok::<(), anyhow::Error>(())
+                },
+            )
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))
         })
@@ -240,7 +271,9 @@ pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_ex
         let mut consumed = shared.consumed.subscribe();
         consumed.wait_for(|count| *count >= produced_total).await?;
         println!("ready: {produced_total} events processed; Ctrl-C to stop");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
         tracing::info!("shutting down");
     } else {
         stop_tx.send_replace(StopWhen::Reached(targets));
@@ -258,8 +291,10 @@ pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_ex
 
     let kpis = shared.kpis(options.from, options.to).await?;
     let hub = shared.hub.lock().expect("hub lock");
-    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person").set(hub.counts().golden_persons as f64);
-    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "property").set(hub.counts().golden_properties as f64);
+    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person")
+        .set(hub.counts().golden_persons as f64);
+    metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "property")
+        .set(hub.counts().golden_properties as f64);
     let topics = entity_topics
         .iter()
         .map(|topic| TopicCounts {
@@ -280,7 +315,8 @@ pub async fn run(loaded: Loaded, options: RunOptions, metrics: Option<metrics_ex
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(out) = &options.out {
-        output::write(out, &summary, &hub, &dead_letters).with_context(|| format!("writing {}", out.display()))?;
+        output::write(out, &summary, &hub, &dead_letters)
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(summary)
 }
@@ -293,8 +329,10 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
             hub.apply(event);
         }
         let counts = hub.counts();
-        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person").set(counts.person_records as f64);
-        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property").set(counts.property_records as f64);
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
+            .set(counts.person_records as f64);
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
+            .set(counts.property_records as f64);
     }
     shared.analytics.append(&batch.events)?;
     Ok(())
@@ -309,10 +347,14 @@ async fn ingest(
     let mut counts = Vec::new();
     let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
     let mut dead_letters = Vec::new();
-    let style = ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}").expect("valid template");
+    let style =
+        ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}")
+            .expect("valid template");
     for source in sources {
         let config = source.config().clone();
-        let progress = ProgressBar::new_spinner().with_style(style.clone()).with_prefix(config.name.clone());
+        let progress = ProgressBar::new_spinner()
+            .with_style(style.clone())
+            .with_prefix(config.name.clone());
         let mut source_counts = SourceCounts {
             name: config.name.clone(),
             system: config.system.clone(),
@@ -322,14 +364,16 @@ async fn ingest(
         let label = config.name.clone();
         while let Some(record) = source.next_record() {
             match record.with_context(|| format!("source `{}`", config.name))? {
-                Ok(envelope) => {
-                    let topic = cluster.config.topic(&config.system, envelope.payload.kind());
+                connectors::Record::Event(envelope) => {
+                    let topic = cluster
+                        .config
+                        .topic(&config.system, envelope.payload.kind());
                     producer.send(&topic, &envelope).await?;
                     source_counts.events_produced += 1;
                     metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => label.clone(), "topic" => topic.clone()).increment(1);
                     *per_topic.entry(topic).or_default() += 1;
                 }
-                Err(dead_letter) => {
+                connectors::Record::DeadLetter(dead_letter) => {
                     tracing::debug!(source = %label, position = %dead_letter.position, reason = %dead_letter.reason, "dead letter");
                     producer.send_dead_letter(&dead_letter).await?;
                     source_counts.dead_letters += 1;
@@ -340,8 +384,12 @@ async fn ingest(
             progress.inc(1);
         }
         source_counts.rows_read = source.rows_read();
-        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => label.clone()).increment(source_counts.rows_read);
-        progress.finish_with_message(format!("{} events, {} dead letters", source_counts.events_produced, source_counts.dead_letters));
+        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => label.clone())
+            .increment(source_counts.rows_read);
+        progress.finish_with_message(format!(
+            "{} events, {} dead letters",
+            source_counts.events_produced, source_counts.dead_letters
+        ));
         counts.push(source_counts);
     }
     producer.flush().await?;
@@ -352,9 +400,15 @@ impl Summary {
     /// The summary as people read it.
     pub fn to_text(&self) -> String {
         let mut lines = Vec::new();
-        lines.push(format!("goldthread run: {:.1} s, broker {}", self.elapsed_seconds, self.broker));
+        lines.push(format!(
+            "goldthread run: {:.1} s, broker {}",
+            self.elapsed_seconds, self.broker
+        ));
         lines.push(String::new());
-        lines.push(format!("{:<22} {:>10} {:>10} {:>12}", "source", "rows read", "events", "dead letters"));
+        lines.push(format!(
+            "{:<22} {:>10} {:>10} {:>12}",
+            "source", "rows read", "events", "dead letters"
+        ));
         for source in &self.sources {
             lines.push(format!(
                 "{:<22} {:>10} {:>10} {:>12}",
@@ -362,9 +416,15 @@ impl Summary {
             ));
         }
         lines.push(String::new());
-        lines.push(format!("{:<40} {:>10} {:>10}", "topic", "produced", "consumed"));
+        lines.push(format!(
+            "{:<40} {:>10} {:>10}",
+            "topic", "produced", "consumed"
+        ));
         for topic in &self.topics {
-            lines.push(format!("{:<40} {:>10} {:>10}", topic.topic, topic.produced, topic.consumed));
+            lines.push(format!(
+                "{:<40} {:>10} {:>10}",
+                topic.topic, topic.produced, topic.consumed
+            ));
         }
         lines.push(String::new());
         lines.push(format!(

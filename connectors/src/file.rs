@@ -13,8 +13,29 @@ use serde_json::{Map, Value};
 use crate::config::{Format, Mapping, SourceConfig};
 use crate::error::Error;
 
-/// What one row or line became.
-pub type Record = Result<Envelope, DeadLetter>;
+/// What one row or line became: an event, or a dead letter saying why not. Both are data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Boxed: an envelope is several times the size of a dead letter.
+    Event(Box<Envelope>),
+    DeadLetter(DeadLetter),
+}
+
+impl Record {
+    pub fn event(&self) -> Option<&Envelope> {
+        match self {
+            Record::Event(envelope) => Some(envelope),
+            Record::DeadLetter(_) => None,
+        }
+    }
+
+    pub fn dead_letter(&self) -> Option<&DeadLetter> {
+        match self {
+            Record::Event(_) => None,
+            Record::DeadLetter(dead_letter) => Some(dead_letter),
+        }
+    }
+}
 
 /// An open file source: an iterator of one [`Record`] per row or line.
 #[derive(Debug)]
@@ -142,7 +163,7 @@ impl FileSource {
                         }),
                         _ => {
                             let line = error.position().map_or(0, |position| position.line());
-                            Ok(Err(self.dead_letter(
+                            Ok(Record::DeadLetter(self.dead_letter(
                                 line,
                                 None,
                                 error.to_string(),
@@ -204,14 +225,14 @@ impl FileSource {
                 row.len(),
                 headers.len()
             );
-            return Err(self.dead_letter(line, None, reason, raw));
+            return Record::DeadLetter(self.dead_letter(line, None, reason, raw));
         }
         let mut values = Vec::with_capacity(row.len());
         for (header, field) in headers.iter().zip(row.iter()) {
             match std::str::from_utf8(field) {
                 Ok(text) => values.push(text),
                 Err(_) => {
-                    return Err(self.dead_letter(
+                    return Record::DeadLetter(self.dead_letter(
                         line,
                         Some(header.clone()),
                         "not valid UTF-8".into(),
@@ -240,13 +261,32 @@ impl FileSource {
             .to_string();
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
-            Err(_) => return Err(self.dead_letter(line, None, "not valid UTF-8".into(), raw)),
+            Err(_) => {
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    None,
+                    "not valid UTF-8".into(),
+                    raw,
+                ));
+            }
         };
         let value: Value = match serde_json::from_str(text) {
             Ok(value @ Value::Object(_)) => value,
-            Ok(_) => return Err(self.dead_letter(line, None, "not a JSON object".into(), raw)),
+            Ok(_) => {
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    None,
+                    "not a JSON object".into(),
+                    raw,
+                ));
+            }
             Err(error) => {
-                return Err(self.dead_letter(line, None, format!("invalid JSON: {error}"), raw));
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    None,
+                    format!("invalid JSON: {error}"),
+                    raw,
+                ));
             }
         };
         let mapping = match (&self.config.mapping, &self.config.type_field) {
@@ -254,7 +294,7 @@ impl FileSource {
             (None, Some(type_field)) => {
                 let Some(message_type) = json_path(&value, type_field).and_then(Value::as_str)
                 else {
-                    return Err(self.dead_letter(
+                    return Record::DeadLetter(self.dead_letter(
                         line,
                         Some(type_field.clone()),
                         "message type is missing".into(),
@@ -265,7 +305,12 @@ impl FileSource {
                     Some(mapping) => mapping,
                     None => {
                         let reason = format!("no mapping for message type `{message_type}`");
-                        return Err(self.dead_letter(line, Some(type_field.clone()), reason, raw));
+                        return Record::DeadLetter(self.dead_letter(
+                            line,
+                            Some(type_field.clone()),
+                            reason,
+                            raw,
+                        ));
                     }
                 }
             }
@@ -286,11 +331,21 @@ impl FileSource {
         let id = match lookup(&mapping.id).map(|value| parse_value(self, FieldKind::Text, value)) {
             Some(Ok(Value::String(id))) => id,
             Some(Err(reason)) => {
-                return Err(self.dead_letter(line, Some(mapping.id.clone()), reason, raw));
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    Some(mapping.id.clone()),
+                    reason,
+                    raw,
+                ));
             }
             _ => {
                 let reason = "the record's id is missing".to_string();
-                return Err(self.dead_letter(line, Some(mapping.id.clone()), reason, raw));
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    Some(mapping.id.clone()),
+                    reason,
+                    raw,
+                ));
             }
         };
         let mut fields = Map::new();
@@ -304,13 +359,23 @@ impl FileSource {
                     Ok(value) => value,
                     Err(reason) => {
                         let reason = format!("{canonical}: {reason}");
-                        return Err(self.dead_letter(line, Some(column.clone()), reason, raw));
+                        return Record::DeadLetter(self.dead_letter(
+                            line,
+                            Some(column.clone()),
+                            reason,
+                            raw,
+                        ));
                     }
                 },
             };
             if spec.required && value.is_null() {
                 let reason = format!("{canonical}: required value is missing");
-                return Err(self.dead_letter(line, Some(column.clone()), reason, raw));
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    Some(column.clone()),
+                    reason,
+                    raw,
+                ));
             }
             fields.insert(canonical.clone(), value);
         }
@@ -322,17 +387,22 @@ impl FileSource {
                     Some(Ok(Value::String(text))) => text.parse::<DateTime<Utc>>().ok(),
                     Some(Ok(_)) => None,
                     Some(Err(reason)) => {
-                        return Err(self.dead_letter(line, Some(column.clone()), reason, raw));
+                        return Record::DeadLetter(self.dead_letter(
+                            line,
+                            Some(column.clone()),
+                            reason,
+                            raw,
+                        ));
                     }
                 }
             }
         };
         let payload = match Payload::from_fields(kind, fields) {
             Ok(payload) => payload,
-            Err(reason) => return Err(self.dead_letter(line, None, reason, raw)),
+            Err(reason) => return Record::DeadLetter(self.dead_letter(line, None, reason, raw)),
         };
         let position = self.position(line);
-        Ok(Envelope {
+        Record::Event(Box::new(Envelope {
             event_id: Envelope::event_id_for(&self.config.name, &position),
             event_type: kind.event_type().to_string(),
             source: Source {
@@ -349,7 +419,7 @@ impl FileSource {
             recorded_at,
             ingested_at: Utc::now(),
             payload,
-        })
+        }))
     }
 }
 
@@ -502,7 +572,7 @@ mod tests {
                     T4,Dee\n";
         let records = drain(source(dir.path(), "tenants.csv", body, PERSONS));
         assert_eq!(records.len(), 4);
-        let first = records[0].as_ref().unwrap();
+        let first = records[0].event().unwrap();
         assert_eq!(first.source_ref.id, "T1");
         assert_eq!(first.source.position, "tenants.csv:2");
         assert_eq!(first.event_type, "person.upserted.v1");
@@ -515,7 +585,7 @@ mod tests {
                 ..Person::default()
             })
         );
-        let bad_date = records[1].as_ref().unwrap_err();
+        let bad_date = records[1].dead_letter().unwrap();
         assert_eq!(bad_date.position, "tenants.csv:3");
         assert_eq!(bad_date.field.as_deref(), Some("dob"));
         assert!(
@@ -526,12 +596,12 @@ mod tests {
             bad_date.reason
         );
         assert_eq!(bad_date.raw, "T2,Bob,Jones,31/02/1980");
-        let no_id = records[2].as_ref().unwrap_err();
+        let no_id = records[2].dead_letter().unwrap();
         assert_eq!(
             (no_id.position.as_str(), no_id.field.as_deref()),
             ("tenants.csv:4", Some("ref"))
         );
-        let short = records[3].as_ref().unwrap_err();
+        let short = records[3].dead_letter().unwrap();
         assert_eq!(short.position, "tenants.csv:5");
         assert_eq!(short.reason, "row has 2 fields, the header has 4");
     }
@@ -579,13 +649,13 @@ mod tests {
         let records = drain(source(dir.path(), "feed.jsonl", body, config));
         assert_eq!(records.len(), 5, "the blank line is not a row");
         assert_eq!(
-            records[0].as_ref().unwrap().event_type,
+            records[0].event().unwrap().event_type,
             "work_order.status_changed.v1"
         );
         let reasons: Vec<(String, String)> = records[1..]
             .iter()
             .map(|record| {
-                let dead = record.as_ref().unwrap_err();
+                let dead = record.dead_letter().unwrap();
                 (dead.position.clone(), dead.reason.clone())
             })
             .collect();

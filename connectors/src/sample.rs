@@ -1280,15 +1280,29 @@ impl Generator {
                     } else {
                         self.rng.random_range(600..2000)
                     };
-                    ("emergency", start, start + Duration::hours(24), start + Duration::minutes(minutes))
+                    (
+                        "emergency",
+                        start,
+                        start + Duration::hours(24),
+                        start + Duration::minutes(minutes),
+                    )
                 } else {
                     let &(slot, from, to) = SLOTS.choose(&mut self.rng).expect("non-empty");
                     let midnight = slot_date.and_time(NaiveTime::MIN).and_utc();
                     let arrival = self.instant(slot_date, from, to);
-                    (slot, midnight + Duration::hours(i64::from(from)), midnight + Duration::hours(i64::from(to)), arrival)
+                    (
+                        slot,
+                        midnight + Duration::hours(i64::from(from)),
+                        midnight + Duration::hours(i64::from(to)),
+                        arrival,
+                    )
                 };
                 let day = window_start.date_naive();
-                let booked = if emergency { window_start } else { booked_at.min(window_start - Duration::minutes(30)) };
+                let booked = if emergency {
+                    window_start
+                } else {
+                    booked_at.min(window_start - Duration::minutes(30))
+                };
                 let reminder = !emergency && self.chance(noise.reminder);
                 self.message(
                     messages,
@@ -1333,7 +1347,11 @@ impl Generator {
                 } else if roll < noise.resident_cancelled + noise.landlord_missed + no_access {
                     ("no_access", "resident", arrival)
                 } else if !emergency
-                    && roll < noise.resident_cancelled + noise.landlord_missed + no_access + noise.kept_not_completed
+                    && roll
+                        < noise.resident_cancelled
+                            + noise.landlord_missed
+                            + no_access
+                            + noise.kept_not_completed
                 {
                     // An emergency is complete once made safe: remaining work would be a follow-on.
                     ("kept_not_completed", "", arrival)

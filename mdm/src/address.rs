@@ -94,10 +94,10 @@ pub fn street(raw: &str) -> Option<String> {
     for (index, token) in tokens.iter_mut().enumerate() {
         if index == 0 && last > 0 && token == "ST" {
             *token = "SAINT".into();
-        } else if index == last {
-            if let Some((_, full)) = STREET_TYPES.iter().find(|(short, _)| short == token) {
-                *token = (*full).to_string();
-            }
+        } else if index == last
+            && let Some((_, full)) = STREET_TYPES.iter().find(|(short, _)| short == token)
+        {
+            *token = (*full).to_string();
         }
     }
     Some(tokens.join(" "))
@@ -119,11 +119,11 @@ pub fn parse(line: &str, postcode: Option<&str>) -> Address {
     };
     let mut line = line.to_string();
     // A parenthesised part is a SAON: `(First Floor Flat)`.
-    if let (Some(open), Some(close)) = (line.find('('), line.find(')')) {
-        if open < close {
-            address.saon = saon(&line[open + 1..close]);
-            line = format!("{} {}", &line[..open], &line[close + 1..]);
-        }
+    if let (Some(open), Some(close)) = (line.find('('), line.find(')'))
+        && open < close
+    {
+        address.saon = saon(&line[open + 1..close]);
+        line = format!("{} {}", &line[..open], &line[close + 1..]);
     }
     // Comma parts up to the one holding the building number (`14 High St`, `2/14 ...`) are
     // the address proper; later parts are locality, town or postcode.
@@ -182,19 +182,19 @@ pub fn parse(line: &str, postcode: Option<&str>) -> Address {
         tokens.truncate(tokens.len() - 2);
     }
     // N/M: flat N of building M.
-    if let Some(first) = tokens.first().cloned() {
-        if let Some((flat, building)) = first.split_once('/') {
-            if !flat.is_empty() && !building.is_empty() {
-                address.saon = saon(flat);
-                tokens[0] = building.to_string();
-            }
-        }
+    if let Some(first) = tokens.first().cloned()
+        && let Some((flat, building)) = first.split_once('/')
+        && !flat.is_empty()
+        && !building.is_empty()
+    {
+        address.saon = saon(flat);
+        tokens[0] = building.to_string();
     }
-    if let Some(first) = tokens.first() {
-        if is_building_number(first) {
-            address.paon = paon(first);
-            tokens.remove(0);
-        }
+    if let Some(first) = tokens.first()
+        && is_building_number(first)
+    {
+        address.paon = paon(first);
+        tokens.remove(0);
     }
     address.street = street(&tokens.join(" "));
     address

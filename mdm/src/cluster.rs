@@ -142,11 +142,11 @@ impl ClusterIndex {
         }
         // A new record that joined an existing cluster: its own id was never seen by anyone,
         // so it needs no redirect and is not reported as absorbed.
-        if let Some(fresh) = fresh_golden_id {
-            if absorbed.contains(&fresh) {
-                absorbed.retain(|id| *id != fresh);
-                self.redirects.remove(&fresh);
-            }
+        if let Some(fresh) = fresh_golden_id
+            && absorbed.contains(&fresh)
+        {
+            absorbed.retain(|id| *id != fresh);
+            self.redirects.remove(&fresh);
         }
         Upsert {
             golden_id: self.clusters[&self.slots[slot].cluster].golden_id.clone(),

@@ -466,9 +466,17 @@ impl Hub {
         rows
     }
 
-    /// The golden person a source record belongs to.
-    pub fn person_golden_id(&self, reference: &Reference) -> Option<&str> {
-        self.persons.golden_id_of(reference)
+    /// The (entity, golden id) of every person or property source record with this reference.
+    pub fn golden_ids_of(&self, reference: &Reference) -> Vec<(&'static str, &str)> {
+        let person = self
+            .persons
+            .golden_id_of(reference)
+            .map(|id| ("person", id));
+        let property = self
+            .properties
+            .golden_id_of(reference)
+            .map(|id| ("property", id));
+        person.into_iter().chain(property).collect()
     }
 
     pub fn quality(&self) -> &Quality {

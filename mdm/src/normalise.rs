@@ -181,10 +181,10 @@ pub fn given_name_forms(given: &str) -> Vec<String> {
         return Vec::new();
     }
     let mut forms = vec![folded.clone()];
-    if let Some((_, formal)) = NICKNAMES.iter().find(|(nickname, _)| *nickname == folded) {
-        if let [only] = formal {
-            forms.push((*only).to_string());
-        }
+    if let Some((_, formal)) = NICKNAMES.iter().find(|(nickname, _)| *nickname == folded)
+        && let [only] = formal
+    {
+        forms.push((*only).to_string());
     }
     forms
 }

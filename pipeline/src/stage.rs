@@ -84,7 +84,9 @@ pub async fn consume<E>(
     let stage_label = stage.to_string();
     loop {
         if let StopWhen::Reached(targets) = &*stop.borrow() {
-            let done = targets.iter().all(|(partition, target)| positions.get(partition).copied().unwrap_or(0) >= *target);
+            let done = targets.iter().all(|(partition, target)| {
+                positions.get(partition).copied().unwrap_or(0) >= *target
+            });
             if done {
                 break;
             }
@@ -99,20 +101,36 @@ pub async fn consume<E>(
             _ = shutdown.changed() => None,
         };
         let Some(first) = first else { continue };
-        let mut messages = vec![first.map_err(|error| Error::kafka("consuming", error))?.detach()];
+        let mut messages = vec![
+            first
+                .map_err(|error| Error::kafka("consuming", error))?
+                .detach(),
+        ];
         let deadline = Instant::now() + config.batch_wait;
         while messages.len() < config.batch_size {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, consumer.recv()).await {
-                Ok(message) => messages.push(message.map_err(|error| Error::kafka("consuming", error))?.detach()),
+                Ok(message) => messages.push(
+                    message
+                        .map_err(|error| Error::kafka("consuming", error))?
+                        .detach(),
+                ),
                 Err(_) => break,
             }
         }
         let started = Instant::now();
         let mut batch = Batch::default();
         for message in &messages {
-            let position = format!("{}/{}@{}", message.topic(), message.partition(), message.offset());
-            *batch.per_topic.entry(message.topic().to_string()).or_default() += 1;
+            let position = format!(
+                "{}/{}@{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            );
+            *batch
+                .per_topic
+                .entry(message.topic().to_string())
+                .or_default() += 1;
             let payload = message.payload().unwrap_or_default();
             match serde_json::from_slice::<Envelope>(payload) {
                 Ok(envelope) => batch.events.push(envelope),
@@ -145,8 +163,10 @@ pub async fn consume<E>(
             .commit(&commit, CommitMode::Sync)
             .map_err(|error| Error::kafka("committing offsets", error))?;
         metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage_label.clone()).increment(1);
-        metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone()).record(started.elapsed().as_secs_f64());
-        metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone()).increment(batch.dead_letters.len() as u64);
+        metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
+            .increment(batch.dead_letters.len() as u64);
         for (topic, count) in &batch.per_topic {
             metrics::counter!(names::STAGE_EVENTS_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
                 .increment(*count);
@@ -183,26 +203,46 @@ mod tests {
         let topics = vec![topic.clone(), config.dead_letter_topic()];
         let cluster = Cluster::connect(&config, &topics).await.unwrap();
         let mut producer = cluster.producer().unwrap();
-        let event: Envelope = serde_json::from_str(include_str!("../tests/person_event.json")).unwrap();
+        let event: Envelope =
+            serde_json::from_str(include_str!("../tests/person_event.json")).unwrap();
         for _ in 0..5 {
             producer.send(&topic, &event).await.unwrap();
         }
-        producer.send_raw_for_test(&topic, b"{not json").await.unwrap();
+        producer
+            .send_raw_for_test(&topic, b"{not json")
+            .await
+            .unwrap();
         producer.flush().await.unwrap();
-        let targets = cluster.high_watermarks(std::slice::from_ref(&topic)).unwrap();
+        let targets = cluster
+            .high_watermarks(std::slice::from_ref(&topic))
+            .unwrap();
         let (_stop_tx, stop) = watch::channel(StopWhen::Reached(targets));
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let mut seen = 0;
-        let report = consume(&cluster, "test", std::slice::from_ref(&topic), &StageConfig::default(), stop, shutdown, |batch| {
-            seen += batch.events.len();
-            Ok::<(), String>(())
-        })
+        let report = consume(
+            &cluster,
+            "test",
+            std::slice::from_ref(&topic),
+            &StageConfig::default(),
+            stop,
+            shutdown,
+            |batch| {
+                seen += batch.events.len();
+                Ok::<(), String>(())
+            },
+        )
         .await
         .unwrap();
         assert_eq!(seen, 5);
         assert_eq!(report.dead_letters, 1);
         assert_eq!(report.consumed_per_topic[&topic], 6);
-        let dead = cluster.high_watermarks(&[config.dead_letter_topic()]).unwrap();
-        assert_eq!(dead.values().sum::<i64>(), 1, "the garbage message reached the dead-letter topic");
+        let dead = cluster
+            .high_watermarks(&[config.dead_letter_topic()])
+            .unwrap();
+        assert_eq!(
+            dead.values().sum::<i64>(),
+            1,
+            "the garbage message reached the dead-letter topic"
+        );
     }
 }

@@ -278,7 +278,11 @@ mod tests {
         let table = analytics.kpis(from, to).await.unwrap();
         let value = |kpi: &str| table.get(kpi).unwrap_or_else(|| panic!("{kpi}")).value;
         assert_eq!(value("appointments_made"), Some(5.0));
-        assert_eq!(value("appointments_kept"), Some(3.0), "no access is kept by the landlord");
+        assert_eq!(
+            value("appointments_kept"),
+            Some(3.0),
+            "no access is kept by the landlord"
+        );
         assert_eq!(value("appointments_kept_pct"), Some(60.0));
         assert_eq!(value("no_access_rate_pct"), Some(100.0 / 3.0));
         assert_eq!(value("landlord_missed_rate_pct"), Some(20.0));

@@ -427,7 +427,10 @@ impl Analytics {
         let Some(batch) = batches.first().filter(|batch| batch.num_rows() == 1) else {
             return Ok(None);
         };
-        let (first, last) = (batch.column(0).as_primitive::<Date32Type>(), batch.column(1).as_primitive::<Date32Type>());
+        let (first, last) = (
+            batch.column(0).as_primitive::<Date32Type>(),
+            batch.column(1).as_primitive::<Date32Type>(),
+        );
         if first.is_null(0) || last.is_null(0) {
             return Ok(None);
         }

@@ -1,0 +1,162 @@
+//! The HTTP API of a running `goldthread run`: health, KPIs, golden records, metrics.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use common::*;
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 80, 4);
+    let child = goldthread()
+        .args([
+            "run",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut lines = BufReader::new(running.0.stdout.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.strip_prefix("listening on http://")
+                .map(str::to_string)
+        })
+        .expect("the listen address is printed");
+    let ready = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("ready:"))
+        .expect("ready is printed");
+    assert!(ready.contains("events processed"), "{ready}");
+
+    assert_eq!(get(&address, "/health"), (200, "ok".to_string()));
+
+    let (status, body) = get(&address, "/api/kpis?from=2024-04-01&to=2025-03-31");
+    assert_eq!(status, 200, "{body}");
+    let kpis: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let made = kpis["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["kpi"] == "appointments_made")
+        .unwrap();
+    assert!(made["value"].as_f64().unwrap() > 0.0, "{made}");
+    let (status, body) = get(&address, "/api/kpis?from=yesterday");
+    assert_eq!(status, 400);
+    assert!(body.contains("`from`: `yesterday` is not a date"), "{body}");
+
+    let first_tenant = read_csv(&data.path().join("hms/tenants.csv"))[0]["person_ref"].clone();
+    let (status, body) = get(&address, &format!("/api/xref/hms/{first_tenant}"));
+    assert_eq!(status, 200, "{body}");
+    let xref: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let golden_id = xref["golden"][0]["golden_id"].as_str().unwrap().to_string();
+    let (status, body) = get(&address, &format!("/api/golden/persons/{golden_id}"));
+    assert_eq!(status, 200, "{body}");
+    let person: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(person["golden_id"], golden_id.as_str());
+    assert!(
+        person["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|source| source["id"] == first_tenant.as_str()),
+        "{person}"
+    );
+    assert_eq!(get(&address, "/api/golden/persons/GP-nope").0, 404);
+
+    let first_property = read_csv(&data.path().join("hms/properties.csv"))[0]["prop_ref"].clone();
+    let (_, body) = get(&address, &format!("/api/xref/hms/{first_property}"));
+    let xref: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let property_id = xref["golden"][0]["golden_id"].as_str().unwrap().to_string();
+    let (status, body) = get(&address, &format!("/api/golden/properties/{property_id}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"uprn\""), "{body}");
+
+    let (status, metrics) = get(&address, "/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "connector_events_produced_total",
+        "stage_events_consumed_total",
+        "stage_commits_total",
+        "mdm_xref_entries",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+
+    // Ctrl-C (SIGINT) stops it cleanly, printing the summary.
+    let pid = running.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(
+        rest.iter().any(|line| line.starts_with("golden persons:")),
+        "{rest:?}"
+    );
+}
