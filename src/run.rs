@@ -39,7 +39,8 @@ pub struct Shared {
     pub analytics: Analytics,
     /// Consumed events (and stage dead letters) so far; the main task waits on it.
     consumed: watch::Sender<u64>,
-    golden_version: Mutex<(u64, u64)>,
+    /// The consumed count when the golden tables were last copied to analytics.
+    golden_refreshed_at: Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -51,9 +52,12 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Copies the golden records into the analytics session if they changed since last time.
     pub fn refresh_golden_tables(&self) -> anyhow::Result<()> {
-        let mut version = self.golden_version.lock().expect("golden version lock");
+        let mut refreshed_at = self
+            .golden_refreshed_at
+            .lock()
+            .expect("golden refresh lock");
         let consumed = *self.consumed.borrow();
-        if version.0 == consumed && version.1 != 0 {
+        if *refreshed_at == Some(consumed) {
             return Ok(());
         }
         let hub = self.hub.lock().expect("hub lock");
@@ -87,7 +91,7 @@ impl Shared {
         self.analytics
             .replace_golden("golden_properties", &properties)?;
         self.analytics.replace_golden("golden_persons", &persons)?;
-        *version = (consumed, version.1 + 1);
+        *refreshed_at = Some(consumed);
         Ok(())
     }
 
@@ -210,7 +214,7 @@ pub async fn run(
         hub: Mutex::new(Hub::new(config.mdm.clone())),
         analytics: Analytics::new(config.analytics.clone())?,
         consumed: consumed_tx,
-        golden_version: Mutex::new((0, 0)),
+        golden_refreshed_at: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -82,6 +82,7 @@ pub async fn consume<E>(
     let mut positions: Positions = BTreeMap::new();
     let mut report = ConsumeReport::default();
     let stage_label = stage.to_string();
+    let mut stop_open = true;
     loop {
         if let StopWhen::Reached(targets) = &*stop.borrow() {
             let done = targets.iter().all(|(partition, target)| {
@@ -94,11 +95,20 @@ pub async fn consume<E>(
         if *shutdown.borrow() {
             break;
         }
-        // Wait for the first message, a stop target or a shutdown; then fill the batch.
+        // Wait for the first message, a stop target or a shutdown; then fill the batch. A
+        // dropped shutdown sender means shut down; a dropped stop sender keeps its last word.
         let first = tokio::select! {
             message = consumer.recv() => Some(message),
-            _ = stop.changed() => None,
-            _ = shutdown.changed() => None,
+            changed = stop.changed(), if stop_open => {
+                stop_open = changed.is_ok();
+                None
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                None
+            }
         };
         let Some(first) = first else { continue };
         let mut messages = vec![
