@@ -37,9 +37,9 @@ pub struct RunOptions {
 pub struct Shared {
     pub hub: Mutex<Hub>,
     pub analytics: Analytics,
-    /// Consumed events (and stage dead letters) so far; the main task waits on it.
-    consumed: watch::Sender<u64>,
-    /// The consumed count when the golden tables were last copied to analytics.
+    /// Batches applied and the offsets reached; the main task waits on it.
+    progress: watch::Sender<Progress>,
+    /// The batch count when the golden tables were last copied to analytics.
     golden_refreshed_at: Mutex<Option<u64>>,
 }
 
@@ -56,8 +56,8 @@ impl Shared {
             .golden_refreshed_at
             .lock()
             .expect("golden refresh lock");
-        let consumed = *self.consumed.borrow();
-        if *refreshed_at == Some(consumed) {
+        let batches = self.progress.borrow().batches;
+        if *refreshed_at == Some(batches) {
             return Ok(());
         }
         let hub = self.hub.lock().expect("hub lock");
@@ -91,7 +91,7 @@ impl Shared {
         self.analytics
             .replace_golden("golden_properties", &properties)?;
         self.analytics.replace_golden("golden_persons", &persons)?;
-        *refreshed_at = Some(consumed);
+        *refreshed_at = Some(batches);
         Ok(())
     }
 
@@ -119,6 +119,13 @@ impl Shared {
         let today = chrono::Utc::now().date_naive();
         Ok(self.analytics.data_span().await?.unwrap_or((today, today)))
     }
+}
+
+/// How far the stage has got.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub batches: u64,
+    pub positions: stage::Positions,
 }
 
 /// Per-source counts: every row read is an event produced or a dead letter.
@@ -209,11 +216,11 @@ pub async fn run(
     };
     tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
 
-    let (consumed_tx, _) = watch::channel(0u64);
+    let (progress_tx, _) = watch::channel(Progress::default());
     let shared = Arc::new(Shared {
         hub: Mutex::new(Hub::new(config.mdm.clone())),
         analytics: Analytics::new(config.analytics.clone())?,
-        consumed: consumed_tx,
+        progress: progress_tx,
         golden_refreshed_at: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
@@ -228,7 +235,6 @@ pub async fn run(
         );
         let shutdown_rx = shutdown_rx.clone();
         tokio::spawn(async move {
-            let mut total = 0u64;
             stage::consume(
                 &cluster,
                 "mdm_analytics",
@@ -238,8 +244,10 @@ pub async fn run(
                 shutdown_rx,
                 |batch| {
                     apply_batch(&shared, batch)?;
-                    total += batch.events.len() as u64 + batch.dead_letters.len() as u64;
-                    shared.consumed.send_replace(total);
+                    shared.progress.send_modify(|progress| {
+                        progress.batches += 1;
+                        progress.positions = batch.positions.clone();
+                    });
                     Ok::<(), anyhow::Error>(())
                 },
             )
@@ -267,24 +275,42 @@ pub async fn run(
         }))
     };
 
-    let (source_counts, topic_produced, dead_letters) = ingest(&cluster, &mut sources).await?;
+    let mut stage_task = stage_task;
+    let ingested = ingest(&cluster, &mut sources).await;
+    let (source_counts, topic_produced, dead_letters) = match ingested {
+        Ok(ingested) => ingested,
+        Err(error) => {
+            // Stop the stage (and the server) before reporting: no task outlives the run.
+            shutdown_tx.send_replace(true);
+            let _ = stage_task.await;
+            if let Some(task) = http_task {
+                let _ = task.await;
+            }
+            return Err(error);
+        }
+    };
     let produced_total: u64 = topic_produced.values().sum();
     let targets = cluster.high_watermarks(&entity_topics)?;
 
-    if !options.once {
-        let mut consumed = shared.consumed.subscribe();
-        consumed.wait_for(|count| *count >= produced_total).await?;
-        println!("ready: {produced_total} events processed; Ctrl-C to stop");
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-        tracing::info!("shutting down");
-    } else {
-        stop_tx.send_replace(StopWhen::Reached(targets));
-    }
     let report = if options.once {
+        stop_tx.send_replace(StopWhen::Reached(targets));
         stage_task.await??
     } else {
+        // Ready once the stage has applied everything produced so far, then serve until
+        // Ctrl-C; a stage that stops on its own is an error.
+        let mut progress = shared.progress.subscribe();
+        tokio::select! {
+            result = progress.wait_for(|progress| stage::reached(&progress.positions, &targets)) => {
+                result?;
+            }
+            result = &mut stage_task => bail!("the stage stopped before catching up: {:?}", result??),
+        }
+        println!("ready: {produced_total} events processed; Ctrl-C to stop");
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+            result = &mut stage_task => bail!("the stage stopped: {:?}", result??),
+        }
+        tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
         let report = stage_task.await??;
         if let Some(task) = http_task {

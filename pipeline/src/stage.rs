@@ -55,6 +55,15 @@ pub struct Batch {
     /// Events consumed per topic in this batch.
     pub per_topic: BTreeMap<String, u64>,
     pub dead_letters: Vec<DeadLetter>,
+    /// The next offset of every partition consumed so far, this batch included.
+    pub positions: Positions,
+}
+
+/// Whether `positions` have reached every target offset.
+pub fn reached(positions: &Positions, targets: &Positions) -> bool {
+    targets
+        .iter()
+        .all(|(partition, target)| positions.get(partition).copied().unwrap_or(0) >= *target)
 }
 
 /// What a stage run consumed in all.
@@ -84,13 +93,10 @@ pub async fn consume<E>(
     let stage_label = stage.to_string();
     let mut stop_open = true;
     loop {
-        if let StopWhen::Reached(targets) = &*stop.borrow() {
-            let done = targets.iter().all(|(partition, target)| {
-                positions.get(partition).copied().unwrap_or(0) >= *target
-            });
-            if done {
-                break;
-            }
+        if let StopWhen::Reached(targets) = &*stop.borrow()
+            && reached(&positions, targets)
+        {
+            break;
         }
         if *shutdown.borrow() {
             break;
@@ -154,16 +160,19 @@ pub async fn consume<E>(
                 }),
             }
         }
+        for message in &messages {
+            positions.insert(
+                (message.topic().to_string(), message.partition()),
+                message.offset() + 1,
+            );
+        }
+        batch.positions = positions.clone();
         for dead_letter in &batch.dead_letters {
             dead_letters.send_dead_letter(dead_letter).await?;
         }
         dead_letters.flush().await?;
         handle(&batch).map_err(StageError::Stage)?;
         let mut commit = TopicPartitionList::new();
-        for message in &messages {
-            let next = message.offset() + 1;
-            positions.insert((message.topic().to_string(), message.partition()), next);
-        }
         for ((topic, partition), next) in &positions {
             commit
                 .add_partition_offset(topic, *partition, Offset::Offset(*next))
