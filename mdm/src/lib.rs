@@ -6,8 +6,10 @@
 
 pub mod address;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod hub;
+pub mod model;
 pub mod normalise;
 
 pub use config::MdmConfig;

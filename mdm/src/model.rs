@@ -1,0 +1,786 @@
+//! Fellegi-Sunter matching (the Splink method): blocking rules give candidate pairs, each
+//! comparison puts a pair on a level, and the match weight is the prior log-odds plus
+//! `log2(m/u)` per comparison, with term-frequency adjustment for exact matches on names.
+//! `u` comes from random pairs, `m` from expectation-maximisation on blocked pairs (per
+//! blocking rule, for the comparisons that rule does not block on). No IO: `save`/`load`
+//! work on strings.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::Comparator;
+
+/// A record prepared for matching: normalised values, one per schema field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prepared {
+    pub values: Vec<Option<String>>,
+}
+
+/// One comparison of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonSpec {
+    pub name: String,
+    /// The schema field compared.
+    pub field: String,
+    pub comparator: Comparator,
+    /// Adjust exact-match weights by how common the value is (rare names weigh more).
+    #[serde(default)]
+    pub term_frequency: bool,
+}
+
+/// A blocking rule: records agreeing exactly on all these fields become candidate pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockingRule {
+    pub name: String,
+    pub fields: Vec<String>,
+}
+
+/// The shape of a model: fields, comparisons, blocking rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub fields: Vec<String>,
+    pub comparisons: Vec<ComparisonSpec>,
+    pub blocking: Vec<BlockingRule>,
+}
+
+impl ModelSpec {
+    fn field_index(&self, name: &str) -> usize {
+        self.fields
+            .iter()
+            .position(|field| field == name)
+            .unwrap_or_else(|| panic!("model spec: unknown field `{name}`"))
+    }
+}
+
+/// A trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub version: String,
+    pub spec: ModelSpec,
+    /// Prior probability that a candidate pair is a match.
+    pub lambda: f64,
+    /// m[comparison][level]: P(level | match).
+    pub m: Vec<Vec<f64>>,
+    /// u[comparison][level]: P(level | non-match).
+    pub u: Vec<Vec<f64>>,
+    /// Term frequencies of values, per comparison with `term_frequency` (not saved: they
+    /// describe the data, and are rebuilt from it with [`Model::set_term_frequencies`]).
+    #[serde(skip)]
+    pub term_frequencies: Vec<HashMap<String, f64>>,
+}
+
+/// One comparison's part in a pair's weight.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldWeight {
+    pub comparison: String,
+    pub level: &'static str,
+    /// `log2(m/u)` (0 when a value is missing), with the term-frequency adjustment added.
+    pub weight: f64,
+    pub term_frequency_adjustment: f64,
+}
+
+/// A scored pair with its explanation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub weight: f64,
+    pub probability: f64,
+    pub fields: Vec<FieldWeight>,
+    pub prior_weight: f64,
+    pub model_version: String,
+}
+
+/// Candidate pairs with the first blocking rule that produced each.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    pub pairs: Vec<(usize, usize, usize)>,
+    /// Pairs each rule produced (before removing pairs an earlier rule already found).
+    pub per_rule: Vec<(String, usize)>,
+    /// Blocks skipped for being larger than the cap, per rule.
+    pub skipped_blocks: Vec<(String, usize)>,
+}
+
+/// Which records may pair: all with all (deduplication) or left with right (linkage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    Dedupe,
+    /// Records `0..left` against `left..`.
+    Link {
+        left: usize,
+    },
+}
+
+impl Pairing {
+    fn allows(self, a: usize, b: usize) -> bool {
+        match self {
+            Pairing::Dedupe => a != b,
+            Pairing::Link { left } => (a < left) != (b < left),
+        }
+    }
+}
+
+/// Largest block a rule expands into pairs; larger ones are skipped and reported.
+pub const MAX_BLOCK: usize = 2000;
+
+/// Candidate pairs of `records` under every blocking rule of `spec` (a union, deduplicated;
+/// each pair keeps the first rule that found it).
+pub fn block(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> Candidates {
+    let mut candidates = Candidates::default();
+    let mut seen = std::collections::HashSet::new();
+    for (rule_index, rule) in spec.blocking.iter().enumerate() {
+        let (pairs, skipped) = block_rule(spec, rule, records, pairing);
+        candidates.per_rule.push((rule.name.clone(), pairs.len()));
+        candidates.skipped_blocks.push((rule.name.clone(), skipped));
+        for pair in pairs {
+            if seen.insert(pair) {
+                candidates.pairs.push((pair.0, pair.1, rule_index));
+            }
+        }
+    }
+    candidates
+}
+
+/// The pairs one rule produces (smaller index first), and how many blocks it skipped.
+pub fn block_rule(
+    spec: &ModelSpec,
+    rule: &BlockingRule,
+    records: &[Prepared],
+    pairing: Pairing,
+) -> (Vec<(usize, usize)>, usize) {
+    let fields: Vec<usize> = rule
+        .fields
+        .iter()
+        .map(|field| spec.field_index(field))
+        .collect();
+    let mut blocks: HashMap<Vec<&str>, Vec<usize>> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let key: Option<Vec<&str>> = fields
+            .iter()
+            .map(|&field| record.values[field].as_deref())
+            .collect();
+        if let Some(key) = key {
+            blocks.entry(key).or_default().push(index);
+        }
+    }
+    let mut keys: Vec<_> = blocks.into_iter().collect();
+    keys.sort_unstable();
+    let (mut pairs, mut skipped) = (Vec::new(), 0);
+    for (_, members) in keys {
+        if members.len() > MAX_BLOCK {
+            skipped += 1;
+            continue;
+        }
+        for (position, &a) in members.iter().enumerate() {
+            for &b in &members[position + 1..] {
+                if pairing.allows(a, b) {
+                    pairs.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    (pairs, skipped)
+}
+
+/// A deterministic generator for sampling random pairs (splitmix64).
+struct Sampler(u64);
+
+impl Sampler {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+type Gamma = Vec<Option<u8>>;
+
+/// Settings of training.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Random pairs sampled to estimate u.
+    pub u_sample: usize,
+    pub em_iterations: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            u_sample: 1_000_000,
+            em_iterations: 40,
+            seed: 42,
+        }
+    }
+}
+
+impl Model {
+    fn comparison_fields(&self) -> Vec<usize> {
+        self.spec
+            .comparisons
+            .iter()
+            .map(|c| self.spec.field_index(&c.field))
+            .collect()
+    }
+
+    /// The comparison levels of a pair.
+    pub fn gamma(&self, a: &Prepared, b: &Prepared) -> Gamma {
+        self.spec
+            .comparisons
+            .iter()
+            .zip(self.comparison_fields())
+            .map(
+                |(comparison, field)| match (&a.values[field], &b.values[field]) {
+                    (Some(x), Some(y)) => Some(comparison.comparator.level(x, y)),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// Trains a model without labels: u from random pairs, m by EM per blocking rule.
+    pub fn train(
+        spec: ModelSpec,
+        records: &[Prepared],
+        pairing: Pairing,
+        options: &TrainOptions,
+    ) -> Model {
+        let levels: Vec<usize> = spec
+            .comparisons
+            .iter()
+            .map(|c| c.comparator.levels().len())
+            .collect();
+        // Start: agreement far likelier among matches; uniform among non-matches.
+        let m = levels
+            .iter()
+            .map(|&n| {
+                let raw: Vec<f64> = (0..n)
+                    .map(|level| ((level + 1) * (level + 1)) as f64)
+                    .collect();
+                let total: f64 = raw.iter().sum();
+                raw.into_iter().map(|value| value / total).collect()
+            })
+            .collect();
+        let u = levels.iter().map(|&n| vec![1.0 / n as f64; n]).collect();
+        let mut model = Model {
+            version: String::new(),
+            spec,
+            lambda: 0.01,
+            m,
+            u,
+            term_frequencies: Vec::new(),
+        };
+        model.estimate_u(records, pairing, options);
+        // m per blocking rule, from all of that rule's pairs, for the comparisons on fields the
+        // rule does not block on (Splink's training sessions).
+        let mut estimates: Vec<Vec<Vec<f64>>> = vec![Vec::new(); model.spec.comparisons.len()];
+        for rule in &model.spec.blocking {
+            let (pairs, _) = block_rule(&model.spec, rule, records, pairing);
+            let gammas: Vec<Gamma> = pairs
+                .iter()
+                .map(|&(a, b)| model.gamma(&records[a], &records[b]))
+                .collect();
+            let patterns = aggregate(gammas.iter());
+            if patterns.is_empty() {
+                continue;
+            }
+            let free: Vec<bool> = model
+                .spec
+                .comparisons
+                .iter()
+                .map(|c| !rule.fields.contains(&c.field))
+                .collect();
+            // The rule's own fields agree on every pair it produced: they say nothing here.
+            let (m, _) = em(
+                &model.m,
+                &model.u,
+                0.1,
+                &patterns,
+                &free,
+                &free,
+                options.em_iterations,
+            );
+            for (comparison, is_free) in free.iter().enumerate() {
+                if *is_free {
+                    estimates[comparison].push(m[comparison].clone());
+                }
+            }
+        }
+        for (comparison, found) in estimates.into_iter().enumerate() {
+            if !found.is_empty() {
+                let n = found.len() as f64;
+                model.m[comparison] = (0..found[0].len())
+                    .map(|level| found.iter().map(|m| m[level]).sum::<f64>() / n)
+                    .collect();
+            }
+        }
+        let candidates = block(&model.spec, records, pairing);
+        let gammas: Vec<Gamma> = candidates
+            .pairs
+            .iter()
+            .map(|&(a, b, _)| model.gamma(&records[a], &records[b]))
+            .collect();
+        // The prior over all candidate pairs, with m and u fixed.
+        let patterns = aggregate(gammas.iter());
+        let fixed = vec![false; model.spec.comparisons.len()];
+        let all = vec![true; model.spec.comparisons.len()];
+        let (_, lambda) = em(
+            &model.m,
+            &model.u,
+            0.1,
+            &patterns,
+            &all,
+            &fixed,
+            options.em_iterations,
+        );
+        model.lambda = lambda.clamp(1e-9, 1.0 - 1e-9);
+        model.set_term_frequencies(records);
+        model.version = model.fingerprint();
+        model
+    }
+
+    fn estimate_u(&mut self, records: &[Prepared], pairing: Pairing, options: &TrainOptions) {
+        let mut counts: Vec<Vec<f64>> = self
+            .u
+            .iter()
+            .map(|levels| vec![1.0; levels.len()])
+            .collect();
+        let mut sampler = Sampler(options.seed);
+        let n = records.len();
+        if n < 2 {
+            return;
+        }
+        for _ in 0..options.u_sample {
+            let (a, b) = match pairing {
+                Pairing::Dedupe => (sampler.below(n), sampler.below(n)),
+                Pairing::Link { left } if left > 0 && left < n => {
+                    (sampler.below(left), left + sampler.below(n - left))
+                }
+                Pairing::Link { .. } => return,
+            };
+            if a == b {
+                continue;
+            }
+            for (comparison, level) in self.gamma(&records[a], &records[b]).into_iter().enumerate()
+            {
+                if let Some(level) = level {
+                    counts[comparison][level as usize] += 1.0;
+                }
+            }
+        }
+        self.u = counts
+            .into_iter()
+            .map(|levels| {
+                let total: f64 = levels.iter().sum();
+                levels.into_iter().map(|count| count / total).collect()
+            })
+            .collect();
+    }
+
+    /// Recomputes the term-frequency tables from the data the model matches.
+    pub fn set_term_frequencies(&mut self, records: &[Prepared]) {
+        let fields = self.comparison_fields();
+        self.term_frequencies = self
+            .spec
+            .comparisons
+            .iter()
+            .zip(fields)
+            .map(|(comparison, field)| {
+                let mut counts: HashMap<String, f64> = HashMap::new();
+                if comparison.term_frequency {
+                    let mut total = 0.0;
+                    for value in records
+                        .iter()
+                        .filter_map(|record| record.values[field].as_ref())
+                    {
+                        *counts.entry(value.clone()).or_default() += 1.0;
+                        total += 1.0;
+                    }
+                    for count in counts.values_mut() {
+                        *count /= total;
+                    }
+                }
+                counts
+            })
+            .collect();
+    }
+
+    /// The prior weight: log2 of the prior odds.
+    pub fn prior_weight(&self) -> f64 {
+        (self.lambda / (1.0 - self.lambda)).log2()
+    }
+
+    /// Scores a pair and explains the score.
+    pub fn score(&self, a: &Prepared, b: &Prepared) -> Scored {
+        let gamma = self.gamma(a, b);
+        let fields_index = self.comparison_fields();
+        let mut weight = self.prior_weight();
+        let mut fields = Vec::with_capacity(gamma.len());
+        for (comparison, level) in gamma.into_iter().enumerate() {
+            let spec = &self.spec.comparisons[comparison];
+            let (level_name, mut field_weight, mut adjustment) = match level {
+                None => ("null", 0.0, 0.0),
+                Some(level) => {
+                    let level = level as usize;
+                    (
+                        spec.comparator.levels()[level],
+                        (self.m[comparison][level] / self.u[comparison][level]).log2(),
+                        0.0,
+                    )
+                }
+            };
+            let top = spec.comparator.levels().len() - 1;
+            if spec.term_frequency && level.map(usize::from) == Some(top) {
+                let value = a.values[fields_index[comparison]]
+                    .as_deref()
+                    .unwrap_or_default();
+                if let Some(frequency) = self
+                    .term_frequencies
+                    .get(comparison)
+                    .and_then(|tf| tf.get(value))
+                {
+                    adjustment = (self.u[comparison][top] / frequency.max(1e-9)).log2();
+                    field_weight += adjustment;
+                }
+            }
+            if !field_weight.is_finite() {
+                field_weight = 0.0;
+                adjustment = 0.0;
+            }
+            weight += field_weight;
+            fields.push(FieldWeight {
+                comparison: spec.name.clone(),
+                level: level_name,
+                weight: field_weight,
+                term_frequency_adjustment: adjustment,
+            });
+        }
+        Scored {
+            probability: probability(weight),
+            weight,
+            fields,
+            prior_weight: self.prior_weight(),
+            model_version: self.version.clone(),
+        }
+    }
+
+    /// A short fingerprint of the parameters, recorded with every decision.
+    fn fingerprint(&self) -> String {
+        let text =
+            serde_json::to_string(&(&self.spec, self.lambda, &self.m, &self.u)).unwrap_or_default();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in text.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("fs-{hash:016x}")
+    }
+
+    pub fn save(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a model serialises")
+    }
+
+    /// Loads a saved model; term frequencies must then be rebuilt from the data.
+    pub fn load(text: &str) -> Result<Model, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The m and u table, for people: comparison, level, m, u, weight.
+    pub fn parameters(&self) -> Vec<(String, &'static str, f64, f64, f64)> {
+        let mut rows = Vec::new();
+        for (index, spec) in self.spec.comparisons.iter().enumerate() {
+            for (level, name) in spec.comparator.levels().iter().enumerate() {
+                let (m, u) = (self.m[index][level], self.u[index][level]);
+                rows.push((spec.name.clone(), *name, m, u, (m / u).log2()));
+            }
+        }
+        rows
+    }
+}
+
+/// Match probability of a weight (log2 odds).
+pub fn probability(weight: f64) -> f64 {
+    let odds = weight.exp2();
+    if odds.is_infinite() {
+        1.0
+    } else {
+        odds / (1.0 + odds)
+    }
+}
+
+fn aggregate<'a>(gammas: impl Iterator<Item = &'a Gamma>) -> Vec<(Gamma, f64)> {
+    let mut patterns: BTreeMap<Gamma, f64> = BTreeMap::new();
+    for gamma in gammas {
+        *patterns.entry(gamma.clone()).or_default() += 1.0;
+    }
+    patterns.into_iter().collect()
+}
+
+/// Expectation-maximisation over comparison patterns with u fixed: only `active` comparisons
+/// count in the likelihood, only `free` ones have their m updated. Returns (m, lambda).
+fn em(
+    m: &[Vec<f64>],
+    u: &[Vec<f64>],
+    lambda: f64,
+    patterns: &[(Gamma, f64)],
+    active: &[bool],
+    free: &[bool],
+    iterations: usize,
+) -> (Vec<Vec<f64>>, f64) {
+    let mut m = m.to_vec();
+    let mut lambda = lambda;
+    for _ in 0..iterations {
+        let mut match_counts: Vec<Vec<f64>> =
+            m.iter().map(|levels| vec![0.0; levels.len()]).collect();
+        let (mut matched, mut total) = (0.0, 0.0);
+        for (gamma, count) in patterns {
+            let mut log_odds = (lambda / (1.0 - lambda)).ln();
+            for (comparison, level) in gamma.iter().enumerate() {
+                if let (Some(level), true) = (level, active[comparison]) {
+                    let level = *level as usize;
+                    log_odds +=
+                        (m[comparison][level].max(1e-12) / u[comparison][level].max(1e-12)).ln();
+                }
+            }
+            let posterior = 1.0 / (1.0 + (-log_odds).exp());
+            matched += posterior * count;
+            total += count;
+            for (comparison, level) in gamma.iter().enumerate() {
+                if let Some(level) = level {
+                    match_counts[comparison][*level as usize] += posterior * count;
+                }
+            }
+        }
+        let new_lambda = (matched / total).clamp(1e-9, 1.0 - 1e-9);
+        let mut change = (new_lambda - lambda).abs();
+        lambda = new_lambda;
+        for (comparison, counts) in match_counts.into_iter().enumerate() {
+            if !free[comparison] {
+                continue;
+            }
+            let sum: f64 = counts.iter().sum::<f64>() + 1e-9 * counts.len() as f64;
+            for (level, count) in counts.into_iter().enumerate() {
+                let value = ((count + 1e-9) / sum).max(1e-9);
+                change = change.max((value - m[comparison][level]).abs());
+                m[comparison][level] = value;
+            }
+        }
+        if change < 1e-7 {
+            break;
+        }
+    }
+    (m, lambda)
+}
+
+/// Pairwise precision, recall and F1 of predicted links against true links.
+pub fn pairwise_scores(
+    predicted: &std::collections::HashSet<(usize, usize)>,
+    truth: &std::collections::HashSet<(usize, usize)>,
+) -> (f64, f64, f64) {
+    let true_positives = predicted.intersection(truth).count() as f64;
+    let precision = if predicted.is_empty() {
+        1.0
+    } else {
+        true_positives / predicted.len() as f64
+    };
+    let recall = if truth.is_empty() {
+        1.0
+    } else {
+        true_positives / truth.len() as f64
+    };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    (precision, recall, f1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ModelSpec {
+        ModelSpec {
+            fields: vec!["given".into(), "family".into(), "dob".into()],
+            comparisons: vec![
+                ComparisonSpec {
+                    name: "given".into(),
+                    field: "given".into(),
+                    comparator: Comparator::GivenName {
+                        high: 0.92,
+                        low: 0.8,
+                    },
+                    term_frequency: true,
+                },
+                ComparisonSpec {
+                    name: "family".into(),
+                    field: "family".into(),
+                    comparator: Comparator::Text {
+                        high: 0.92,
+                        low: 0.8,
+                    },
+                    term_frequency: true,
+                },
+                ComparisonSpec {
+                    name: "dob".into(),
+                    field: "dob".into(),
+                    comparator: Comparator::Date,
+                    term_frequency: false,
+                },
+            ],
+            blocking: vec![
+                BlockingRule {
+                    name: "dob".into(),
+                    fields: vec!["dob".into()],
+                },
+                BlockingRule {
+                    name: "family".into(),
+                    fields: vec!["family".into()],
+                },
+            ],
+        }
+    }
+
+    fn record(given: &str, family: &str, dob: &str) -> Prepared {
+        Prepared {
+            values: [given, family, dob]
+                .iter()
+                .map(|v| (!v.is_empty()).then(|| v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// People with a typo'd duplicate each: training finds that agreement means a match.
+    fn population() -> Vec<Prepared> {
+        let given = [
+            "ann", "bob", "cara", "dev", "eli", "fay", "gus", "hal", "ivy", "jon", "kai", "lou",
+        ];
+        let family = [
+            "smith", "jones", "patel", "okafor", "nowak", "brown", "khan", "kelly", "price", "owen",
+        ];
+        let mut records = Vec::new();
+        for n in 0..300 {
+            let g = given[n % given.len()];
+            // Every (given, family) pair is distinct: 12 x 25 people.
+            let f = format!(
+                "{}{}",
+                family[(n / given.len()) % family.len()],
+                n / (given.len() * family.len())
+            );
+            let f = f.as_str();
+            let dob = format!("19{:02}{:02}{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28);
+            records.push(record(g, f, &dob));
+            // Every other person has a duplicate: exact, or with one field mistyped.
+            let typo = |text: &str| format!("{text}e");
+            match n % 8 {
+                0 => records.push(record(g, f, &dob)),
+                2 => records.push(record(g, &typo(f), &dob)),
+                4 => records.push(record(&typo(g), f, &dob)),
+                6 => records.push(record(
+                    g,
+                    f,
+                    &format!("{}{}", &dob[..7], (dob.as_bytes()[7] - b'0' + 1) % 10),
+                )),
+                _ => {}
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn em_learns_that_agreement_means_a_match_and_scores_explain_themselves() {
+        let records = population();
+        let model = Model::train(
+            spec(),
+            &records,
+            Pairing::Dedupe,
+            &TrainOptions {
+                u_sample: 50_000,
+                ..TrainOptions::default()
+            },
+        );
+        let family_exact = model.m[1][3] / model.u[1][3];
+        assert!(family_exact > 5.0, "{:?}", model.parameters());
+        let same = model.score(&records[0], &records[1]);
+        let different = model.score(&records[0], &records[3]);
+        assert!(
+            same.probability > 0.9 && different.probability < 0.1,
+            "{same:?} {different:?}"
+        );
+        assert_eq!(same.fields.len(), 3);
+        assert_eq!(same.fields[2].level, "exact");
+        let total: f64 =
+            same.prior_weight + same.fields.iter().map(|field| field.weight).sum::<f64>();
+        assert!(
+            (total - same.weight).abs() < 1e-9,
+            "the explanation adds up to the weight"
+        );
+        let loaded = Model::load(&model.save()).unwrap();
+        assert_eq!(
+            (loaded.m.clone(), loaded.u.clone(), loaded.version.clone()),
+            (model.m.clone(), model.u.clone(), model.version.clone())
+        );
+    }
+
+    #[test]
+    fn rare_names_weigh_more_than_common_ones() {
+        let mut records = population();
+        for _ in 0..50 {
+            records.push(record("ann", "smith", ""));
+        }
+        records.push(record("zebedee", "quill", ""));
+        let model = Model::train(
+            spec(),
+            &records,
+            Pairing::Dedupe,
+            &TrainOptions {
+                u_sample: 50_000,
+                ..TrainOptions::default()
+            },
+        );
+        let common = model.score(&record("ann", "smith", ""), &record("ann", "smith", ""));
+        let rare = model.score(
+            &record("zebedee", "quill", ""),
+            &record("zebedee", "quill", ""),
+        );
+        assert!(
+            rare.weight > common.weight,
+            "{} vs {}",
+            rare.weight,
+            common.weight
+        );
+    }
+
+    #[test]
+    fn blocking_unions_rules_without_duplicates_and_respects_link_sides() {
+        let records = vec![
+            record("a", "x", "1"),
+            record("b", "x", "1"),
+            record("c", "y", "1"),
+            record("d", "x", "2"),
+        ];
+        let candidates = block(&spec(), &records, Pairing::Dedupe);
+        let mut pairs: Vec<(usize, usize)> =
+            candidates.pairs.iter().map(|&(a, b, _)| (a, b)).collect();
+        pairs.sort();
+        assert_eq!(pairs, vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]);
+        assert_eq!(
+            candidates.per_rule,
+            vec![("dob".into(), 3), ("family".into(), 3)]
+        );
+        let linked = block(&spec(), &records, Pairing::Link { left: 2 });
+        assert!(linked.pairs.iter().all(|&(a, b, _)| (a < 2) != (b < 2)));
+    }
+
+    #[test]
+    fn pairwise_scores_count_true_and_false_links() {
+        let predicted = [(0, 1), (2, 3)].into_iter().collect();
+        let truth = [(0, 1), (4, 5)].into_iter().collect();
+        assert_eq!(pairwise_scores(&predicted, &truth), (0.5, 0.5, 0.5));
+    }
+}
