@@ -106,7 +106,7 @@ fn load(path: &Path) -> (Vec<Prepared>, Vec<String>) {
     (records, entities)
 }
 
-fn run(name: &str, records: &[Prepared], entities: &[String], pairing: Pairing) {
+fn run(name: &str, key: &str, records: &[Prepared], entities: &[String], pairing: Pairing) {
     let truth: HashSet<(usize, usize)> = {
         let mut by_entity: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, entity) in entities.iter().enumerate() {
@@ -174,6 +174,14 @@ fn run(name: &str, records: &[Prepared], entities: &[String], pairing: Pairing) 
             "  {threshold:>9} {precision:>10.4} {recall:>10.4} {f1:>10.4} {:>9}",
             predicted.len()
         );
+        if threshold == 0.99 {
+            // One machine-readable line per data set at Splink's threshold, for bench/febrl-vs-splink.
+            let result = serde_json::json!({
+                "tool": "goldthread", "dataset": key, "precision": precision, "recall": recall, "f1": f1,
+                "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+            });
+            println!("RESULT {result}");
+        }
     }
 }
 
@@ -186,10 +194,17 @@ fn main() {
     entities.extend(b_entities);
     run(
         "Febrl4 (link 4a to 4b)",
+        "febrl4",
         &records,
         &entities,
         Pairing::Link { left },
     );
     let (records, entities) = load(&root.join("dataset3.csv"));
-    run("Febrl3 (dedupe)", &records, &entities, Pairing::Dedupe);
+    run(
+        "Febrl3 (dedupe)",
+        "febrl3",
+        &records,
+        &entities,
+        Pairing::Dedupe,
+    );
 }
