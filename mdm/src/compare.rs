@@ -70,29 +70,117 @@ impl Comparator {
                     0
                 }
             }
-            Comparator::Code => u8::from(strsim::damerau_levenshtein(a, b) <= 1),
+            Comparator::Code => u8::from(within_one_edit(a, b)),
             Comparator::Date => {
                 if is_day_month_swap(a, b) {
                     2
                 } else {
-                    u8::from(a.len() == b.len() && strsim::damerau_levenshtein(a, b) <= 1)
+                    u8::from(a.len() == b.len() && within_one_edit(a, b))
                 }
             }
         }
     }
 }
 
-/// Jaro-Winkler similarity, symmetric (strsim's prefix scaling is applied to both orders).
+/// Jaro-Winkler similarity, made symmetric by always comparing in one order. Short ASCII
+/// strings (the common case) take an allocation-free path with the same result as strsim.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
-    let forward = strsim::jaro_winkler(a, b);
-    let backward = strsim::jaro_winkler(b, a);
-    forward.max(backward).clamp(0.0, 1.0)
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    let similarity =
+        if first.is_ascii() && second.is_ascii() && first.len() <= 64 && second.len() <= 64 {
+            ascii_jaro_winkler(first.as_bytes(), second.as_bytes())
+        } else {
+            strsim::jaro_winkler(first, second)
+        };
+    similarity.clamp(0.0, 1.0)
 }
 
+/// strsim's Jaro-Winkler over bytes, with the match flags on the stack (both lengths <= 64).
+fn ascii_jaro_winkler(a: &[u8], b: &[u8]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let search_range = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let (mut a_flags, mut b_flags) = ([false; 64], [false; 64]);
+    let mut matches = 0usize;
+    for (i, &a_byte) in a.iter().enumerate() {
+        let low = i.saturating_sub(search_range);
+        let high = b.len().min(i + search_range + 1);
+        for j in low..high {
+            if !b_flags[j] && b[j] == a_byte {
+                a_flags[i] = true;
+                b_flags[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut j = 0;
+    for (i, &a_byte) in a.iter().enumerate() {
+        if a_flags[i] {
+            while !b_flags[j] {
+                j += 1;
+            }
+            if a_byte != b[j] {
+                transpositions += 1;
+            }
+            j += 1;
+        }
+    }
+    let transpositions = transpositions / 2;
+    let m = matches as f64;
+    let jaro =
+        (m / a.len() as f64 + m / b.len() as f64 + (matches - transpositions) as f64 / m) / 3.0;
+    if jaro > 0.7 {
+        let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count();
+        jaro + 0.1 * prefix as f64 * (1.0 - jaro)
+    } else {
+        jaro
+    }
+}
+
+/// Whether two given names stand for the same formal name (Bob = Robert). Values that are
+/// neither a nickname nor folded differently (the common case) cost no allocation.
 fn nickname_equivalent(a: &str, b: &str) -> bool {
+    let plain = |name: &str| name.bytes().all(|byte| byte.is_ascii_lowercase());
+    if plain(a) && plain(b) && !normalise::is_nickname(a) && !normalise::is_nickname(b) {
+        return false;
+    }
     let forms_a = normalise::given_name_forms(a);
     let forms_b = normalise::given_name_forms(b);
     forms_a.iter().any(|form| forms_b.contains(form))
+}
+
+/// Damerau-Levenshtein distance <= 1 (one insertion, deletion, substitution or adjacent
+/// transposition) over bytes, in one pass without allocating. Meant for codes and numbers.
+pub fn within_one_edit(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    if prefix == short.len() {
+        return true; // equal, or one byte appended
+    }
+    if short.len() == long.len() {
+        let rest = prefix + 1;
+        // substitution at `prefix`, or transposition of `prefix` and `prefix + 1`
+        short[rest..] == long[rest..]
+            || (rest < short.len()
+                && short[prefix] == long[rest]
+                && short[rest] == long[prefix]
+                && short[rest + 1..] == long[rest + 1..])
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
 }
 
 /// `YYYYMMDD` dates (any separators removed) equal but for day and month swapped.
@@ -138,6 +226,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ascii_fast_path_equals_strsim(a in "[a-z ]{0,20}", b in "[a-z ]{0,20}") {
+            prop_assert!((ascii_jaro_winkler(a.as_bytes(), b.as_bytes()) - strsim::jaro_winkler(&a, &b)).abs() < 1e-12);
+        }
+
+        #[test]
+        fn one_edit_agrees_with_damerau_levenshtein(a in "[a-c]{0,6}", b in "[a-c]{0,6}") {
+            prop_assert_eq!(within_one_edit(&a, &b), strsim::damerau_levenshtein(&a, &b) <= 1);
+        }
+
         #[test]
         fn similarity_is_symmetric_and_within_unit_interval(a in "\\PC{0,12}", b in "\\PC{0,12}") {
             let forward = jaro_winkler(&a, &b);

@@ -68,6 +68,9 @@ pub struct Model {
     /// describe the data, and are rebuilt from it with [`Model::set_term_frequencies`]).
     #[serde(skip)]
     pub term_frequencies: Vec<HashMap<String, f64>>,
+    /// The schema index of each comparison's field (derived from `spec`).
+    #[serde(skip)]
+    field_of: Vec<usize>,
 }
 
 /// One comparison's part in a pair's weight.
@@ -220,11 +223,10 @@ impl Default for TrainOptions {
 }
 
 impl Model {
-    fn comparison_fields(&self) -> Vec<usize> {
-        self.spec
-            .comparisons
+    fn comparison_fields(spec: &ModelSpec) -> Vec<usize> {
+        spec.comparisons
             .iter()
-            .map(|c| self.spec.field_index(&c.field))
+            .map(|c| spec.field_index(&c.field))
             .collect()
     }
 
@@ -233,9 +235,9 @@ impl Model {
         self.spec
             .comparisons
             .iter()
-            .zip(self.comparison_fields())
+            .zip(&self.field_of)
             .map(
-                |(comparison, field)| match (&a.values[field], &b.values[field]) {
+                |(comparison, &field)| match (&a.values[field], &b.values[field]) {
                     (Some(x), Some(y)) => Some(comparison.comparator.level(x, y)),
                     _ => None,
                 },
@@ -269,6 +271,7 @@ impl Model {
         let u = levels.iter().map(|&n| vec![1.0 / n as f64; n]).collect();
         let mut model = Model {
             version: String::new(),
+            field_of: Model::comparison_fields(&spec),
             spec,
             lambda: 0.01,
             m,
@@ -344,32 +347,72 @@ impl Model {
         model
     }
 
+    /// u from random pairs, sampled in fixed chunks (one seed each) spread over the cores: the
+    /// result does not depend on how many cores there are.
     fn estimate_u(&mut self, records: &[Prepared], pairing: Pairing, options: &TrainOptions) {
+        const CHUNKS: u64 = 16;
+        let n = records.len();
+        let left = match pairing {
+            Pairing::Dedupe if n >= 2 => None,
+            Pairing::Link { left } if left > 0 && left < n => Some(left),
+            _ => return,
+        };
+        let per_chunk = options.u_sample / CHUNKS as usize;
+        let sample_chunk = |chunk: u64| {
+            let mut counts: Vec<Vec<f64>> = self
+                .u
+                .iter()
+                .map(|levels| vec![0.0; levels.len()])
+                .collect();
+            let mut sampler = Sampler(options.seed.wrapping_add(chunk.wrapping_mul(0x9e37_79b9)));
+            for _ in 0..per_chunk {
+                let (a, b) = match left {
+                    None => (sampler.below(n), sampler.below(n)),
+                    Some(left) => (sampler.below(left), left + sampler.below(n - left)),
+                };
+                if a == b {
+                    continue;
+                }
+                for (comparison, level) in
+                    self.gamma(&records[a], &records[b]).into_iter().enumerate()
+                {
+                    if let Some(level) = level {
+                        counts[comparison][level as usize] += 1.0;
+                    }
+                }
+            }
+            counts
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(CHUNKS as usize);
+        let chunk_counts: Vec<Vec<Vec<f64>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|thread| {
+                    let sample_chunk = &sample_chunk;
+                    scope.spawn(move || {
+                        (thread as u64..CHUNKS)
+                            .step_by(threads)
+                            .map(sample_chunk)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("sampling thread"))
+                .collect()
+        });
+        // One pseudo-count per level keeps every u positive.
         let mut counts: Vec<Vec<f64>> = self
             .u
             .iter()
             .map(|levels| vec![1.0; levels.len()])
             .collect();
-        let mut sampler = Sampler(options.seed);
-        let n = records.len();
-        if n < 2 {
-            return;
-        }
-        for _ in 0..options.u_sample {
-            let (a, b) = match pairing {
-                Pairing::Dedupe => (sampler.below(n), sampler.below(n)),
-                Pairing::Link { left } if left > 0 && left < n => {
-                    (sampler.below(left), left + sampler.below(n - left))
-                }
-                Pairing::Link { .. } => return,
-            };
-            if a == b {
-                continue;
-            }
-            for (comparison, level) in self.gamma(&records[a], &records[b]).into_iter().enumerate()
-            {
-                if let Some(level) = level {
-                    counts[comparison][level as usize] += 1.0;
+        for chunk in chunk_counts {
+            for (total, part) in counts.iter_mut().zip(chunk) {
+                for (sum, value) in total.iter_mut().zip(part) {
+                    *sum += value;
                 }
             }
         }
@@ -384,7 +427,7 @@ impl Model {
 
     /// Recomputes the term-frequency tables from the data the model matches.
     pub fn set_term_frequencies(&mut self, records: &[Prepared]) {
-        let fields = self.comparison_fields();
+        let fields = self.field_of.clone();
         self.term_frequencies = self
             .spec
             .comparisons
@@ -418,7 +461,7 @@ impl Model {
     /// Scores a pair and explains the score.
     pub fn score(&self, a: &Prepared, b: &Prepared) -> Scored {
         let gamma = self.gamma(a, b);
-        let fields_index = self.comparison_fields();
+        let fields_index = &self.field_of;
         let mut weight = self.prior_weight();
         let mut fields = Vec::with_capacity(gamma.len());
         for (comparison, level) in gamma.into_iter().enumerate() {
@@ -486,7 +529,9 @@ impl Model {
 
     /// Loads a saved model; term frequencies must then be rebuilt from the data.
     pub fn load(text: &str) -> Result<Model, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut model: Model = serde_json::from_str(text)?;
+        model.field_of = Model::comparison_fields(&model.spec);
+        Ok(model)
     }
 
     /// The m and u table, for people: comparison, level, m, u, weight.

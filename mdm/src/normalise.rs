@@ -173,6 +173,11 @@ pub fn name(
     name
 }
 
+/// Whether a folded name is in the nickname table.
+pub fn is_nickname(folded: &str) -> bool {
+    NICKNAMES.iter().any(|(nickname, _)| *nickname == folded)
+}
+
 /// The folded given name and, where a nickname stands for exactly one formal name, that too.
 /// An ambiguous nickname (Sandy: Alexander or Alexandra) adds nothing: it is not evidence.
 pub fn given_name_forms(given: &str) -> Vec<String> {
