@@ -2,6 +2,7 @@
 //! to the library crates. No business logic lives here.
 
 mod config;
+mod eval;
 mod http;
 mod output;
 mod run;
@@ -37,6 +38,11 @@ enum Command {
     Run {
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Match the person sources and score the result against labels (a benchmark command).
+    Eval {
+        #[command(flatten)]
+        eval: eval::EvalArgs,
     },
     /// Generate a sample landlord into a data folder and run the pipeline on it.
     Demo {
@@ -170,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Generate { sample, out } => write_sample(&sample, &out),
+        Command::Eval { eval } => eval::eval(eval),
         Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
         Command::Demo {
             sample,

@@ -700,8 +700,16 @@ impl Generator {
                 tenants = 2;
             } else {
                 // A tenant with an adult child in the household (not a party to the tenancy).
-                let child_dob = (dob + Duration::days(self.rng.random_range(20 * 365..40 * 365)))
-                    .min(NaiveDate::from_ymd_opt(2006, 1, 1).expect("valid date"));
+                // An adult child: born 20-40 years after the parent, and by 2006.
+                let latest = NaiveDate::from_ymd_opt(2006, 1, 1).expect("valid date");
+                let mut child_dob = dob + Duration::days(self.rng.random_range(20 * 365..40 * 365));
+                if child_dob > latest {
+                    child_dob = latest
+                        - Duration::days(
+                            self.rng
+                                .random_range(0..(latest - dob).num_days().clamp(1, 20 * 365)),
+                        );
+                }
                 let child_female = self.chance(0.5);
                 let mut child = self.person(family, child_female, child_dob);
                 child.phone = first.phone.clone();

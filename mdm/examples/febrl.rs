@@ -70,6 +70,8 @@ fn spec() -> ModelSpec {
             rule(&["surname", "suburb"]),
             rule(&["address_1", "suburb"]),
         ],
+        training: Vec::new(),
+        requirements: Vec::new(),
     }
 }
 

@@ -506,8 +506,8 @@ pub struct Counts {
     pub vulnerabilities: usize,
 }
 
-/// Match keys of a person. Every key needs a given-name form and a family name, so a
-/// household sharing surname, address and phone never links on those alone.
+/// Match keys of a person. Every key but the NINO needs a given-name form, a family name and
+/// a date of birth, so a household sharing surname, address and phone never links on those.
 fn person_evidence(record: &PersonRecord) -> Evidence {
     let mut evidence = Evidence::default();
     if let Some(nino) = &record.nino {
@@ -527,13 +527,16 @@ fn person_evidence(record: &PersonRecord) -> Evidence {
     let (Some(given), Some(family)) = (record.given.as_deref(), family) else {
         return evidence;
     };
+    // A household shares phone and email, and a parent and adult child can share a name:
+    // phone and email are evidence only beside a date of birth, which then must not clash.
+    let Some(date) = record.date_of_birth else {
+        return evidence;
+    };
     for form in normalise::given_name_forms(given) {
-        if let Some(date) = record.date_of_birth {
-            evidence.keys.push(format!(
-                "dob:{form}|{family}|{}",
-                normalise::date_of_birth_key(date)
-            ));
-        }
+        evidence.keys.push(format!(
+            "dob:{form}|{family}|{}",
+            normalise::date_of_birth_key(date)
+        ));
         if let Some(phone) = &record.phone {
             evidence.keys.push(format!("phone:{form}|{family}|{phone}"));
         }
@@ -651,6 +654,29 @@ mod tests {
         ));
         assert_eq!(hub.counts().golden_persons, 2);
         assert_eq!(hub.quality().blocked_links, 1);
+    }
+
+    #[test]
+    fn a_shared_name_and_phone_without_a_date_of_birth_is_not_a_link() {
+        // A parent and adult child of one name on the household phone; the CRM copy has no
+        // usable date of birth, so nothing says which of the two it is.
+        let mut hub = Hub::new(MdmConfig::default());
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Rebecca", "Harris", "1970-05-06", "07700900123"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "T2",
+            person("Rebecca", "Harris", "2001-02-03", "07700900123"),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Rebecca", "Harris", "1900-01-01", "07700900123"),
+        ));
+        assert_eq!(hub.counts().golden_persons, 3);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod hub;
 pub mod model;
 pub mod normalise;
+pub mod person;
 
 pub use config::MdmConfig;
 pub use hub::{Applied, GoldenPerson, GoldenProperty, GoldenTenancy, Hub, XrefEntry};

@@ -41,7 +41,16 @@ pub struct BlockingRule {
 pub struct ModelSpec {
     pub fields: Vec<String>,
     pub comparisons: Vec<ComparisonSpec>,
+    /// Rules that make the candidate pairs to score.
     pub blocking: Vec<BlockingRule>,
+    /// Rules whose pairs train m by EM (empty: the `blocking` rules). Train on rules whose
+    /// pairs are mostly matches or clear non-matches; a rule that gathers look-alikes of
+    /// another kind (a household's shared phone) teaches EM the wrong class.
+    #[serde(default)]
+    pub training: Vec<BlockingRule>,
+    /// Hard rules a pair must meet to link.
+    #[serde(default)]
+    pub requirements: Vec<Requirement>,
 }
 
 impl ModelSpec {
@@ -91,6 +100,17 @@ pub struct Scored {
     pub fields: Vec<FieldWeight>,
     pub prior_weight: f64,
     pub model_version: String,
+    /// The requirement that forbids this pair from linking, whatever its weight.
+    pub vetoed_by: Option<String>,
+}
+
+/// A hard rule: when both values are present, the comparison must reach `min_level` for the
+/// pair to link (DOMAIN.md §3: never merge people without given-name agreement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    pub comparison: String,
+    /// The lowest acceptable level, by name (`jaro_winkler_low`).
+    pub min_level: String,
 }
 
 /// Candidate pairs with the first blocking rule that produced each.
@@ -282,7 +302,12 @@ impl Model {
         // m per blocking rule, from all of that rule's pairs, for the comparisons on fields the
         // rule does not block on (Splink's training sessions).
         let mut estimates: Vec<Vec<Vec<f64>>> = vec![Vec::new(); model.spec.comparisons.len()];
-        for rule in &model.spec.blocking {
+        let training_rules = if model.spec.training.is_empty() {
+            model.spec.blocking.clone()
+        } else {
+            model.spec.training.clone()
+        };
+        for rule in &training_rules {
             let (pairs, _) = block_rule(&model.spec, rule, records, pairing);
             let gammas: Vec<Gamma> = pairs
                 .iter()
@@ -503,12 +528,37 @@ impl Model {
                 term_frequency_adjustment: adjustment,
             });
         }
+        let vetoed_by = self.spec.requirements.iter().find_map(|requirement| {
+            let (index, spec) = self
+                .spec
+                .comparisons
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.name == requirement.comparison)?;
+            let minimum = spec
+                .comparator
+                .levels()
+                .iter()
+                .position(|level| *level == requirement.min_level)?;
+            let level = spec
+                .comparator
+                .levels()
+                .iter()
+                .position(|level| *level == fields[index].level)?;
+            (level < minimum)
+                .then(|| format!("{} below {}", requirement.comparison, requirement.min_level))
+        });
         Scored {
-            probability: probability(weight),
+            probability: if vetoed_by.is_some() {
+                0.0
+            } else {
+                probability(weight)
+            },
             weight,
             fields,
             prior_weight: self.prior_weight(),
             model_version: self.version.clone(),
+            vetoed_by,
         }
     }
 
@@ -565,6 +615,8 @@ fn aggregate<'a>(gammas: impl Iterator<Item = &'a Gamma>) -> Vec<(Gamma, f64)> {
     patterns.into_iter().collect()
 }
 
+const M_PSEUDO_COUNT: f64 = 0.5;
+
 /// Expectation-maximisation over comparison patterns with u fixed: only `active` comparisons
 /// count in the likelihood, only `free` ones have their m updated. Returns (m, lambda).
 fn em(
@@ -607,9 +659,11 @@ fn em(
             if !free[comparison] {
                 continue;
             }
-            let sum: f64 = counts.iter().sum::<f64>() + 1e-9 * counts.len() as f64;
+            // Half a pseudo-count per level: a level never seen among a few hundred matches is
+            // rare, not impossible.
+            let sum: f64 = counts.iter().sum::<f64>() + M_PSEUDO_COUNT * counts.len() as f64;
             for (level, count) in counts.into_iter().enumerate() {
-                let value = ((count + 1e-9) / sum).max(1e-9);
+                let value = (count + M_PSEUDO_COUNT) / sum;
                 change = change.max((value - m[comparison][level]).abs());
                 m[comparison][level] = value;
             }
@@ -688,6 +742,8 @@ mod tests {
                     fields: vec!["family".into()],
                 },
             ],
+            training: Vec::new(),
+            requirements: Vec::new(),
         }
     }
 
