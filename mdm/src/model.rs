@@ -301,7 +301,10 @@ impl Model {
         model.estimate_u(records, pairing, options);
         // m per blocking rule, from all of that rule's pairs, for the comparisons on fields the
         // rule does not block on (Splink's training sessions).
-        let mut estimates: Vec<Vec<Vec<f64>>> = vec![Vec::new(); model.spec.comparisons.len()];
+        // (m, matches EM found) per rule; rules are pooled by those matches, so a rule with a
+        // few dozen pairs does not count as much as one with thousands.
+        let mut estimates: Vec<Vec<(Vec<f64>, f64)>> =
+            vec![Vec::new(); model.spec.comparisons.len()];
         let training_rules = if model.spec.training.is_empty() {
             model.spec.blocking.clone()
         } else {
@@ -324,7 +327,7 @@ impl Model {
                 .map(|c| !rule.fields.contains(&c.field))
                 .collect();
             // The rule's own fields agree on every pair it produced: they say nothing here.
-            let (m, _) = em(
+            let (m, _, matches) = em(
                 &model.m,
                 &model.u,
                 0.1,
@@ -335,15 +338,21 @@ impl Model {
             );
             for (comparison, is_free) in free.iter().enumerate() {
                 if *is_free {
-                    estimates[comparison].push(m[comparison].clone());
+                    estimates[comparison].push((m[comparison].clone(), matches));
                 }
             }
         }
         for (comparison, found) in estimates.into_iter().enumerate() {
-            if !found.is_empty() {
-                let n = found.len() as f64;
-                model.m[comparison] = (0..found[0].len())
-                    .map(|level| found.iter().map(|m| m[level]).sum::<f64>() / n)
+            let mass: f64 = found.iter().map(|(_, matches)| matches).sum();
+            if mass > 0.0 {
+                model.m[comparison] = (0..model.m[comparison].len())
+                    .map(|level| {
+                        found
+                            .iter()
+                            .map(|(m, matches)| m[level] * matches)
+                            .sum::<f64>()
+                            / mass
+                    })
                     .collect();
             }
         }
@@ -357,7 +366,7 @@ impl Model {
         let patterns = aggregate(gammas.iter());
         let fixed = vec![false; model.spec.comparisons.len()];
         let all = vec![true; model.spec.comparisons.len()];
-        let (_, lambda) = em(
+        let (_, lambda, _) = em(
             &model.m,
             &model.u,
             0.1,
@@ -615,10 +624,11 @@ fn aggregate<'a>(gammas: impl Iterator<Item = &'a Gamma>) -> Vec<(Gamma, f64)> {
     patterns.into_iter().collect()
 }
 
-const M_PSEUDO_COUNT: f64 = 0.5;
+const M_PSEUDO_COUNT: f64 = 1.0;
 
 /// Expectation-maximisation over comparison patterns with u fixed: only `active` comparisons
-/// count in the likelihood, only `free` ones have their m updated. Returns (m, lambda).
+/// count in the likelihood, only `free` ones have their m updated. Returns (m, lambda, the
+/// number of matches it found).
 fn em(
     m: &[Vec<f64>],
     u: &[Vec<f64>],
@@ -627,9 +637,10 @@ fn em(
     active: &[bool],
     free: &[bool],
     iterations: usize,
-) -> (Vec<Vec<f64>>, f64) {
+) -> (Vec<Vec<f64>>, f64, f64) {
     let mut m = m.to_vec();
     let mut lambda = lambda;
+    let mut matches = 0.0;
     for _ in 0..iterations {
         let mut match_counts: Vec<Vec<f64>> =
             m.iter().map(|levels| vec![0.0; levels.len()]).collect();
@@ -652,6 +663,7 @@ fn em(
                 }
             }
         }
+        matches = matched;
         let new_lambda = (matched / total).clamp(1e-9, 1.0 - 1e-9);
         let mut change = (new_lambda - lambda).abs();
         lambda = new_lambda;
@@ -659,11 +671,11 @@ fn em(
             if !free[comparison] {
                 continue;
             }
-            // Half a pseudo-count per level: a level never seen among a few hundred matches is
-            // rare, not impossible.
-            let sum: f64 = counts.iter().sum::<f64>() + M_PSEUDO_COUNT * counts.len() as f64;
+            // One pseudo-match spread as u: a level never seen among the matches EM found is
+            // taken as uninformative (m = u), not as impossible or as decisive.
+            let sum: f64 = counts.iter().sum::<f64>() + M_PSEUDO_COUNT;
             for (level, count) in counts.into_iter().enumerate() {
-                let value = (count + M_PSEUDO_COUNT) / sum;
+                let value = (count + M_PSEUDO_COUNT * u[comparison][level]) / sum;
                 change = change.max((value - m[comparison][level]).abs());
                 m[comparison][level] = value;
             }
@@ -672,7 +684,7 @@ fn em(
             break;
         }
     }
-    (m, lambda)
+    (m, lambda, matches)
 }
 
 /// Pairwise precision, recall and F1 of predicted links against true links.
