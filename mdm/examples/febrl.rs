@@ -28,16 +28,8 @@ fn spec() -> ModelSpec {
         high: 0.92,
         low: 0.8,
     };
-    let comparison = |field: &str, comparator: Comparator, term_frequency: bool| ComparisonSpec {
-        name: field.to_string(),
-        field: field.to_string(),
-        comparator,
-        term_frequency,
-    };
-    let rule = |fields: &[&str]| BlockingRule {
-        name: fields.join("+"),
-        fields: fields.iter().map(|field| field.to_string()).collect(),
-    };
+    let comparison = ComparisonSpec::on;
+    let rule = BlockingRule::on;
     ModelSpec {
         fields: FIELDS.iter().map(|field| field.to_string()).collect(),
         comparisons: vec![

@@ -180,13 +180,7 @@ impl Hub {
     }
 
     fn apply_person(&mut self, reference: &Reference, person: &Person) -> Applied {
-        let name = normalise::name(
-            person.title.as_deref(),
-            person.given_name.as_deref(),
-            person.middle_name.as_deref(),
-            person.family_name.as_deref(),
-            person.full_name.as_deref(),
-        );
+        let name = normalise::person_name(person);
         let date_of_birth = normalise::date_of_birth(person.date_of_birth);
         if person.date_of_birth.is_some() && date_of_birth.is_none() {
             self.quality.default_dates_of_birth += 1;

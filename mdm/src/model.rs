@@ -29,11 +29,33 @@ pub struct ComparisonSpec {
     pub term_frequency: bool,
 }
 
+impl ComparisonSpec {
+    /// A comparison named after the field it compares.
+    pub fn on(field: &str, comparator: Comparator, term_frequency: bool) -> ComparisonSpec {
+        ComparisonSpec {
+            name: field.to_string(),
+            field: field.to_string(),
+            comparator,
+            term_frequency,
+        }
+    }
+}
+
 /// A blocking rule: records agreeing exactly on all these fields become candidate pairs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockingRule {
     pub name: String,
     pub fields: Vec<String>,
+}
+
+impl BlockingRule {
+    /// A rule on these fields, named after them (`surname+date_of_birth`).
+    pub fn on(fields: &[&str]) -> BlockingRule {
+        BlockingRule {
+            name: fields.join("+"),
+            fields: fields.iter().map(|field| field.to_string()).collect(),
+        }
+    }
 }
 
 /// The shape of a model: fields, comparisons, blocking rules.

@@ -119,6 +119,17 @@ fn split_title(field: &str) -> (Option<String>, String) {
     }
 }
 
+/// Normalises the name of a canonical person (its split fields and/or full name).
+pub fn person_name(person: &pipeline::entity::Person) -> Name {
+    name(
+        person.title.as_deref(),
+        person.given_name.as_deref(),
+        person.middle_name.as_deref(),
+        person.family_name.as_deref(),
+        person.full_name.as_deref(),
+    )
+}
+
 /// Normalises a person's name from separate fields and/or a full-name field.
 /// A full name with a comma is `FAMILY, Given Middle`; without, `Title Given Middle Family`.
 pub fn name(

@@ -21,16 +21,8 @@ pub const FIELDS: &[&str] = &[
 /// Comparisons and blocking rules for people (DOMAIN.md §3): names with nicknames and
 /// term frequencies, date of birth with swaps and typos, NINO, phone, email, postcode.
 pub fn spec() -> ModelSpec {
-    let comparison = |field: &str, comparator: Comparator, term_frequency: bool| ComparisonSpec {
-        name: field.to_string(),
-        field: field.to_string(),
-        comparator,
-        term_frequency,
-    };
-    let rule = |fields: &[&str]| BlockingRule {
-        name: fields.join("+"),
-        fields: fields.iter().map(|field| field.to_string()).collect(),
-    };
+    let comparison = ComparisonSpec::on;
+    let rule = BlockingRule::on;
     ModelSpec {
         fields: FIELDS.iter().map(|field| field.to_string()).collect(),
         comparisons: vec![
@@ -93,13 +85,7 @@ pub fn spec() -> ModelSpec {
 /// nickname for the given name), the date of birth as YYYYMMDD unless it is a default date,
 /// valid NINOs only, phone digits, lower-case email, formatted postcode.
 pub fn prepare(person: &Person) -> Prepared {
-    let name = normalise::name(
-        person.title.as_deref(),
-        person.given_name.as_deref(),
-        person.middle_name.as_deref(),
-        person.family_name.as_deref(),
-        person.full_name.as_deref(),
-    );
+    let name = normalise::person_name(person);
     let given = name
         .given
         .as_deref()
