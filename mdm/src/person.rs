@@ -66,8 +66,8 @@ pub fn spec() -> ModelSpec {
             rule(&["nino"]),
         ],
         // Households share surname, address and phone, twins even their date of birth: a
-        // pair links only if given names agree, and dates of birth (when both are known) are
-        // at most one typo or a day/month swap apart.
+        // pair links only if given names agree, and dates of birth and NINOs (when both are
+        // known) are at most one typo (or a day/month swap) apart.
         requirements: vec![
             Requirement {
                 comparison: "given_name".into(),
@@ -75,6 +75,11 @@ pub fn spec() -> ModelSpec {
             },
             Requirement {
                 comparison: "date_of_birth".into(),
+                min_level: "one_edit".into(),
+            },
+            // A person has one NINO: two valid ones more than a typo apart are two people.
+            Requirement {
+                comparison: "nino".into(),
                 min_level: "one_edit".into(),
             },
         ],
