@@ -863,6 +863,42 @@ mod tests {
     }
 
     #[test]
+    fn a_requirement_vetoes_a_link_whatever_the_weight() {
+        let mut spec = spec();
+        spec.requirements = vec![Requirement {
+            comparison: "given".into(),
+            min_level: "jaro_winkler_high".into(),
+        }];
+        let records = population();
+        let model = Model::train(
+            spec,
+            &records,
+            Pairing::Dedupe,
+            &TrainOptions {
+                u_sample: 50_000,
+                ..TrainOptions::default()
+            },
+        );
+        let twins = model.score(
+            &record("ann", "okafor0", "19700101"),
+            &record("bea", "okafor0", "19700101"),
+        );
+        assert_eq!(
+            twins.vetoed_by.as_deref(),
+            Some("given below jaro_winkler_high")
+        );
+        assert_eq!(twins.probability, 0.0);
+        let missing = model.score(
+            &record("", "okafor0", "19700101"),
+            &record("bea", "okafor0", "19700101"),
+        );
+        assert_eq!(
+            missing.vetoed_by, None,
+            "a missing value is not a disagreement"
+        );
+    }
+
+    #[test]
     fn rare_names_weigh_more_than_common_ones() {
         let mut records = population();
         for _ in 0..50 {
