@@ -119,6 +119,31 @@ struct PropertyRecord {
     property_type: Option<String>,
 }
 
+/// Survivorship over a cluster's members, most trusted first: each attribute comes from the
+/// first member with a value, and the lineage records which member that was.
+struct Survivorship<'a, R> {
+    members: &'a [(&'a Reference, &'a R)],
+    lineage: BTreeMap<&'static str, Reference>,
+}
+
+impl<'a, R> Survivorship<'a, R> {
+    fn new(members: &'a [(&'a Reference, &'a R)]) -> Self {
+        Survivorship {
+            members,
+            lineage: BTreeMap::new(),
+        }
+    }
+
+    fn pick<T>(&mut self, attribute: &'static str, get: impl Fn(&R) -> Option<T>) -> Option<T> {
+        let (reference, value) = self
+            .members
+            .iter()
+            .find_map(|(reference, record)| get(record).map(|value| (*reference, value)))?;
+        self.lineage.insert(attribute, reference.clone());
+        Some(value)
+    }
+}
+
 /// In-memory master data state. No IO.
 #[derive(Debug)]
 pub struct Hub {
@@ -307,26 +332,16 @@ impl Hub {
             &self.person_records,
             |record| record.sequence,
         );
-        let mut lineage = BTreeMap::new();
-        let mut pick = |attribute: &'static str, get: &dyn Fn(&PersonRecord) -> Option<String>| {
-            members.iter().find_map(|(reference, record)| {
-                get(record).inspect(|_| {
-                    lineage.insert(attribute, (*reference).clone());
-                })
-            })
-        };
-        let title = pick("title", &|record| record.title.clone());
-        let given_name = pick("given_name", &|record| record.given.clone());
-        let middle_name = pick("middle_name", &|record| record.middle.clone());
-        let family_name = pick("family_name", &|record| record.family.clone());
-        let date_of_birth = pick("date_of_birth", &|record| {
-            record.date_of_birth.map(|date| date.to_string())
-        })
-        .and_then(|date| date.parse().ok());
-        let nino = pick("nino", &|record| record.nino.clone());
-        let phone = pick("phone", &|record| record.phone.clone());
-        let email = pick("email", &|record| record.email.clone());
-        let postcode = pick("postcode", &|record| record.postcode.clone());
+        let mut survive = Survivorship::new(&members);
+        let title = survive.pick("title", |record| record.title.clone());
+        let given_name = survive.pick("given_name", |record| record.given.clone());
+        let middle_name = survive.pick("middle_name", |record| record.middle.clone());
+        let family_name = survive.pick("family_name", |record| record.family.clone());
+        let date_of_birth = survive.pick("date_of_birth", |record| record.date_of_birth);
+        let nino = survive.pick("nino", |record| record.nino.clone());
+        let phone = survive.pick("phone", |record| record.phone.clone());
+        let email = survive.pick("email", |record| record.email.clone());
+        let postcode = survive.pick("postcode", |record| record.postcode.clone());
         Some(GoldenPerson {
             sources: members
                 .iter()
@@ -342,7 +357,7 @@ impl Hub {
             phone,
             email,
             postcode,
-            lineage,
+            lineage: survive.lineage,
         })
     }
 
@@ -354,23 +369,15 @@ impl Hub {
             &self.property_records,
             |record| record.sequence,
         );
-        let mut lineage = BTreeMap::new();
-        let mut pick = |attribute: &'static str,
-                        get: &dyn Fn(&PropertyRecord) -> Option<String>| {
-            members.iter().find_map(|(reference, record)| {
-                get(record).inspect(|_| {
-                    lineage.insert(attribute, (*reference).clone());
-                })
-            })
-        };
-        let uprn = pick("uprn", &|record| record.uprn.clone());
-        let parent_uprn = pick("parent_uprn", &|record| record.parent_uprn.clone());
-        let saon = pick("saon", &|record| record.address.saon.clone());
-        let paon = pick("paon", &|record| record.address.paon.clone());
-        let street = pick("street", &|record| record.address.street.clone());
-        let town = pick("town", &|record| record.address.town.clone());
-        let postcode = pick("postcode", &|record| record.address.postcode.clone());
-        let property_type = pick("property_type", &|record| record.property_type.clone());
+        let mut survive = Survivorship::new(&members);
+        let uprn = survive.pick("uprn", |record| record.uprn.clone());
+        let parent_uprn = survive.pick("parent_uprn", |record| record.parent_uprn.clone());
+        let saon = survive.pick("saon", |record| record.address.saon.clone());
+        let paon = survive.pick("paon", |record| record.address.paon.clone());
+        let street = survive.pick("street", |record| record.address.street.clone());
+        let town = survive.pick("town", |record| record.address.town.clone());
+        let postcode = survive.pick("postcode", |record| record.address.postcode.clone());
+        let property_type = survive.pick("property_type", |record| record.property_type.clone());
         let parent_golden_id = parent_uprn
             .as_ref()
             .and_then(|parent| self.properties.golden_id_by_key(&format!("uprn:{parent}")))
@@ -390,7 +397,7 @@ impl Hub {
             town,
             postcode,
             property_type,
-            lineage,
+            lineage: survive.lineage,
         })
     }
 
