@@ -102,6 +102,10 @@ pub struct Model {
     /// The schema index of each comparison's field (derived from `spec`).
     #[serde(skip)]
     field_of: Vec<usize>,
+    /// Each requirement as (comparison index, lowest acceptable level), resolved from `spec`
+    /// once so scoring does not look names up.
+    #[serde(skip)]
+    required_levels: Vec<(usize, u8)>,
 }
 
 /// One comparison's part in a pair's weight.
@@ -265,6 +269,39 @@ impl Default for TrainOptions {
 }
 
 impl Model {
+    /// Resolves each requirement's comparison and level names; an unknown name is a bug in
+    /// the spec, like an unknown field.
+    fn required_levels(spec: &ModelSpec) -> Vec<(usize, u8)> {
+        spec.requirements
+            .iter()
+            .map(|requirement| {
+                let (index, comparison) = spec
+                    .comparisons
+                    .iter()
+                    .enumerate()
+                    .find(|(_, comparison)| comparison.name == requirement.comparison)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "model spec: requirement on unknown comparison `{}`",
+                            requirement.comparison
+                        )
+                    });
+                let level = comparison
+                    .comparator
+                    .levels()
+                    .iter()
+                    .position(|level| *level == requirement.min_level)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "model spec: `{}` has no level `{}`",
+                            requirement.comparison, requirement.min_level
+                        )
+                    });
+                (index, level as u8)
+            })
+            .collect()
+    }
+
     fn comparison_fields(spec: &ModelSpec) -> Vec<usize> {
         spec.comparisons
             .iter()
@@ -314,6 +351,7 @@ impl Model {
         let mut model = Model {
             version: String::new(),
             field_of: Model::comparison_fields(&spec),
+            required_levels: Model::required_levels(&spec),
             spec,
             lambda: 0.01,
             m,
@@ -517,6 +555,17 @@ impl Model {
     /// Scores a pair and explains the score.
     pub fn score(&self, a: &Prepared, b: &Prepared) -> Scored {
         let gamma = self.gamma(a, b);
+        // A missing value is not a disagreement: only present values can veto.
+        let vetoed = self
+            .required_levels
+            .iter()
+            .position(|&(comparison, minimum)| {
+                gamma[comparison].is_some_and(|level| level < minimum)
+            });
+        let vetoed_by = vetoed.map(|index| {
+            let requirement = &self.spec.requirements[index];
+            format!("{} below {}", requirement.comparison, requirement.min_level)
+        });
         let fields_index = &self.field_of;
         let mut weight = self.prior_weight();
         let mut fields = Vec::with_capacity(gamma.len());
@@ -559,26 +608,6 @@ impl Model {
                 term_frequency_adjustment: adjustment,
             });
         }
-        let vetoed_by = self.spec.requirements.iter().find_map(|requirement| {
-            let (index, spec) = self
-                .spec
-                .comparisons
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.name == requirement.comparison)?;
-            let minimum = spec
-                .comparator
-                .levels()
-                .iter()
-                .position(|level| *level == requirement.min_level)?;
-            let level = spec
-                .comparator
-                .levels()
-                .iter()
-                .position(|level| *level == fields[index].level)?;
-            (level < minimum)
-                .then(|| format!("{} below {}", requirement.comparison, requirement.min_level))
-        });
         Scored {
             probability: if vetoed_by.is_some() {
                 0.0
@@ -612,6 +641,7 @@ impl Model {
     pub fn load(text: &str) -> Result<Model, serde_json::Error> {
         let mut model: Model = serde_json::from_str(text)?;
         model.field_of = Model::comparison_fields(&model.spec);
+        model.required_levels = Model::required_levels(&model.spec);
         Ok(model)
     }
 
