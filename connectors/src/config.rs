@@ -104,11 +104,6 @@ impl Mapping {
             }
         }
     }
-
-    /// Every entity this mapping can produce (one), for topic planning.
-    fn kind_or_person(&self) -> EntityKind {
-        self.entity_kind().unwrap_or(EntityKind::Person)
-    }
 }
 
 impl SourceConfig {
@@ -151,13 +146,14 @@ impl SourceConfig {
         }
     }
 
-    /// The entities this source can produce.
+    /// The entities this source can produce (mappings with an unknown entity, which
+    /// `validate` rejects, produce none).
     pub fn entities(&self) -> Vec<EntityKind> {
         let mut kinds: Vec<EntityKind> = self
             .mapping
             .iter()
             .chain(self.messages.values())
-            .map(Mapping::kind_or_person)
+            .filter_map(Mapping::entity_kind)
             .collect();
         kinds.sort();
         kinds.dedup();
