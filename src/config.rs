@@ -79,6 +79,11 @@ impl Loaded {
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
+        if let Some(model) = &mut config.mdm.person_model
+            && model.is_relative()
+        {
+            *model = base.join(&*model);
+        }
         let loaded = Loaded { config, origin };
         loaded.validate()?;
         Ok(loaded)
@@ -105,6 +110,9 @@ impl Loaded {
         if self.config.kafka.partitions < 1 {
             problems.push("kafka.partitions: must be at least 1".into());
         }
+        for (key, problem) in self.config.mdm.problems() {
+            problems.push(format!("{key}: {problem}"));
+        }
         if self.config.stage.batch_size == 0 {
             problems.push("stage.batch_size: must be at least 1".into());
         }
@@ -116,6 +124,24 @@ impl Loaded {
             );
         }
         Ok(())
+    }
+}
+
+impl Loaded {
+    /// A hub with the configured person model (`mdm.person_model`), or the built-in one.
+    pub fn hub(&self) -> anyhow::Result<mdm::Hub> {
+        let mdm = self.config.mdm.clone();
+        match &mdm.person_model {
+            None => Ok(mdm::Hub::new(mdm)),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("mdm.person_model: reading {}", path.display()))?;
+                let model = mdm::model::Model::load(&text).map_err(|error| {
+                    anyhow::anyhow!("mdm.person_model: {}: {error}", path.display())
+                })?;
+                Ok(mdm::Hub::with_model(mdm, model))
+            }
+        }
     }
 }
 

@@ -1,18 +1,19 @@
-//! `goldthread eval`: match the configured person sources with the probabilistic model and
-//! with the deterministic hub, and score both against a labelled file (pairwise precision,
-//! recall, F1 and cluster counts). A benchmark command: it prints a table.
+//! `goldthread eval`: run the master data sources through the engine `run` and `link` use
+//! (model trained on the data, the streaming hub), and score people and properties against a
+//! labelled file: pairwise precision, recall and F1, cluster measures, the review queue, and
+//! how many true pairs the person blocking rules keep. A benchmark command: it prints tables.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use connectors::{FileSource, Record};
-use mdm::Hub;
-use mdm::model::{self, Model, Pairing, TrainOptions};
+use mdm::model::{self, Pairing};
+use mdm::{Entity, Hub};
 use pipeline::{Envelope, Payload, Reference};
 
 use crate::config::Loaded;
+use crate::link;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -22,87 +23,244 @@ pub struct EvalArgs {
     /// Folder the sources' paths are relative to (overrides `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Labels: a CSV with `source`, `source_id` and the label column (default: the
+    /// Person labels: a CSV with `source`, `source_id` and `person_id` (default: the
     /// generator's `<data_dir>/truth/persons.csv`).
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// The column of the labels file holding the real entity.
-    #[arg(long, default_value = "person_id")]
-    label_column: String,
-    /// Match probability at or above which a pair is linked.
-    #[arg(long, default_value_t = 0.99)]
-    threshold: f64,
-    /// Pairs at or above this probability, and below `threshold`, go to steward review.
-    #[arg(long, default_value_t = 0.5)]
-    review_threshold: f64,
+    /// Property labels: `source`, `source_id`, `property_id` (default:
+    /// `<data_dir>/truth/properties.csv`; skipped when absent).
+    #[arg(long)]
+    property_labels: Option<PathBuf>,
+    /// Match people with this model instead of training one on the data.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Link threshold (overrides `mdm.thresholds.link`).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Review threshold (overrides `mdm.thresholds.review`).
+    #[arg(long)]
+    review_threshold: Option<f64>,
+    /// Print the m and u table.
+    #[arg(long)]
+    parameters: bool,
 }
 
-/// Pairwise and cluster measures of one engine.
+/// Pairwise and cluster measures of one entity's clustering.
 #[derive(Debug)]
 struct Scores {
-    clusters: usize,
+    records: usize,
+    real: usize,
+    golden: usize,
     precision: f64,
     recall: f64,
     f1: f64,
-    /// Clusters holding more than one real entity.
-    impure_clusters: usize,
+    /// Golden records holding more than one real entity.
+    impure: usize,
+    /// Real entities spread over more than one golden record.
+    split: usize,
+    /// Golden records equal to a real entity's whole record set.
+    exact: usize,
 }
 
 fn pairs(n: usize) -> u64 {
     (n as u64) * (n as u64).saturating_sub(1) / 2
 }
 
-/// Pairwise measures of a clustering against labels, counted without listing pairs.
-fn score(clusters: &BTreeMap<usize, Vec<usize>>, labels: &[String]) -> Scores {
-    let mut predicted = 0;
-    let mut true_positive = 0;
-    let mut impure_clusters = 0;
-    for members in clusters.values() {
-        predicted += pairs(members.len());
-        let mut by_label: HashMap<&str, usize> = HashMap::new();
-        for &member in members {
-            *by_label.entry(labels[member].as_str()).or_default() += 1;
-        }
-        if by_label.len() > 1 {
-            impure_clusters += 1;
-        }
-        true_positive += by_label.values().map(|&n| pairs(n)).sum::<u64>();
-    }
+/// Measures of clusters (lists of label indices) against labels, without listing pairs.
+fn score(clusters: &[Vec<usize>], labels: &[String]) -> Scores {
     let mut by_label: HashMap<&str, usize> = HashMap::new();
     for label in labels {
         *by_label.entry(label.as_str()).or_default() += 1;
     }
+    let (mut predicted, mut true_positive) = (0, 0);
+    let (mut impure, mut exact) = (0, 0);
+    let mut golden_per_label: HashMap<&str, usize> = HashMap::new();
+    for members in clusters {
+        predicted += pairs(members.len());
+        let mut in_cluster: HashMap<&str, usize> = HashMap::new();
+        for &member in members {
+            *in_cluster.entry(labels[member].as_str()).or_default() += 1;
+        }
+        if in_cluster.len() > 1 {
+            impure += 1;
+        } else if let Some((label, &count)) = in_cluster.iter().next()
+            && by_label[label] == count
+        {
+            exact += 1;
+        }
+        for label in in_cluster.keys() {
+            *golden_per_label.entry(label).or_default() += 1;
+        }
+        true_positive += in_cluster.values().map(|&n| pairs(n)).sum::<u64>();
+    }
     let truth: u64 = by_label.values().map(|&n| pairs(n)).sum();
-    let precision = if predicted == 0 {
-        1.0
-    } else {
-        true_positive as f64 / predicted as f64
+    let ratio = |num: u64, den: u64| {
+        if den == 0 {
+            1.0
+        } else {
+            num as f64 / den as f64
+        }
     };
-    let recall = if truth == 0 {
-        1.0
-    } else {
-        true_positive as f64 / truth as f64
-    };
+    let (precision, recall) = (ratio(true_positive, predicted), ratio(true_positive, truth));
     let f1 = if precision + recall == 0.0 {
         0.0
     } else {
         2.0 * precision * recall / (precision + recall)
     };
     Scores {
-        clusters: clusters.len(),
+        records: labels.len(),
+        real: by_label.len(),
+        golden: clusters.len(),
         precision,
         recall,
         f1,
-        impure_clusters,
+        impure,
+        split: golden_per_label.values().filter(|&&n| n > 1).count(),
+        exact,
     }
 }
 
-fn find(parent: &mut [usize], mut node: usize) -> usize {
-    while parent[node] != node {
-        parent[node] = parent[parent[node]];
-        node = parent[node];
+fn read_labels(path: &Path, column: &str) -> anyhow::Result<HashMap<Reference, String>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
+    let headers = reader.headers()?.clone();
+    let position = |name: &str| {
+        headers
+            .iter()
+            .position(|header| header == name)
+            .with_context(|| format!("{}: no column `{name}`", path.display()))
+    };
+    let (source, id, label) = (
+        position("source")?,
+        position("source_id")?,
+        position(column)?,
+    );
+    let mut labels = HashMap::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{}:{}", path.display(), line + 2))?;
+        labels.insert(
+            Reference {
+                id: row[id].to_string(),
+                allocated_by: row[source].to_string(),
+            },
+            row[label].to_string(),
+        );
     }
-    node
+    Ok(labels)
+}
+
+/// The hub's clusters of one entity as label lists, and each record's label.
+fn clusters_of(
+    hub: &Hub,
+    entity: Entity,
+    labels: &HashMap<Reference, String>,
+    path: &Path,
+) -> anyhow::Result<(Vec<Vec<usize>>, Vec<String>)> {
+    let golden: Vec<Vec<Reference>> = match entity {
+        Entity::Person => hub
+            .golden_persons()
+            .into_iter()
+            .map(|g| g.sources)
+            .collect(),
+        Entity::Property => hub
+            .golden_properties()
+            .into_iter()
+            .map(|g| g.sources)
+            .collect(),
+    };
+    let mut record_labels = Vec::new();
+    let mut clusters = Vec::new();
+    for sources in golden {
+        let mut members = Vec::new();
+        for reference in sources {
+            let label = labels.get(&reference).with_context(|| {
+                format!(
+                    "{}: no label for {}:{}",
+                    path.display(),
+                    reference.allocated_by,
+                    reference.id
+                )
+            })?;
+            members.push(record_labels.len());
+            record_labels.push(label.clone());
+        }
+        clusters.push(members);
+    }
+    Ok((clusters, record_labels))
+}
+
+fn print_scores(entity: &str, scores: &Scores, review: Option<f64>) {
+    println!(
+        "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
+        entity,
+        scores.records,
+        scores.real,
+        scores.golden,
+        format!("{:.4}", scores.precision),
+        format!("{:.4}", scores.recall),
+        format!("{:.4}", scores.f1),
+        scores.impure,
+        scores.split,
+        format!(
+            "{:.1}%",
+            100.0 * scores.exact as f64 / scores.golden.max(1) as f64
+        ),
+        review.map_or("-".into(), |share| format!("{:.2}%", 100.0 * share)),
+    );
+}
+
+/// Candidate pairs per person blocking rule, and the share of true pairs each rule and the
+/// union keep.
+fn blocking_table(
+    spec: &model::ModelSpec,
+    events: &[Envelope],
+    labels: &HashMap<Reference, String>,
+) {
+    let (prepared, record_labels): (Vec<_>, Vec<_>) = events
+        .iter()
+        .filter_map(|event| match &event.payload {
+            Payload::Person(person) => Some((
+                mdm::person::prepare(person),
+                labels.get(&event.source_ref).cloned().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .unzip();
+    let mut by_label: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, label) in record_labels.iter().enumerate() {
+        by_label.entry(label.as_str()).or_default().push(index);
+    }
+    let truth: HashSet<(usize, usize)> = by_label
+        .values()
+        .flat_map(|members| {
+            members
+                .iter()
+                .enumerate()
+                .flat_map(move |(i, &a)| members[i + 1..].iter().map(move |&b| (a, b)))
+        })
+        .collect();
+    println!(
+        "{:<28} {:>12} {:>14}",
+        "person blocking rule", "pairs", "true pairs kept"
+    );
+    let mut union: HashSet<(usize, usize)> = HashSet::new();
+    for rule in &spec.blocking {
+        let (pairs, _) = model::block_rule(spec, rule, &prepared, Pairing::Dedupe);
+        let kept = pairs.iter().filter(|pair| truth.contains(pair)).count();
+        println!(
+            "{:<28} {:>12} {:>13.2}%",
+            rule.name,
+            pairs.len(),
+            100.0 * kept as f64 / truth.len().max(1) as f64
+        );
+        union.extend(pairs);
+    }
+    let kept = union.iter().filter(|pair| truth.contains(pair)).count();
+    println!(
+        "{:<28} {:>12} {:>13.2}%",
+        "union",
+        union.len(),
+        100.0 * kept as f64 / truth.len().max(1) as f64
+    );
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -110,188 +268,88 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(data_dir) = args.data_dir {
         loaded.config.data_dir = data_dir;
     }
+    if let Some(link) = args.threshold {
+        loaded.config.mdm.thresholds.link = link;
+    }
+    if let Some(review) = args.review_threshold {
+        loaded.config.mdm.thresholds.review = review;
+    }
+    loaded.validate()?;
     let data_dir = loaded.config.data_dir.clone();
-    let mut events: Vec<Envelope> = Vec::new();
-    let mut dead_letters = 0;
-    for source in loaded
-        .config
-        .sources
-        .iter()
-        .filter(|source| source.entities() == [pipeline::EntityKind::Person])
-    {
-        let mut file = FileSource::open(source, &data_dir)?;
-        while let Some(record) = file.next_record() {
-            match record? {
-                Record::Event(envelope) => events.push(*envelope),
-                Record::DeadLetter(_) => dead_letters += 1,
-            }
-        }
+    let input = link::read(&loaded, false)?;
+    if input.events.is_empty() {
+        bail!("no master data records under {}", data_dir.display());
     }
-    if events.is_empty() {
-        bail!(
-            "no person records in the configured sources under {}",
-            data_dir.display()
-        );
-    }
-    let labels_path = args
-        .labels
-        .unwrap_or_else(|| data_dir.join("truth/persons.csv"));
-    let mut reader =
-        csv::Reader::from_path(&labels_path).with_context(|| labels_path.display().to_string())?;
-    let headers = reader.headers()?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|header| header == name)
-            .with_context(|| format!("{}: no column `{name}`", labels_path.display()))
-    };
-    let (source_column, id_column, label_column) = (
-        column("source")?,
-        column("source_id")?,
-        column(&args.label_column)?,
-    );
-    let mut label_of: HashMap<Reference, String> = HashMap::new();
-    for row in reader.records() {
-        let row = row?;
-        label_of.insert(
-            Reference {
-                id: row[id_column].to_string(),
-                allocated_by: row[source_column].to_string(),
-            },
-            row[label_column].to_string(),
-        );
-    }
-    let labels: Vec<String> = events
-        .iter()
-        .map(|event| {
-            label_of.get(&event.source_ref).cloned().with_context(|| {
-                format!(
-                    "{}: no label for {}:{}",
-                    labels_path.display(),
-                    event.source_ref.allocated_by,
-                    event.source_ref.id
-                )
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let persons: Vec<&pipeline::entity::Person> = events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            Payload::Person(person) => Some(person),
-            _ => None,
-        })
-        .collect();
-
-    // Probabilistic: train without labels, link at the threshold, cluster by connected components.
     let started = Instant::now();
-    let prepared: Vec<model::Prepared> = persons
-        .iter()
-        .map(|person| mdm::person::prepare(person))
-        .collect();
-    let model = Model::train(
-        mdm::person::spec(),
-        &prepared,
-        Pairing::Dedupe,
-        &TrainOptions::default(),
-    );
+    let model = match &args.model {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            model::Model::load(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
+        }
+        None => link::train_model(&input.events, &data_dir.display().to_string())?,
+    };
     let train_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let candidates = model::block(&model.spec, &prepared, Pairing::Dedupe);
-    let mut parent: Vec<usize> = (0..prepared.len()).collect();
-    let mut in_review = vec![false; prepared.len()];
-    for &(a, b, _) in &candidates.pairs {
-        let probability = model.score(&prepared[a], &prepared[b]).probability;
-        if probability >= args.threshold {
-            let (root_a, root_b) = (find(&mut parent, a), find(&mut parent, b));
-            parent[root_a.max(root_b)] = root_a.min(root_b);
-        } else if probability >= args.review_threshold {
-            in_review[a] = true;
-            in_review[b] = true;
-        }
-    }
-    let mut clusters: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for record in 0..prepared.len() {
-        let root = find(&mut parent, record);
-        clusters.entry(root).or_default().push(record);
-    }
-    let predict_seconds = started.elapsed().as_secs_f64();
-    let probabilistic = score(&clusters, &labels);
+    let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
+    link::apply(&mut hub, &input.events, false);
+    let match_seconds = started.elapsed().as_secs_f64();
 
-    // Deterministic: the hub's normalised keys.
-    let started = Instant::now();
-    let mut hub = Hub::new(loaded.config.mdm.clone());
-    for event in &events {
-        hub.apply(event);
-    }
-    let golden_of: HashMap<(String, String), String> = hub
-        .xref()
+    let person_path = args
+        .labels
+        .unwrap_or_else(|| data_dir.join("truth/persons.csv"));
+    let person_labels = read_labels(&person_path, "person_id")?;
+    let (clusters, labels) = clusters_of(&hub, Entity::Person, &person_labels, &person_path)?;
+    let persons = score(&clusters, &labels);
+    let in_review: HashSet<Reference> = hub
+        .review_queue()
         .into_iter()
-        .map(|entry| ((entry.source, entry.source_id), entry.golden_id))
+        .flat_map(|item| [item.a, item.b])
         .collect();
-    let mut by_golden: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (index, event) in events.iter().enumerate() {
-        let key = (
-            event.source_ref.allocated_by.clone(),
-            event.source_ref.id.clone(),
-        );
-        by_golden
-            .entry(golden_of[&key].as_str())
-            .or_default()
-            .push(index);
-    }
-    let deterministic_clusters: BTreeMap<usize, Vec<usize>> =
-        by_golden.into_values().enumerate().collect();
-    let hub_seconds = started.elapsed().as_secs_f64();
-    let deterministic = score(&deterministic_clusters, &labels);
+    let review_pairs = hub.review_queue().len();
 
-    let real = labels
-        .iter()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let review = in_review.iter().filter(|flag| **flag).count();
     println!(
-        "persons: {} source records ({} dead letters), {real} real people, {} candidate pairs from {} blocking rules",
-        events.len(),
-        dead_letters,
-        candidates.pairs.len(),
-        candidates.per_rule.len()
+        "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
+        "entity",
+        "records",
+        "real",
+        "golden",
+        "precision",
+        "recall",
+        "F1",
+        "impure",
+        "split",
+        "exact",
+        "in review"
+    );
+    print_scores(
+        "person",
+        &persons,
+        Some(in_review.len() as f64 / persons.records.max(1) as f64),
+    );
+    let property_path = args
+        .property_labels
+        .unwrap_or_else(|| data_dir.join("truth/properties.csv"));
+    if property_path.exists() {
+        let property_labels = read_labels(&property_path, "property_id")?;
+        let (clusters, labels) =
+            clusters_of(&hub, Entity::Property, &property_labels, &property_path)?;
+        print_scores("property", &score(&clusters, &labels), None);
+    }
+    let thresholds = loaded.config.mdm.thresholds;
+    println!(
+        "impure: golden records holding two real entities (households, twins merged); split: real entities in two or more golden records; exact: golden records equal to one real entity"
     );
     println!(
-        "{:<14} {:>9} {:>10} {:>8} {:>8} {:>8} {:>14} {:>8}",
-        "engine", "golden", "precision", "recall", "F1", "impure", "review queue", "seconds"
+        "review queue: {review_pairs} person pairs between probability {} and {}; person model {} (train {train_seconds:.2} s, match {match_seconds:.2} s)",
+        thresholds.review,
+        thresholds.link,
+        hub.person_model().version
     );
-    println!(
-        "{:<14} {:>9} {:>10.4} {:>8.4} {:>8.4} {:>8} {:>13.2}% {:>8.2}",
-        "probabilistic",
-        probabilistic.clusters,
-        probabilistic.precision,
-        probabilistic.recall,
-        probabilistic.f1,
-        probabilistic.impure_clusters,
-        100.0 * review as f64 / events.len() as f64,
-        train_seconds + predict_seconds
-    );
-    println!(
-        "{:<14} {:>9} {:>10.4} {:>8.4} {:>8.4} {:>8} {:>14} {:>8.2}",
-        "deterministic",
-        deterministic.clusters,
-        deterministic.precision,
-        deterministic.recall,
-        deterministic.f1,
-        deterministic.impure_clusters,
-        "-",
-        hub_seconds
-    );
-    println!(
-        "model {} (train {train_seconds:.2} s, predict {predict_seconds:.2} s, threshold {}, prior {:.5})",
-        model.version, args.threshold, model.lambda
-    );
-    println!(
-        "{:<16} {:<18} {:>10} {:>10} {:>8}",
-        "comparison", "level", "m", "u", "weight"
-    );
-    for (comparison, level, m, u, weight) in model.parameters() {
-        println!("{comparison:<16} {level:<18} {m:>10.6} {u:>10.6} {weight:>8.2}");
+    blocking_table(&hub.person_model().spec, &input.events, &person_labels);
+    if args.parameters {
+        link::print_parameters(hub.person_model());
     }
     Ok(())
 }

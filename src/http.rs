@@ -26,6 +26,9 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>) -> Router 
         .route("/api/kpis", get(kpis))
         .route("/api/golden/persons/{id}", get(golden_person))
         .route("/api/golden/properties/{id}", get(golden_property))
+        .route("/api/golden/persons/{id}/explain", get(explain_person))
+        .route("/api/golden/properties/{id}/explain", get(explain_property))
+        .route("/api/review", get(review))
         .route("/api/xref/{system}/{id}", get(xref))
         .with_state(AppState { shared, metrics })
 }
@@ -102,6 +105,38 @@ async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) 
         Some(property) => Json(property).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no golden property `{id}`")),
     }
+}
+
+/// Why a golden record holds its source records: each link with the model's per-field
+/// levels and weights, or the rule or steward decision behind it.
+fn explain(state: &AppState, entity: mdm::Entity, id: &str) -> Response {
+    let found = state
+        .shared
+        .hub
+        .lock()
+        .expect("hub lock")
+        .explain(entity, id);
+    match found {
+        Some(links) => Json(serde_json::json!({ "golden_id": id, "links": links })).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no golden {} `{id}`", entity.as_str()),
+        ),
+    }
+}
+
+async fn explain_person(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    explain(&state, mdm::Entity::Person, &id)
+}
+
+async fn explain_property(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    explain(&state, mdm::Entity::Property, &id)
+}
+
+/// The steward review queue: pairs between the thresholds and ambiguous links, explained.
+async fn review(State(state): State<AppState>) -> Response {
+    let queue = state.shared.hub.lock().expect("hub lock").review_queue();
+    Json(queue).into_response()
 }
 
 /// The golden records a source record belongs to (`/api/xref/hms/T000001`): a list, since a

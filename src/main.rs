@@ -4,6 +4,7 @@
 mod config;
 mod eval;
 mod http;
+mod link;
 mod output;
 mod run;
 
@@ -39,7 +40,18 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Match the person sources and score the result against labels (a benchmark command).
+    /// Merger linkage: match the configured file sources once (no broker) and write the
+    /// cross-reference, golden records, review queue and a reconciliation report.
+    Link {
+        #[command(flatten)]
+        link: link::LinkArgs,
+    },
+    /// Train a person model on the configured person sources, without labels.
+    Train {
+        #[command(flatten)]
+        train: link::TrainArgs,
+    },
+    /// Match the master data sources and score the result against labels (a benchmark command).
     Eval {
         #[command(flatten)]
         eval: eval::EvalArgs,
@@ -177,6 +189,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Generate { sample, out } => write_sample(&sample, &out),
         Command::Eval { eval } => eval::eval(eval),
+        Command::Link { link } => link::link(link),
+        Command::Train { train } => link::train(train),
         Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
         Command::Demo {
             sample,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use mdm::Hub;
+use mdm::{Entity, Hub};
 use pipeline::DeadLetter;
 
 use crate::run::Summary;
@@ -17,12 +17,7 @@ pub fn write(
     dead_letters: &[DeadLetter],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let file = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-        let path = out.join(name);
-        Ok(std::io::BufWriter::new(
-            std::fs::File::create(&path).with_context(|| path.display().to_string())?,
-        ))
-    };
+    let file = |name: &str| create(out, name);
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
 
     let mut writer = file("dead_letters.jsonl")?;
@@ -31,7 +26,21 @@ pub fn write(
         writer.write_all(b"\n")?;
     }
     writer.flush()?;
+    write_master_data(out, hub)
+}
 
+fn create(out: &Path, name: &str) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let path = out.join(name);
+    Ok(std::io::BufWriter::new(
+        std::fs::File::create(&path).with_context(|| path.display().to_string())?,
+    ))
+}
+
+/// The master data files `run --out` and `link` share: xref.csv, golden_persons.csv,
+/// golden_properties.csv, tenancies.csv and review_queue.csv.
+pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let file = |name: &str| create(out, name);
     let mut xref = csv::Writer::from_writer(file("xref.csv")?);
     for entry in hub.xref() {
         xref.serialize(entry)?;
@@ -134,5 +143,102 @@ pub fn write(
         ])?;
     }
     tenancies.flush()?;
+
+    // Why each golden record holds its records: every link inside it, explained.
+    let mut links = csv::Writer::from_writer(file("links.csv")?);
+    links.write_record([
+        "entity",
+        "golden_id",
+        "source_a",
+        "source_id_a",
+        "source_b",
+        "source_id_b",
+        "decided_by",
+        "probability",
+        "match_weight",
+        "explanation",
+    ])?;
+    for (entity, ids) in [
+        (Entity::Person, hub.golden_person_ids()),
+        (Entity::Property, hub.golden_property_ids()),
+    ] {
+        for golden_id in ids {
+            for link in hub.explain(entity, &golden_id).unwrap_or_default() {
+                let (probability, weight, explanation) = match &link.score {
+                    Some(score) => (
+                        format!("{:.6}", score.probability),
+                        format!("{:.3}", score.weight),
+                        explain(score),
+                    ),
+                    None => (
+                        String::new(),
+                        String::new(),
+                        link.key.clone().unwrap_or_default(),
+                    ),
+                };
+                links.write_record([
+                    entity.as_str().to_string(),
+                    golden_id.clone(),
+                    link.a.allocated_by.clone(),
+                    link.a.id.clone(),
+                    link.b.allocated_by.clone(),
+                    link.b.id.clone(),
+                    link.decided_by.to_string(),
+                    probability,
+                    weight,
+                    explanation,
+                ])?;
+            }
+        }
+    }
+    links.flush()?;
+
+    // One row per pair a steward should look at, with the model's explanation: the level
+    // and weight of every comparison, and the whole score as JSON.
+    let mut review = csv::Writer::from_writer(file("review_queue.csv")?);
+    review.write_record([
+        "entity",
+        "source_a",
+        "source_id_a",
+        "golden_id_a",
+        "source_b",
+        "source_id_b",
+        "golden_id_b",
+        "probability",
+        "match_weight",
+        "explanation",
+        "model_version",
+        "score_json",
+    ])?;
+    for item in hub.review_queue() {
+        let explanation = explain(&item.score);
+        review.write_record([
+            item.entity.as_str().to_string(),
+            item.a.allocated_by.clone(),
+            item.a.id.clone(),
+            item.golden_a.clone(),
+            item.b.allocated_by.clone(),
+            item.b.id.clone(),
+            item.golden_b.clone(),
+            format!("{:.6}", item.score.probability),
+            format!("{:.3}", item.score.weight),
+            explanation,
+            item.score.model_version.clone(),
+            serde_json::to_string(&item.score)?,
+        ])?;
+    }
+    review.flush()?;
     Ok(())
+}
+
+/// A score in one line: each comparison's level and weight after the prior.
+fn explain(score: &mdm::model::Scored) -> String {
+    let mut parts = vec![format!("prior ({:+.2})", score.prior_weight)];
+    parts.extend(score.fields.iter().map(|field| {
+        format!(
+            "{}={} ({:+.2})",
+            field.comparison, field.level, field.weight
+        )
+    }));
+    parts.join("; ")
 }

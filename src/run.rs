@@ -190,6 +190,7 @@ pub async fn run(
             config.data_dir.display()
         );
     }
+    let hub = loaded.hub()?;
     let mut entity_topics: Vec<String> = config
         .sources
         .iter()
@@ -218,7 +219,7 @@ pub async fn run(
 
     let (progress_tx, _) = watch::channel(Progress::default());
     let shared = Arc::new(Shared {
-        hub: Mutex::new(Hub::new(config.mdm.clone())),
+        hub: Mutex::new(hub),
         analytics: Analytics::new(config.analytics.clone())?,
         progress: progress_tx,
         golden_refreshed_at: Mutex::new(None),

@@ -121,6 +121,39 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     );
     assert_eq!(get(&address, "/api/golden/persons/GP-nope").0, 404);
 
+    // The explanation of a merge: the first tenant known to two systems.
+    let tenants = read_csv(&data.path().join("hms/tenants.csv"));
+    let merged = tenants
+        .iter()
+        .take(50)
+        .find_map(|tenant| {
+            let (_, body) = get(&address, &format!("/api/xref/hms/{}", tenant["person_ref"]));
+            let xref: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let id = xref["golden"][0]["golden_id"].as_str()?.to_string();
+            let (_, body) = get(&address, &format!("/api/golden/persons/{id}"));
+            let person: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (person["sources"].as_array()?.len() > 1).then_some(id)
+        })
+        .expect("some tenant is in the CRM too");
+    let (status, body) = get(&address, &format!("/api/golden/persons/{merged}/explain"));
+    assert_eq!(status, 200, "{body}");
+    let explained: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let link = &explained["links"][0];
+    assert_eq!(link["decided_by"], "model", "{explained}");
+    assert!(link["score"]["probability"].as_f64().unwrap() >= 0.99);
+    assert!(
+        link["score"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|field| field["comparison"] == "given_name" && field["level"].is_string()),
+        "{link}"
+    );
+    assert_eq!(get(&address, "/api/golden/persons/GP-nope/explain").0, 404);
+    let (status, body) = get(&address, "/api/review");
+    assert_eq!(status, 200);
+    assert!(body.starts_with('['), "{body}");
+
     let first_property = read_csv(&data.path().join("hms/properties.csv"))[0]["prop_ref"].clone();
     let (_, body) = get(&address, &format!("/api/xref/hms/{first_property}"));
     let xref: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -1,62 +1,77 @@
-//! Incremental clustering on match keys with stable golden ids.
+//! Incremental clustering on a link graph, with stable golden ids.
 //!
-//! A record joins every cluster it shares a key with, unless an exclusive attribute (two
-//! different valid NINOs, two different UPRNs) says the clusters are different things. When
-//! clusters merge, the one created first survives and the absorbed golden id redirects to it,
-//! so an id a report stored yesterday still resolves today.
+//! Records are nodes; a matcher gives each record weighted links to records it matched. A
+//! cluster is what remains of a connected component after conflicts are respected: links are
+//! taken strongest first (ties broken by the references, never by arrival), and a link that
+//! would put two conflicting records (two NINOs, two UPRNs, a steward's never-match) in one
+//! cluster is skipped. The partition is therefore a function of the records and their links,
+//! not of the order they arrived in, and each arrival re-partitions only its own component.
+//!
+//! A cluster's golden id is derived from its earliest-arrived member. When clusters merge, the
+//! absorbed id redirects to the survivor, so an id a report stored yesterday still resolves;
+//! when a merge is undone, the absorbed id comes back to life and the redirect goes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pipeline::Reference;
-
-/// What a record offers for matching.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Evidence {
-    /// Match keys: records sharing one are the same thing (unless exclusive attributes clash).
-    pub keys: Vec<String>,
-    /// Attributes one real thing has only one value of: (attribute, value).
-    pub exclusive: Vec<(&'static str, String)>,
-}
 
 /// The result of adding or updating one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upsert {
     pub golden_id: String,
-    /// Golden ids absorbed into `golden_id` by this record.
+    /// Golden ids that now redirect to a surviving cluster.
     pub absorbed: Vec<String>,
-    /// Keys shared with a cluster that an exclusive attribute kept apart.
-    pub blocked: Vec<String>,
+    /// Golden ids that came back when a merge was undone.
+    pub revived: Vec<String>,
+    /// Links skipped because they would have joined conflicting records.
+    pub blocked: usize,
 }
 
 #[derive(Debug)]
 struct Slot {
     reference: Reference,
-    cluster: u64,
-    evidence: Evidence,
+    cluster: usize,
+    /// (other slot, weight); kept symmetric.
+    links: Vec<(usize, f64)>,
 }
 
 #[derive(Debug)]
 struct Cluster {
     golden_id: String,
+    /// Slots, ascending (the first is the earliest arrival).
     members: Vec<usize>,
 }
 
-/// The clustered records of one entity.
+/// The clustered records of one entity. Slots number records in arrival order.
 #[derive(Debug)]
 pub struct ClusterIndex {
     prefix: &'static str,
     slots: Vec<Slot>,
     by_reference: HashMap<Reference, usize>,
-    by_key: HashMap<String, usize>,
-    /// Clusters by creation sequence: the smaller survives a merge.
-    clusters: BTreeMap<u64, Cluster>,
-    by_golden_id: HashMap<String, u64>,
+    /// Clusters keyed by their earliest member's slot.
+    clusters: HashMap<usize, Cluster>,
+    by_golden_id: HashMap<String, usize>,
     redirects: HashMap<String, String>,
-    next_cluster: u64,
+    /// Steward decisions, as slot pairs (smaller first).
+    forced: HashMap<usize, BTreeSet<usize>>,
+    never: HashSet<(usize, usize)>,
+    /// Links held back from merging because they are ambiguous (smaller slot first).
+    held: BTreeSet<(usize, usize)>,
 }
 
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x2b4e_8d1a_7c39_4f60_a1d2_93be_54c7_0e18);
+
+/// Two links of one record closer than this (in bits of match weight: 1,024 times the odds)
+/// to records that conflict are ambiguous.
+pub const AMBIGUITY_MARGIN: f64 = 10.0;
+
+/// (forced, weight, slot, slot)
+type Edge = (bool, f64, usize, usize);
+
+fn ordered(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
 
 impl ClusterIndex {
     /// `prefix` starts every golden id (`GP` persons, `GH` properties).
@@ -65,15 +80,16 @@ impl ClusterIndex {
             prefix,
             slots: Vec::new(),
             by_reference: HashMap::new(),
-            by_key: HashMap::new(),
-            clusters: BTreeMap::new(),
+            clusters: HashMap::new(),
             by_golden_id: HashMap::new(),
             redirects: HashMap::new(),
-            next_cluster: 0,
+            forced: HashMap::new(),
+            never: HashSet::new(),
+            held: BTreeSet::new(),
         }
     }
 
-    /// A golden id derived from the reference that created the cluster: replays give the same id.
+    /// A golden id derived from a source reference: replays give the same id.
     fn golden_id_for(&self, reference: &Reference) -> String {
         let name = format!("{}\u{1f}{}", reference.allocated_by, reference.id);
         let uuid = uuid::Uuid::new_v5(&GOLDEN_ID_NAMESPACE, name.as_bytes())
@@ -82,112 +98,259 @@ impl ClusterIndex {
         format!("{}-{}", self.prefix, &uuid[..16])
     }
 
-    /// Adds a record, or replaces the evidence of one already held, and links it.
-    pub fn upsert(&mut self, reference: &Reference, evidence: Evidence) -> Upsert {
-        let mut fresh_golden_id = None;
-        let slot = match self.by_reference.get(reference) {
-            Some(&slot) => {
-                let old_keys = std::mem::take(&mut self.slots[slot].evidence.keys);
-                for key in old_keys {
-                    if self.by_key.get(&key) == Some(&slot) {
-                        self.by_key.remove(&key);
-                    }
-                }
-                self.slots[slot].evidence = evidence;
-                slot
+    /// The slot of a record, registering it (as a cluster of its own) if it is new.
+    pub fn register(&mut self, reference: &Reference) -> usize {
+        if let Some(&slot) = self.by_reference.get(reference) {
+            return slot;
+        }
+        let slot = self.slots.len();
+        let golden_id = self.golden_id_for(reference);
+        self.redirects.remove(&golden_id);
+        self.by_golden_id.insert(golden_id.clone(), slot);
+        self.clusters.insert(
+            slot,
+            Cluster {
+                golden_id,
+                members: vec![slot],
+            },
+        );
+        self.slots.push(Slot {
+            reference: reference.clone(),
+            cluster: slot,
+            links: Vec::new(),
+        });
+        self.by_reference.insert(reference.clone(), slot);
+        slot
+    }
+
+    pub fn slot_of(&self, reference: &Reference) -> Option<usize> {
+        self.by_reference.get(reference).copied()
+    }
+
+    pub fn reference(&self, slot: usize) -> &Reference {
+        &self.slots[slot].reference
+    }
+
+    /// Replaces a record's links (to records already registered) and re-partitions what they
+    /// touch. `conflict(a, b)` says two records may never share a cluster.
+    pub fn relink(
+        &mut self,
+        slot: usize,
+        links: Vec<(usize, f64)>,
+        conflict: impl Fn(usize, usize) -> bool,
+    ) -> Upsert {
+        let mut touched = vec![slot];
+        for (other, _) in std::mem::take(&mut self.slots[slot].links) {
+            self.slots[other].links.retain(|&(back, _)| back != slot);
+            touched.push(other);
+        }
+        for &(other, weight) in &links {
+            if other != slot {
+                self.slots[other].links.push((slot, weight));
             }
-            None => {
-                let slot = self.slots.len();
-                let cluster = self.next_cluster;
-                self.next_cluster += 1;
-                let golden_id = self.golden_id_for(reference);
-                fresh_golden_id = Some(golden_id.clone());
-                self.by_golden_id.insert(golden_id.clone(), cluster);
-                self.clusters.insert(
-                    cluster,
-                    Cluster {
-                        golden_id,
-                        members: vec![slot],
-                    },
-                );
-                self.slots.push(Slot {
-                    reference: reference.clone(),
-                    cluster,
-                    evidence,
-                });
-                self.by_reference.insert(reference.clone(), slot);
-                slot
-            }
-        };
-        let mut absorbed = Vec::new();
-        let mut blocked = Vec::new();
-        let keys = self.slots[slot].evidence.keys.clone();
-        for key in keys {
-            match self.by_key.get(&key) {
-                None => {
-                    self.by_key.insert(key, slot);
+        }
+        self.slots[slot].links = links.into_iter().filter(|&(o, _)| o != slot).collect();
+        self.repartition(&touched, slot, conflict)
+    }
+
+    /// A steward decision: these two records are one (`true`) or never one (`false`).
+    /// Replaces any earlier decision on the pair.
+    pub fn decide(
+        &mut self,
+        a: usize,
+        b: usize,
+        same: bool,
+        conflict: impl Fn(usize, usize) -> bool,
+    ) -> Upsert {
+        self.clear_decision(a, b);
+        let pair = ordered(a, b);
+        if same {
+            self.forced.entry(pair.0).or_default().insert(pair.1);
+            self.forced.entry(pair.1).or_default().insert(pair.0);
+        } else {
+            self.never.insert(pair);
+        }
+        self.repartition(&[a, b], a, conflict)
+    }
+
+    /// Withdraws a steward decision; the engine's own links decide again.
+    pub fn undecide(
+        &mut self,
+        a: usize,
+        b: usize,
+        conflict: impl Fn(usize, usize) -> bool,
+    ) -> Upsert {
+        self.clear_decision(a, b);
+        self.repartition(&[a, b], a, conflict)
+    }
+
+    fn clear_decision(&mut self, a: usize, b: usize) {
+        let pair = ordered(a, b);
+        self.never.remove(&pair);
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(set) = self.forced.get_mut(&x) {
+                set.remove(&y);
+                if set.is_empty() {
+                    self.forced.remove(&x);
                 }
-                Some(&other) => {
-                    let (mine, theirs) = (self.slots[slot].cluster, self.slots[other].cluster);
-                    if mine == theirs {
-                        continue;
-                    }
-                    if self.compatible(mine, theirs) {
-                        absorbed.push(self.merge(mine, theirs));
-                    } else {
-                        blocked.push(key);
+            }
+        }
+    }
+
+    /// The records reachable from `start` over links and forced pairs.
+    fn component(&self, start: &[usize]) -> Vec<usize> {
+        let mut seen: HashSet<usize> = HashSet::new();
+        let mut stack: Vec<usize> = start.to_vec();
+        while let Some(node) = stack.pop() {
+            if !seen.insert(node) {
+                continue;
+            }
+            stack.extend(self.slots[node].links.iter().map(|&(other, _)| other));
+            if let Some(forced) = self.forced.get(&node) {
+                stack.extend(forced.iter().copied());
+            }
+            // Members of the node's current cluster: a split must see all of them.
+            stack.extend(self.clusters[&self.slots[node].cluster].members.iter());
+        }
+        let mut nodes: Vec<usize> = seen.into_iter().collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
+    fn repartition(
+        &mut self,
+        touched: &[usize],
+        subject: usize,
+        conflict: impl Fn(usize, usize) -> bool,
+    ) -> Upsert {
+        let nodes = self.component(touched);
+        let local: HashMap<usize, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(index, &slot)| (slot, index))
+            .collect();
+        // Edges once each: forced first, then strongest, ties by reference.
+        let mut edges: Vec<Edge> = Vec::new();
+        for &a in &nodes {
+            for &(b, weight) in &self.slots[a].links {
+                if a < b {
+                    edges.push((false, weight, a, b));
+                }
+            }
+            for &b in self.forced.get(&a).into_iter().flatten() {
+                if a < b {
+                    edges.push((true, f64::INFINITY, a, b));
+                }
+            }
+        }
+        // A record linked about as strongly to two records that may not be together (a CRM
+        // contact without a date of birth matching a parent and an adult child of one name)
+        // is ambiguous: both links are held for a steward instead of one winning on a tie.
+        // A much stronger link (a shared UPRN over a shared address) still wins.
+        for &node in &nodes {
+            self.held.retain(|&(a, b)| a != node && b != node);
+        }
+        let mut held: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for &x in &nodes {
+            let neighbours = &self.slots[x].links;
+            for (i, &(a, weight_a)) in neighbours.iter().enumerate() {
+                for &(b, weight_b) in &neighbours[i + 1..] {
+                    if (weight_a - weight_b).abs() < AMBIGUITY_MARGIN
+                        && (self.never.contains(&ordered(a, b)) || conflict(a, b))
+                    {
+                        held.insert(ordered(x, a));
+                        held.insert(ordered(x, b));
                     }
                 }
             }
         }
-        // A new record that joined an existing cluster: its own id was never seen by anyone,
-        // so it needs no redirect and is not reported as absorbed.
-        if let Some(fresh) = fresh_golden_id
-            && absorbed.contains(&fresh)
-        {
-            absorbed.retain(|id| *id != fresh);
-            self.redirects.remove(&fresh);
+        edges.retain(|&(forced, _, a, b)| forced || !held.contains(&(a, b)));
+        self.held.extend(held);
+        let slots = &self.slots;
+        let references = |&(_, _, a, b): &Edge| {
+            let (ra, rb) = (&slots[a].reference, &slots[b].reference);
+            if ra <= rb { (ra, rb) } else { (rb, ra) }
+        };
+        edges.sort_by(|x, y| {
+            y.0.cmp(&x.0)
+                .then(y.1.total_cmp(&x.1))
+                .then_with(|| references(x).cmp(&references(y)))
+        });
+        let mut sets: Vec<Vec<usize>> = nodes.iter().map(|&slot| vec![slot]).collect();
+        let mut owner: Vec<usize> = (0..nodes.len()).collect();
+        let mut blocked = 0;
+        for (forced, _, a, b) in edges {
+            let (sa, sb) = (owner[local[&a]], owner[local[&b]]);
+            if sa == sb {
+                continue;
+            }
+            let clash = !forced
+                && sets[sa].iter().any(|&x| {
+                    sets[sb]
+                        .iter()
+                        .any(|&y| self.never.contains(&ordered(x, y)) || conflict(x, y))
+                });
+            if clash {
+                blocked += 1;
+                continue;
+            }
+            let (keep, gone) = if sets[sa].len() >= sets[sb].len() {
+                (sa, sb)
+            } else {
+                (sb, sa)
+            };
+            let moved = std::mem::take(&mut sets[gone]);
+            for &slot in &moved {
+                owner[local[&slot]] = keep;
+            }
+            sets[keep].extend(moved);
+        }
+
+        // Old clusters of these nodes, and their ids.
+        let old_roots: BTreeSet<usize> = nodes.iter().map(|&n| self.slots[n].cluster).collect();
+        let mut old_ids: Vec<(usize, String)> = Vec::new();
+        for root in &old_roots {
+            let cluster = self.clusters.remove(root).expect("cluster exists");
+            self.by_golden_id.remove(&cluster.golden_id);
+            old_ids.push((*root, cluster.golden_id));
+        }
+        let mut revived = Vec::new();
+        for mut members in sets.into_iter().filter(|set| !set.is_empty()) {
+            members.sort_unstable();
+            let root = members[0];
+            let golden_id = self.golden_id_for(&self.slots[root].reference);
+            if self.redirects.remove(&golden_id).is_some() {
+                revived.push(golden_id.clone());
+            }
+            for &member in &members {
+                self.slots[member].cluster = root;
+            }
+            self.by_golden_id.insert(golden_id.clone(), root);
+            self.clusters.insert(root, Cluster { golden_id, members });
+        }
+        // An old id whose creator no longer heads a cluster redirects to its creator's cluster.
+        let mut absorbed = Vec::new();
+        for (root, golden_id) in old_ids {
+            if self.by_golden_id.contains_key(&golden_id) {
+                continue;
+            }
+            let survivor = self.clusters[&self.slots[root].cluster].golden_id.clone();
+            self.redirects.insert(golden_id.clone(), survivor);
+            absorbed.push(golden_id);
+        }
+        // A record's own fresh id that never was a cluster of more than itself is noise.
+        let own = self.golden_id_for(&self.slots[subject].reference);
+        if self.slots[subject].cluster != subject && absorbed.contains(&own) {
+            absorbed.retain(|id| *id != own);
         }
         Upsert {
-            golden_id: self.clusters[&self.slots[slot].cluster].golden_id.clone(),
+            golden_id: self.clusters[&self.slots[subject].cluster]
+                .golden_id
+                .clone(),
             absorbed,
+            revived,
             blocked,
         }
-    }
-
-    fn exclusive_values(&self, cluster: u64) -> BTreeMap<&'static str, BTreeSet<&str>> {
-        let mut values: BTreeMap<&'static str, BTreeSet<&str>> = BTreeMap::new();
-        for &member in &self.clusters[&cluster].members {
-            for (attribute, value) in &self.slots[member].evidence.exclusive {
-                values.entry(attribute).or_default().insert(value);
-            }
-        }
-        values
-    }
-
-    /// Two clusters may merge unless, for some exclusive attribute, both hold values and no
-    /// value is shared.
-    fn compatible(&self, a: u64, b: u64) -> bool {
-        let (a, b) = (self.exclusive_values(a), self.exclusive_values(b));
-        a.iter().all(|(attribute, values)| match b.get(attribute) {
-            Some(other) => !values.is_disjoint(other),
-            None => true,
-        })
-    }
-
-    /// Merges two clusters; the earlier-created survives. Returns the absorbed golden id.
-    fn merge(&mut self, a: u64, b: u64) -> String {
-        let (survivor, absorbed) = if a < b { (a, b) } else { (b, a) };
-        let gone = self.clusters.remove(&absorbed).expect("cluster exists");
-        for &member in &gone.members {
-            self.slots[member].cluster = survivor;
-        }
-        let survivor_cluster = self.clusters.get_mut(&survivor).expect("cluster exists");
-        survivor_cluster.members.extend(gone.members);
-        self.by_golden_id.remove(&gone.golden_id);
-        self.redirects
-            .insert(gone.golden_id.clone(), survivor_cluster.golden_id.clone());
-        gone.golden_id
     }
 
     /// The live golden id an id (live or absorbed) resolves to.
@@ -205,26 +368,62 @@ impl ClusterIndex {
     /// The golden id of a source record.
     pub fn golden_id_of(&self, reference: &Reference) -> Option<&str> {
         let slot = self.by_reference.get(reference)?;
-        Some(&self.clusters[&self.slots[*slot].cluster].golden_id)
+        Some(self.golden_id_of_slot(*slot))
+    }
+
+    pub fn golden_id_of_slot(&self, slot: usize) -> &str {
+        &self.clusters[&self.slots[slot].cluster].golden_id
+    }
+
+    /// The cluster (its earliest member's slot) a slot belongs to.
+    pub fn cluster_of(&self, slot: usize) -> usize {
+        self.slots[slot].cluster
+    }
+
+    /// The slots of a live golden id, in arrival order.
+    pub fn member_slots(&self, golden_id: &str) -> &[usize] {
+        self.by_golden_id
+            .get(golden_id)
+            .map_or(&[], |root| &self.clusters[root].members)
     }
 
     /// The source records of a live golden id, in arrival order.
     pub fn members(&self, golden_id: &str) -> Vec<&Reference> {
-        let Some(cluster) = self.by_golden_id.get(golden_id) else {
-            return Vec::new();
-        };
-        let mut members = self.clusters[cluster].members.clone();
-        members.sort_unstable();
-        members
-            .into_iter()
-            .map(|slot| &self.slots[slot].reference)
+        self.member_slots(golden_id)
+            .iter()
+            .map(|&slot| &self.slots[slot].reference)
             .collect()
     }
 
-    /// The slot holding a key, for lookups such as "the property with this UPRN".
-    pub fn golden_id_by_key(&self, key: &str) -> Option<&str> {
-        let slot = self.by_key.get(key)?;
-        Some(&self.clusters[&self.slots[*slot].cluster].golden_id)
+    /// The links among a cluster's members: (slot, slot, weight), each once.
+    pub fn links_within(&self, golden_id: &str) -> Vec<(usize, usize, f64)> {
+        let members = self.member_slots(golden_id);
+        let root = members.first().map(|&slot| self.slots[slot].cluster);
+        let mut links = Vec::new();
+        for &a in members {
+            for &(b, weight) in &self.slots[a].links {
+                if a < b && Some(self.slots[b].cluster) == root {
+                    links.push((a, b, weight));
+                }
+            }
+            for &b in self.forced.get(&a).into_iter().flatten() {
+                if a < b {
+                    links.push((a, b, f64::INFINITY));
+                }
+            }
+        }
+        links
+    }
+
+    /// Links held back as ambiguous, with their weights: for a steward to decide.
+    pub fn held_links(&self) -> Vec<(usize, usize, f64)> {
+        self.held
+            .iter()
+            .filter_map(|&(a, b)| {
+                let weight = self.slots[a].links.iter().find(|link| link.0 == b)?.1;
+                Some((a, b, weight))
+            })
+            .collect()
     }
 
     /// Live golden ids, sorted.
@@ -243,15 +442,18 @@ impl ClusterIndex {
         let mut rows: Vec<(&Reference, &str)> = self
             .slots
             .iter()
-            .map(|slot| {
-                (
-                    &slot.reference,
-                    self.clusters[&slot.cluster].golden_id.as_str(),
-                )
-            })
+            .map(|slot| (&slot.reference, self.golden_id_of_slot(slot.cluster)))
             .collect();
         rows.sort_unstable();
         rows
+    }
+
+    /// Redirects from absorbed ids, sorted.
+    pub fn redirects(&self) -> BTreeMap<&str, &str> {
+        self.redirects
+            .iter()
+            .map(|(from, to)| (from.as_str(), to.as_str()))
+            .collect()
     }
 
     pub fn n_records(&self) -> usize {
@@ -275,85 +477,198 @@ mod tests {
         }
     }
 
-    fn evidence(keys: &[&str], uprn: Option<&str>) -> Evidence {
-        Evidence {
-            keys: keys.iter().map(|key| key.to_string()).collect(),
-            exclusive: uprn
-                .map(|uprn| ("uprn", uprn.to_string()))
-                .into_iter()
-                .collect(),
+    fn no_conflict(_: usize, _: usize) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_link_joins_and_a_bridge_merges_with_a_redirect() {
+        let mut index = ClusterIndex::new("GH");
+        let a = index.register(&reference("a"));
+        let first = index.relink(a, vec![], no_conflict);
+        let b = index.register(&reference("b"));
+        let second = index.relink(b, vec![], no_conflict);
+        assert_ne!(first.golden_id, second.golden_id);
+        let c = index.register(&reference("c"));
+        let bridged = index.relink(c, vec![(a, 10.0), (b, 12.0)], no_conflict);
+        assert_eq!(
+            bridged.golden_id, first.golden_id,
+            "the earlier cluster survives"
+        );
+        assert_eq!(bridged.absorbed, vec![second.golden_id.clone()]);
+        assert_eq!(index.n_golden(), 1);
+        assert_eq!(
+            index.resolve(&second.golden_id),
+            Some(first.golden_id.clone())
+        );
+        assert_eq!(index.members(&first.golden_id).len(), 3);
+        assert_eq!(index.links_within(&first.golden_id).len(), 2);
+    }
+
+    #[test]
+    fn conflicts_keep_the_strongest_links_and_skip_the_rest() {
+        // a and c conflict (two UPRNs); b links to both, more strongly to c.
+        let mut index = ClusterIndex::new("GH");
+        let conflict = |x: usize, y: usize| ordered(x, y) == (0, 2);
+        let a = index.register(&reference("a"));
+        index.relink(a, vec![], conflict);
+        let c = index.register(&reference("c"));
+        index.relink(c, vec![], conflict);
+        let b = index.register(&reference("b"));
+        let upsert = index.relink(b, vec![(a, 5.0), (c, 9.0)], conflict);
+        assert_eq!(upsert.blocked, 1);
+        assert_eq!(index.n_golden(), 2);
+        assert_eq!(index.golden_id_of_slot(b), index.golden_id_of_slot(c));
+    }
+
+    #[test]
+    fn steward_decisions_are_kept_and_withdrawing_one_restores_the_xref() {
+        let mut index = ClusterIndex::new("GP");
+        let a = index.register(&reference("a"));
+        index.relink(a, vec![], no_conflict);
+        let b = index.register(&reference("b"));
+        index.relink(b, vec![(a, 20.0)], no_conflict);
+        let before: Vec<(Reference, String)> = index
+            .xref()
+            .into_iter()
+            .map(|(r, g)| (r.clone(), g.to_string()))
+            .collect();
+        let split = index.decide(a, b, false, no_conflict);
+        assert_eq!(index.n_golden(), 2);
+        assert!(
+            split
+                .revived
+                .contains(&index.golden_id_of_slot(b).to_string())
+        );
+        // A record update does not undo a steward's never-match.
+        index.relink(b, vec![(a, 30.0)], no_conflict);
+        assert_eq!(index.n_golden(), 2);
+        index.undecide(a, b, no_conflict);
+        let after: Vec<(Reference, String)> = index
+            .xref()
+            .into_iter()
+            .map(|(r, g)| (r.clone(), g.to_string()))
+            .collect();
+        assert_eq!(before, after);
+        let c = index.register(&reference("c"));
+        index.relink(c, vec![], no_conflict);
+        index.decide(a, c, true, no_conflict);
+        assert_eq!(index.n_golden(), 1, "force-match joins c");
+    }
+
+    /// (records, links as (i, j, weight), conflicting pairs)
+    type Graph = (usize, Vec<(usize, usize, u8)>, Vec<(usize, usize)>);
+
+    fn graph() -> impl Strategy<Value = Graph> {
+        (2usize..16).prop_flat_map(|n| {
+            (
+                Just(n),
+                proptest::collection::vec((0..n, 0..n, 0u8..4), 0..24),
+                proptest::collection::vec((0..n, 0..n), 0..4),
+            )
+        })
+    }
+
+    fn shuffle(order: &mut [usize], seed: u64) {
+        let mut state = seed;
+        for i in (1..order.len()).rev() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            order.swap(i, (state >> 33) as usize % (i + 1));
         }
     }
 
-    #[test]
-    fn shared_key_links_and_a_bridge_merges_with_a_redirect() {
-        let mut index = ClusterIndex::new("GH");
-        let a = index.upsert(&reference("a"), evidence(&["k1"], None));
-        let b = index.upsert(&reference("b"), evidence(&["k2"], None));
-        assert_ne!(a.golden_id, b.golden_id);
-        let c = index.upsert(&reference("c"), evidence(&["k1", "k2"], None));
-        assert_eq!(c.golden_id, a.golden_id, "the earlier cluster survives");
-        assert_eq!(c.absorbed, vec![b.golden_id.clone()]);
-        assert_eq!(index.n_golden(), 1);
-        assert_eq!(index.resolve(&b.golden_id), Some(a.golden_id.clone()));
-        assert_eq!(index.members(&a.golden_id).len(), 3);
+    /// Builds the index by adding records in `order`; each links to the earlier-added records
+    /// it has an edge with, as a matcher would.
+    fn build(
+        n: usize,
+        edges: &[(usize, usize, u8)],
+        conflicts: &[(usize, usize)],
+        order: &[usize],
+    ) -> (ClusterIndex, Vec<usize>) {
+        let mut index = ClusterIndex::new("GP");
+        let mut slot_of = vec![usize::MAX; n];
+        let mut record_of = Vec::new();
+        for &record in order {
+            let slot = index.register(&reference(&format!("r{record:02}")));
+            slot_of[record] = slot;
+            record_of.push(record);
+            let links: Vec<(usize, f64)> = edges
+                .iter()
+                .filter_map(|&(i, j, w)| {
+                    let other = if i == record {
+                        j
+                    } else if j == record {
+                        i
+                    } else {
+                        return None;
+                    };
+                    (slot_of[other] != usize::MAX && other != record)
+                        .then(|| (slot_of[other], f64::from(w)))
+                })
+                .collect();
+            let conflict = |x: usize, y: usize| {
+                let (x, y) = (record_of[x], record_of[y]);
+                conflicts.contains(&(x, y)) || conflicts.contains(&(y, x))
+            };
+            index.relink(slot, links, conflict);
+        }
+        (index, slot_of)
     }
 
-    #[test]
-    fn exclusive_attributes_block_a_merge() {
-        let mut index = ClusterIndex::new("GH");
-        index.upsert(&reference("a"), evidence(&["addr"], Some("1")));
-        let b = index.upsert(&reference("b"), evidence(&["addr"], Some("2")));
-        assert_eq!(b.blocked, vec!["addr".to_string()]);
-        assert_eq!(index.n_golden(), 2);
-        let c = index.upsert(&reference("c"), evidence(&["addr"], None));
-        assert!(c.absorbed.is_empty());
-        assert_eq!(index.n_golden(), 2, "no uprn joins the first cluster only");
-    }
-
-    #[test]
-    fn golden_ids_are_stable_across_replays() {
-        let run = || {
-            let mut index = ClusterIndex::new("GP");
-            index.upsert(&reference("x"), evidence(&["k"], None));
-            index.upsert(&reference("y"), evidence(&["k"], None));
-            index
-                .xref()
-                .into_iter()
-                .map(|(r, g)| (r.clone(), g.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(), run());
+    fn partition(index: &ClusterIndex) -> BTreeSet<BTreeSet<String>> {
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (reference, golden) in index.xref() {
+            groups
+                .entry(golden.to_string())
+                .or_default()
+                .insert(reference.id.clone());
+        }
+        groups.into_values().collect()
     }
 
     proptest! {
-        /// Without exclusive attributes, the partition is the connected components of the
-        /// key graph, whatever the arrival order.
+        /// The partition depends on the records and links, not on arrival order, conflicts
+        /// included; without conflicts it is the connected components.
         #[test]
         fn partition_does_not_depend_on_arrival_order(
-            records in proptest::collection::vec(proptest::collection::vec(0u8..12, 0..3), 1..25),
+            (n, edges, conflicts) in graph(),
             seed in any::<u64>(),
         ) {
-            let partition = |order: &[usize]| {
-                let mut index = ClusterIndex::new("GP");
-                for &n in order {
-                    let keys: Vec<String> = records[n].iter().map(|k| format!("k{k}")).collect();
-                    index.upsert(&reference(&n.to_string()), Evidence { keys, exclusive: vec![] });
-                }
-                let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for (reference, golden) in index.xref() {
-                    groups.entry(golden.to_string()).or_default().insert(reference.id.clone());
-                }
-                groups.into_values().collect::<BTreeSet<_>>()
-            };
-            let forward: Vec<usize> = (0..records.len()).collect();
+            let forward: Vec<usize> = (0..n).collect();
             let mut shuffled = forward.clone();
-            let mut state = seed;
-            for i in (1..shuffled.len()).rev() {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            shuffle(&mut shuffled, seed);
+            let (a, _) = build(n, &edges, &conflicts, &forward);
+            let (b, _) = build(n, &edges, &conflicts, &shuffled);
+            prop_assert_eq!(partition(&a), partition(&b));
+        }
+
+        /// A steward's force-match followed by its withdrawal gives back the exact
+        /// cross-reference (golden ids included) and every redirect resolves.
+        #[test]
+        fn merge_then_unmerge_restores_the_exact_xref(
+            (n, edges, conflicts) in graph(),
+            pick in any::<(usize, usize)>(),
+            same in any::<bool>(),
+        ) {
+            let order: Vec<usize> = (0..n).collect();
+            let (mut index, slot_of) = build(n, &edges, &conflicts, &order);
+            let snapshot = |index: &ClusterIndex| -> Vec<(Reference, String)> {
+                index.xref().into_iter().map(|(r, g)| (r.clone(), g.to_string())).collect()
+            };
+            let before = snapshot(&index);
+            let (a, b) = (slot_of[pick.0 % n], slot_of[pick.1 % n]);
+            prop_assume!(a != b);
+            let conflict = |x: usize, y: usize| {
+                conflicts.contains(&(x, y)) || conflicts.contains(&(y, x))
+            };
+            index.decide(a, b, same, conflict);
+            for id in index.redirects().keys() {
+                prop_assert!(index.resolve(id).is_some());
             }
-            prop_assert_eq!(partition(&forward), partition(&shuffled));
+            index.undecide(a, b, conflict);
+            prop_assert_eq!(before, snapshot(&index));
         }
     }
 }

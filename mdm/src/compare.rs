@@ -153,9 +153,15 @@ fn nickname_equivalent(a: &str, b: &str) -> bool {
     if plain(a) && plain(b) && !normalise::is_nickname(a) && !normalise::is_nickname(b) {
         return false;
     }
-    let forms_a = normalise::given_name_forms(a);
-    let forms_b = normalise::given_name_forms(b);
-    forms_a.iter().any(|form| forms_b.contains(form))
+    // Any formal name a nickname may stand for: Sandy agrees with Alexander and with
+    // Alexandra at this level, and the weights (with the other fields) decide.
+    fn forms(name: &str) -> Vec<&str> {
+        let mut forms = vec![name];
+        forms.extend(normalise::nickname_expansions(name));
+        forms
+    }
+    let forms_b = forms(b);
+    forms(a).iter().any(|form| forms_b.contains(form))
 }
 
 /// Damerau-Levenshtein distance <= 1 (one insertion, deletion, substitution or adjacent
@@ -185,13 +191,19 @@ pub fn within_one_edit(a: &str, b: &str) -> bool {
 
 /// `YYYYMMDD` dates (any separators removed) equal but for day and month swapped.
 fn is_day_month_swap(a: &str, b: &str) -> bool {
-    let digits = |text: &str| {
-        text.chars()
-            .filter(char::is_ascii_digit)
-            .collect::<String>()
+    fn digits(text: &str) -> Option<[u8; 8]> {
+        let mut out = [0u8; 8];
+        let mut n = 0;
+        for byte in text.bytes().filter(u8::is_ascii_digit) {
+            *out.get_mut(n)? = byte;
+            n += 1;
+        }
+        (n == 8).then_some(out)
+    }
+    let (Some(a), Some(b)) = (digits(a), digits(b)) else {
+        return false;
     };
-    let (a, b) = (digits(a), digits(b));
-    a.len() == 8 && b.len() == 8 && a[..4] == b[..4] && a[4..6] == b[6..8] && a[6..8] == b[4..6]
+    a[..4] == b[..4] && a[4..6] == b[6..8] && a[6..8] == b[4..6]
 }
 
 #[cfg(test)]

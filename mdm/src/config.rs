@@ -1,6 +1,43 @@
 //! `[mdm]`: matching and survivorship settings.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use crate::matcher::Thresholds;
+
+/// How a golden attribute picks its value among a cluster's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SurvivorshipRule {
+    /// The most trusted source with a value (`source_priority`), then the most recent.
+    #[default]
+    Trust,
+    /// The most recently received value, whatever its source.
+    MostRecent,
+    /// The longest value (a full middle name over an initial), then trust.
+    MostComplete,
+}
+
+/// Golden attributes a survivorship rule can name.
+pub const ATTRIBUTES: &[&str] = &[
+    "title",
+    "given_name",
+    "middle_name",
+    "family_name",
+    "date_of_birth",
+    "nino",
+    "phone",
+    "email",
+    "postcode",
+    "uprn",
+    "parent_uprn",
+    "saon",
+    "paon",
+    "street",
+    "town",
+    "property_type",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -8,12 +45,22 @@ pub struct MdmConfig {
     /// Source systems in order of trust: a golden attribute comes from the most trusted
     /// source that has a value (then the most recently received). Unlisted systems rank last.
     pub source_priority: Vec<String>,
+    /// Match probabilities: `link` and above merge, `review` up to `link` go to a steward.
+    pub thresholds: Thresholds,
+    /// A person model trained by `goldthread train` (a path relative to the working
+    /// directory); unset: the built-in model.
+    pub person_model: Option<std::path::PathBuf>,
+    /// Per-attribute survivorship rule; attributes not listed use `trust`.
+    pub survivorship: BTreeMap<String, SurvivorshipRule>,
 }
 
 impl Default for MdmConfig {
     fn default() -> Self {
         MdmConfig {
             source_priority: vec!["hms".into(), "asset".into(), "crm".into()],
+            thresholds: Thresholds::default(),
+            person_model: None,
+            survivorship: BTreeMap::new(),
         }
     }
 }
@@ -25,5 +72,26 @@ impl MdmConfig {
             .iter()
             .position(|name| name == system)
             .unwrap_or(self.source_priority.len())
+    }
+
+    /// Every problem with the section, as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let Thresholds { link, review } = self.thresholds;
+        if !(0.0 < review && review <= link && link < 1.0) {
+            problems.push((
+                "mdm.thresholds".into(),
+                format!("need 0 < review ({review}) <= link ({link}) < 1"),
+            ));
+        }
+        for attribute in self.survivorship.keys() {
+            if !ATTRIBUTES.contains(&attribute.as_str()) {
+                problems.push((
+                    format!("mdm.survivorship.{attribute}"),
+                    format!("unknown attribute; known: {}", ATTRIBUTES.join(", ")),
+                ));
+            }
+        }
+        problems
     }
 }

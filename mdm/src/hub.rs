@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use pipeline::entity::{Person, Property, Tenancy, Vulnerability};
 use pipeline::{Envelope, Payload, Reference};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::address;
-use crate::cluster::{ClusterIndex, Evidence};
-use crate::config::MdmConfig;
+use crate::cluster::ClusterIndex;
+use crate::config::{MdmConfig, SurvivorshipRule};
+use crate::matcher::Matcher;
+use crate::model::{Model, Scored};
 use crate::normalise::{self, Nino};
 
 /// What applying one event did.
@@ -96,7 +98,7 @@ pub struct Quality {
     pub blocked_links: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct PersonRecord {
     sequence: u64,
     title: Option<String>,
@@ -110,50 +112,165 @@ struct PersonRecord {
     postcode: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct PropertyRecord {
     sequence: u64,
     uprn: Option<String>,
     parent_uprn: Option<String>,
     address: address::Address,
     property_type: Option<String>,
+    /// Match keys (`uprn:…`, `addr:postcode|paon|saon`).
+    keys: Vec<String>,
+}
+
+/// Which master entity a steward decision or explanation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Person,
+    Property,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Person => "person",
+            Entity::Property => "property",
+        }
+    }
+}
+
+/// Why two records of a golden record are together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkExplanation {
+    pub a: Reference,
+    pub b: Reference,
+    /// `model` (scored above the match threshold), `rule` (a shared UPRN or address key), or
+    /// `steward` (a steward's force-match).
+    pub decided_by: &'static str,
+    /// The model's explanation, for model links.
+    pub score: Option<Scored>,
+    /// The shared key, for rule links.
+    pub key: Option<String>,
+}
+
+/// A pair a steward should look at: scored between the thresholds, in different clusters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewItem {
+    pub entity: Entity,
+    pub a: Reference,
+    pub b: Reference,
+    pub golden_a: String,
+    pub golden_b: String,
+    pub score: Scored,
+}
+
+/// An attribute of a record, by name, as a comparable string.
+type Attribute<R> = (&'static str, fn(&R) -> Option<String>);
+
+/// Source records of one golden record disagreeing on an attribute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conflict {
+    pub golden_id: String,
+    pub attribute: &'static str,
+    /// Each record's (normalised) value.
+    pub values: Vec<(Reference, String)>,
+}
+
+/// A steward's verdict on a pair of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The two records are one entity, whatever the model says.
+    Same,
+    /// The two records are never one entity.
+    Different,
+    /// Withdraw an earlier verdict: the engine decides again.
+    Withdraw,
 }
 
 /// Survivorship over a cluster's members, most trusted first: each attribute comes from the
-/// first member with a value, and the lineage records which member that was.
+/// member its rule prefers among those with a value, and the lineage records which member
+/// that was.
 struct Survivorship<'a, R> {
-    members: &'a [(&'a Reference, &'a R)],
+    members: &'a [(&'a Reference, &'a R, u64)],
+    rules: &'a BTreeMap<String, SurvivorshipRule>,
+    overrides: Option<&'a BTreeMap<String, String>>,
     lineage: BTreeMap<&'static str, Reference>,
 }
 
 impl<'a, R> Survivorship<'a, R> {
-    fn new(members: &'a [(&'a Reference, &'a R)]) -> Self {
-        Survivorship {
-            members,
-            lineage: BTreeMap::new(),
+    fn pick<T: ToString + std::str::FromStr>(
+        &mut self,
+        attribute: &'static str,
+        get: impl Fn(&R) -> Option<T>,
+    ) -> Option<T> {
+        if let Some(value) = self
+            .overrides
+            .and_then(|overrides| overrides.get(attribute))
+            .and_then(|text| text.parse::<T>().ok())
+        {
+            self.lineage.insert(attribute, steward_reference());
+            return Some(value);
         }
-    }
-
-    fn pick<T>(&mut self, attribute: &'static str, get: impl Fn(&R) -> Option<T>) -> Option<T> {
-        let (reference, value) = self
+        let rule = self.rules.get(attribute).copied().unwrap_or_default();
+        let mut candidates = self
             .members
             .iter()
-            .find_map(|(reference, record)| get(record).map(|value| (*reference, value)))?;
+            .filter_map(|(reference, record, sequence)| {
+                get(record).map(|value| (*reference, value, *sequence))
+            });
+        // Members come most trusted first; `max_by_key` keeps the last of equals, so rank
+        // by the rule and break ties by trust explicitly.
+        let chosen = match rule {
+            SurvivorshipRule::Trust => candidates.next(),
+            SurvivorshipRule::MostRecent => candidates
+                .enumerate()
+                .max_by_key(|(rank, (_, _, sequence))| (*sequence, std::cmp::Reverse(*rank)))
+                .map(|(_, chosen)| chosen),
+            SurvivorshipRule::MostComplete => candidates
+                .enumerate()
+                .max_by_key(|(rank, (_, value, _))| {
+                    (value.to_string().chars().count(), std::cmp::Reverse(*rank))
+                })
+                .map(|(_, chosen)| chosen),
+        };
+        let (reference, value, _) = chosen?;
         self.lineage.insert(attribute, reference.clone());
         Some(value)
     }
 }
+
+/// The lineage of a value a steward set by hand.
+fn steward_reference() -> Reference {
+    Reference {
+        id: "override".into(),
+        allocated_by: "steward".into(),
+    }
+}
+
+/// Link weights of property rules: a shared UPRN outranks a shared address.
+const UPRN_LINK: f64 = 100.0;
+const ADDRESS_LINK: f64 = 50.0;
 
 /// In-memory master data state. No IO.
 #[derive(Debug)]
 pub struct Hub {
     config: MdmConfig,
     persons: ClusterIndex,
-    person_records: HashMap<Reference, PersonRecord>,
+    /// By slot of `persons`.
+    person_records: Vec<PersonRecord>,
+    matcher: Matcher,
+    /// Pairs between the thresholds: (smaller slot, larger slot) -> weight.
+    reviews: BTreeMap<(usize, usize), f64>,
     properties: ClusterIndex,
-    property_records: HashMap<Reference, PropertyRecord>,
+    /// By slot of `properties`.
+    property_records: Vec<PropertyRecord>,
+    property_keys: HashMap<String, Vec<usize>>,
     tenancies: BTreeMap<Reference, Tenancy>,
     vulnerabilities: BTreeMap<Reference, Vulnerability>,
+    /// Steward overrides: golden id -> attribute -> value.
+    overrides: HashMap<String, BTreeMap<String, String>>,
     quality: Quality,
     sequence: u64,
 }
@@ -169,18 +286,32 @@ fn uprn(raw: Option<&str>) -> Result<Option<String>, ()> {
 }
 
 impl Hub {
+    /// A hub matching people with the built-in person model.
     pub fn new(config: MdmConfig) -> Hub {
+        Hub::with_model(config, crate::person::default_model())
+    }
+
+    /// A hub matching people with a trained model (`goldthread train`).
+    pub fn with_model(config: MdmConfig, person_model: Model) -> Hub {
         Hub {
+            matcher: Matcher::new(person_model, config.thresholds),
             config,
             persons: ClusterIndex::new("GP"),
-            person_records: HashMap::new(),
+            person_records: Vec::new(),
+            reviews: BTreeMap::new(),
             properties: ClusterIndex::new("GH"),
-            property_records: HashMap::new(),
+            property_records: Vec::new(),
+            property_keys: HashMap::new(),
             tenancies: BTreeMap::new(),
             vulnerabilities: BTreeMap::new(),
+            overrides: HashMap::new(),
             quality: Quality::default(),
             sequence: 0,
         }
+    }
+
+    pub fn person_model(&self) -> &Model {
+        self.matcher.model()
     }
 
     /// Applies one canonical event. Master data is matched and linked; anything else is
@@ -241,10 +372,24 @@ impl Hub {
             email: person.email.as_deref().and_then(normalise::email),
             postcode,
         };
-        let evidence = person_evidence(&record);
-        self.person_records.insert(reference.clone(), record);
-        let upsert = self.persons.upsert(reference, evidence);
-        self.quality.blocked_links += upsert.blocked.len() as u64;
+        let slot = self.persons.register(reference);
+        if self.person_records.len() <= slot {
+            self.person_records
+                .resize_with(slot + 1, PersonRecord::default);
+        }
+        self.person_records[slot] = record;
+        let matches = self.matcher.upsert(slot, crate::person::prepare(person));
+        self.quality.blocked_links += matches.vetoed as u64;
+        self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+        for &(other, weight) in &matches.review {
+            self.reviews
+                .insert((slot.min(other), slot.max(other)), weight);
+        }
+        let matcher = &self.matcher;
+        let upsert = self
+            .persons
+            .relink(slot, matches.links, |a, b| matcher.conflict(a, b));
+        self.quality.blocked_links += upsert.blocked as u64;
         Applied::Person {
             golden_id: upsert.golden_id,
             absorbed: upsert.absorbed,
@@ -279,60 +424,187 @@ impl Hub {
             None
         });
         let parent_uprn = uprn(property.parent_uprn.as_deref()).unwrap_or_default();
-        let record = PropertyRecord {
+        // UPRN agreement is decisive; otherwise postcode, number and flat must all agree, so
+        // Flat B and 14B, or two flats of one block, never share a key.
+        let mut keys = Vec::new();
+        if let Some(uprn) = &uprn_value {
+            keys.push(format!("uprn:{uprn}"));
+        }
+        if let (Some(postcode), Some(paon)) = (&address.postcode, &address.paon) {
+            let saon = address.saon.as_deref().unwrap_or("");
+            keys.push(format!("addr:{postcode}|{paon}|{saon}"));
+        }
+        let slot = self.properties.register(reference);
+        if self.property_records.len() <= slot {
+            self.property_records
+                .resize_with(slot + 1, PropertyRecord::default);
+        }
+        for key in std::mem::take(&mut self.property_records[slot].keys) {
+            if let Some(slots) = self.property_keys.get_mut(&key) {
+                slots.retain(|&other| other != slot);
+            }
+        }
+        let mut links: Vec<(usize, f64)> = Vec::new();
+        for key in &keys {
+            let weight = if key.starts_with("uprn:") {
+                UPRN_LINK
+            } else {
+                ADDRESS_LINK
+            };
+            let slots = self.property_keys.entry(key.clone()).or_default();
+            links.extend(slots.iter().map(|&other| (other, weight)));
+            slots.push(slot);
+        }
+        links.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.total_cmp(&x.1)));
+        links.dedup_by_key(|link| link.0);
+        self.property_records[slot] = PropertyRecord {
             sequence: self.sequence,
             uprn: uprn_value,
             parent_uprn,
             address,
             property_type: property.property_type.clone(),
+            keys,
         };
-        let mut evidence = Evidence::default();
-        if let Some(uprn) = &record.uprn {
-            evidence.keys.push(format!("uprn:{uprn}"));
-            evidence.exclusive.push(("uprn", uprn.clone()));
-        }
-        if let (Some(postcode), Some(paon)) = (&record.address.postcode, &record.address.paon) {
-            let saon = record.address.saon.as_deref().unwrap_or("");
-            evidence.keys.push(format!("addr:{postcode}|{paon}|{saon}"));
-        }
-        self.property_records.insert(reference.clone(), record);
-        let upsert = self.properties.upsert(reference, evidence);
-        self.quality.blocked_links += upsert.blocked.len() as u64;
+        let records = &self.property_records;
+        // Two UPRNs are two properties.
+        let conflict = |a: usize, b: usize| match (&records[a].uprn, &records[b].uprn) {
+            (Some(x), Some(y)) => x != y,
+            _ => false,
+        };
+        let upsert = self.properties.relink(slot, links, conflict);
+        self.quality.blocked_links += upsert.blocked as u64;
         Applied::Property {
             golden_id: upsert.golden_id,
             absorbed: upsert.absorbed,
         }
     }
 
-    /// Members of a cluster, most trusted first (source rank, then most recent).
+    /// A steward's verdict on two person or property records. Verdicts are constraints the
+    /// engine keeps through later updates until withdrawn; withdrawing restores exactly what
+    /// the engine would have decided.
+    pub fn steward(
+        &mut self,
+        entity: Entity,
+        a: &Reference,
+        b: &Reference,
+        verdict: Verdict,
+    ) -> Result<Vec<String>, String> {
+        let index = match entity {
+            Entity::Person => &self.persons,
+            Entity::Property => &self.properties,
+        };
+        let slot = |reference: &Reference| {
+            index.slot_of(reference).ok_or_else(|| {
+                format!(
+                    "no {} record {}:{}",
+                    entity.as_str(),
+                    reference.allocated_by,
+                    reference.id
+                )
+            })
+        };
+        let (x, y) = (slot(a)?, slot(b)?);
+        if x == y {
+            return Err("a record cannot be matched with itself".into());
+        }
+        let upsert = match entity {
+            Entity::Person => {
+                let matcher = &self.matcher;
+                let conflict = |p: usize, q: usize| matcher.conflict(p, q);
+                match verdict {
+                    Verdict::Same => self.persons.decide(x, y, true, conflict),
+                    Verdict::Different => self.persons.decide(x, y, false, conflict),
+                    Verdict::Withdraw => self.persons.undecide(x, y, conflict),
+                }
+            }
+            Entity::Property => {
+                let records = &self.property_records;
+                let conflict = |p: usize, q: usize| match (&records[p].uprn, &records[q].uprn) {
+                    (Some(u), Some(v)) => u != v,
+                    _ => false,
+                };
+                match verdict {
+                    Verdict::Same => self.properties.decide(x, y, true, conflict),
+                    Verdict::Different => self.properties.decide(x, y, false, conflict),
+                    Verdict::Withdraw => self.properties.undecide(x, y, conflict),
+                }
+            }
+        };
+        let index = match entity {
+            Entity::Person => &self.persons,
+            Entity::Property => &self.properties,
+        };
+        let mut affected = vec![
+            index.golden_id_of_slot(x).to_string(),
+            index.golden_id_of_slot(y).to_string(),
+        ];
+        affected.extend(upsert.absorbed);
+        affected.extend(upsert.revived);
+        affected.sort();
+        affected.dedup();
+        Ok(affected)
+    }
+
+    /// A steward sets an attribute of a golden record by hand (`None` clears it); the
+    /// lineage then says `steward`. Attribute names are those of the golden record.
+    pub fn set_override(&mut self, golden_id: &str, attribute: &str, value: Option<String>) {
+        let entry = self.overrides.entry(golden_id.to_string()).or_default();
+        match value {
+            Some(value) => {
+                entry.insert(attribute.to_string(), value);
+            }
+            None => {
+                entry.remove(attribute);
+            }
+        }
+    }
+
+    /// Members of a cluster with their update sequence, most trusted first (source rank,
+    /// then most recent).
     fn ranked<'a, R>(
         &self,
-        references: Vec<&'a Reference>,
-        records: &'a HashMap<Reference, R>,
+        index: &'a ClusterIndex,
+        golden_id: &str,
+        records: &'a [R],
         sequence: impl Fn(&R) -> u64,
-    ) -> Vec<(&'a Reference, &'a R)> {
-        let mut members: Vec<(&Reference, &R)> = references
-            .into_iter()
-            .filter_map(|reference| records.get(reference).map(|record| (reference, record)))
+    ) -> Vec<(&'a Reference, &'a R, u64)> {
+        let mut members: Vec<(&Reference, &R, u64)> = index
+            .member_slots(golden_id)
+            .iter()
+            .map(|&slot| {
+                let record = &records[slot];
+                (index.reference(slot), record, sequence(record))
+            })
             .collect();
-        members.sort_by_key(|(reference, record)| {
+        members.sort_by_key(|(reference, _, sequence)| {
             (
                 self.config.rank(&reference.allocated_by),
-                std::cmp::Reverse(sequence(record)),
+                std::cmp::Reverse(*sequence),
             )
         });
         members
     }
 
+    fn survivorship<'a, R>(
+        &'a self,
+        golden_id: &str,
+        members: &'a [(&'a Reference, &'a R, u64)],
+    ) -> Survivorship<'a, R> {
+        Survivorship {
+            members,
+            rules: &self.config.survivorship,
+            overrides: self.overrides.get(golden_id),
+            lineage: BTreeMap::new(),
+        }
+    }
+
     /// The golden person an id (live or absorbed) resolves to.
     pub fn golden_person(&self, golden_id: &str) -> Option<GoldenPerson> {
         let golden_id = self.persons.resolve(golden_id)?;
-        let members = self.ranked(
-            self.persons.members(&golden_id),
-            &self.person_records,
-            |record| record.sequence,
-        );
-        let mut survive = Survivorship::new(&members);
+        let members = self.ranked(&self.persons, &golden_id, &self.person_records, |record| {
+            record.sequence
+        });
+        let mut survive = self.survivorship(&golden_id, &members);
         let title = survive.pick("title", |record| record.title.clone());
         let given_name = survive.pick("given_name", |record| record.given.clone());
         let middle_name = survive.pick("middle_name", |record| record.middle.clone());
@@ -342,10 +614,11 @@ impl Hub {
         let phone = survive.pick("phone", |record| record.phone.clone());
         let email = survive.pick("email", |record| record.email.clone());
         let postcode = survive.pick("postcode", |record| record.postcode.clone());
+        let lineage = survive.lineage;
         Some(GoldenPerson {
             sources: members
                 .iter()
-                .map(|(reference, _)| (*reference).clone())
+                .map(|(reference, _, _)| (*reference).clone())
                 .collect(),
             golden_id,
             title,
@@ -357,7 +630,7 @@ impl Hub {
             phone,
             email,
             postcode,
-            lineage: survive.lineage,
+            lineage,
         })
     }
 
@@ -365,11 +638,12 @@ impl Hub {
     pub fn golden_property(&self, golden_id: &str) -> Option<GoldenProperty> {
         let golden_id = self.properties.resolve(golden_id)?;
         let members = self.ranked(
-            self.properties.members(&golden_id),
+            &self.properties,
+            &golden_id,
             &self.property_records,
             |record| record.sequence,
         );
-        let mut survive = Survivorship::new(&members);
+        let mut survive = self.survivorship(&golden_id, &members);
         let uprn = survive.pick("uprn", |record| record.uprn.clone());
         let parent_uprn = survive.pick("parent_uprn", |record| record.parent_uprn.clone());
         let saon = survive.pick("saon", |record| record.address.saon.clone());
@@ -378,14 +652,16 @@ impl Hub {
         let town = survive.pick("town", |record| record.address.town.clone());
         let postcode = survive.pick("postcode", |record| record.address.postcode.clone());
         let property_type = survive.pick("property_type", |record| record.property_type.clone());
+        let lineage = survive.lineage;
         let parent_golden_id = parent_uprn
             .as_ref()
-            .and_then(|parent| self.properties.golden_id_by_key(&format!("uprn:{parent}")))
-            .map(str::to_string);
+            .and_then(|parent| self.property_keys.get(&format!("uprn:{parent}")))
+            .and_then(|slots| slots.first())
+            .map(|&slot| self.properties.golden_id_of_slot(slot).to_string());
         Some(GoldenProperty {
             sources: members
                 .iter()
-                .map(|(reference, _)| (*reference).clone())
+                .map(|(reference, _, _)| (*reference).clone())
                 .collect(),
             golden_id,
             uprn,
@@ -397,8 +673,160 @@ impl Hub {
             town,
             postcode,
             property_type,
-            lineage: survive.lineage,
+            lineage,
         })
+    }
+
+    /// Why the records of a golden record are together: every link inside it, explained.
+    pub fn explain(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
+        let index = match entity {
+            Entity::Person => &self.persons,
+            Entity::Property => &self.properties,
+        };
+        let golden_id = index.resolve(golden_id)?;
+        Some(
+            index
+                .links_within(&golden_id)
+                .into_iter()
+                .map(|(a, b, weight)| {
+                    let (decided_by, score, key) = if weight.is_infinite() {
+                        ("steward", None, None)
+                    } else {
+                        match entity {
+                            Entity::Person => ("model", self.matcher.explain(a, b), None),
+                            Entity::Property => {
+                                let shared = self.property_records[a]
+                                    .keys
+                                    .iter()
+                                    .find(|key| self.property_records[b].keys.contains(key))
+                                    .cloned();
+                                ("rule", None, shared)
+                            }
+                        }
+                    };
+                    LinkExplanation {
+                        a: index.reference(a).clone(),
+                        b: index.reference(b).clone(),
+                        decided_by,
+                        score,
+                        key,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Golden records whose source records disagree on an attribute (after normalisation):
+    /// what survivorship had to choose between, for the reconciliation report.
+    pub fn conflicts(&self, entity: Entity) -> Vec<Conflict> {
+        fn collect<R>(
+            index: &ClusterIndex,
+            records: &[R],
+            attributes: &[Attribute<R>],
+            out: &mut Vec<Conflict>,
+        ) {
+            for golden_id in index.golden_ids() {
+                let members = index.member_slots(golden_id);
+                if members.len() < 2 {
+                    continue;
+                }
+                for (attribute, get) in attributes {
+                    let values: Vec<(Reference, String)> = members
+                        .iter()
+                        .filter_map(|&slot| {
+                            get(&records[slot]).map(|value| (index.reference(slot).clone(), value))
+                        })
+                        .collect();
+                    let distinct: std::collections::BTreeSet<&str> =
+                        values.iter().map(|(_, value)| value.as_str()).collect();
+                    if distinct.len() > 1 {
+                        out.push(Conflict {
+                            golden_id: golden_id.to_string(),
+                            attribute,
+                            values,
+                        });
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        match entity {
+            Entity::Person => collect(
+                &self.persons,
+                &self.person_records,
+                &[
+                    ("given_name", |r| r.given.as_deref().map(normalise::fold)),
+                    ("family_name", |r| r.family.as_deref().map(normalise::fold)),
+                    ("date_of_birth", |r| r.date_of_birth.map(|d| d.to_string())),
+                    ("nino", |r| r.nino.clone()),
+                    ("phone", |r| r.phone.clone()),
+                    ("email", |r| r.email.clone()),
+                    ("postcode", |r| r.postcode.clone()),
+                ],
+                &mut out,
+            ),
+            Entity::Property => collect(
+                &self.properties,
+                &self.property_records,
+                &[
+                    ("uprn", |r| r.uprn.clone()),
+                    ("saon", |r| r.address.saon.clone()),
+                    ("paon", |r| r.address.paon.clone()),
+                    ("street", |r| r.address.street.clone()),
+                    ("postcode", |r| r.address.postcode.clone()),
+                    ("property_type", |r| r.property_type.clone()),
+                ],
+                &mut out,
+            ),
+        }
+        out
+    }
+
+    /// Person pairs a steward should decide, with their explanations, strongest first: pairs
+    /// scored between the thresholds, and ambiguous links (one record matching two records
+    /// that may not be one), that sit in different golden records.
+    pub fn review_queue(&self) -> Vec<ReviewItem> {
+        let held = self.persons.held_links();
+        let mut items: Vec<(f64, ReviewItem)> = self
+            .reviews
+            .iter()
+            .map(|(&pair, &weight)| (pair, weight))
+            .chain(held.into_iter().map(|(a, b, weight)| ((a, b), weight)))
+            .filter(|&((a, b), _)| self.persons.cluster_of(a) != self.persons.cluster_of(b))
+            .filter_map(|((a, b), weight)| {
+                Some((
+                    weight,
+                    ReviewItem {
+                        entity: Entity::Person,
+                        a: self.persons.reference(a).clone(),
+                        b: self.persons.reference(b).clone(),
+                        golden_a: self.persons.golden_id_of_slot(a).to_string(),
+                        golden_b: self.persons.golden_id_of_slot(b).to_string(),
+                        score: self.matcher.explain(a, b)?,
+                    },
+                ))
+            })
+            .collect();
+        items.sort_by(|x, y| y.0.total_cmp(&x.0));
+        items.into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// Live golden person ids, sorted.
+    pub fn golden_person_ids(&self) -> Vec<String> {
+        self.persons
+            .golden_ids()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Live golden property ids, sorted.
+    pub fn golden_property_ids(&self) -> Vec<String> {
+        self.properties
+            .golden_ids()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn golden_persons(&self) -> Vec<GoldenPerson> {
@@ -507,47 +935,6 @@ pub struct Counts {
     pub vulnerabilities: usize,
 }
 
-/// Match keys of a person. Every key but the NINO needs a given-name form, a family name and
-/// a date of birth, so a household sharing surname, address and phone never links on those.
-fn person_evidence(record: &PersonRecord) -> Evidence {
-    let mut evidence = Evidence::default();
-    if let Some(nino) = &record.nino {
-        evidence.keys.push(format!("nino:{nino}"));
-        evidence.exclusive.push(("nino", nino.clone()));
-    }
-    if let Some(date) = record.date_of_birth {
-        evidence
-            .exclusive
-            .push(("date_of_birth", normalise::date_of_birth_key(date)));
-    }
-    let family = record
-        .family
-        .as_deref()
-        .map(normalise::fold)
-        .filter(|family| !family.is_empty());
-    let (Some(given), Some(family)) = (record.given.as_deref(), family) else {
-        return evidence;
-    };
-    // A household shares phone and email, and a parent and adult child can share a name:
-    // phone and email are evidence only beside a date of birth, which then must not clash.
-    let Some(date) = record.date_of_birth else {
-        return evidence;
-    };
-    for form in normalise::given_name_forms(given) {
-        evidence.keys.push(format!(
-            "dob:{form}|{family}|{}",
-            normalise::date_of_birth_key(date)
-        ));
-        if let Some(phone) = &record.phone {
-            evidence.keys.push(format!("phone:{form}|{family}|{phone}"));
-        }
-        if let Some(email) = &record.email {
-            evidence.keys.push(format!("email:{form}|{family}|{email}"));
-        }
-    }
-    evidence
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,6 +1007,107 @@ mod tests {
     }
 
     #[test]
+    fn merges_explain_themselves_and_steward_verdicts_hold_until_withdrawn() {
+        let mut hub = Hub::new(MdmConfig::default());
+        let hms = Reference {
+            id: "T1".into(),
+            allocated_by: "hms".into(),
+        };
+        let crm = Reference {
+            id: "C1".into(),
+            allocated_by: "crm".into(),
+        };
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Bob", "Mensah", "1968-11-23", "07525 984967"),
+        ));
+        let golden = hub.golden_ids_of(&hms)[0].1.to_string();
+        let links = hub.explain(Entity::Person, &golden).unwrap();
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].decided_by, "model");
+        let score = links[0].score.as_ref().unwrap();
+        assert!(score.probability >= 0.99, "{score:?}");
+        assert_eq!(score.fields.len(), 7);
+        assert!(!score.model_version.is_empty());
+
+        let before = hub.xref();
+        hub.steward(Entity::Person, &hms, &crm, Verdict::Different)
+            .unwrap();
+        assert_eq!(hub.counts().golden_persons, 2);
+        // An update of either record does not undo the verdict.
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Bob", "Mensah", "1968-11-23", "07525 984967"),
+        ));
+        assert_eq!(hub.counts().golden_persons, 2);
+        hub.steward(Entity::Person, &hms, &crm, Verdict::Withdraw)
+            .unwrap();
+        assert_eq!(hub.xref(), before, "withdrawing restores the exact xref");
+        assert!(
+            hub.steward(Entity::Person, &hms, &hms, Verdict::Same)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn survivorship_rules_and_overrides_choose_with_lineage() {
+        let mut config = MdmConfig::default();
+        config
+            .survivorship
+            .insert("phone".into(), SurvivorshipRule::MostRecent);
+        let mut hub = Hub::new(config);
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            Payload::Person(Person {
+                given_name: Some("Robert".into()),
+                family_name: Some("Mensah".into()),
+                date_of_birth: "1968-11-23".parse().ok(),
+                phone: Some("07525984967".into()),
+                email: Some("bob@example.com".into()),
+                ..Person::default()
+            }),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            Payload::Person(Person {
+                given_name: Some("Robert".into()),
+                family_name: Some("Mensah".into()),
+                date_of_birth: "1968-11-23".parse().ok(),
+                phone: Some("07700900999".into()),
+                email: Some("bob@example.com".into()),
+                ..Person::default()
+            }),
+        ));
+        let golden = hub.golden_persons().remove(0);
+        assert_eq!(golden.sources.len(), 2);
+        assert_eq!(golden.phone.as_deref(), Some("07700900999"), "most recent");
+        assert_eq!(golden.lineage["phone"].allocated_by, "crm");
+        assert_eq!(golden.lineage["given_name"].allocated_by, "hms", "trust");
+        hub.set_override(
+            &golden.golden_id,
+            "family_name",
+            Some("Mensah-Owusu".into()),
+        );
+        let golden = hub.golden_person(&golden.golden_id).unwrap();
+        assert_eq!(golden.family_name.as_deref(), Some("Mensah-Owusu"));
+        assert_eq!(golden.lineage["family_name"].allocated_by, "steward");
+    }
+
+    #[test]
     fn twins_and_households_stay_apart() {
         let mut hub = Hub::new(MdmConfig::default());
         hub.apply(&event(
@@ -678,6 +1166,14 @@ mod tests {
             person("Rebecca", "Harris", "1900-01-01", "07700900123"),
         ));
         assert_eq!(hub.counts().golden_persons, 3);
+        // Both candidate links wait for a steward, with their explanations.
+        let review = hub.review_queue();
+        assert_eq!(review.len(), 2, "{review:?}");
+        assert!(
+            review
+                .iter()
+                .all(|item| item.b.id == "C1" || item.a.id == "C1")
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! goldthread master data: normalisation, deterministic matching on normalised keys, golden
-//! records with stable ids, survivorship with lineage, and the cross-reference.
+//! goldthread master data: normalisation, probabilistic (Fellegi-Sunter) matching of people
+//! streamed into an incremental cluster index, rule matching of properties, golden records
+//! with stable ids, survivorship with lineage, steward decisions, and the cross-reference.
 //!
 //! Architecture invariant: nothing in this crate does IO. [`Hub::apply`] takes canonical
 //! events and updates in-memory state; callers own Kafka, files and databases.
@@ -9,9 +10,13 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod hub;
+pub mod matcher;
 pub mod model;
 pub mod normalise;
 pub mod person;
 
 pub use config::MdmConfig;
-pub use hub::{Applied, GoldenPerson, GoldenProperty, GoldenTenancy, Hub, XrefEntry};
+pub use hub::{
+    Applied, Conflict, Entity, GoldenPerson, GoldenProperty, GoldenTenancy, Hub, LinkExplanation,
+    ReviewItem, Verdict, XrefEntry,
+};

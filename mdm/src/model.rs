@@ -95,10 +95,14 @@ pub struct Model {
     pub m: Vec<Vec<f64>>,
     /// u[comparison][level]: P(level | non-match).
     pub u: Vec<Vec<f64>>,
-    /// Term frequencies of values, per comparison with `term_frequency` (not saved: they
-    /// describe the data, and are rebuilt from it with [`Model::set_term_frequencies`]).
-    #[serde(skip)]
-    pub term_frequencies: Vec<HashMap<String, f64>>,
+    /// What the model was trained on, for people reading a saved model.
+    #[serde(default)]
+    pub trained_on: String,
+    /// Term frequencies of values, per comparison with `term_frequency`, from the training
+    /// data. Saved with the model so a streaming matcher scores every pair the same way
+    /// whatever has arrived so far.
+    #[serde(default)]
+    pub term_frequencies: Vec<BTreeMap<String, f64>>,
     /// The schema index of each comparison's field (derived from `spec`).
     #[serde(skip)]
     field_of: Vec<usize>,
@@ -106,6 +110,9 @@ pub struct Model {
     /// once so scoring does not look names up.
     #[serde(skip)]
     required_levels: Vec<(usize, u8)>,
+    /// The lowest acceptable level per comparison (0: no requirement).
+    #[serde(skip)]
+    min_level: Vec<u8>,
 }
 
 /// One comparison's part in a pair's weight.
@@ -302,6 +309,14 @@ impl Model {
             .collect()
     }
 
+    fn min_levels(spec: &ModelSpec) -> Vec<u8> {
+        let mut levels = vec![0; spec.comparisons.len()];
+        for (comparison, level) in Model::required_levels(spec) {
+            levels[comparison] = levels[comparison].max(level);
+        }
+        levels
+    }
+
     fn comparison_fields(spec: &ModelSpec) -> Vec<usize> {
         spec.comparisons
             .iter()
@@ -350,8 +365,10 @@ impl Model {
         let u = levels.iter().map(|&n| vec![1.0 / n as f64; n]).collect();
         let mut model = Model {
             version: String::new(),
+            trained_on: format!("{} records", records.len()),
             field_of: Model::comparison_fields(&spec),
             required_levels: Model::required_levels(&spec),
+            min_level: Model::min_levels(&spec),
             spec,
             lambda: 0.01,
             m,
@@ -404,17 +421,34 @@ impl Model {
         }
         for (comparison, found) in estimates.into_iter().enumerate() {
             let mass: f64 = found.iter().map(|(_, matches)| matches).sum();
-            if mass > 0.0 {
-                model.m[comparison] = (0..model.m[comparison].len())
-                    .map(|level| {
-                        found
-                            .iter()
-                            .map(|(m, matches)| m[level] * matches)
-                            .sum::<f64>()
-                            / mass
-                    })
-                    .collect();
+            if mass <= 0.0 {
+                continue;
             }
+            let levels = model.m[comparison].len();
+            let expected: Vec<f64> = (0..levels)
+                .map(|level| found.iter().map(|(m, matches)| m[level] * matches).sum())
+                .collect();
+            // A level seen neither among the matches (less than one expected) nor among the
+            // non-matches (rarer than one in `mass`: an ambiguous nickname nobody used, a
+            // phone typo) has no evidence either way: m = u, weight 0, rather than the large
+            // negative weight a near-zero m would give. A level common among non-matches and
+            // absent among matches ("else" on a name) keeps its strongly negative weight. The
+            // other levels share the rest of m in proportion.
+            let u = &model.u[comparison];
+            let rare: Vec<bool> = (0..levels)
+                .map(|l| expected[l] < MIN_LEVEL_MATCHES && u[l] < 1.0 / mass)
+                .collect();
+            let rare_u: f64 = (0..levels).filter(|&l| rare[l]).map(|l| u[l]).sum();
+            let seen: f64 = (0..levels).filter(|&l| !rare[l]).map(|l| expected[l]).sum();
+            model.m[comparison] = (0..levels)
+                .map(|level| {
+                    if rare[level] || seen <= 0.0 {
+                        u[level]
+                    } else {
+                        expected[level] / seen * (1.0 - rare_u)
+                    }
+                })
+                .collect();
         }
         let candidates = block(&model.spec, records, pairing);
         let gammas: Vec<Gamma> = candidates
@@ -528,7 +562,7 @@ impl Model {
             .iter()
             .zip(fields)
             .map(|(comparison, field)| {
-                let mut counts: HashMap<String, f64> = HashMap::new();
+                let mut counts: BTreeMap<String, f64> = BTreeMap::new();
                 if comparison.term_frequency {
                     let mut total = 0.0;
                     for value in records
@@ -550,6 +584,51 @@ impl Model {
     /// The prior weight: log2 of the prior odds.
     pub fn prior_weight(&self) -> f64 {
         (self.lambda / (1.0 - self.lambda)).log2()
+    }
+
+    /// The match weight of a pair and whether a requirement vetoes it: [`Model::score`]
+    /// without the explanation and without allocating, for the streaming matcher.
+    pub fn weigh(&self, a: &Prepared, b: &Prepared) -> (f64, bool) {
+        let mut weight = self.prior_weight();
+        let mut vetoed = false;
+        for (comparison, spec) in self.spec.comparisons.iter().enumerate() {
+            let field = self.field_of[comparison];
+            let (Some(x), Some(y)) = (a.values[field].as_deref(), b.values[field].as_deref())
+            else {
+                continue;
+            };
+            let level = spec.comparator.level(x, y);
+            vetoed |= level < self.min_level[comparison];
+            let level = level as usize;
+            let mut field_weight = (self.m[comparison][level] / self.u[comparison][level]).log2();
+            let top = self.m[comparison].len() - 1;
+            if spec.term_frequency
+                && level == top
+                && let Some(frequency) = self
+                    .term_frequencies
+                    .get(comparison)
+                    .and_then(|tf| tf.get(x))
+            {
+                field_weight += (self.u[comparison][top] / frequency.max(1e-9)).log2();
+            }
+            if field_weight.is_finite() {
+                weight += field_weight;
+            }
+        }
+        (weight, vetoed)
+    }
+
+    /// Whether a requirement forbids this pair from linking.
+    pub fn vetoes(&self, a: &Prepared, b: &Prepared) -> bool {
+        self.required_levels.iter().any(|&(comparison, minimum)| {
+            let field = self.field_of[comparison];
+            match (a.values[field].as_deref(), b.values[field].as_deref()) {
+                (Some(x), Some(y)) => {
+                    self.spec.comparisons[comparison].comparator.level(x, y) < minimum
+                }
+                _ => false,
+            }
+        })
     }
 
     /// Scores a pair and explains the score.
@@ -642,6 +721,7 @@ impl Model {
         let mut model: Model = serde_json::from_str(text)?;
         model.field_of = Model::comparison_fields(&model.spec);
         model.required_levels = Model::required_levels(&model.spec);
+        model.min_level = Model::min_levels(&model.spec);
         Ok(model)
     }
 
@@ -677,6 +757,8 @@ fn aggregate<'a>(gammas: impl Iterator<Item = &'a Gamma>) -> Vec<(Gamma, f64)> {
 }
 
 const M_PSEUDO_COUNT: f64 = 1.0;
+/// Expected matches below which a level's m is not estimated (m = u).
+const MIN_LEVEL_MATCHES: f64 = 1.0;
 
 /// Expectation-maximisation over comparison patterns with u fixed: only `active` comparisons
 /// count in the likelihood, only `free` ones have their m updated. Returns (m, lambda, the
@@ -723,8 +805,7 @@ fn em(
             if !free[comparison] {
                 continue;
             }
-            // One pseudo-match spread as u: a level never seen among the matches EM found is
-            // taken as uninformative (m = u), not as impossible or as decisive.
+            // One pseudo-match spread as u keeps every m positive while EM runs.
             let sum: f64 = counts.iter().sum::<f64>() + M_PSEUDO_COUNT;
             for (level, count) in counts.into_iter().enumerate() {
                 let value = (count + M_PSEUDO_COUNT * u[comparison][level]) / sum;

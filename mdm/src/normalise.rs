@@ -189,6 +189,14 @@ pub fn is_nickname(folded: &str) -> bool {
     NICKNAMES.iter().any(|(nickname, _)| *nickname == folded)
 }
 
+/// Every formal name a folded nickname may stand for (empty for a name that is none).
+pub fn nickname_expansions(folded: &str) -> &'static [&'static str] {
+    NICKNAMES
+        .iter()
+        .find(|(nickname, _)| *nickname == folded)
+        .map_or(&[], |(_, formal)| formal)
+}
+
 /// The folded given name and, where a nickname stands for exactly one formal name, that too.
 /// An ambiguous nickname (Sandy: Alexander or Alexandra) adds nothing: it is not evidence.
 pub fn given_name_forms(given: &str) -> Vec<String> {

@@ -86,6 +86,13 @@ pub fn spec() -> ModelSpec {
     }
 }
 
+/// The built-in person model: trained without labels by `goldthread train` on the sample
+/// landlord (see `mdm/models/README.md`). Train one on your own data for production.
+pub fn default_model() -> crate::model::Model {
+    crate::model::Model::load(include_str!("../models/person.json"))
+        .expect("the built-in person model parses")
+}
+
 /// A canonical person as the model sees it: names folded (the formal form of an unambiguous
 /// nickname for the given name), the date of birth as YYYYMMDD unless it is a default date,
 /// valid NINOs only, phone digits, lower-case email, formatted postcode.

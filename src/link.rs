@@ -1,0 +1,732 @@
+//! `goldthread link` and `goldthread train`: merger linkage without a broker. The configured
+//! file sources go through the same connectors and the same hub as `run`, once, and the
+//! result is written as files with a reconciliation report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use connectors::{FileSource, Record};
+use indicatif::{ProgressBar, ProgressStyle};
+use mdm::model::{Model, Pairing, TrainOptions};
+use mdm::normalise::{self, Nino};
+use mdm::{Entity, Hub};
+use pipeline::{DeadLetter, EntityKind, Envelope, Payload};
+use serde::Serialize;
+
+use crate::config::Loaded;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct LinkArgs {
+    /// Configuration file with the `[[sources]]` to link (default: the built-in one).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder for xref.csv, golden_*.csv, review_queue.csv, report.html and report.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Match people with this trained model instead of training one on the data.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Configuration file with the person `[[sources]]` to learn from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where to write the model (JSON); point `mdm.person_model` at it.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Rows read from one source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceRead {
+    pub name: String,
+    pub system: String,
+    pub rows: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+}
+
+/// The master data events of the configured sources, in file order.
+pub struct Input {
+    pub events: Vec<Envelope>,
+    pub sources: Vec<SourceRead>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+const MASTER_DATA: &[EntityKind] = &[
+    EntityKind::Person,
+    EntityKind::Property,
+    EntityKind::Tenancy,
+    EntityKind::Vulnerability,
+];
+
+/// Reads every configured source that carries master data, with a spinner per source.
+pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
+    let config = &loaded.config;
+    let style = ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12}")
+        .expect("valid template");
+    let mut input = Input {
+        events: Vec::new(),
+        sources: Vec::new(),
+        dead_letters: Vec::new(),
+    };
+    for source in config
+        .sources
+        .iter()
+        .filter(|source| source.entities().iter().any(|e| MASTER_DATA.contains(e)))
+    {
+        let mut file = FileSource::open(source, &config.data_dir).with_context(|| {
+            format!(
+                "opening source `{}` (data_dir {})",
+                source.name,
+                config.data_dir.display()
+            )
+        })?;
+        let bar = if progress {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::hidden()
+        }
+        .with_style(style.clone())
+        .with_prefix(source.name.clone());
+        let mut read = SourceRead {
+            name: source.name.clone(),
+            system: source.system.clone(),
+            ..SourceRead::default()
+        };
+        while let Some(record) = file.next_record() {
+            read.rows += 1;
+            bar.inc(1);
+            match record? {
+                Record::Event(envelope) => {
+                    read.events += 1;
+                    input.events.push(*envelope);
+                }
+                Record::DeadLetter(dead_letter) => {
+                    read.dead_letters += 1;
+                    input.dead_letters.push(dead_letter);
+                }
+            }
+        }
+        bar.finish();
+        input.sources.push(read);
+    }
+    if input.sources.is_empty() {
+        bail!("{}: no source maps persons or properties", loaded.origin);
+    }
+    Ok(input)
+}
+
+/// Trains a person model on the people among `events`, without labels.
+pub fn train_model(events: &[Envelope], origin: &str) -> anyhow::Result<Model> {
+    let prepared: Vec<_> = events
+        .iter()
+        .filter_map(|event| match &event.payload {
+            Payload::Person(person) => Some(mdm::person::prepare(person)),
+            _ => None,
+        })
+        .collect();
+    if prepared.len() < 2 {
+        bail!(
+            "{origin}: training needs person records, found {}",
+            prepared.len()
+        );
+    }
+    let mut model = Model::train(
+        mdm::person::spec(),
+        &prepared,
+        Pairing::Dedupe,
+        &TrainOptions::default(),
+    );
+    model.trained_on = format!("{} person records from {origin}", prepared.len());
+    Ok(model)
+}
+
+/// Applies events to a hub with a progress bar.
+pub fn apply(hub: &mut Hub, events: &[Envelope], progress: bool) {
+    let bar = if progress {
+        ProgressBar::new(events.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:<20} [{bar:30}] {pos:>9}/{len} records {per_sec:>12} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("matching");
+    for (index, event) in events.iter().enumerate() {
+        hub.apply(event);
+        if index % 1024 == 0 {
+            bar.set_position(index as u64);
+        }
+    }
+    bar.finish_with_message("done");
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let mut loaded = Loaded::load(args.config.as_deref())?;
+    if let Some(data_dir) = args.data_dir {
+        loaded.config.data_dir = data_dir;
+    }
+    let input = read(&loaded, true)?;
+    let started = Instant::now();
+    let model = train_model(&input.events, &loaded.config.data_dir.display().to_string())?;
+    std::fs::write(&args.out, model.save())
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "trained {} on {} in {:.1} s; wrote {}",
+        model.version,
+        model.trained_on,
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    print_parameters(&model);
+    Ok(())
+}
+
+pub fn print_parameters(model: &Model) {
+    println!(
+        "{:<16} {:<18} {:>10} {:>10} {:>8}",
+        "comparison", "level", "m", "u", "weight"
+    );
+    for (comparison, level, m, u, weight) in model.parameters() {
+        println!("{comparison:<16} {level:<18} {m:>10.6} {u:>10.6} {weight:>8.2}");
+    }
+}
+
+/// One entity's reconciliation.
+#[derive(Debug, Serialize)]
+pub struct EntityReport {
+    pub entity: &'static str,
+    pub records: usize,
+    pub golden: usize,
+    /// Golden records holding records of more than one system.
+    pub matched_across_sources: usize,
+    /// Per system: its records that matched a record of another system.
+    pub records_matched_elsewhere: BTreeMap<String, usize>,
+    /// Per system: golden records only that system knows.
+    pub only_in: BTreeMap<String, usize>,
+    /// Per system: golden records holding two or more of its records (duplicates within it).
+    pub within_source_duplicates: BTreeMap<String, usize>,
+    /// Attribute -> golden records whose records disagree on it.
+    pub conflicts: BTreeMap<&'static str, usize>,
+    /// The first conflicts, for a person to look at.
+    pub conflict_examples: Vec<mdm::Conflict>,
+}
+
+/// Identifier gaps of one source.
+#[derive(Debug, Default, Serialize)]
+pub struct IdentifierGaps {
+    pub source: String,
+    pub entity: &'static str,
+    pub records: usize,
+    pub missing_nino: usize,
+    pub placeholder_nino: usize,
+    pub invalid_nino: usize,
+    pub missing_date_of_birth: usize,
+    pub default_date_of_birth: usize,
+    pub missing_uprn: usize,
+}
+
+/// `report.json`: what `report.html` shows.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model_version: String,
+    pub model_trained_on: String,
+    pub thresholds: mdm::matcher::Thresholds,
+    pub sources: Vec<SourceRead>,
+    pub entities: Vec<EntityReport>,
+    pub identifiers: Vec<IdentifierGaps>,
+    pub review_pairs: usize,
+    pub quality: mdm::hub::Quality,
+    pub seconds: BTreeMap<&'static str, f64>,
+}
+
+fn entity_report(hub: &Hub, entity: Entity) -> EntityReport {
+    let (records, golden): (usize, Vec<Vec<pipeline::Reference>>) = match entity {
+        Entity::Person => (
+            hub.counts().person_records,
+            hub.golden_persons()
+                .into_iter()
+                .map(|g| g.sources)
+                .collect(),
+        ),
+        Entity::Property => (
+            hub.counts().property_records,
+            hub.golden_properties()
+                .into_iter()
+                .map(|g| g.sources)
+                .collect(),
+        ),
+    };
+    let mut report = EntityReport {
+        entity: entity.as_str(),
+        records,
+        golden: golden.len(),
+        matched_across_sources: 0,
+        records_matched_elsewhere: BTreeMap::new(),
+        only_in: BTreeMap::new(),
+        within_source_duplicates: BTreeMap::new(),
+        conflicts: BTreeMap::new(),
+        conflict_examples: Vec::new(),
+    };
+    for sources in &golden {
+        let mut per_system: BTreeMap<&str, usize> = BTreeMap::new();
+        for reference in sources {
+            *per_system
+                .entry(reference.allocated_by.as_str())
+                .or_default() += 1;
+        }
+        if per_system.len() > 1 {
+            report.matched_across_sources += 1;
+            for (system, count) in &per_system {
+                *report
+                    .records_matched_elsewhere
+                    .entry(system.to_string())
+                    .or_default() += count;
+            }
+        } else if let Some(system) = per_system.keys().next() {
+            *report.only_in.entry(system.to_string()).or_default() += 1;
+        }
+        for (system, count) in per_system {
+            if count > 1 {
+                *report
+                    .within_source_duplicates
+                    .entry(system.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let conflicts = hub.conflicts(entity);
+    for conflict in &conflicts {
+        *report.conflicts.entry(conflict.attribute).or_default() += 1;
+    }
+    report.conflict_examples = conflicts.into_iter().take(25).collect();
+    report
+}
+
+fn identifier_gaps(input: &Input) -> Vec<IdentifierGaps> {
+    let mut gaps: BTreeMap<(String, &'static str), IdentifierGaps> = BTreeMap::new();
+    for event in &input.events {
+        let source = event.source_ref.allocated_by.clone();
+        let entity = match &event.payload {
+            Payload::Person(_) => "person",
+            Payload::Property(_) => "property",
+            _ => continue,
+        };
+        let row = gaps
+            .entry((source.clone(), entity))
+            .or_insert_with(|| IdentifierGaps {
+                source,
+                entity,
+                ..IdentifierGaps::default()
+            });
+        row.records += 1;
+        match &event.payload {
+            Payload::Person(person) => {
+                match person.nino.as_deref().and_then(normalise::nino) {
+                    None => row.missing_nino += 1,
+                    Some(Nino::Placeholder(_)) => row.placeholder_nino += 1,
+                    Some(Nino::Invalid(_)) => row.invalid_nino += 1,
+                    Some(Nino::Valid(_)) => {}
+                }
+                match person.date_of_birth {
+                    None => row.missing_date_of_birth += 1,
+                    Some(date) if normalise::date_of_birth(Some(date)).is_none() => {
+                        row.default_date_of_birth += 1
+                    }
+                    Some(_) => {}
+                }
+            }
+            Payload::Property(property)
+                if property
+                    .uprn
+                    .as_deref()
+                    .is_none_or(|uprn| uprn.trim().is_empty()) =>
+            {
+                row.missing_uprn += 1;
+            }
+            _ => {}
+        }
+    }
+    gaps.into_values().collect()
+}
+
+pub fn link(args: LinkArgs) -> anyhow::Result<()> {
+    let mut loaded = Loaded::load(args.config.as_deref())?;
+    if let Some(data_dir) = args.data_dir {
+        loaded.config.data_dir = data_dir;
+    }
+    let mut seconds = BTreeMap::new();
+    let started = Instant::now();
+    let input = read(&loaded, true)?;
+    seconds.insert("read", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let model = match &args.model {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Model::load(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
+        }
+        None => {
+            eprintln!("training the person model on the data (no labels)...");
+            train_model(&input.events, &loaded.config.data_dir.display().to_string())?
+        }
+    };
+    seconds.insert("train", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
+    apply(&mut hub, &input.events, true);
+    seconds.insert("match", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    output::write_master_data(&args.out, &hub)?;
+    let mut dead =
+        std::io::BufWriter::new(std::fs::File::create(args.out.join("dead_letters.jsonl"))?);
+    for dead_letter in &input.dead_letters {
+        serde_json::to_writer(&mut dead, dead_letter)?;
+        dead.write_all(b"\n")?;
+    }
+    dead.flush()?;
+    let review_pairs = hub.review_queue().len();
+    let mut report = Report {
+        model_version: hub.person_model().version.clone(),
+        model_trained_on: hub.person_model().trained_on.clone(),
+        thresholds: loaded.config.mdm.thresholds,
+        sources: input.sources.clone(),
+        entities: vec![
+            entity_report(&hub, Entity::Person),
+            entity_report(&hub, Entity::Property),
+        ],
+        identifiers: identifier_gaps(&input),
+        review_pairs,
+        quality: hub.quality().clone(),
+        seconds: seconds.clone(),
+    };
+    report
+        .seconds
+        .insert("report", started.elapsed().as_secs_f64());
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(args.out.join("report.html"), html(&report))?;
+    print_summary(&report, &args.out);
+    Ok(())
+}
+
+fn print_summary(report: &Report, out: &Path) {
+    println!(
+        "{:<10} {:>9} {:>9} {:>16} {:>14}",
+        "entity", "records", "golden", "across sources", "review pairs"
+    );
+    for entity in &report.entities {
+        println!(
+            "{:<10} {:>9} {:>9} {:>16} {:>14}",
+            entity.entity,
+            entity.records,
+            entity.golden,
+            entity.matched_across_sources,
+            if entity.entity == "person" {
+                report.review_pairs.to_string()
+            } else {
+                "-".into()
+            }
+        );
+    }
+    println!(
+        "model {} ({}); read {:.1} s, train {:.1} s, match {:.1} s",
+        report.model_version,
+        report.model_trained_on,
+        report.seconds.get("read").unwrap_or(&0.0),
+        report.seconds.get("train").unwrap_or(&0.0),
+        report.seconds.get("match").unwrap_or(&0.0)
+    );
+    println!(
+        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html}}",
+        out.display()
+    );
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A table of rows of cells, escaped.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut html = String::from("<table><tr>");
+    for header in headers {
+        html.push_str(&format!("<th>{}</th>", escape(header)));
+    }
+    html.push_str("</tr>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            html.push_str(&format!("<td>{}</td>", escape(&cell)));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    html
+}
+
+fn per_system(map: &BTreeMap<String, usize>) -> String {
+    let systems: BTreeSet<_> = map.keys().collect();
+    systems
+        .into_iter()
+        .map(|system| format!("{system} {}", map[system]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `report.html`: the reconciliation report as one self-contained page.
+fn html(report: &Report) -> String {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>goldthread reconciliation report</title>\
+         <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f0e6}</style></head><body>\
+         <h1>Reconciliation report</h1>",
+    );
+    page.push_str(&format!(
+        "<p>Person model <code>{}</code> ({}); link at probability {} and above, steward review from {}.</p>",
+        escape(&report.model_version),
+        escape(&report.model_trained_on),
+        report.thresholds.link,
+        report.thresholds.review
+    ));
+    page.push_str("<h2>Records per source</h2>");
+    page.push_str(&table(
+        &["source", "system", "rows", "events", "dead letters"],
+        report
+            .sources
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.system.clone(),
+                    s.rows.to_string(),
+                    s.events.to_string(),
+                    s.dead_letters.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str("<h2>Matching</h2>");
+    page.push_str(&table(
+        &[
+            "entity",
+            "records",
+            "golden records",
+            "matched across sources",
+            "records matched to another source",
+            "new (only in one source)",
+            "within-source duplicates",
+        ],
+        report
+            .entities
+            .iter()
+            .map(|e| {
+                vec![
+                    e.entity.to_string(),
+                    e.records.to_string(),
+                    e.golden.to_string(),
+                    e.matched_across_sources.to_string(),
+                    per_system(&e.records_matched_elsewhere),
+                    per_system(&e.only_in),
+                    per_system(&e.within_source_duplicates),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str(&format!(
+        "<p>{} person pairs await steward review (<code>review_queue.csv</code>).</p>",
+        report.review_pairs
+    ));
+    page.push_str("<h2>Attribute conflicts</h2>");
+    let mut rows = Vec::new();
+    for entity in &report.entities {
+        for (attribute, count) in &entity.conflicts {
+            rows.push(vec![
+                entity.entity.to_string(),
+                attribute.to_string(),
+                count.to_string(),
+            ]);
+        }
+    }
+    page.push_str(&table(&["entity", "attribute", "golden records"], rows));
+    let mut examples = Vec::new();
+    for entity in &report.entities {
+        for conflict in &entity.conflict_examples {
+            examples.push(vec![
+                conflict.golden_id.clone(),
+                conflict.attribute.to_string(),
+                conflict
+                    .values
+                    .iter()
+                    .map(|(r, v)| format!("{}:{} = {v}", r.allocated_by, r.id))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]);
+        }
+    }
+    page.push_str(&table(&["golden id", "attribute", "values"], examples));
+    page.push_str("<h2>Missing and placeholder identifiers</h2>");
+    page.push_str(&table(
+        &[
+            "source",
+            "entity",
+            "records",
+            "missing NINO",
+            "placeholder NINO",
+            "invalid NINO",
+            "missing DOB",
+            "default DOB",
+            "missing UPRN",
+        ],
+        report
+            .identifiers
+            .iter()
+            .map(|g| {
+                vec![
+                    g.source.clone(),
+                    g.entity.to_string(),
+                    g.records.to_string(),
+                    g.missing_nino.to_string(),
+                    g.placeholder_nino.to_string(),
+                    g.invalid_nino.to_string(),
+                    g.missing_date_of_birth.to_string(),
+                    g.default_date_of_birth.to_string(),
+                    g.missing_uprn.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str("</body></html>\n");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    use connectors::sample::{GenerateOptions, generate};
+
+    fn sample() -> (tempfile::TempDir, Loaded) {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&GenerateOptions::new(300, 1, 11), dir.path()).unwrap();
+        let mut loaded = Loaded::load(None).unwrap();
+        loaded.config.data_dir = dir.path().to_path_buf();
+        (dir, loaded)
+    }
+
+    /// The golden records as sets of source references.
+    fn partition(hub: &Hub) -> BTreeSet<BTreeSet<String>> {
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for entry in hub.xref() {
+            groups.entry(entry.golden_id).or_default().insert(format!(
+                "{}:{}:{}",
+                entry.entity, entry.source, entry.source_id
+            ));
+        }
+        groups.into_values().collect()
+    }
+
+    #[test]
+    fn golden_records_do_not_depend_on_arrival_order() {
+        let (_dir, loaded) = sample();
+        let input = read(&loaded, false).unwrap();
+        let model = train_model(&input.events, "sample").unwrap();
+        let mut forward = Hub::with_model(loaded.config.mdm.clone(), model.clone());
+        apply(&mut forward, &input.events, false);
+        // Reverse, then interleave from both ends: CRM before HMS, duplicates before originals.
+        let mut reordered: Vec<Envelope> = input.events.iter().rev().cloned().collect();
+        let half = reordered.len() / 2;
+        let (front, back) = reordered.split_at_mut(half);
+        front.swap_with_slice(&mut back[..half]);
+        let mut other = Hub::with_model(loaded.config.mdm.clone(), model);
+        apply(&mut other, &reordered, false);
+        assert_eq!(partition(&forward), partition(&other));
+        assert!(forward.counts().golden_persons < forward.counts().person_records);
+    }
+
+    #[test]
+    fn link_writes_the_files_and_a_report_that_adds_up() {
+        let (dir, _) = sample();
+        let out = dir.path().join("linked");
+        link(LinkArgs {
+            config: None,
+            data_dir: Some(dir.path().to_path_buf()),
+            out: out.clone(),
+            model: None,
+        })
+        .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let persons = &report["entities"][0];
+        assert_eq!(persons["entity"], "person");
+        // Every golden record is either matched across sources or only in one.
+        let only: u64 = persons["only_in"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            only + persons["matched_across_sources"].as_u64().unwrap(),
+            persons["golden"].as_u64().unwrap()
+        );
+        assert!(persons["matched_across_sources"].as_u64().unwrap() > 0);
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains("Missing and placeholder identifiers"));
+        // xref.csv has the documented columns and a row per person and property record.
+        let mut xref = csv::Reader::from_path(out.join("xref.csv")).unwrap();
+        assert_eq!(
+            xref.headers().unwrap().iter().collect::<Vec<_>>(),
+            vec!["entity", "source", "source_id", "golden_id"]
+        );
+        let rows: Vec<csv::StringRecord> = xref.records().map(Result::unwrap).collect();
+        let mut per_entity: HashMap<String, usize> = HashMap::new();
+        for row in &rows {
+            *per_entity.entry(row[0].to_string()).or_default() += 1;
+        }
+        assert_eq!(
+            per_entity["person"] as u64,
+            persons["records"].as_u64().unwrap()
+        );
+        // Every model link in links.csv carries its explanation.
+        let mut links = csv::Reader::from_path(out.join("links.csv")).unwrap();
+        let mut model_links = 0;
+        for row in links.records() {
+            let row = row.unwrap();
+            if &row[6] == "model" {
+                model_links += 1;
+                assert!(row[9].contains("given_name="), "{row:?}");
+            }
+        }
+        assert!(model_links > 0);
+        let review = std::fs::read_to_string(out.join("review_queue.csv")).unwrap();
+        assert!(review.starts_with("entity,source_a,source_id_a,golden_id_a"));
+    }
+}
