@@ -127,7 +127,7 @@ fn run(name: &str, key: &str, records: &[Prepared], entities: &[String], pairing
         records,
         pairing,
         &TrainOptions {
-            u_sample: 300_000,
+            u_sample: 100_000,
             ..TrainOptions::default()
         },
     );
@@ -137,7 +137,18 @@ fn run(name: &str, key: &str, records: &[Prepared], entities: &[String], pairing
     let scored: Vec<((usize, usize), f64)> = candidates
         .pairs
         .iter()
-        .map(|&(a, b, _)| ((a, b), model.score(&records[a], &records[b]).probability))
+        .map(|&(a, b, _)| {
+            // The streaming matcher's allocation-free path; `score` adds the explanation.
+            let (weight, vetoed) = model.weigh(&records[a], &records[b]);
+            (
+                (a, b),
+                if vetoed {
+                    0.0
+                } else {
+                    model::probability(weight)
+                },
+            )
+        })
         .collect();
     let predict_seconds = started.elapsed().as_secs_f64();
     let candidate_set: HashSet<(usize, usize)> = scored.iter().map(|(pair, _)| *pair).collect();

@@ -95,7 +95,9 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     similarity.clamp(0.0, 1.0)
 }
 
-/// strsim's Jaro-Winkler over bytes, with the match flags on the stack (both lengths <= 64).
+/// strsim's Jaro-Winkler over bytes (both lengths <= 64), bit-parallel: for each byte of `a`
+/// the unmatched positions of that byte in `b` inside the search window are one mask, and the
+/// lowest is the match strsim's scan would find.
 fn ascii_jaro_winkler(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
@@ -104,35 +106,41 @@ fn ascii_jaro_winkler(a: &[u8], b: &[u8]) -> f64 {
         return 0.0;
     }
     let search_range = (a.len().max(b.len()) / 2).saturating_sub(1);
-    let (mut a_flags, mut b_flags) = ([false; 64], [false; 64]);
+    // Positions of each byte in `b`; only the bytes of `b` are set, and they are found again
+    // through `b` itself, so the table needs no clearing beyond them.
+    let mut positions = [0u64; 128];
+    for (j, &byte) in b.iter().enumerate() {
+        positions[usize::from(byte & 127)] |= 1 << j;
+    }
+    let (mut a_flags, mut b_flags) = (0u64, 0u64);
     let mut matches = 0usize;
     for (i, &a_byte) in a.iter().enumerate() {
         let low = i.saturating_sub(search_range);
         let high = b.len().min(i + search_range + 1);
-        for j in low..high {
-            if !b_flags[j] && b[j] == a_byte {
-                a_flags[i] = true;
-                b_flags[j] = true;
-                matches += 1;
-                break;
-            }
+        if low >= high {
+            continue;
+        }
+        let window = (u64::MAX >> (64 - (high - low))) << low;
+        let free = positions[usize::from(a_byte & 127)] & window & !b_flags;
+        if free != 0 {
+            a_flags |= 1 << i;
+            b_flags |= free & free.wrapping_neg();
+            matches += 1;
         }
     }
     if matches == 0 {
         return 0.0;
     }
+    // Matched bytes of `a` and of `b`, in order, compared pairwise.
     let mut transpositions = 0usize;
-    let mut j = 0;
-    for (i, &a_byte) in a.iter().enumerate() {
-        if a_flags[i] {
-            while !b_flags[j] {
-                j += 1;
-            }
-            if a_byte != b[j] {
-                transpositions += 1;
-            }
-            j += 1;
+    let (mut rest_a, mut rest_b) = (a_flags, b_flags);
+    while rest_a != 0 {
+        let (i, j) = (rest_a.trailing_zeros(), rest_b.trailing_zeros());
+        if a[i as usize] != b[j as usize] {
+            transpositions += 1;
         }
+        rest_a &= rest_a - 1;
+        rest_b &= rest_b - 1;
     }
     let transpositions = transpositions / 2;
     let m = matches as f64;
@@ -240,6 +248,11 @@ mod tests {
     proptest! {
         #[test]
         fn ascii_fast_path_equals_strsim(a in "[a-z ]{0,20}", b in "[a-z ]{0,20}") {
+            prop_assert!((ascii_jaro_winkler(a.as_bytes(), b.as_bytes()) - strsim::jaro_winkler(&a, &b)).abs() < 1e-12);
+        }
+
+        #[test]
+        fn ascii_fast_path_equals_strsim_up_to_64_bytes(a in "[a-d -~]{0,64}", b in "[a-d ]{0,64}") {
             prop_assert!((ascii_jaro_winkler(a.as_bytes(), b.as_bytes()) - strsim::jaro_winkler(&a, &b)).abs() < 1e-12);
         }
 

@@ -4,7 +4,6 @@
 //! index, pairs between the thresholds go to steward review. No IO.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -109,11 +108,7 @@ impl Matcher {
     }
 
     fn key(rule: &[usize], record: &Prepared) -> Option<u64> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        for &field in rule {
-            record.values[field].as_deref()?.hash(&mut hasher);
-        }
-        Some(hasher.finish())
+        crate::model::key_hash(record, rule)
     }
 
     /// Adds a record at `slot` (or replaces the one there) and scores it against the records

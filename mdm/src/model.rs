@@ -5,7 +5,7 @@
 //! blocking rule, for the comparisons that rule does not block on). No IO: `save`/`load`
 //! work on strings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -179,21 +179,32 @@ impl Pairing {
 pub const MAX_BLOCK: usize = 2000;
 
 /// Candidate pairs of `records` under every blocking rule of `spec` (a union, deduplicated;
-/// each pair keeps the first rule that found it).
+/// each pair keeps the first rule that found it), sorted.
 pub fn block(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> Candidates {
     let mut candidates = Candidates::default();
-    let mut seen = std::collections::HashSet::new();
+    let mut all: Vec<(usize, usize, usize)> = Vec::new();
     for (rule_index, rule) in spec.blocking.iter().enumerate() {
         let (pairs, skipped) = block_rule(spec, rule, records, pairing);
         candidates.per_rule.push((rule.name.clone(), pairs.len()));
         candidates.skipped_blocks.push((rule.name.clone(), skipped));
-        for pair in pairs {
-            if seen.insert(pair) {
-                candidates.pairs.push((pair.0, pair.1, rule_index));
-            }
+        all.extend(pairs.into_iter().map(|(a, b)| (a, b, rule_index)));
+    }
+    all.sort_unstable();
+    all.dedup_by_key(|&mut (a, b, _)| (a, b));
+    candidates.pairs = all;
+    candidates
+}
+
+/// A fast, fixed hash of a record's values on some fields (`None` when one is missing).
+/// Records with equal values hash equally; a collision only adds a candidate pair.
+pub fn key_hash(record: &Prepared, fields: &[usize]) -> Option<u64> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &field in fields {
+        for byte in record.values[field].as_deref()?.bytes().chain([0xff]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    candidates
+    Some(hash)
 }
 
 /// The pairs one rule produces (smaller index first), and how many blocks it skipped.
@@ -208,26 +219,20 @@ pub fn block_rule(
         .iter()
         .map(|field| spec.field_index(field))
         .collect();
-    let mut blocks: HashMap<Vec<&str>, Vec<usize>> = HashMap::new();
-    for (index, record) in records.iter().enumerate() {
-        let key: Option<Vec<&str>> = fields
-            .iter()
-            .map(|&field| record.values[field].as_deref())
-            .collect();
-        if let Some(key) = key {
-            blocks.entry(key).or_default().push(index);
-        }
-    }
-    let mut keys: Vec<_> = blocks.into_iter().collect();
-    keys.sort_unstable();
+    let mut keyed: Vec<(u64, usize)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| Some((key_hash(record, &fields)?, index)))
+        .collect();
+    keyed.sort_unstable();
     let (mut pairs, mut skipped) = (Vec::new(), 0);
-    for (_, members) in keys {
-        if members.len() > MAX_BLOCK {
+    for block in keyed.chunk_by(|x, y| x.0 == y.0) {
+        if block.len() > MAX_BLOCK {
             skipped += 1;
             continue;
         }
-        for (position, &a) in members.iter().enumerate() {
-            for &b in &members[position + 1..] {
+        for (position, &(_, a)) in block.iter().enumerate() {
+            for &(_, b) in &block[position + 1..] {
                 if pairing.allows(a, b) {
                     pairs.push((a.min(b), a.max(b)));
                 }
@@ -501,11 +506,12 @@ impl Model {
                 if a == b {
                     continue;
                 }
-                for (comparison, level) in
-                    self.gamma(&records[a], &records[b]).into_iter().enumerate()
+                let (x, y) = (&records[a].values, &records[b].values);
+                for (comparison, (spec, &field)) in
+                    self.spec.comparisons.iter().zip(&self.field_of).enumerate()
                 {
-                    if let Some(level) = level {
-                        counts[comparison][level as usize] += 1.0;
+                    if let (Some(p), Some(q)) = (&x[field], &y[field]) {
+                        counts[comparison][spec.comparator.level(p, q) as usize] += 1.0;
                     }
                 }
             }
