@@ -10,6 +10,11 @@ mod run;
 
 use std::path::PathBuf;
 
+// mimalloc: the hub allocates many small strings; glibc malloc spent a third of the matching
+// time consolidating and freeing them (mdm/examples/stream.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use connectors::sample::{GenerateOptions, NoiseConfig, generate};

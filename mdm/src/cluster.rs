@@ -30,6 +30,8 @@ pub struct Upsert {
 #[derive(Debug)]
 struct Slot {
     reference: Reference,
+    /// The golden id this record gives a cluster it is the earliest member of.
+    own_id: String,
     cluster: usize,
     /// (other slot, weight); kept symmetric.
     links: Vec<(usize, f64)>,
@@ -55,8 +57,8 @@ pub struct ClusterIndex {
     /// Steward decisions, as slot pairs (smaller first).
     forced: HashMap<usize, BTreeSet<usize>>,
     never: HashSet<(usize, usize)>,
-    /// Links held back from merging because they are ambiguous (smaller slot first).
-    held: BTreeSet<(usize, usize)>,
+    /// Links held back from merging because they are ambiguous, as a symmetric adjacency.
+    held: HashMap<usize, BTreeSet<usize>>,
 }
 
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
@@ -85,7 +87,7 @@ impl ClusterIndex {
             redirects: HashMap::new(),
             forced: HashMap::new(),
             never: HashSet::new(),
-            held: BTreeSet::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -110,11 +112,12 @@ impl ClusterIndex {
         self.clusters.insert(
             slot,
             Cluster {
-                golden_id,
+                golden_id: golden_id.clone(),
                 members: vec![slot],
             },
         );
         self.slots.push(Slot {
+            own_id: golden_id.clone(),
             reference: reference.clone(),
             cluster: slot,
             links: Vec::new(),
@@ -139,6 +142,22 @@ impl ClusterIndex {
         links: Vec<(usize, f64)>,
         conflict: impl Fn(usize, usize) -> bool,
     ) -> Upsert {
+        // The common case of a stream: a record alone before and after costs nothing more.
+        if links.is_empty()
+            && self.slots[slot].links.is_empty()
+            && self
+                .clusters
+                .get(&slot)
+                .is_some_and(|c| c.members.len() == 1)
+            && !self.forced.contains_key(&slot)
+        {
+            return Upsert {
+                golden_id: self.slots[slot].own_id.clone(),
+                absorbed: Vec::new(),
+                revived: Vec::new(),
+                blocked: 0,
+            };
+        }
         let mut touched = vec![slot];
         for (other, _) in std::mem::take(&mut self.slots[slot].links) {
             self.slots[other].links.retain(|&(back, _)| back != slot);
@@ -247,8 +266,12 @@ impl ClusterIndex {
         // contact without a date of birth matching a parent and an adult child of one name)
         // is ambiguous: both links are held for a steward instead of one winning on a tie.
         // A much stronger link (a shared UPRN over a shared address) still wins.
-        for &node in &nodes {
-            self.held.retain(|&(a, b)| a != node && b != node);
+        for node in &nodes {
+            for partner in self.held.remove(node).unwrap_or_default() {
+                if let Some(back) = self.held.get_mut(&partner) {
+                    back.remove(node);
+                }
+            }
         }
         let mut held: BTreeSet<(usize, usize)> = BTreeSet::new();
         for &x in &nodes {
@@ -265,7 +288,10 @@ impl ClusterIndex {
             }
         }
         edges.retain(|&(forced, _, a, b)| forced || !held.contains(&(a, b)));
-        self.held.extend(held);
+        for &(a, b) in &held {
+            self.held.entry(a).or_default().insert(b);
+            self.held.entry(b).or_default().insert(a);
+        }
         let slots = &self.slots;
         let references = |&(_, _, a, b): &Edge| {
             let (ra, rb) = (&slots[a].reference, &slots[b].reference);
@@ -318,7 +344,7 @@ impl ClusterIndex {
         for mut members in sets.into_iter().filter(|set| !set.is_empty()) {
             members.sort_unstable();
             let root = members[0];
-            let golden_id = self.golden_id_for(&self.slots[root].reference);
+            let golden_id = self.slots[root].own_id.clone();
             if self.redirects.remove(&golden_id).is_some() {
                 revived.push(golden_id.clone());
             }
@@ -339,9 +365,9 @@ impl ClusterIndex {
             absorbed.push(golden_id);
         }
         // A record's own fresh id that never was a cluster of more than itself is noise.
-        let own = self.golden_id_for(&self.slots[subject].reference);
-        if self.slots[subject].cluster != subject && absorbed.contains(&own) {
-            absorbed.retain(|id| *id != own);
+        let own = &self.slots[subject].own_id;
+        if self.slots[subject].cluster != subject && absorbed.contains(own) {
+            absorbed.retain(|id| id != own);
         }
         Upsert {
             golden_id: self.clusters[&self.slots[subject].cluster]
@@ -417,13 +443,17 @@ impl ClusterIndex {
 
     /// Links held back as ambiguous, with their weights: for a steward to decide.
     pub fn held_links(&self) -> Vec<(usize, usize, f64)> {
-        self.held
+        let mut links: Vec<(usize, usize, f64)> = self
+            .held
             .iter()
-            .filter_map(|&(a, b)| {
+            .flat_map(|(&a, partners)| partners.range(a + 1..).map(move |&b| (a, b)))
+            .filter_map(|(a, b)| {
                 let weight = self.slots[a].links.iter().find(|link| link.0 == b)?.1;
                 Some((a, b, weight))
             })
-            .collect()
+            .collect();
+        links.sort_by_key(|&(a, b, _)| (a, b));
+        links
     }
 
     /// Live golden ids, sorted.

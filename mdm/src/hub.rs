@@ -123,6 +123,72 @@ struct PropertyRecord {
     keys: Vec<String>,
 }
 
+/// A person after the normalisers: what the hub keeps, what the model sees, and the
+/// data-quality findings (normalised once for both).
+#[derive(Debug)]
+struct NormalisedPerson {
+    record: PersonRecord,
+    prepared: crate::model::Prepared,
+    quality: Quality,
+}
+
+impl NormalisedPerson {
+    fn of(person: &Person) -> NormalisedPerson {
+        let mut quality = Quality::default();
+        let name = normalise::person_name(person);
+        let date_of_birth = normalise::date_of_birth(person.date_of_birth);
+        if person.date_of_birth.is_some() && date_of_birth.is_none() {
+            quality.default_dates_of_birth += 1;
+        }
+        let nino = match person.nino.as_deref().and_then(normalise::nino) {
+            Some(Nino::Valid(nino)) => Some(nino),
+            Some(Nino::Placeholder(_)) => {
+                quality.placeholder_ninos += 1;
+                None
+            }
+            Some(Nino::Invalid(_)) => {
+                quality.invalid_ninos += 1;
+                None
+            }
+            None => None,
+        };
+        let postcode = person.postcode.as_deref().and_then(|raw| {
+            let formatted = normalise::postcode(raw);
+            if formatted.is_none() {
+                quality.invalid_postcodes += 1;
+            }
+            formatted
+        });
+        let record = PersonRecord {
+            sequence: 0,
+            title: name.title,
+            given: name.given,
+            middle: name.middle,
+            family: name.family,
+            date_of_birth,
+            nino,
+            phone: person.phone.as_deref().and_then(normalise::phone),
+            email: person.email.as_deref().and_then(normalise::email),
+            postcode,
+        };
+        let prepared = crate::person::prepare_normalised(crate::person::Normalised {
+            given: record.given.as_deref(),
+            family: record.family.as_deref(),
+            date_of_birth: record.date_of_birth,
+            nino: record.nino.clone(),
+            phone: record.phone.clone(),
+            email: record.email.clone(),
+            postcode: record.postcode.clone(),
+        });
+        debug_assert_eq!(prepared, crate::person::prepare(person));
+        NormalisedPerson {
+            record,
+            prepared,
+            quality,
+        }
+    }
+}
+
 /// Which master entity a steward decision or explanation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -336,51 +402,33 @@ impl Hub {
     }
 
     fn apply_person(&mut self, reference: &Reference, person: &Person) -> Applied {
-        let name = normalise::person_name(person);
-        let date_of_birth = normalise::date_of_birth(person.date_of_birth);
-        if person.date_of_birth.is_some() && date_of_birth.is_none() {
-            self.quality.default_dates_of_birth += 1;
-        }
-        let nino = match person.nino.as_deref().and_then(normalise::nino) {
-            Some(Nino::Valid(nino)) => Some(nino),
-            Some(Nino::Placeholder(_)) => {
-                self.quality.placeholder_ninos += 1;
-                None
-            }
-            Some(Nino::Invalid(_)) => {
-                self.quality.invalid_ninos += 1;
-                None
-            }
-            None => None,
-        };
-        let postcode = person.postcode.as_deref().and_then(|raw| {
-            let formatted = normalise::postcode(raw);
-            if formatted.is_none() {
-                self.quality.invalid_postcodes += 1;
-            }
-            formatted
-        });
-        let record = PersonRecord {
-            sequence: self.sequence,
-            title: name.title,
-            given: name.given,
-            middle: name.middle,
-            family: name.family,
-            date_of_birth,
-            nino,
-            phone: person.phone.as_deref().and_then(normalise::phone),
-            email: person.email.as_deref().and_then(normalise::email),
-            postcode,
-        };
+        let normalised = NormalisedPerson::of(person);
+        self.apply_normalised(reference, normalised)
+    }
+
+    fn apply_normalised(&mut self, reference: &Reference, normalised: NormalisedPerson) -> Applied {
+        let NormalisedPerson {
+            mut record,
+            prepared,
+            quality,
+        } = normalised;
+        record.sequence = self.sequence;
+        self.quality.default_dates_of_birth += quality.default_dates_of_birth;
+        self.quality.placeholder_ninos += quality.placeholder_ninos;
+        self.quality.invalid_ninos += quality.invalid_ninos;
+        self.quality.invalid_postcodes += quality.invalid_postcodes;
+        let is_new = self.persons.slot_of(reference).is_none();
         let slot = self.persons.register(reference);
         if self.person_records.len() <= slot {
             self.person_records
                 .resize_with(slot + 1, PersonRecord::default);
         }
         self.person_records[slot] = record;
-        let matches = self.matcher.upsert(slot, crate::person::prepare(person));
+        let matches = self.matcher.upsert(slot, prepared);
         self.quality.blocked_links += matches.vetoed as u64;
-        self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+        if !is_new {
+            self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+        }
         for &(other, weight) in &matches.review {
             self.reviews
                 .insert((slot.min(other), slot.max(other)), weight);

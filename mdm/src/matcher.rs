@@ -4,6 +4,7 @@
 //! index, pairs between the thresholds go to steward review. No IO.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,36 @@ pub struct Matches {
 /// caught) are skipped for that rule and counted.
 pub const MAX_CANDIDATES_PER_BLOCK: usize = 2000;
 
+/// The end of a block chain.
+const NONE: u32 = u32::MAX;
+
+/// A block: its newest member (the head of its chain) and how many it holds.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    newest: u32,
+    size: u32,
+}
+
+/// Block keys are hashes already: the map uses them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 #[derive(Debug)]
 pub struct Matcher {
     model: Model,
@@ -60,9 +91,12 @@ pub struct Matcher {
     /// Blocking rules as field indices.
     rules: Vec<Vec<usize>>,
     records: Vec<Option<Prepared>>,
-    /// Per rule: hash of the key values -> slots. A hash collision only adds a candidate,
-    /// which scoring then rejects.
-    blocks: Vec<HashMap<u64, Vec<u32>>>,
+    /// Per rule: hash of the key values -> the block's newest slot and size. A hash
+    /// collision only adds a candidate, which scoring then rejects.
+    blocks: Vec<HashMap<u64, Block, BuildHasherDefault<KeyHasher>>>,
+    /// Per rule, per slot: the next (older) slot of its block, or `NONE`. Blocks are chains
+    /// through this array, so a block costs no allocation of its own.
+    next: Vec<Vec<u32>>,
     /// Records that found a rule's block too large to compare against, per rule.
     pub oversized_blocks: Vec<u64>,
 }
@@ -90,7 +124,8 @@ impl Matcher {
         Matcher {
             link_weight: weight_of(thresholds.link),
             review_weight: weight_of(thresholds.review),
-            blocks: vec![HashMap::new(); rules.len()],
+            blocks: vec![HashMap::default(); rules.len()],
+            next: vec![Vec::new(); rules.len()],
             oversized_blocks: vec![0; rules.len()],
             rules,
             records: Vec::new(),
@@ -116,22 +151,30 @@ impl Matcher {
     pub fn upsert(&mut self, slot: usize, record: Prepared) -> Matches {
         self.remove(slot);
         let mut candidates: Vec<u32> = Vec::new();
-        for ((rule, blocks), oversized) in self
-            .rules
-            .iter()
-            .zip(&mut self.blocks)
-            .zip(&mut self.oversized_blocks)
-        {
+        for (rule_index, rule) in self.rules.iter().enumerate() {
+            let next = &mut self.next[rule_index];
+            if next.len() <= slot {
+                next.resize(slot + 1, NONE);
+            }
             let Some(key) = Matcher::key(rule, &record) else {
                 continue;
             };
-            let block = blocks.entry(key).or_default();
-            if block.len() < MAX_CANDIDATES_PER_BLOCK {
-                candidates.extend_from_slice(block);
+            let block = self.blocks[rule_index].entry(key).or_insert(Block {
+                newest: NONE,
+                size: 0,
+            });
+            if (block.size as usize) < MAX_CANDIDATES_PER_BLOCK {
+                let mut member = block.newest;
+                while member != NONE {
+                    candidates.push(member);
+                    member = next[member as usize];
+                }
             } else {
-                *oversized += 1;
+                self.oversized_blocks[rule_index] += 1;
             }
-            block.push(slot as u32);
+            next[slot] = block.newest;
+            block.newest = slot as u32;
+            block.size += 1;
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -165,12 +208,29 @@ impl Matcher {
         let Some(old) = self.records.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        for (rule, blocks) in self.rules.iter().zip(&mut self.blocks) {
-            if let Some(key) = Matcher::key(rule, &old)
-                && let Some(block) = blocks.get_mut(&key)
-            {
-                block.retain(|&member| member as usize != slot);
+        for (rule_index, rule) in self.rules.iter().enumerate() {
+            let Some(key) = Matcher::key(rule, &old) else {
+                continue;
+            };
+            let next = &mut self.next[rule_index];
+            let Some(block) = self.blocks[rule_index].get_mut(&key) else {
+                continue;
+            };
+            // Unlink `slot` from its chain.
+            if block.newest as usize == slot {
+                block.newest = next[slot];
+            } else {
+                let mut member = block.newest;
+                while member != NONE {
+                    if next[member as usize] as usize == slot {
+                        next[member as usize] = next[slot];
+                        break;
+                    }
+                    member = next[member as usize];
+                }
             }
+            next[slot] = NONE;
+            block.size -= 1;
         }
     }
 
@@ -189,5 +249,51 @@ impl Matcher {
     /// The full explanation of a pair of held records.
     pub fn explain(&self, a: usize, b: usize) -> Option<Scored> {
         Some(self.model.score(self.record(a)?, self.record(b)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(given: &str, family: &str, dob: &str) -> Prepared {
+        let value = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        Prepared {
+            values: vec![
+                value(given),
+                value(family),
+                value(dob),
+                None,
+                None,
+                None,
+                None,
+            ],
+        }
+    }
+
+    #[test]
+    fn updates_leave_their_old_blocks_and_scores_split_links_from_reviews() {
+        let mut matcher = Matcher::new(crate::person::default_model(), Thresholds::default());
+        assert!(
+            matcher
+                .upsert(0, record("ann", "okafor", "19700101"))
+                .links
+                .is_empty()
+        );
+        let second = matcher.upsert(1, record("ann", "okafor", "19700101"));
+        assert_eq!(second.links.len(), 1, "{second:?}");
+        matcher.upsert(2, record("ann", "okafor", "19700101"));
+        // Slot 1 moves to other blocks: a newcomer in the old ones no longer finds it.
+        matcher.upsert(1, record("zeb", "quill", "19800202"));
+        let newcomer = matcher.upsert(3, record("ann", "okafor", "19700101"));
+        let found: Vec<usize> = newcomer.links.iter().map(|(slot, _)| *slot).collect();
+        assert_eq!(found, vec![0, 2]);
+        let moved = matcher.upsert(4, record("zeb", "quill", "19800202"));
+        assert_eq!(moved.links.len(), 1);
+        assert_eq!(moved.links[0].0, 1);
+        // Same names, dates of birth far apart: never a link, and a conflict for clusters.
+        let vetoed = matcher.upsert(5, record("ann", "okafor", "19990909"));
+        assert!(vetoed.links.is_empty(), "{vetoed:?}");
+        assert!(matcher.conflict(0, 5));
     }
 }

@@ -5,7 +5,7 @@
 //! blocking rule, for the comparisons that rule does not block on). No IO: `save`/`load`
 //! work on strings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,13 @@ pub struct Model {
     /// The lowest acceptable level per comparison (0: no requirement).
     #[serde(skip)]
     min_level: Vec<u8>,
+    /// `log2(m/u)` per comparison and level (0 where not finite), derived from m and u.
+    #[serde(skip)]
+    level_weights: Vec<Vec<f64>>,
+    /// The term-frequency adjustment of an exact match on each value, per comparison,
+    /// derived from `term_frequencies` for hashed lookups while scoring.
+    #[serde(skip)]
+    tf_adjustments: Vec<HashMap<String, f64>>,
 }
 
 /// One comparison's part in a pair's weight.
@@ -374,6 +381,8 @@ impl Model {
             field_of: Model::comparison_fields(&spec),
             required_levels: Model::required_levels(&spec),
             min_level: Model::min_levels(&spec),
+            level_weights: Vec::new(),
+            tf_adjustments: Vec::new(),
             spec,
             lambda: 0.01,
             m,
@@ -560,6 +569,45 @@ impl Model {
     }
 
     /// Recomputes the term-frequency tables from the data the model matches.
+    /// Rebuilds what scoring derives from m, u and the term frequencies.
+    fn derive(&mut self) {
+        self.level_weights = self
+            .m
+            .iter()
+            .zip(&self.u)
+            .map(|(m, u)| {
+                m.iter()
+                    .zip(u)
+                    .map(|(m, u)| {
+                        Some((m / u).log2())
+                            .filter(|w| w.is_finite())
+                            .unwrap_or(0.0)
+                    })
+                    .collect()
+            })
+            .collect();
+        self.tf_adjustments = self
+            .spec
+            .comparisons
+            .iter()
+            .enumerate()
+            .map(|(comparison, spec)| {
+                let top = self.u[comparison].len() - 1;
+                match self.term_frequencies.get(comparison) {
+                    Some(frequencies) if spec.term_frequency => frequencies
+                        .iter()
+                        .map(|(value, frequency)| {
+                            let adjustment = (self.u[comparison][top] / frequency.max(1e-9)).log2();
+                            (value.clone(), adjustment)
+                        })
+                        .filter(|(_, adjustment)| adjustment.is_finite())
+                        .collect(),
+                    _ => HashMap::new(),
+                }
+            })
+            .collect();
+    }
+
     pub fn set_term_frequencies(&mut self, records: &[Prepared]) {
         let fields = self.field_of.clone();
         self.term_frequencies = self
@@ -585,6 +633,7 @@ impl Model {
                 counts
             })
             .collect();
+        self.derive();
     }
 
     /// The prior weight: log2 of the prior odds.
@@ -605,20 +654,12 @@ impl Model {
             };
             let level = spec.comparator.level(x, y);
             vetoed |= level < self.min_level[comparison];
-            let level = level as usize;
-            let mut field_weight = (self.m[comparison][level] / self.u[comparison][level]).log2();
-            let top = self.m[comparison].len() - 1;
-            if spec.term_frequency
-                && level == top
-                && let Some(frequency) = self
-                    .term_frequencies
-                    .get(comparison)
-                    .and_then(|tf| tf.get(x))
+            weight += self.level_weights[comparison][level as usize];
+            if level as usize == self.level_weights[comparison].len() - 1
+                && let Some(adjustment) =
+                    self.tf_adjustments.get(comparison).and_then(|tf| tf.get(x))
             {
-                field_weight += (self.u[comparison][top] / frequency.max(1e-9)).log2();
-            }
-            if field_weight.is_finite() {
-                weight += field_weight;
+                weight += adjustment;
             }
         }
         (weight, vetoed)
@@ -728,6 +769,7 @@ impl Model {
         model.field_of = Model::comparison_fields(&model.spec);
         model.required_levels = Model::required_levels(&model.spec);
         model.min_level = Model::min_levels(&model.spec);
+        model.derive();
         Ok(model)
     }
 
@@ -972,6 +1014,12 @@ mod tests {
             (total - same.weight).abs() < 1e-9,
             "the explanation adds up to the weight"
         );
+        for (a, b) in [(0, 1), (0, 3), (2, 3), (5, 6)] {
+            let (weight, vetoed) = model.weigh(&records[a], &records[b]);
+            let scored = model.score(&records[a], &records[b]);
+            assert!((weight - scored.weight).abs() < 1e-9, "weigh = score");
+            assert_eq!(vetoed, scored.vetoed_by.is_some());
+        }
         let loaded = Model::load(&model.save()).unwrap();
         assert_eq!(
             (loaded.m.clone(), loaded.u.clone(), loaded.version.clone()),

@@ -98,30 +98,55 @@ pub fn default_model() -> crate::model::Model {
 /// valid NINOs only, phone digits, lower-case email, formatted postcode.
 pub fn prepare(person: &Person) -> Prepared {
     let name = normalise::person_name(person);
-    let given = name
-        .given
-        .as_deref()
-        .and_then(|given| normalise::given_name_forms(given).pop());
-    let family = name
-        .family
-        .as_deref()
-        .map(normalise::fold)
-        .filter(|family| !family.is_empty());
-    let date_of_birth = normalise::date_of_birth(person.date_of_birth)
-        .map(|date| date.format("%Y%m%d").to_string());
     let nino = match person.nino.as_deref().and_then(normalise::nino) {
         Some(Nino::Valid(nino)) => Some(nino),
         _ => None,
     };
+    prepare_normalised(Normalised {
+        given: name.given.as_deref(),
+        family: name.family.as_deref(),
+        date_of_birth: normalise::date_of_birth(person.date_of_birth),
+        nino,
+        phone: person.phone.as_deref().and_then(normalise::phone),
+        email: person.email.as_deref().and_then(normalise::email),
+        postcode: person.postcode.as_deref().and_then(normalise::postcode),
+    })
+}
+
+/// A person's values after the normalisers, for callers that normalised already.
+#[derive(Debug, Clone, Default)]
+pub struct Normalised<'a> {
+    pub given: Option<&'a str>,
+    pub family: Option<&'a str>,
+    pub date_of_birth: Option<chrono::NaiveDate>,
+    pub nino: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub postcode: Option<String>,
+}
+
+/// [`prepare`] from values the normalisers already produced (the hub keeps them for golden
+/// records, so it does not normalise twice).
+pub fn prepare_normalised(values: Normalised<'_>) -> Prepared {
+    let given = values
+        .given
+        .and_then(|given| normalise::given_name_forms(given).pop());
+    let family = values
+        .family
+        .map(normalise::fold)
+        .filter(|family| !family.is_empty());
+    let date_of_birth = values
+        .date_of_birth
+        .map(|date| date.format("%Y%m%d").to_string());
     Prepared {
         values: vec![
             given,
             family,
             date_of_birth,
-            nino,
-            person.phone.as_deref().and_then(normalise::phone),
-            person.email.as_deref().and_then(normalise::email),
-            person.postcode.as_deref().and_then(normalise::postcode),
+            values.nino,
+            values.phone,
+            values.email,
+            values.postcode,
         ],
     }
 }
