@@ -11,7 +11,9 @@
 //! absorbed id redirects to the survivor, so an id a report stored yesterday still resolves;
 //! when a merge is undone, the absorbed id comes back to life and the redirect goes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use pipeline::Reference;
 
@@ -39,7 +41,6 @@ struct Slot {
 
 #[derive(Debug)]
 struct Cluster {
-    golden_id: String,
     /// Slots, ascending (the first is the earliest arrival).
     members: Vec<usize>,
 }
@@ -49,16 +50,16 @@ struct Cluster {
 pub struct ClusterIndex {
     prefix: &'static str,
     slots: Vec<Slot>,
-    by_reference: HashMap<Reference, usize>,
+    by_reference: FxHashMap<Reference, usize>,
     /// Clusters keyed by their earliest member's slot.
-    clusters: HashMap<usize, Cluster>,
-    by_golden_id: HashMap<String, usize>,
-    redirects: HashMap<String, String>,
+    clusters: FxHashMap<usize, Cluster>,
+    by_golden_id: FxHashMap<String, usize>,
+    redirects: FxHashMap<String, String>,
     /// Steward decisions, as slot pairs (smaller first).
-    forced: HashMap<usize, BTreeSet<usize>>,
-    never: HashSet<(usize, usize)>,
+    forced: FxHashMap<usize, BTreeSet<usize>>,
+    never: FxHashSet<(usize, usize)>,
     /// Links held back from merging because they are ambiguous, as a symmetric adjacency.
-    held: HashMap<usize, BTreeSet<usize>>,
+    held: FxHashMap<usize, BTreeSet<usize>>,
 }
 
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
@@ -81,29 +82,34 @@ impl ClusterIndex {
         ClusterIndex {
             prefix,
             slots: Vec::new(),
-            by_reference: HashMap::new(),
-            clusters: HashMap::new(),
-            by_golden_id: HashMap::new(),
-            redirects: HashMap::new(),
-            forced: HashMap::new(),
-            never: HashSet::new(),
-            held: HashMap::new(),
+            by_reference: FxHashMap::default(),
+            clusters: FxHashMap::default(),
+            by_golden_id: FxHashMap::default(),
+            redirects: FxHashMap::default(),
+            forced: FxHashMap::default(),
+            never: FxHashSet::default(),
+            held: FxHashMap::default(),
         }
     }
 
     /// A golden id derived from a source reference: replays give the same id.
     fn golden_id_for(&self, reference: &Reference) -> String {
         let name = format!("{}\u{1f}{}", reference.allocated_by, reference.id);
-        let uuid = uuid::Uuid::new_v5(&GOLDEN_ID_NAMESPACE, name.as_bytes())
-            .simple()
-            .to_string();
-        format!("{}-{}", self.prefix, &uuid[..16])
+        let uuid = uuid::Uuid::new_v5(&GOLDEN_ID_NAMESPACE, name.as_bytes());
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let hex = uuid.simple().encode_lower(&mut buffer);
+        let mut id = String::with_capacity(self.prefix.len() + 17);
+        id.push_str(self.prefix);
+        id.push('-');
+        id.push_str(&hex[..16]);
+        id
     }
 
-    /// The slot of a record, registering it (as a cluster of its own) if it is new.
-    pub fn register(&mut self, reference: &Reference) -> usize {
+    /// The slot of a record, registering it (as a cluster of its own) if it is new; and
+    /// whether it was.
+    pub fn register(&mut self, reference: &Reference) -> (usize, bool) {
         if let Some(&slot) = self.by_reference.get(reference) {
-            return slot;
+            return (slot, false);
         }
         let slot = self.slots.len();
         let golden_id = self.golden_id_for(reference);
@@ -112,7 +118,6 @@ impl ClusterIndex {
         self.clusters.insert(
             slot,
             Cluster {
-                golden_id: golden_id.clone(),
                 members: vec![slot],
             },
         );
@@ -123,7 +128,7 @@ impl ClusterIndex {
             links: Vec::new(),
         });
         self.by_reference.insert(reference.clone(), slot);
-        slot
+        (slot, true)
     }
 
     pub fn slot_of(&self, reference: &Reference) -> Option<usize> {
@@ -218,7 +223,7 @@ impl ClusterIndex {
 
     /// The records reachable from `start` over links and forced pairs.
     fn component(&self, start: &[usize]) -> Vec<usize> {
-        let mut seen: HashSet<usize> = HashSet::new();
+        let mut seen: FxHashSet<usize> = FxHashSet::default();
         let mut stack: Vec<usize> = start.to_vec();
         while let Some(node) = stack.pop() {
             if !seen.insert(node) {
@@ -243,7 +248,7 @@ impl ClusterIndex {
         conflict: impl Fn(usize, usize) -> bool,
     ) -> Upsert {
         let nodes = self.component(touched);
-        let local: HashMap<usize, usize> = nodes
+        let local: FxHashMap<usize, usize> = nodes
             .iter()
             .enumerate()
             .map(|(index, &slot)| (slot, index))
@@ -336,9 +341,10 @@ impl ClusterIndex {
         let old_roots: BTreeSet<usize> = nodes.iter().map(|&n| self.slots[n].cluster).collect();
         let mut old_ids: Vec<(usize, String)> = Vec::new();
         for root in &old_roots {
-            let cluster = self.clusters.remove(root).expect("cluster exists");
-            self.by_golden_id.remove(&cluster.golden_id);
-            old_ids.push((*root, cluster.golden_id));
+            self.clusters.remove(root).expect("cluster exists");
+            let golden_id = self.slots[*root].own_id.clone();
+            self.by_golden_id.remove(&golden_id);
+            old_ids.push((*root, golden_id));
         }
         let mut revived = Vec::new();
         for mut members in sets.into_iter().filter(|set| !set.is_empty()) {
@@ -352,7 +358,7 @@ impl ClusterIndex {
                 self.slots[member].cluster = root;
             }
             self.by_golden_id.insert(golden_id.clone(), root);
-            self.clusters.insert(root, Cluster { golden_id, members });
+            self.clusters.insert(root, Cluster { members });
         }
         // An old id whose creator no longer heads a cluster redirects to its creator's cluster.
         let mut absorbed = Vec::new();
@@ -360,7 +366,7 @@ impl ClusterIndex {
             if self.by_golden_id.contains_key(&golden_id) {
                 continue;
             }
-            let survivor = self.clusters[&self.slots[root].cluster].golden_id.clone();
+            let survivor = self.slots[self.slots[root].cluster].own_id.clone();
             self.redirects.insert(golden_id.clone(), survivor);
             absorbed.push(golden_id);
         }
@@ -370,9 +376,7 @@ impl ClusterIndex {
             absorbed.retain(|id| id != own);
         }
         Upsert {
-            golden_id: self.clusters[&self.slots[subject].cluster]
-                .golden_id
-                .clone(),
+            golden_id: self.golden_id_of_slot(subject).to_string(),
             absorbed,
             revived,
             blocked,
@@ -398,7 +402,7 @@ impl ClusterIndex {
     }
 
     pub fn golden_id_of_slot(&self, slot: usize) -> &str {
-        &self.clusters[&self.slots[slot].cluster].golden_id
+        &self.slots[self.slots[slot].cluster].own_id
     }
 
     /// The cluster (its earliest member's slot) a slot belongs to.
@@ -460,8 +464,8 @@ impl ClusterIndex {
     pub fn golden_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
             .clusters
-            .values()
-            .map(|cluster| cluster.golden_id.as_str())
+            .keys()
+            .map(|&root| self.slots[root].own_id.as_str())
             .collect();
         ids.sort_unstable();
         ids
@@ -514,12 +518,12 @@ mod tests {
     #[test]
     fn a_link_joins_and_a_bridge_merges_with_a_redirect() {
         let mut index = ClusterIndex::new("GH");
-        let a = index.register(&reference("a"));
+        let (a, _) = index.register(&reference("a"));
         let first = index.relink(a, vec![], no_conflict);
-        let b = index.register(&reference("b"));
+        let (b, _) = index.register(&reference("b"));
         let second = index.relink(b, vec![], no_conflict);
         assert_ne!(first.golden_id, second.golden_id);
-        let c = index.register(&reference("c"));
+        let (c, _) = index.register(&reference("c"));
         let bridged = index.relink(c, vec![(a, 10.0), (b, 12.0)], no_conflict);
         assert_eq!(
             bridged.golden_id, first.golden_id,
@@ -540,11 +544,11 @@ mod tests {
         // a and c conflict (two UPRNs); b links to both, more strongly to c.
         let mut index = ClusterIndex::new("GH");
         let conflict = |x: usize, y: usize| ordered(x, y) == (0, 2);
-        let a = index.register(&reference("a"));
+        let (a, _) = index.register(&reference("a"));
         index.relink(a, vec![], conflict);
-        let c = index.register(&reference("c"));
+        let (c, _) = index.register(&reference("c"));
         index.relink(c, vec![], conflict);
-        let b = index.register(&reference("b"));
+        let (b, _) = index.register(&reference("b"));
         let upsert = index.relink(b, vec![(a, 5.0), (c, 9.0)], conflict);
         assert_eq!(upsert.blocked, 1);
         assert_eq!(index.n_golden(), 2);
@@ -554,9 +558,9 @@ mod tests {
     #[test]
     fn steward_decisions_are_kept_and_withdrawing_one_restores_the_xref() {
         let mut index = ClusterIndex::new("GP");
-        let a = index.register(&reference("a"));
+        let (a, _) = index.register(&reference("a"));
         index.relink(a, vec![], no_conflict);
-        let b = index.register(&reference("b"));
+        let (b, _) = index.register(&reference("b"));
         index.relink(b, vec![(a, 20.0)], no_conflict);
         let before: Vec<(Reference, String)> = index
             .xref()
@@ -580,7 +584,7 @@ mod tests {
             .map(|(r, g)| (r.clone(), g.to_string()))
             .collect();
         assert_eq!(before, after);
-        let c = index.register(&reference("c"));
+        let (c, _) = index.register(&reference("c"));
         index.relink(c, vec![], no_conflict);
         index.decide(a, c, true, no_conflict);
         assert_eq!(index.n_golden(), 1, "force-match joins c");
@@ -621,7 +625,7 @@ mod tests {
         let mut slot_of = vec![usize::MAX; n];
         let mut record_of = Vec::new();
         for &record in order {
-            let slot = index.register(&reference(&format!("r{record:02}")));
+            let (slot, _) = index.register(&reference(&format!("r{record:02}")));
             slot_of[record] = slot;
             record_of.push(record);
             let links: Vec<(usize, f64)> = edges

@@ -417,8 +417,7 @@ impl Hub {
         self.quality.placeholder_ninos += quality.placeholder_ninos;
         self.quality.invalid_ninos += quality.invalid_ninos;
         self.quality.invalid_postcodes += quality.invalid_postcodes;
-        let is_new = self.persons.slot_of(reference).is_none();
-        let slot = self.persons.register(reference);
+        let (slot, is_new) = self.persons.register(reference);
         if self.person_records.len() <= slot {
             self.person_records
                 .resize_with(slot + 1, PersonRecord::default);
@@ -482,7 +481,7 @@ impl Hub {
             let saon = address.saon.as_deref().unwrap_or("");
             keys.push(format!("addr:{postcode}|{paon}|{saon}"));
         }
-        let slot = self.properties.register(reference);
+        let (slot, _) = self.properties.register(reference);
         if self.property_records.len() <= slot {
             self.property_records
                 .resize_with(slot + 1, PropertyRecord::default);

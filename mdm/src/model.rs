@@ -5,7 +5,7 @@
 //! blocking rule, for the comparisons that rule does not block on). No IO: `save`/`load`
 //! work on strings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,7 +119,7 @@ pub struct Model {
     /// The term-frequency adjustment of an exact match on each value, per comparison,
     /// derived from `term_frequencies` for hashed lookups while scoring.
     #[serde(skip)]
-    tf_adjustments: Vec<HashMap<String, f64>>,
+    tf_adjustments: Vec<rustc_hash::FxHashMap<String, f64>>,
 }
 
 /// One comparison's part in a pair's weight.
@@ -602,7 +602,7 @@ impl Model {
                         })
                         .filter(|(_, adjustment)| adjustment.is_finite())
                         .collect(),
-                    _ => HashMap::new(),
+                    _ => rustc_hash::FxHashMap::default(),
                 }
             })
             .collect();
