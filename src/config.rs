@@ -136,7 +136,7 @@ impl Loaded {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("mdm.person_model: reading {}", path.display()))?;
-                let model = mdm::model::Model::load(&text).map_err(|error| {
+                let model = mdm::person::load_model(&text).map_err(|error| {
                     anyhow::anyhow!("mdm.person_model: {}: {error}", path.display())
                 })?;
                 Ok(mdm::Hub::with_model(mdm, model))

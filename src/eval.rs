@@ -285,7 +285,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            model::Model::load(&text)
+            mdm::person::load_model(&text)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
         }
         None => link::train_model(&input.events, &data_dir.display().to_string())?,

@@ -382,7 +382,8 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Model::load(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
+            mdm::person::load_model(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
         }
         None => {
             eprintln!("training the person model on the data (no labels)...");

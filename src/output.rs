@@ -233,7 +233,12 @@ pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
 
 /// A score in one line: each comparison's level and weight after the prior.
 fn explain(score: &mdm::model::Scored) -> String {
-    let mut parts = vec![format!("prior ({:+.2})", score.prior_weight)];
+    let mut parts: Vec<String> = score
+        .blocking_rule
+        .iter()
+        .map(|rule| format!("blocked on {rule}"))
+        .collect();
+    parts.push(format!("prior ({:+.2})", score.prior_weight));
     parts.extend(score.fields.iter().map(|field| {
         format!(
             "{}={} ({:+.2})",

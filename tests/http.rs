@@ -141,6 +141,8 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     let link = &explained["links"][0];
     assert_eq!(link["decided_by"], "model", "{explained}");
     assert!(link["score"]["probability"].as_f64().unwrap() >= 0.99);
+    assert!(link["score"]["blocking_rule"].is_string(), "{link}");
+    assert!(link["score"]["model_version"].is_string(), "{link}");
     assert!(
         link["score"]["fields"]
             .as_array()

@@ -267,29 +267,30 @@ impl ClusterIndex {
                 }
             }
         }
-        // A record linked about as strongly to two records that may not be together (a CRM
-        // contact without a date of birth matching a parent and an adult child of one name)
-        // is ambiguous: both links are held for a steward instead of one winning on a tie.
-        // A much stronger link (a shared UPRN over a shared address) still wins.
-        for node in &nodes {
-            for partner in self.held.remove(node).unwrap_or_default() {
-                if let Some(back) = self.held.get_mut(&partner) {
-                    back.remove(node);
-                }
-            }
-        }
+        // A record whose strongest links (within a margin of the best) go to records that may
+        // not be together (a CRM contact without a date of birth matching a parent and an
+        // adult child of one name) is ambiguous: all its links are held for a steward, rather
+        // than one winning on a near-tie or a weaker one slipping through. A much stronger
+        // link (a shared UPRN over a shared address) still wins.
         let mut held: BTreeSet<(usize, usize)> = BTreeSet::new();
         for &x in &nodes {
-            let neighbours = &self.slots[x].links;
-            for (i, &(a, weight_a)) in neighbours.iter().enumerate() {
-                for &(b, weight_b) in &neighbours[i + 1..] {
-                    if (weight_a - weight_b).abs() < AMBIGUITY_MARGIN
-                        && (self.never.contains(&ordered(a, b)) || conflict(a, b))
-                    {
-                        held.insert(ordered(x, a));
-                        held.insert(ordered(x, b));
-                    }
-                }
+            let links = &self.slots[x].links;
+            let best = links
+                .iter()
+                .map(|&(_, w)| w)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let contenders: Vec<usize> = links
+                .iter()
+                .filter(|&&(_, w)| w > best - AMBIGUITY_MARGIN)
+                .map(|&(other, _)| other)
+                .collect();
+            let ambiguous = contenders.iter().enumerate().any(|(i, &a)| {
+                contenders[i + 1..]
+                    .iter()
+                    .any(|&b| self.never.contains(&ordered(a, b)) || conflict(a, b))
+            });
+            if ambiguous {
+                held.extend(links.iter().map(|&(other, _)| ordered(x, other)));
             }
         }
         edges.retain(|&(forced, _, a, b)| forced || !held.contains(&(a, b)));

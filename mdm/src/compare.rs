@@ -20,6 +20,9 @@ pub enum Comparator {
     Code,
     /// exact / day and month swapped / one edit in YYYYMMDD / else.
     Date,
+    /// UK postcodes as `OUTWARD INWARD`: exact (unit) / same sector (outward code and the
+    /// inward digit) / same district (outward code) / else.
+    Postcode,
 }
 
 impl Comparator {
@@ -37,11 +40,12 @@ impl Comparator {
             ],
             Comparator::Code => &["else", "one_edit", "exact"],
             Comparator::Date => &["else", "one_edit", "day_month_swap", "exact"],
+            Comparator::Postcode => &["else", "district", "sector", "exact"],
         }
     }
 
     /// The level of agreement of two present values.
-    pub fn level(&self, a: &str, b: &str) -> u8 {
+    pub fn level<'a>(&self, a: &'a str, b: &'a str) -> u8 {
         if a == b {
             return (self.levels().len() - 1) as u8;
         }
@@ -71,6 +75,19 @@ impl Comparator {
                 }
             }
             Comparator::Code => u8::from(within_one_edit(a, b)),
+            Comparator::Postcode => {
+                let split = |code: &'a str| code.split_once(' ').unwrap_or((code, ""));
+                let ((outward_a, inward_a), (outward_b, inward_b)) = (split(a), split(b));
+                if outward_a != outward_b {
+                    0
+                } else if inward_a.bytes().next().is_some()
+                    && inward_a.bytes().next() == inward_b.bytes().next()
+                {
+                    2
+                } else {
+                    1
+                }
+            }
             Comparator::Date => {
                 if is_day_month_swap(a, b) {
                     2
@@ -243,6 +260,10 @@ mod tests {
         assert_eq!(Comparator::Date.level("19780311", "19781103"), 2);
         assert_eq!(Comparator::Date.level("19780311", "19870311"), 1);
         assert_eq!(Comparator::Date.level("19780311", "19600101"), 0);
+        assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS6 1AB"), 3);
+        assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS6 1ZZ"), 2);
+        assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS6 2AB"), 1);
+        assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS16 1AB"), 0);
     }
 
     proptest! {
@@ -266,7 +287,7 @@ mod tests {
             let forward = jaro_winkler(&a, &b);
             prop_assert!((0.0..=1.0).contains(&forward));
             prop_assert_eq!(forward, jaro_winkler(&b, &a));
-            for comparator in [TEXT, GIVEN, Comparator::Code, Comparator::Date, Comparator::Exact] {
+            for comparator in [TEXT, GIVEN, Comparator::Code, Comparator::Date, Comparator::Exact, Comparator::Postcode] {
                 prop_assert_eq!(comparator.level(&a, &b), comparator.level(&b, &a));
                 prop_assert!((comparator.level(&a, &b) as usize) < comparator.levels().len());
             }

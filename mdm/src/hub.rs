@@ -172,6 +172,7 @@ impl NormalisedPerson {
             postcode,
         };
         let prepared = crate::person::prepare_normalised(crate::person::Normalised {
+            title: record.title.as_deref(),
             given: record.given.as_deref(),
             family: record.family.as_deref(),
             date_of_birth: record.date_of_birth,
@@ -1080,7 +1081,7 @@ mod tests {
         assert_eq!(links[0].decided_by, "model");
         let score = links[0].score.as_ref().unwrap();
         assert!(score.probability >= 0.99, "{score:?}");
-        assert_eq!(score.fields.len(), 7);
+        assert_eq!(score.fields.len(), crate::person::FIELDS.len());
         assert!(!score.model_version.is_empty());
 
         let before = hub.xref();

@@ -24,7 +24,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             link: 0.99,
-            review: 0.5,
+            review: 0.8,
         }
     }
 }
@@ -149,6 +149,11 @@ impl Matcher {
     /// Adds a record at `slot` (or replaces the one there) and scores it against the records
     /// it shares a blocking key with.
     pub fn upsert(&mut self, slot: usize, record: Prepared) -> Matches {
+        assert_eq!(
+            record.values.len(),
+            self.model.spec.fields.len(),
+            "a prepared record has a value for each field of the model"
+        );
         self.remove(slot);
         let mut candidates: Vec<u32> = Vec::new();
         for (rule_index, rule) in self.rules.iter().enumerate() {
@@ -246,9 +251,20 @@ impl Matcher {
         }
     }
 
-    /// The full explanation of a pair of held records.
+    /// The full explanation of a pair of held records, with the blocking rule that paired
+    /// them.
     pub fn explain(&self, a: usize, b: usize) -> Option<Scored> {
-        Some(self.model.score(self.record(a)?, self.record(b)?))
+        let (x, y) = (self.record(a)?, self.record(b)?);
+        let mut scored = self.model.score(x, y);
+        scored.blocking_rule = self
+            .rules
+            .iter()
+            .position(|rule| {
+                let key = Matcher::key(rule, x);
+                key.is_some() && key == Matcher::key(rule, y)
+            })
+            .map(|index| self.model.spec.blocking[index].name.clone());
+        Some(scored)
     }
 }
 
@@ -258,17 +274,9 @@ mod tests {
 
     fn record(given: &str, family: &str, dob: &str) -> Prepared {
         let value = |text: &str| (!text.is_empty()).then(|| text.to_string());
-        Prepared {
-            values: vec![
-                value(given),
-                value(family),
-                value(dob),
-                None,
-                None,
-                None,
-                None,
-            ],
-        }
+        let mut values = vec![None; crate::person::FIELDS.len()];
+        values[..3].clone_from_slice(&[value(given), value(family), value(dob)]);
+        Prepared { values }
     }
 
     #[test]
@@ -291,6 +299,11 @@ mod tests {
         let moved = matcher.upsert(4, record("zeb", "quill", "19800202"));
         assert_eq!(moved.links.len(), 1);
         assert_eq!(moved.links[0].0, 1);
+        let explained = matcher.explain(4, 1).unwrap();
+        assert_eq!(
+            explained.blocking_rule.as_deref(),
+            Some("family_name+date_of_birth")
+        );
         // Same names, dates of birth far apart: never a link, and a conflict for clusters.
         let vetoed = matcher.upsert(5, record("ann", "okafor", "19990909"));
         assert!(vetoed.links.is_empty(), "{vetoed:?}");

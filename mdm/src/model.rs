@@ -142,6 +142,8 @@ pub struct Scored {
     pub model_version: String,
     /// The requirement that forbids this pair from linking, whatever its weight.
     pub vetoed_by: Option<String>,
+    /// The first blocking rule that made the pair a candidate (set by the matcher).
+    pub blocking_rule: Option<String>,
 }
 
 /// A hard rule: when both values are present, the comparison must reach `min_level` for the
@@ -745,6 +747,7 @@ impl Model {
             prior_weight: self.prior_weight(),
             model_version: self.version.clone(),
             vetoed_by,
+            blocking_rule: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub const FIELDS: &[&str] = &[
     "phone",
     "email",
     "postcode",
+    "sex",
 ];
 
 /// Comparisons and blocking rules for people (DOMAIN.md §3): names with nicknames and
@@ -46,7 +47,10 @@ pub fn spec() -> ModelSpec {
             comparison("nino", Comparator::Code, false),
             comparison("phone", Comparator::Code, false),
             comparison("email", Comparator::Exact, false),
-            comparison("postcode", Comparator::Code, false),
+            comparison("postcode", Comparator::Postcode, false),
+            // From a gendered title: opposite-sex twins of near-identical names (Alexander and
+            // Alexandra) share everything else.
+            comparison("sex", Comparator::Exact, false),
         ],
         blocking: vec![
             rule(&["family_name", "date_of_birth"]),
@@ -86,11 +90,23 @@ pub fn spec() -> ModelSpec {
     }
 }
 
+/// Loads a saved person model, refusing one whose fields are not this version's person
+/// fields (a model trained before a field was added would read values in the wrong places).
+pub fn load_model(text: &str) -> Result<crate::model::Model, String> {
+    let model = crate::model::Model::load(text).map_err(|error| error.to_string())?;
+    if model.spec.fields != FIELDS {
+        return Err(format!(
+            "the model's fields {:?} are not the person fields {FIELDS:?}; retrain it with `goldthread train`",
+            model.spec.fields
+        ));
+    }
+    Ok(model)
+}
+
 /// The built-in person model: trained without labels by `goldthread train` on the sample
 /// landlord (see `mdm/models/README.md`). Train one on your own data for production.
 pub fn default_model() -> crate::model::Model {
-    crate::model::Model::load(include_str!("../models/person.json"))
-        .expect("the built-in person model parses")
+    load_model(include_str!("../models/person.json")).expect("the built-in person model loads")
 }
 
 /// A canonical person as the model sees it: names folded (the formal form of an unambiguous
@@ -103,6 +119,7 @@ pub fn prepare(person: &Person) -> Prepared {
         _ => None,
     };
     prepare_normalised(Normalised {
+        title: name.title.as_deref(),
         given: name.given.as_deref(),
         family: name.family.as_deref(),
         date_of_birth: normalise::date_of_birth(person.date_of_birth),
@@ -113,9 +130,19 @@ pub fn prepare(person: &Person) -> Prepared {
     })
 }
 
+/// The sex a title states, where it states one (`Dr` and `Mx` do not).
+pub fn sex_of_title(title: &str) -> Option<&'static str> {
+    match normalise::fold(title).as_str() {
+        "mr" | "master" | "mstr" | "sir" | "lord" => Some("m"),
+        "mrs" | "miss" | "ms" | "dame" | "lady" => Some("f"),
+        _ => None,
+    }
+}
+
 /// A person's values after the normalisers, for callers that normalised already.
 #[derive(Debug, Clone, Default)]
 pub struct Normalised<'a> {
+    pub title: Option<&'a str>,
     pub given: Option<&'a str>,
     pub family: Option<&'a str>,
     pub date_of_birth: Option<chrono::NaiveDate>,
@@ -147,6 +174,7 @@ pub fn prepare_normalised(values: Normalised<'_>) -> Prepared {
             values.phone,
             values.email,
             values.postcode,
+            values.title.and_then(sex_of_title).map(str::to_string),
         ],
     }
 }
@@ -177,7 +205,8 @@ mod tests {
                 None,
                 Some("07700900123"),
                 Some("peggy@example.com"),
-                Some("LS6 1AB")
+                Some("LS6 1AB"),
+                Some("f")
             ]
         );
         assert_eq!(prepared.values.len(), spec().fields.len());
