@@ -471,7 +471,7 @@ impl Summary {
             self.mdm.tenancies
         ));
         lines.push(format!(
-            "data quality: {} placeholder NINOs, {} invalid NINOs, {} default dates of birth, {} invalid postcodes, {} links blocked by conflicting identifiers",
+            "data quality: {} placeholder NINOs, {} invalid NINOs, {} default dates of birth, {} invalid postcodes, {} links vetoed (names, dates of birth or identifiers in conflict)",
             self.quality.placeholder_ninos,
             self.quality.invalid_ninos,
             self.quality.default_dates_of_birth,
