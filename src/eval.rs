@@ -281,15 +281,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         bail!("no master data records under {}", data_dir.display());
     }
     let started = Instant::now();
-    let model = match &args.model {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            mdm::person::load_model(&text)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
-        }
-        None => link::train_model(&input.events, &data_dir.display().to_string())?,
-    };
+    let model = link::model_for(args.model.as_deref(), &input.events, &loaded)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);

@@ -154,6 +154,23 @@ pub fn train_model(events: &[Envelope], origin: &str) -> anyhow::Result<Model> {
     Ok(model)
 }
 
+/// The model in `path`, or one trained on the people among `events`.
+pub fn model_for(
+    path: Option<&Path>,
+    events: &[Envelope],
+    loaded: &Loaded,
+) -> anyhow::Result<Model> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            mdm::person::load_model(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+        }
+        None => train_model(events, &loaded.config.data_dir.display().to_string()),
+    }
+}
+
 /// Applies events to a hub with a progress bar.
 pub fn apply(hub: &mut Hub, events: &[Envelope], progress: bool) {
     let bar = if progress {
@@ -378,18 +395,10 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     seconds.insert("read", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let model = match &args.model {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            mdm::person::load_model(&text)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?
-        }
-        None => {
-            eprintln!("training the person model on the data (no labels)...");
-            train_model(&input.events, &loaded.config.data_dir.display().to_string())?
-        }
-    };
+    if args.model.is_none() {
+        eprintln!("training the person model on the data (no labels)...");
+    }
+    let model = model_for(args.model.as_deref(), &input.events, &loaded)?;
     seconds.insert("train", started.elapsed().as_secs_f64());
 
     let started = Instant::now();

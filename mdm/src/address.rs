@@ -10,6 +10,8 @@ pub struct Address {
     pub saon: Option<String>,
     pub paon: Option<String>,
     pub street: Option<String>,
+    /// A district within the town (`Headingley`), where the address names one.
+    pub locality: Option<String>,
     pub town: Option<String>,
     pub postcode: Option<String>,
 }
@@ -170,7 +172,22 @@ pub fn parse(line: &str, postcode: Option<&str>) -> Address {
         }
         town_parts.remove(pos);
     }
+    // A postcode at the end of the town part: `Leeds LS6 1AB`.
+    if let Some(last) = town_parts.last_mut() {
+        let words: Vec<&str> = last.split(' ').collect();
+        if words.len() >= 3
+            && let Some(found) = normalise::postcode(&words[words.len() - 2..].concat())
+        {
+            if address.postcode.is_none() {
+                address.postcode = Some(found);
+            }
+            *last = words[..words.len() - 2].join(" ");
+        }
+    }
     address.town = town_parts.last().cloned();
+    if town_parts.len() >= 2 {
+        address.locality = town_parts.get(town_parts.len() - 2).cloned();
+    }
     // Leading SAON word: FLAT 2 ...
     if tokens.len() >= 2 && SAON_WORDS.contains(&tokens[0].as_str()) {
         address.saon = saon(&tokens[1]);
@@ -250,6 +267,11 @@ mod tests {
         assert_eq!(address.street.as_deref(), Some("HIGH STREET"));
         assert_eq!(address.town.as_deref(), Some("LEEDS"));
         assert_eq!(address.postcode.as_deref(), Some("LS6 1AB"));
+        assert_eq!(address.locality, None);
+        let address = parse("Flat 2, 14 High Street, Headingley, Leeds LS6 1AB", None);
+        assert_eq!(address.saon.as_deref(), Some("2"));
+        assert_eq!(address.locality.as_deref(), Some("HEADINGLEY"));
+        assert_eq!(address.town.as_deref(), Some("LEEDS"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub const ATTRIBUTES: &[&str] = &[
     "saon",
     "paon",
     "street",
+    "locality",
     "town",
     "property_type",
 ];

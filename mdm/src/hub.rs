@@ -69,6 +69,7 @@ pub struct GoldenProperty {
     pub saon: Option<String>,
     pub paon: Option<String>,
     pub street: Option<String>,
+    pub locality: Option<String>,
     pub town: Option<String>,
     pub postcode: Option<String>,
     pub property_type: Option<String>,
@@ -452,6 +453,11 @@ impl Hub {
                 saon: property.saon.as_deref().and_then(address::saon),
                 paon: property.paon.as_deref().and_then(address::paon),
                 street: property.street.as_deref().and_then(address::street),
+                locality: property
+                    .locality
+                    .as_deref()
+                    .map(|locality| locality.trim().to_uppercase())
+                    .filter(|locality| !locality.is_empty()),
                 town: property
                     .town
                     .as_deref()
@@ -697,6 +703,7 @@ impl Hub {
         let saon = survive.pick("saon", |record| record.address.saon.clone());
         let paon = survive.pick("paon", |record| record.address.paon.clone());
         let street = survive.pick("street", |record| record.address.street.clone());
+        let locality = survive.pick("locality", |record| record.address.locality.clone());
         let town = survive.pick("town", |record| record.address.town.clone());
         let postcode = survive.pick("postcode", |record| record.address.postcode.clone());
         let property_type = survive.pick("property_type", |record| record.property_type.clone());
@@ -718,6 +725,7 @@ impl Hub {
             saon,
             paon,
             street,
+            locality,
             town,
             postcode,
             property_type,
