@@ -191,6 +191,13 @@ mod tests {
             data_dir = "."
             [kafka]
             partitions = 0
+            [mdm]
+            blocking = [["surname"]]
+            [mdm.thresholds]
+            link = 0.9
+            review = 0.95
+            [mdm.survivorship]
+            shoe_size = "most_recent"
             [[sources]]
             name = "a"
             system = "hms"
@@ -216,6 +223,9 @@ mod tests {
             "kafka.partitions",
             "sources[1].name: `a` is used twice",
             "unknown entity `tenant`",
+            "mdm.blocking[0]: unknown person field `surname`",
+            "mdm.thresholds: need 0 < review (0.95) <= link (0.9) < 1",
+            "mdm.survivorship.shoe_size: unknown attribute",
         ] {
             assert!(message.contains(expected), "{expected:?} not in {message}");
         }

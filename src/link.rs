@@ -130,7 +130,11 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
 }
 
 /// Trains a person model on the people among `events`, without labels.
-pub fn train_model(events: &[Envelope], origin: &str) -> anyhow::Result<Model> {
+pub fn train_model(
+    events: &[Envelope],
+    origin: &str,
+    config: &mdm::MdmConfig,
+) -> anyhow::Result<Model> {
     let prepared: Vec<_> = events
         .iter()
         .filter_map(|event| match &event.payload {
@@ -144,12 +148,11 @@ pub fn train_model(events: &[Envelope], origin: &str) -> anyhow::Result<Model> {
             prepared.len()
         );
     }
-    let mut model = Model::train(
-        mdm::person::spec(),
-        &prepared,
-        Pairing::Dedupe,
-        &TrainOptions::default(),
-    );
+    let mut spec = mdm::person::spec();
+    if let Some(rules) = config.blocking_rules() {
+        spec.blocking = rules;
+    }
+    let mut model = Model::train(spec, &prepared, Pairing::Dedupe, &TrainOptions::default());
     model.trained_on = format!("{} person records from {origin}", prepared.len());
     Ok(model)
 }
@@ -167,7 +170,11 @@ pub fn model_for(
             mdm::person::load_model(&text)
                 .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
         }
-        None => train_model(events, &loaded.config.data_dir.display().to_string()),
+        None => train_model(
+            events,
+            &loaded.config.data_dir.display().to_string(),
+            &loaded.config.mdm,
+        ),
     }
 }
 
@@ -202,7 +209,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let input = read(&loaded, true)?;
     let started = Instant::now();
-    let model = train_model(&input.events, &loaded.config.data_dir.display().to_string())?;
+    let model = train_model(
+        &input.events,
+        &loaded.config.data_dir.display().to_string(),
+        &loaded.config.mdm,
+    )?;
     std::fs::write(&args.out, model.save())
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
@@ -666,7 +677,7 @@ mod tests {
     fn golden_records_do_not_depend_on_arrival_order() {
         let (_dir, loaded) = sample();
         let input = read(&loaded, false).unwrap();
-        let model = train_model(&input.events, "sample").unwrap();
+        let model = train_model(&input.events, "sample", &loaded.config.mdm).unwrap();
         let mut forward = Hub::with_model(loaded.config.mdm.clone(), model.clone());
         apply(&mut forward, &input.events, false);
         // Reverse, then interleave from both ends: CRM before HMS, duplicates before originals.

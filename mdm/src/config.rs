@@ -53,6 +53,9 @@ pub struct MdmConfig {
     pub person_model: Option<std::path::PathBuf>,
     /// Per-attribute survivorship rule; attributes not listed use `trust`.
     pub survivorship: BTreeMap<String, SurvivorshipRule>,
+    /// Person blocking rules, each a list of person fields that must agree exactly for two
+    /// records to be compared; unset: the model's own rules.
+    pub blocking: Option<Vec<Vec<String>>>,
 }
 
 impl Default for MdmConfig {
@@ -62,6 +65,7 @@ impl Default for MdmConfig {
             thresholds: Thresholds::default(),
             person_model: None,
             survivorship: BTreeMap::new(),
+            blocking: None,
         }
     }
 }
@@ -93,6 +97,40 @@ impl MdmConfig {
                 ));
             }
         }
+        if let Some(rules) = &self.blocking {
+            if rules.is_empty() {
+                problems.push(("mdm.blocking".into(), "needs at least one rule".into()));
+            }
+            for (index, rule) in rules.iter().enumerate() {
+                if rule.is_empty() {
+                    problems.push((format!("mdm.blocking[{index}]"), "an empty rule".into()));
+                }
+                for field in rule {
+                    if !crate::person::FIELDS.contains(&field.as_str()) {
+                        problems.push((
+                            format!("mdm.blocking[{index}]"),
+                            format!(
+                                "unknown person field `{field}`; known: {}",
+                                crate::person::FIELDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         problems
+    }
+
+    /// The configured blocking rules, if any.
+    pub fn blocking_rules(&self) -> Option<Vec<crate::model::BlockingRule>> {
+        self.blocking.as_ref().map(|rules| {
+            rules
+                .iter()
+                .map(|rule| {
+                    let fields: Vec<&str> = rule.iter().map(String::as_str).collect();
+                    crate::model::BlockingRule::on(&fields)
+                })
+                .collect()
+        })
     }
 }

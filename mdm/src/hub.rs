@@ -360,7 +360,11 @@ impl Hub {
     }
 
     /// A hub matching people with a trained model (`goldthread train`).
-    pub fn with_model(config: MdmConfig, person_model: Model) -> Hub {
+    /// `mdm.blocking`, when set, replaces the model's blocking rules.
+    pub fn with_model(config: MdmConfig, mut person_model: Model) -> Hub {
+        if let Some(rules) = config.blocking_rules() {
+            person_model.spec.blocking = rules;
+        }
         Hub {
             matcher: Matcher::new(person_model, config.thresholds),
             config,
@@ -1161,6 +1165,28 @@ mod tests {
         let golden = hub.golden_person(&golden.golden_id).unwrap();
         assert_eq!(golden.family_name.as_deref(), Some("Mensah-Owusu"));
         assert_eq!(golden.lineage["family_name"].allocated_by, "steward");
+    }
+
+    #[test]
+    fn configured_blocking_rules_decide_who_is_compared() {
+        // Only NINOs block: two records of one person without NINOs are never compared.
+        let config = MdmConfig {
+            blocking: Some(vec![vec!["nino".into()]]),
+            ..MdmConfig::default()
+        };
+        let mut hub = Hub::new(config);
+        assert_eq!(hub.person_model().spec.blocking.len(), 1);
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+        ));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+        ));
+        assert_eq!(hub.counts().golden_persons, 2);
     }
 
     #[test]
