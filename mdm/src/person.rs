@@ -86,6 +86,11 @@ pub fn spec() -> ModelSpec {
                 comparison: "nino".into(),
                 min_level: "one_edit".into(),
             },
+            // Mr and Mrs are two people (opposite-sex twins of near-identical names).
+            Requirement {
+                comparison: "sex".into(),
+                min_level: "exact".into(),
+            },
         ],
     }
 }
