@@ -74,7 +74,12 @@ const PERSON: &[FieldSpec] = &[
     opt("phone", Text),
     opt("email", Text),
     opt("address", Text),
+    opt("saon", Text),
+    opt("paon", Text),
+    opt("street", Text),
+    opt("town", Text),
     opt("postcode", Text),
+    opt("uprn", Text),
 ];
 const TENANCY: &[FieldSpec] = &[
     req("property_ref", Text),
@@ -238,7 +243,15 @@ pub struct Person {
     pub email: Option<String>,
     /// A correspondence address on one line.
     pub address: Option<String>,
+    /// Or in parts: the flat or unit,
+    pub saon: Option<String>,
+    /// the street number or building name,
+    pub paon: Option<String>,
+    pub street: Option<String>,
+    pub town: Option<String>,
     pub postcode: Option<String>,
+    /// The UPRN of the person's address, where the source knows it.
+    pub uprn: Option<String>,
 }
 
 /// A tenancy: who (party source ids) holds which property (property source id).
