@@ -340,6 +340,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         hub.person_model().version
     );
     blocking_table(&hub.person_model().spec, &input.events, &person_labels);
+    for (rule, count) in hub.oversized_blocks() {
+        if count > 0 {
+            println!("{rule}: {count} records found their block too large to compare against");
+        }
+    }
     if args.parameters {
         link::print_parameters(hub.person_model());
     }

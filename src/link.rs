@@ -281,6 +281,9 @@ pub struct Report {
     pub entities: Vec<EntityReport>,
     pub identifiers: Vec<IdentifierGaps>,
     pub review_pairs: usize,
+    /// Per person blocking rule: records whose block was too large to compare against
+    /// (`mdm::matcher::MAX_CANDIDATES_PER_BLOCK`); non-zero means a value needs cleaning.
+    pub oversized_blocks: Vec<(String, u64)>,
     pub quality: mdm::hub::Quality,
     pub seconds: BTreeMap<&'static str, f64>,
 }
@@ -438,6 +441,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
         ],
         identifiers: identifier_gaps(&input),
         review_pairs,
+        oversized_blocks: hub.oversized_blocks(),
         quality: hub.quality().clone(),
         seconds: seconds.clone(),
     };
@@ -583,6 +587,16 @@ fn html(report: &Report) -> String {
         "<p>{} person pairs await steward review (<code>review_queue.csv</code>).</p>",
         report.review_pairs
     ));
+    for (rule, count) in report
+        .oversized_blocks
+        .iter()
+        .filter(|(_, count)| *count > 0)
+    {
+        page.push_str(&format!(
+            "<p><strong>{count} records</strong> found the blocking rule <code>{}</code>'s block too large to compare against: a shared value (a default phone or email) needs cleaning.</p>",
+            escape(rule)
+        ));
+    }
     page.push_str("<h2>Attribute conflicts</h2>");
     let mut rows = Vec::new();
     for entity in &report.entities {

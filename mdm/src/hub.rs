@@ -386,6 +386,11 @@ impl Hub {
         self.matcher.model()
     }
 
+    /// Per person blocking rule, records whose block was too large to compare against.
+    pub fn oversized_blocks(&self) -> Vec<(String, u64)> {
+        self.matcher.oversized_blocks()
+    }
+
     /// Applies one canonical event. Master data is matched and linked; anything else is
     /// left to other stages.
     pub fn apply(&mut self, envelope: &Envelope) -> Applied {

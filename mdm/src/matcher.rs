@@ -98,7 +98,7 @@ pub struct Matcher {
     /// through this array, so a block costs no allocation of its own.
     next: Vec<Vec<u32>>,
     /// Records that found a rule's block too large to compare against, per rule.
-    pub oversized_blocks: Vec<u64>,
+    oversized_blocks: Vec<u64>,
 }
 
 impl Matcher {
@@ -136,6 +136,18 @@ impl Matcher {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Per blocking rule: how many records found its block too large to compare against
+    /// (a value shared by thousands, such as a default phone number nobody caught).
+    pub fn oversized_blocks(&self) -> Vec<(String, u64)> {
+        self.model
+            .spec
+            .blocking
+            .iter()
+            .zip(&self.oversized_blocks)
+            .map(|(rule, &count)| (rule.name.clone(), count))
+            .collect()
     }
 
     pub fn thresholds(&self) -> Thresholds {
