@@ -40,12 +40,25 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port (printed at start).
     pub listen: String,
+    /// API tokens; every endpoint but `/health` needs one.
+    pub tokens: Vec<crate::auth::TokenConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        use crate::auth::{Role, TokenConfig};
+        let token = |name: &str, role, secret_env: &str| TokenConfig {
+            name: name.into(),
+            role,
+            secret_env: secret_env.into(),
+        };
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            tokens: vec![
+                token("viewer", Role::Viewer, "GOLDTHREAD_VIEWER_TOKEN"),
+                token("steward", Role::Steward, "GOLDTHREAD_STEWARD_TOKEN"),
+                token("admin", Role::Admin, "GOLDTHREAD_ADMIN_TOKEN"),
+            ],
         }
     }
 }
@@ -110,6 +123,7 @@ impl Loaded {
         if self.config.kafka.partitions < 1 {
             problems.push("kafka.partitions: must be at least 1".into());
         }
+        problems.extend(crate::auth::problems(&self.config.http.tokens));
         for (key, problem) in self.config.mdm.problems() {
             problems.push(format!("{key}: {problem}"));
         }

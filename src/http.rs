@@ -1,16 +1,20 @@
-//! The HTTP API: health, Prometheus metrics, KPIs and golden records (axum).
+//! The HTTP API: health, Prometheus metrics, KPIs, golden records, explanations and the
+//! steward workflow (axum), behind bearer tokens with roles (`crate::auth`).
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
+use pipeline::Reference;
+use serde::{Deserialize, Serialize};
 
+use crate::auth::{Caller, Role, Tokens};
 use crate::run::Shared;
 
 #[derive(Clone)]
@@ -19,17 +23,71 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>) -> Router {
-    Router::new()
-        .route("/health", get(health))
+/// One steward action: who did what, when and why. Source references, not personal data.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub who: String,
+    pub role: Role,
+    pub action: String,
+    pub entity: mdm::Entity,
+    pub records: Vec<Reference>,
+    pub reason: String,
+    /// Golden ids whose membership the action changed.
+    pub affected: Vec<String>,
+}
+
+/// Lets a request through when its bearer token has at least `minimum`'s role; the caller
+/// goes into the request's extensions for the handler (and the audit trail).
+async fn require(
+    State((tokens, minimum)): State<(Arc<Tokens>, Role)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match tokens.caller(authorization) {
+        None => error(StatusCode::UNAUTHORIZED, "a valid bearer token is required"),
+        Some(caller) if caller.role < minimum => error(
+            StatusCode::FORBIDDEN,
+            format!("this needs the {minimum:?} role"),
+        ),
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+    }
+}
+
+pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: Tokens) -> Router {
+    let tokens = Arc::new(tokens);
+    let guard = |role: Role| middleware::from_fn_with_state((tokens.clone(), role), require);
+    // Viewers: KPIs, metrics and pseudonymous data (golden ids, properties).
+    let viewer = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/api/kpis", get(kpis))
-        .route("/api/golden/persons/{id}", get(golden_person))
         .route("/api/golden/properties/{id}", get(golden_property))
-        .route("/api/golden/persons/{id}/explain", get(explain_person))
         .route("/api/golden/properties/{id}/explain", get(explain_property))
-        .route("/api/review", get(review))
+        .route_layer(guard(Role::Viewer));
+    // Stewards: identity data, the review queue and decisions.
+    let steward = Router::new()
+        .route("/api/golden/persons/{id}", get(golden_person))
+        .route("/api/golden/persons/{id}/explain", get(explain_person))
         .route("/api/xref/{system}/{id}", get(xref))
+        .route("/api/review", get(review))
+        .route("/api/steward/decisions", post(decide))
+        .route("/api/steward/splits", post(split))
+        .route_layer(guard(Role::Steward));
+    let admin = Router::new()
+        .route("/api/steward/audit", get(audit))
+        .route_layer(guard(Role::Admin));
+    Router::new()
+        .route("/health", get(health))
+        .merge(viewer)
+        .merge(steward)
+        .merge(admin)
         .with_state(AppState { shared, metrics })
 }
 
@@ -165,4 +223,129 @@ async fn xref(
         );
     }
     Json(serde_json::json!({ "source": reference.allocated_by, "source_id": reference.id, "golden": matches })).into_response()
+}
+
+/// A source record in a request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRef {
+    system: String,
+    id: String,
+}
+
+impl RecordRef {
+    fn reference(&self) -> Reference {
+        Reference {
+            id: self.id.clone(),
+            allocated_by: self.system.clone(),
+        }
+    }
+}
+
+/// `POST /api/steward/decisions`: accept (`same`) or reject (`different`) a pair, or
+/// withdraw an earlier verdict.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default = "person")]
+    entity: mdm::Entity,
+    a: RecordRef,
+    b: RecordRef,
+    verdict: mdm::Verdict,
+    reason: String,
+}
+
+/// `POST /api/steward/splits`: take a record out of its golden record.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Split {
+    #[serde(default = "person")]
+    entity: mdm::Entity,
+    record: RecordRef,
+    reason: String,
+}
+
+fn person() -> mdm::Entity {
+    mdm::Entity::Person
+}
+
+/// Applies a steward action to the live engine and audits it.
+fn steward_action(
+    state: &AppState,
+    caller: Caller,
+    action: String,
+    entity: mdm::Entity,
+    records: Vec<Reference>,
+    reason: String,
+    apply: impl FnOnce(&mut mdm::Hub) -> Result<Vec<String>, String>,
+) -> Response {
+    if reason.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
+    }
+    let applied = apply(&mut state.shared.hub.lock().expect("hub lock"));
+    match applied {
+        Err(message) => error(StatusCode::NOT_FOUND, message),
+        Ok(affected) => {
+            let entry = AuditEntry {
+                at: chrono::Utc::now(),
+                who: caller.name,
+                role: caller.role,
+                action,
+                entity,
+                records,
+                reason,
+                affected,
+            };
+            tracing::info!(who = %entry.who, action = %entry.action, "steward action");
+            state
+                .shared
+                .audit
+                .lock()
+                .expect("audit lock")
+                .push(entry.clone());
+            Json(entry).into_response()
+        }
+    }
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(decision): Json<Decision>,
+) -> Response {
+    let (a, b) = (decision.a.reference(), decision.b.reference());
+    let action = format!("{:?}", decision.verdict).to_lowercase();
+    let records = vec![a.clone(), b.clone()];
+    steward_action(
+        &state,
+        caller,
+        action,
+        decision.entity,
+        records,
+        decision.reason,
+        |hub| hub.steward(decision.entity, &a, &b, decision.verdict),
+    )
+}
+
+async fn split(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(split): Json<Split>,
+) -> Response {
+    let record = split.record.reference();
+    steward_action(
+        &state,
+        caller,
+        "split".into(),
+        split.entity,
+        vec![record.clone()],
+        split.reason,
+        |hub| hub.split(split.entity, &record),
+    )
+}
+
+/// `GET /api/steward/audit`: every steward action, oldest first.
+async fn audit(State(state): State<AppState>) -> Response {
+    let entries = state.shared.audit.lock().expect("audit lock").clone();
+    Json(entries).into_response()
 }

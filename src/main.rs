@@ -1,6 +1,7 @@
 //! The `goldthread` binary: parses the command line, loads the configuration and hands over
 //! to the library crates. No business logic lives here.
 
+mod auth;
 mod config;
 mod eval;
 mod http;

@@ -41,6 +41,8 @@ pub struct Shared {
     progress: watch::Sender<Progress>,
     /// The batch count when the golden tables were last copied to analytics.
     golden_refreshed_at: Mutex<Option<u64>>,
+    /// Steward actions, oldest first.
+    pub audit: Mutex<Vec<http::AuditEntry>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -223,6 +225,7 @@ pub async fn run(
         analytics: Analytics::new(config.analytics.clone())?,
         progress: progress_tx,
         golden_refreshed_at: Mutex::new(None),
+        audit: Mutex::new(Vec::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -265,7 +268,17 @@ pub async fn run(
             .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
         let address = listener.local_addr()?;
         println!("listening on http://{address}");
-        let router = http::router(shared.clone(), metrics.clone());
+        let (tokens, inactive) =
+            crate::auth::Tokens::load(&config.http.tokens, |name| std::env::var(name).ok());
+        if !inactive.is_empty() {
+            tracing::info!(tokens = %inactive.join(", "), "API tokens inactive");
+        }
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no API token is active: every endpoint but /health answers 401; set GOLDTHREAD_ADMIN_TOKEN (or the variables named in http.tokens)"
+            );
+        }
+        let router = http::router(shared.clone(), metrics.clone(), tokens);
         let mut shutdown = shutdown_rx.clone();
         Some(tokio::spawn(async move {
             axum::serve(listener, router)

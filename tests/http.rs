@@ -8,12 +8,34 @@ use std::process::{Child, Stdio};
 
 use common::*;
 
-/// A plain HTTP/1.1 GET: (status, body).
-fn get(address: &str, path: &str) -> (u16, String) {
+const VIEWER: &str = "viewer-secret-1";
+const STEWARD: &str = "steward-secret-2";
+const ADMIN: &str = "admin-secret-3";
+
+/// A plain HTTP/1.1 request with an optional bearer token and JSON body: (status, body).
+fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let content = body
+        .map(|body| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or("")
     )
     .unwrap();
     let mut response = String::new();
@@ -29,6 +51,11 @@ fn get(address: &str, path: &str) -> (u16, String) {
         body.to_string()
     };
     (status, body)
+}
+
+/// A GET as the admin.
+fn get(address: &str, path: &str) -> (u16, String) {
+    request(address, "GET", path, Some(ADMIN), None)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -57,6 +84,7 @@ impl Drop for Running {
 fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 80, 4);
+    let log_path = data.path().join("stderr.log");
     let child = goldthread()
         .args([
             "run",
@@ -65,8 +93,12 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+        .env("GOLDTHREAD_STEWARD_TOKEN", STEWARD)
+        .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let mut running = Running(child);
@@ -86,7 +118,33 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
         .expect("ready is printed");
     assert!(ready.contains("events processed"), "{ready}");
 
-    assert_eq!(get(&address, "/health"), (200, "ok".to_string()));
+    assert_eq!(
+        request(&address, "GET", "/health", None, None),
+        (200, "ok".to_string())
+    );
+    // Access control: no token, a wrong token, a role too low.
+    assert_eq!(request(&address, "GET", "/api/kpis", None, None).0, 401);
+    assert_eq!(
+        request(&address, "GET", "/api/kpis", Some("guess"), None).0,
+        401
+    );
+    assert_eq!(request(&address, "GET", "/metrics", None, None).0, 401);
+    assert_eq!(
+        request(&address, "GET", "/api/kpis", Some(VIEWER), None).0,
+        200
+    );
+    assert_eq!(
+        request(&address, "GET", "/api/review", Some(VIEWER), None).0,
+        403
+    );
+    assert_eq!(
+        request(&address, "GET", "/api/review", Some(STEWARD), None).0,
+        200
+    );
+    assert_eq!(
+        request(&address, "GET", "/api/steward/audit", Some(STEWARD), None).0,
+        403
+    );
 
     let (status, body) = get(&address, "/api/kpis?from=2024-04-01&to=2025-03-31");
     assert_eq!(status, 200, "{body}");
@@ -156,6 +214,61 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     assert_eq!(status, 200);
     assert!(body.starts_with('['), "{body}");
 
+    // Steward workflow: reject the merge, see it split, withdraw, see it restored; audited.
+    let (_, body) = get(&address, &format!("/api/golden/persons/{merged}"));
+    let person: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sources = person["sources"].as_array().unwrap();
+    let record = |source: &serde_json::Value| serde_json::json!({"system": source["allocated_by"], "id": source["id"]});
+    let golden_of = |source: &serde_json::Value| {
+        let path = format!(
+            "/api/xref/{}/{}",
+            source["allocated_by"].as_str().unwrap(),
+            source["id"].as_str().unwrap()
+        );
+        let (_, body) = get(&address, &path);
+        let xref: serde_json::Value = serde_json::from_str(&body).unwrap();
+        xref["golden"][0]["golden_id"].as_str().unwrap().to_string()
+    };
+    let decision = |verdict: &str, reason: &str| {
+        serde_json::json!({
+            "a": record(&sources[0]), "b": record(&sources[1]),
+            "verdict": verdict, "reason": reason,
+        })
+        .to_string()
+    };
+    let reject = decision("different", "two people: checked the tenancy file");
+    let post = |token: &str, body: &str| {
+        request(
+            &address,
+            "POST",
+            "/api/steward/decisions",
+            Some(token),
+            Some(body),
+        )
+    };
+    assert_eq!(post(VIEWER, &reject).0, 403);
+    assert_eq!(post(STEWARD, &decision("different", " ")).0, 400);
+    let (status, body) = post(STEWARD, &reject);
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(golden_of(&sources[0]), golden_of(&sources[1]));
+    let (status, body) = post(STEWARD, &decision("withdraw", "checked again: one person"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(golden_of(&sources[0]), golden_of(&sources[1]));
+    assert_eq!(
+        golden_of(&sources[0]),
+        merged,
+        "the same golden id comes back"
+    );
+    let (status, body) = request(&address, "GET", "/api/steward/audit", Some(ADMIN), None);
+    assert_eq!(status, 200);
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(entries[0]["who"], "steward");
+    assert_eq!(entries[0]["action"], "different");
+    assert_eq!(entries[0]["reason"], "two people: checked the tenancy file");
+    assert_eq!(entries[1]["action"], "withdraw");
+
     let first_property = read_csv(&data.path().join("hms/properties.csv"))[0]["prop_ref"].clone();
     let (_, body) = get(&address, &format!("/api/xref/hms/{first_property}"));
     let xref: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -194,4 +307,11 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
         rest.iter().any(|line| line.starts_with("golden persons:")),
         "{rest:?}"
     );
+    // Debug logs name the steward and the action, never a token.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("steward action"), "{log}");
+    for secret in [VIEWER, STEWARD, ADMIN] {
+        assert!(!log.contains(secret), "a token reached the logs");
+    }
+    assert!(!rest.iter().any(|line| line.contains(ADMIN)));
 }

@@ -608,6 +608,37 @@ impl Hub {
         Ok(affected)
     }
 
+    /// A steward splits a record out of its golden record: a never-match verdict between it
+    /// and each other member (withdraw them one by one to undo). Returns the golden ids
+    /// affected.
+    pub fn split(&mut self, entity: Entity, reference: &Reference) -> Result<Vec<String>, String> {
+        let index = match entity {
+            Entity::Person => &self.persons,
+            Entity::Property => &self.properties,
+        };
+        let slot = index.slot_of(reference).ok_or_else(|| {
+            format!(
+                "no {} record {}:{}",
+                entity.as_str(),
+                reference.allocated_by,
+                reference.id
+            )
+        })?;
+        let others: Vec<Reference> = index
+            .member_slots(index.golden_id_of_slot(slot))
+            .iter()
+            .filter(|&&other| other != slot)
+            .map(|&other| index.reference(other).clone())
+            .collect();
+        let mut affected = Vec::new();
+        for other in &others {
+            affected.extend(self.steward(entity, reference, other, Verdict::Different)?);
+        }
+        affected.sort();
+        affected.dedup();
+        Ok(affected)
+    }
+
     /// A steward sets an attribute of a golden record by hand (`None` clears it); the
     /// lineage then says `steward`. Attribute names are those of the golden record.
     pub fn set_override(&mut self, golden_id: &str, attribute: &str, value: Option<String>) {
