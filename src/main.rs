@@ -8,6 +8,7 @@ mod http;
 mod link;
 mod output;
 mod run;
+mod sar;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,11 @@ enum Command {
     Link {
         #[command(flatten)]
         link: link::LinkArgs,
+    },
+    /// Subject access report: everything held about one person, as JSON.
+    Sar {
+        #[command(flatten)]
+        sar: sar::SarArgs,
     },
     /// Train a person model on the configured person sources, without labels.
     Train {
@@ -197,6 +203,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval { eval } => eval::eval(eval),
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
+        Command::Sar { sar } => sar::sar(sar),
         Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
         Command::Demo {
             sample,

@@ -1,0 +1,188 @@
+//! `goldthread sar`: a subject access report. The configured master data sources go through
+//! the engine `run` uses (the configured person model), and everything held about one person
+//! comes out as JSON: the golden record with lineage, every source record behind it with its
+//! file position, every match decision with its explanation, pending review pairs, tenancies
+//! and vulnerabilities.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use mdm::Entity;
+use pipeline::{Envelope, Payload, Reference};
+use serde::Serialize;
+
+use crate::config::Loaded;
+use crate::link;
+
+#[derive(Debug, clap::Args)]
+pub struct SarArgs {
+    /// The person: a golden id (`GP-...`, absorbed ids resolve) or a source record
+    /// (`hms:T000123`).
+    subject: String,
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// One source record as the connector read it.
+#[derive(Debug, Serialize)]
+pub struct SourceRecord {
+    pub system: String,
+    pub source_id: String,
+    /// Where it was read: `file:line`.
+    pub position: String,
+    pub event_id: String,
+    pub payload: Payload,
+}
+
+/// The report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub subject: String,
+    pub golden_id: String,
+    pub golden_person: mdm::GoldenPerson,
+    pub source_records: Vec<SourceRecord>,
+    pub match_decisions: Vec<mdm::LinkExplanation>,
+    pub pending_review: Vec<mdm::ReviewItem>,
+    pub tenancies: Vec<mdm::GoldenTenancy>,
+    pub vulnerabilities: Vec<SourceRecord>,
+}
+
+/// Builds the report for `subject` from events already read.
+pub fn report(loaded: &Loaded, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
+    let mut hub = loaded.hub()?;
+    link::apply(&mut hub, events, false);
+    let golden_id = match subject.split_once(':') {
+        Some((system, id)) => {
+            let reference = Reference {
+                id: id.to_string(),
+                allocated_by: system.to_string(),
+            };
+            hub.golden_ids_of(&reference)
+                .into_iter()
+                .find(|(entity, _)| *entity == "person")
+                .map(|(_, golden_id)| golden_id.to_string())
+                .with_context(|| format!("no person source record `{subject}`"))?
+        }
+        None => subject.to_string(),
+    };
+    let golden_person = hub
+        .golden_person(&golden_id)
+        .with_context(|| format!("no golden person `{golden_id}`"))?;
+    let golden_id = golden_person.golden_id.clone();
+    let members: BTreeSet<&Reference> = golden_person.sources.iter().collect();
+    let record = |event: &Envelope| SourceRecord {
+        system: event.source_ref.allocated_by.clone(),
+        source_id: event.source_ref.id.clone(),
+        position: event.source.position.clone(),
+        event_id: event.event_id.clone(),
+        payload: event.payload.clone(),
+    };
+    let source_records = events
+        .iter()
+        .filter(|event| {
+            matches!(event.payload, Payload::Person(_)) && members.contains(&event.source_ref)
+        })
+        .map(record)
+        .collect();
+    let vulnerabilities = events
+        .iter()
+        .filter(|event| match &event.payload {
+            Payload::Vulnerability(vulnerability) => members.contains(&Reference {
+                id: vulnerability.person_ref.clone(),
+                allocated_by: event.source_ref.allocated_by.clone(),
+            }),
+            _ => false,
+        })
+        .map(record)
+        .collect();
+    Ok(Report {
+        subject: subject.to_string(),
+        match_decisions: hub.explain(Entity::Person, &golden_id).unwrap_or_default(),
+        pending_review: hub
+            .review_queue()
+            .into_iter()
+            .filter(|item| members.contains(&item.a) || members.contains(&item.b))
+            .collect(),
+        tenancies: hub
+            .tenancies()
+            .into_iter()
+            .filter(|tenancy| tenancy.golden_person_ids.contains(&golden_id))
+            .collect(),
+        golden_id,
+        golden_person,
+        source_records,
+        vulnerabilities,
+    })
+}
+
+pub fn sar(args: SarArgs) -> anyhow::Result<()> {
+    let mut loaded = Loaded::load(args.config.as_deref())?;
+    if let Some(data_dir) = args.data_dir {
+        loaded.config.data_dir = data_dir;
+    }
+    let input = link::read(&loaded, false)?;
+    if input.events.is_empty() {
+        bail!(
+            "no master data records under {}",
+            loaded.config.data_dir.display()
+        );
+    }
+    let report = report(&loaded, &input.events, &args.subject)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use connectors::sample::{GenerateOptions, generate};
+
+    #[test]
+    fn a_subject_access_report_lists_exactly_the_persons_source_records() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&GenerateOptions::new(150, 1, 5), dir.path()).unwrap();
+        let mut loaded = Loaded::load(None).unwrap();
+        loaded.config.data_dir = dir.path().to_path_buf();
+        let input = link::read(&loaded, false).unwrap();
+        // The ground truth: each real person's source records.
+        let mut truth: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        let mut reader = csv::Reader::from_path(dir.path().join("truth/persons.csv")).unwrap();
+        for row in reader.records() {
+            let row = row.unwrap();
+            truth
+                .entry(row[2].to_string())
+                .or_default()
+                .insert((row[0].to_string(), row[1].to_string()));
+        }
+        // People known to more than one record, asked for by one of their source ids.
+        let mut checked = 0;
+        for records in truth.values().filter(|records| records.len() > 1).take(25) {
+            let (system, id) = records.iter().next().unwrap();
+            let report = report(&loaded, &input.events, &format!("{system}:{id}")).unwrap();
+            let listed: BTreeSet<(String, String)> = report
+                .source_records
+                .iter()
+                .map(|record| (record.system.clone(), record.source_id.clone()))
+                .collect();
+            assert_eq!(&listed, records, "{system}:{id}");
+            assert!(
+                report
+                    .source_records
+                    .iter()
+                    .all(|record| record.position.contains(".csv:"))
+            );
+            assert!(report.match_decisions.len() + 1 >= records.len());
+            checked += 1;
+        }
+        assert_eq!(checked, 25);
+        let missing = report(&loaded, &input.events, "hms:NOPE").unwrap_err();
+        assert!(missing.to_string().contains("no person source record"));
+    }
+}
