@@ -26,7 +26,46 @@ pub fn write(
         writer.write_all(b"\n")?;
     }
     writer.flush()?;
+
+    // Stewards' view of vulnerabilities (special category data) as of the period's end, and
+    // the contractors' view: a flag per home, no code, no description, no person.
+    let today = summary.kpis.to;
+    let mut vulnerabilities = csv::Writer::from_writer(file("vulnerabilities.csv")?);
+    for status in hub.vulnerabilities(today) {
+        vulnerabilities.serialize(VulnerabilityRow {
+            source: &status.vulnerability.allocated_by,
+            vulnerability_id: &status.vulnerability.id,
+            golden_person_id: status.golden_person_id.as_deref().unwrap_or(""),
+            code: &status.code,
+            description: status.description.as_deref().unwrap_or(""),
+            start_date: status.start_date,
+            end_date: status.end_date,
+            review_date: status.review_date,
+            active: status.active,
+            review_overdue: status.review_overdue,
+        })?;
+    }
+    vulnerabilities.flush()?;
+    let mut alerts = csv::Writer::from_writer(file("contractor_alerts.csv")?);
+    for alert in hub.contractor_alerts(today) {
+        alerts.serialize(alert)?;
+    }
+    alerts.flush()?;
     write_master_data(out, hub)
+}
+
+#[derive(serde::Serialize)]
+struct VulnerabilityRow<'a> {
+    source: &'a str,
+    vulnerability_id: &'a str,
+    golden_person_id: &'a str,
+    code: &'a str,
+    description: &'a str,
+    start_date: Option<chrono::NaiveDate>,
+    end_date: Option<chrono::NaiveDate>,
+    review_date: Option<chrono::NaiveDate>,
+    active: bool,
+    review_overdue: bool,
 }
 
 fn create(out: &Path, name: &str) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {

@@ -158,9 +158,21 @@ pub struct Summary {
     pub stage_dead_letters: u64,
     pub mdm: mdm::hub::Counts,
     pub quality: mdm::hub::Quality,
+    pub vulnerabilities: VulnerabilityCounts,
     pub kpis: KpiTable,
     pub broker: String,
     pub elapsed_seconds: f64,
+}
+
+/// Vulnerabilities as of the end of the KPI period: they lapse after their end date.
+#[derive(Debug, Clone, Serialize)]
+pub struct VulnerabilityCounts {
+    pub as_of: NaiveDate,
+    pub active: usize,
+    pub review_overdue: usize,
+    pub lapsed: usize,
+    /// Homes flagged to contractors (no detail).
+    pub homes_flagged: usize,
 }
 
 /// Runs the pipeline. With `once`, returns the summary after all input is processed;
@@ -354,6 +366,16 @@ pub async fn run(
         stage_dead_letters: report.dead_letters,
         mdm: hub.counts(),
         quality: hub.quality().clone(),
+        vulnerabilities: {
+            let statuses = hub.vulnerabilities(kpis.to);
+            VulnerabilityCounts {
+                as_of: kpis.to,
+                active: statuses.iter().filter(|status| status.active).count(),
+                review_overdue: statuses.iter().filter(|s| s.review_overdue).count(),
+                lapsed: statuses.iter().filter(|status| !status.active).count(),
+                homes_flagged: hub.contractor_alerts(kpis.to).len(),
+            }
+        },
         kpis,
         broker,
         elapsed_seconds: started.elapsed().as_secs_f64(),
@@ -492,6 +514,14 @@ impl Summary {
             self.quality.blocked_links
         ));
         lines.push(String::new());
+        lines.push(format!(
+            "vulnerabilities as of {}: {} active ({} reviews overdue), {} lapsed; {} homes flagged to contractors",
+            self.vulnerabilities.as_of,
+            self.vulnerabilities.active,
+            self.vulnerabilities.review_overdue,
+            self.vulnerabilities.lapsed,
+            self.vulnerabilities.homes_flagged
+        ));
         lines.push(self.kpis.to_text());
         lines.join("\n")
     }

@@ -307,6 +307,24 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
             .iter()
             .all(|t| !t["golden_property_id"].is_empty() && !t["golden_person_ids"].is_empty())
     );
+
+    // Vulnerabilities: every one reported to stewards; contractors get a flag per home only.
+    let vulnerabilities = read_csv(&out.path().join("vulnerabilities.csv"));
+    assert_eq!(
+        vulnerabilities.len() as u64,
+        data_rows(&data.path().join("hms/vulnerabilities.csv"))
+    );
+    assert!(vulnerabilities.iter().any(|v| v["active"] == "false"));
+    assert!(vulnerabilities.iter().any(|v| v["active"] == "true"));
+    let alerts = read_csv(&out.path().join("contractor_alerts.csv"));
+    assert!(!alerts.is_empty());
+    for alert in &alerts {
+        assert_eq!(
+            alert.keys().collect::<Vec<_>>(),
+            vec!["golden_property_id", "take_extra_care"]
+        );
+        assert!(alert["golden_property_id"].starts_with("GH-"));
+    }
 }
 
 /// The bound on golden records: `true records <= golden <= true + noisy source records`.

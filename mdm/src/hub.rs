@@ -88,6 +88,31 @@ pub struct GoldenTenancy {
     pub tenure: Option<String>,
 }
 
+/// A vulnerability as of a date (DOMAIN.md §5): special category data, for stewards only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VulnerabilityStatus {
+    pub vulnerability: Reference,
+    /// The golden person it concerns, once their record has arrived.
+    pub golden_person_id: Option<String>,
+    pub code: String,
+    pub description: Option<String>,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub review_date: Option<NaiveDate>,
+    /// Started (or no start) and not past its end date.
+    pub active: bool,
+    /// Active with its review date passed.
+    pub review_overdue: bool,
+}
+
+/// What a contractor may be told about a home: that an occupant needs care at the visit, and
+/// nothing of why (no code, no description, no person).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ContractorAlert {
+    pub golden_property_id: String,
+    pub take_extra_care: bool,
+}
+
 /// Data-quality findings: values that failed validation, kept and counted, never evidence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Quality {
@@ -972,6 +997,65 @@ impl Hub {
             .collect()
     }
 
+    /// Every vulnerability as of `today`: it lapses automatically after its end date.
+    pub fn vulnerabilities(&self, today: NaiveDate) -> Vec<VulnerabilityStatus> {
+        self.vulnerabilities
+            .iter()
+            .map(|(reference, vulnerability)| {
+                let active = vulnerability.start_date.is_none_or(|start| start <= today)
+                    && vulnerability.end_date.is_none_or(|end| end >= today);
+                let person = Reference {
+                    id: vulnerability.person_ref.clone(),
+                    allocated_by: reference.allocated_by.clone(),
+                };
+                VulnerabilityStatus {
+                    vulnerability: reference.clone(),
+                    golden_person_id: self.persons.golden_id_of(&person).map(str::to_string),
+                    code: vulnerability.code.clone(),
+                    description: vulnerability.description.clone(),
+                    start_date: vulnerability.start_date,
+                    end_date: vulnerability.end_date,
+                    review_date: vulnerability.review_date,
+                    active,
+                    review_overdue: active
+                        && vulnerability
+                            .review_date
+                            .is_some_and(|review| review < today),
+                }
+            })
+            .collect()
+    }
+
+    /// Homes where a current tenancy holder has an active vulnerability as of `today`: the
+    /// contractor-facing flag, which carries no detail.
+    pub fn contractor_alerts(&self, today: NaiveDate) -> Vec<ContractorAlert> {
+        let vulnerable: std::collections::HashSet<String> = self
+            .vulnerabilities(today)
+            .into_iter()
+            .filter(|status| status.active)
+            .filter_map(|status| status.golden_person_id)
+            .collect();
+        let mut alerts: Vec<ContractorAlert> = self
+            .tenancies()
+            .into_iter()
+            .filter(|tenancy| tenancy.end_date.is_none_or(|end| end >= today))
+            .filter(|tenancy| {
+                tenancy
+                    .golden_person_ids
+                    .iter()
+                    .any(|person| vulnerable.contains(person))
+            })
+            .filter_map(|tenancy| tenancy.golden_property_id)
+            .map(|golden_property_id| ContractorAlert {
+                golden_property_id,
+                take_extra_care: true,
+            })
+            .collect();
+        alerts.sort();
+        alerts.dedup();
+        alerts
+    }
+
     /// The cross-reference: every person and property source record and its golden id.
     pub fn xref(&self) -> Vec<XrefEntry> {
         let entries = |entity: &'static str, index: &ClusterIndex| {
@@ -1223,6 +1307,59 @@ mod tests {
             person("Robert", "Mensah", "1968-11-23", "07525984967"),
         ));
         assert_eq!(hub.counts().golden_persons, 2);
+    }
+
+    #[test]
+    fn vulnerabilities_lapse_after_their_end_date_and_contractors_get_no_detail() {
+        let mut hub = Hub::new(MdmConfig::default());
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Ann", "Smith", "1970-01-02", "07700900123"),
+        ));
+        hub.apply(&event("hms", "P1", property(Some("1"), "1 High Street")));
+        hub.apply(&event(
+            "hms",
+            "TY1",
+            Payload::Tenancy(Tenancy {
+                property_ref: "P1".into(),
+                party_refs: vec!["T1".into()],
+                ..Tenancy::default()
+            }),
+        ));
+        let date = |text: &str| text.parse::<NaiveDate>().ok();
+        for (id, end, review) in [
+            ("V1", None, date("2025-01-01")),
+            ("V2", date("2024-06-30"), None),
+        ] {
+            hub.apply(&event(
+                "hms",
+                id,
+                Payload::Vulnerability(Vulnerability {
+                    person_ref: "T1".into(),
+                    code: "20-01".into(),
+                    description: Some("Physical disability".into()),
+                    start_date: date("2024-01-01"),
+                    end_date: end,
+                    review_date: review,
+                    temporary: None,
+                }),
+            ));
+        }
+        let today = date("2025-03-31").unwrap();
+        let statuses = hub.vulnerabilities(today);
+        let by_id = |id: &str| statuses.iter().find(|s| s.vulnerability.id == id).unwrap();
+        assert!(by_id("V1").active && by_id("V1").review_overdue);
+        assert!(!by_id("V2").active, "lapsed after its end date");
+        assert!(by_id("V1").golden_person_id.is_some());
+        let alerts = hub.contractor_alerts(today);
+        assert_eq!(alerts.len(), 1);
+        let text = serde_json::to_string(&alerts).unwrap();
+        assert!(!text.contains("20-01") && !text.contains("disability") && !text.contains("GP-"));
+        assert!(
+            hub.contractor_alerts(date("2023-01-01").unwrap())
+                .is_empty()
+        );
     }
 
     #[test]
