@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub analytics: AnalyticsConfig,
     #[serde(default)]
+    pub postgres: crate::store::PostgresConfig,
+    #[serde(default)]
     pub sources: Vec<SourceConfig>,
 }
 

@@ -9,6 +9,7 @@ mod link;
 mod output;
 mod run;
 mod sar;
+mod store;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,15 @@ enum Command {
     Link {
         #[command(flatten)]
         link: link::LinkArgs,
+    },
+    /// Apply the PostgreSQL migrations (`sql/migrations/`) and exit.
+    Migrate {
+        /// Configuration file (for `postgres.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// PostgreSQL URL (overrides `postgres.url`).
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// Subject access report: everything held about one person, as JSON.
     Sar {
@@ -126,6 +136,10 @@ struct RunArgs {
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Write golden records, decisions and KPIs to this PostgreSQL database (overrides
+    /// `postgres.url`).
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 fn sample_options(args: &SampleArgs) -> anyhow::Result<GenerateOptions> {
@@ -164,6 +178,9 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(listen) = args.listen {
         loaded.config.http.listen = listen;
+    }
+    if let Some(url) = args.postgres {
+        loaded.config.postgres.url = Some(url);
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -204,6 +221,19 @@ fn main() -> anyhow::Result<()> {
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
         Command::Sar { sar } => sar::sar(sar),
+        Command::Migrate { config, postgres } => runtime()?.block_on(async {
+            let loaded = config::Loaded::load(config.as_deref())?;
+            let url = postgres
+                .or(loaded.config.postgres.url.clone())
+                .context("no PostgreSQL URL: pass --postgres or set postgres.url")?;
+            let store = store::Store::connect(&url, loaded.config.postgres.pool_size).await?;
+            let applied = store.migrate().await?;
+            println!(
+                "applied migrations: {applied:?} (of {})",
+                store::MIGRATIONS.len()
+            );
+            Ok(())
+        }),
         Command::Run { run } => runtime()?.block_on(run_pipeline(run)),
         Command::Demo {
             sample,
@@ -221,6 +251,7 @@ fn main() -> anyhow::Result<()> {
                 to: None,
                 listen,
                 json: false,
+                postgres: None,
             };
             runtime()?.block_on(run_pipeline(run))
         }

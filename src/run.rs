@@ -43,6 +43,8 @@ pub struct Shared {
     golden_refreshed_at: Mutex<Option<u64>>,
     /// Steward actions, oldest first.
     pub audit: Mutex<Vec<http::AuditEntry>>,
+    /// Where each batch's master data lands, when PostgreSQL is configured.
+    store: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -205,6 +207,15 @@ pub async fn run(
         );
     }
     let hub = loaded.hub()?;
+    let store = match &config.postgres.url {
+        None => None,
+        Some(url) => {
+            let store = crate::store::Store::connect(url, config.postgres.pool_size).await?;
+            let applied = store.migrate().await?;
+            tracing::info!(?applied, "postgres ready");
+            Some(store)
+        }
+    };
     let mut entity_topics: Vec<String> = config
         .sources
         .iter()
@@ -238,6 +249,7 @@ pub async fn run(
         progress: progress_tx,
         golden_refreshed_at: Mutex::new(None),
         audit: Mutex::new(Vec::new()),
+        store,
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -346,6 +358,12 @@ pub async fn run(
     };
 
     let kpis = shared.kpis(options.from, options.to).await?;
+    if let Some(store) = &shared.store {
+        store
+            .write_kpis(&kpis)
+            .await
+            .context("writing KPIs to PostgreSQL")?;
+    }
     let hub = shared.hub.lock().expect("hub lock");
     metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person")
         .set(hub.counts().golden_persons as f64);
@@ -401,6 +419,34 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
             .set(counts.property_records as f64);
     }
     shared.analytics.append(&batch.events)?;
+    if let Some(store) = &shared.store {
+        let master_data = batch.events.iter().any(|event| {
+            matches!(
+                event.payload,
+                pipeline::Payload::Person(_)
+                    | pipeline::Payload::Property(_)
+                    | pipeline::Payload::Tenancy(_)
+            )
+        });
+        let snapshot = if master_data {
+            Some(crate::store::Snapshot::of(
+                &shared.hub.lock().expect("hub lock"),
+            )?)
+        } else {
+            None
+        };
+        // The stage commits the batch's offsets to Kafka only after this returns: the
+        // PostgreSQL transaction (rows and positions) comes first.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                match &snapshot {
+                    Some(snapshot) => store.write(snapshot, &batch.positions).await,
+                    None => store.write_positions(&batch.positions).await,
+                }
+            })
+        })
+        .context("writing the batch to PostgreSQL")?;
+    }
     Ok(())
 }
 

@@ -7,9 +7,11 @@
 //! cluster is skipped. The partition is therefore a function of the records and their links,
 //! not of the order they arrived in, and each arrival re-partitions only its own component.
 //!
-//! A cluster's golden id is derived from its earliest-arrived member. When clusters merge, the
-//! absorbed id redirects to the survivor, so an id a report stored yesterday still resolves;
-//! when a merge is undone, the absorbed id comes back to life and the redirect goes.
+//! A cluster's golden id is derived from its first member in a fixed order (the most trusted
+//! system, then the lowest source id), not from arrival, so a replay names every cluster the
+//! same. When clusters merge, the absorbed id redirects to the survivor, so an id a report
+//! stored yesterday still resolves; when a merge is undone, the absorbed id comes back to
+//! life and the redirect goes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,7 +34,7 @@ pub struct Upsert {
 #[derive(Debug)]
 struct Slot {
     reference: Reference,
-    /// The golden id this record gives a cluster it is the earliest member of.
+    /// The golden id this record gives a cluster it names (see `naming_key`).
     own_id: String,
     cluster: usize,
     /// (other slot, weight); kept symmetric.
@@ -41,7 +43,7 @@ struct Slot {
 
 #[derive(Debug)]
 struct Cluster {
-    /// Slots, ascending (the first is the earliest arrival).
+    /// Slots, ascending (arrival order).
     members: Vec<usize>,
 }
 
@@ -49,9 +51,11 @@ struct Cluster {
 #[derive(Debug)]
 pub struct ClusterIndex {
     prefix: &'static str,
+    /// Systems in order of trust, for choosing the record that names a cluster.
+    priority: Vec<String>,
     slots: Vec<Slot>,
     by_reference: FxHashMap<Reference, usize>,
-    /// Clusters keyed by their earliest member's slot.
+    /// Clusters keyed by the slot of the member that names them.
     clusters: FxHashMap<usize, Cluster>,
     by_golden_id: FxHashMap<String, usize>,
     redirects: FxHashMap<String, String>,
@@ -79,7 +83,15 @@ fn ordered(a: usize, b: usize) -> (usize, usize) {
 impl ClusterIndex {
     /// `prefix` starts every golden id (`GP` persons, `GH` properties).
     pub fn new(prefix: &'static str) -> ClusterIndex {
+        ClusterIndex::with_priority(prefix, Vec::new())
+    }
+
+    /// A cluster's golden id comes from its first record in this order: systems by
+    /// `priority` (unlisted ones after, by name), then source id. Not arrival order, so a
+    /// replay that consumes partitions in another order names every cluster the same.
+    pub fn with_priority(prefix: &'static str, priority: Vec<String>) -> ClusterIndex {
         ClusterIndex {
+            priority,
             prefix,
             slots: Vec::new(),
             by_reference: FxHashMap::default(),
@@ -221,6 +233,17 @@ impl ClusterIndex {
         }
     }
 
+    /// The order in which records name their cluster: trusted systems first, then id.
+    fn naming_key(&self, slot: usize) -> (usize, &str, &str) {
+        let reference = &self.slots[slot].reference;
+        let rank = self
+            .priority
+            .iter()
+            .position(|system| *system == reference.allocated_by)
+            .unwrap_or(self.priority.len());
+        (rank, &reference.allocated_by, &reference.id)
+    }
+
     /// The records reachable from `start` over links and forced pairs.
     fn component(&self, start: &[usize]) -> Vec<usize> {
         let mut seen: FxHashSet<usize> = FxHashSet::default();
@@ -350,7 +373,10 @@ impl ClusterIndex {
         let mut revived = Vec::new();
         for mut members in sets.into_iter().filter(|set| !set.is_empty()) {
             members.sort_unstable();
-            let root = members[0];
+            let root = *members
+                .iter()
+                .min_by_key(|&&slot| self.naming_key(slot))
+                .expect("a set has members");
             let golden_id = self.slots[root].own_id.clone();
             if self.redirects.remove(&golden_id).is_some() {
                 revived.push(golden_id.clone());
@@ -406,7 +432,7 @@ impl ClusterIndex {
         &self.slots[self.slots[slot].cluster].own_id
     }
 
-    /// The cluster (its earliest member's slot) a slot belongs to.
+    /// The cluster (the slot of the member naming it) a slot belongs to.
     pub fn cluster_of(&self, slot: usize) -> usize {
         self.slots[slot].cluster
     }
@@ -677,6 +703,11 @@ mod tests {
             let (a, _) = build(n, &edges, &conflicts, &forward);
             let (b, _) = build(n, &edges, &conflicts, &shuffled);
             prop_assert_eq!(partition(&a), partition(&b));
+            // The golden ids as well: clusters are named by reference, not by arrival.
+            let ids = |index: &ClusterIndex| -> Vec<(Reference, String)> {
+                index.xref().into_iter().map(|(r, g)| (r.clone(), g.to_string())).collect()
+            };
+            prop_assert_eq!(ids(&a), ids(&b));
         }
 
         /// A steward's force-match followed by its withdrawal gives back the exact

@@ -10,10 +10,11 @@ use crate::matcher::Thresholds;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SurvivorshipRule {
-    /// The most trusted source with a value (`source_priority`), then the most recent.
+    /// The most trusted source with a value (`source_priority`), then the most recently
+    /// recorded (the event's `recorded_at`), then the lowest source reference.
     #[default]
     Trust,
-    /// The most recently received value, whatever its source.
+    /// The most recently recorded value (the event's `recorded_at`), whatever its source.
     MostRecent,
     /// The longest value (a full middle name over an initial), then trust.
     MostComplete,
@@ -44,7 +45,8 @@ pub const ATTRIBUTES: &[&str] = &[
 #[serde(deny_unknown_fields, default)]
 pub struct MdmConfig {
     /// Source systems in order of trust: a golden attribute comes from the most trusted
-    /// source that has a value (then the most recently received). Unlisted systems rank last.
+    /// source that has a value (then the most recently recorded), and a golden id from the
+    /// most trusted record of its cluster. Unlisted systems rank last.
     pub source_priority: Vec<String>,
     /// Match probabilities: `link` and above merge, `review` up to `link` go to a steward.
     pub thresholds: Thresholds,

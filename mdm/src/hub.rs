@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use pipeline::entity::{Person, Property, Tenancy, Vulnerability};
 use pipeline::{Envelope, Payload, Reference};
 use serde::{Deserialize, Serialize};
@@ -126,7 +126,9 @@ pub struct Quality {
 
 #[derive(Debug, Clone, Default)]
 struct PersonRecord {
-    sequence: u64,
+    /// When the source recorded it (the event's `recorded_at`, else `occurred_at`): the
+    /// recency survivorship uses, the same whatever order partitions are consumed in.
+    recorded_at: Option<DateTime<Utc>>,
     title: Option<String>,
     given: Option<String>,
     middle: Option<String>,
@@ -140,7 +142,7 @@ struct PersonRecord {
 
 #[derive(Debug, Clone, Default)]
 struct PropertyRecord {
-    sequence: u64,
+    recorded_at: Option<DateTime<Utc>>,
     uprn: Option<String>,
     parent_uprn: Option<String>,
     address: address::Address,
@@ -186,7 +188,7 @@ impl NormalisedPerson {
             formatted
         });
         let record = PersonRecord {
-            sequence: 0,
+            recorded_at: None,
             title: name.title,
             given: name.given,
             middle: name.middle,
@@ -286,7 +288,7 @@ pub enum Verdict {
 /// member its rule prefers among those with a value, and the lineage records which member
 /// that was.
 struct Survivorship<'a, R> {
-    members: &'a [(&'a Reference, &'a R, u64)],
+    members: &'a [(&'a Reference, &'a R, Option<DateTime<Utc>>)],
     rules: &'a BTreeMap<String, SurvivorshipRule>,
     overrides: Option<&'a BTreeMap<String, String>>,
     lineage: BTreeMap<&'static str, Reference>,
@@ -310,8 +312,8 @@ impl<'a, R> Survivorship<'a, R> {
         let mut candidates = self
             .members
             .iter()
-            .filter_map(|(reference, record, sequence)| {
-                get(record).map(|value| (*reference, value, *sequence))
+            .filter_map(|(reference, record, recorded_at)| {
+                get(record).map(|value| (*reference, value, *recorded_at))
             });
         // Members come most trusted first; `max_by_key` keeps the last of equals, so rank
         // by the rule and break ties by trust explicitly.
@@ -319,7 +321,7 @@ impl<'a, R> Survivorship<'a, R> {
             SurvivorshipRule::Trust => candidates.next(),
             SurvivorshipRule::MostRecent => candidates
                 .enumerate()
-                .max_by_key(|(rank, (_, _, sequence))| (*sequence, std::cmp::Reverse(*rank)))
+                .max_by_key(|(rank, (_, _, recorded_at))| (*recorded_at, std::cmp::Reverse(*rank)))
                 .map(|(_, chosen)| chosen),
             SurvivorshipRule::MostComplete => candidates
                 .enumerate()
@@ -365,7 +367,6 @@ pub struct Hub {
     /// Steward overrides: golden id -> attribute -> value.
     overrides: HashMap<String, BTreeMap<String, String>>,
     quality: Quality,
-    sequence: u64,
 }
 
 fn uprn(raw: Option<&str>) -> Result<Option<String>, ()> {
@@ -392,18 +393,17 @@ impl Hub {
         }
         Hub {
             matcher: Matcher::new(person_model, config.thresholds),
-            config,
-            persons: ClusterIndex::new("GP"),
+            persons: ClusterIndex::with_priority("GP", config.source_priority.clone()),
             person_records: Vec::new(),
             reviews: BTreeMap::new(),
-            properties: ClusterIndex::new("GH"),
+            properties: ClusterIndex::with_priority("GH", config.source_priority.clone()),
+            config,
             property_records: Vec::new(),
             property_keys: HashMap::new(),
             tenancies: BTreeMap::new(),
             vulnerabilities: BTreeMap::new(),
             overrides: HashMap::new(),
             quality: Quality::default(),
-            sequence: 0,
         }
     }
 
@@ -419,11 +419,15 @@ impl Hub {
     /// Applies one canonical event. Master data is matched and linked; anything else is
     /// left to other stages.
     pub fn apply(&mut self, envelope: &Envelope) -> Applied {
-        self.sequence += 1;
         let reference = &envelope.source_ref;
+        let recorded_at = envelope.recorded_at.or(envelope.occurred_at);
         match &envelope.payload {
-            Payload::Person(person) => self.apply_person(reference, person),
-            Payload::Property(property) => self.apply_property(reference, property),
+            Payload::Person(person) => {
+                let mut normalised = NormalisedPerson::of(person);
+                normalised.record.recorded_at = recorded_at;
+                self.apply_normalised(reference, normalised)
+            }
+            Payload::Property(property) => self.apply_property(reference, property, recorded_at),
             Payload::Tenancy(tenancy) => {
                 self.tenancies.insert(reference.clone(), tenancy.clone());
                 Applied::Tenancy
@@ -437,18 +441,12 @@ impl Hub {
         }
     }
 
-    fn apply_person(&mut self, reference: &Reference, person: &Person) -> Applied {
-        let normalised = NormalisedPerson::of(person);
-        self.apply_normalised(reference, normalised)
-    }
-
     fn apply_normalised(&mut self, reference: &Reference, normalised: NormalisedPerson) -> Applied {
         let NormalisedPerson {
-            mut record,
+            record,
             prepared,
             quality,
         } = normalised;
-        record.sequence = self.sequence;
         self.quality.default_dates_of_birth += quality.default_dates_of_birth;
         self.quality.placeholder_ninos += quality.placeholder_ninos;
         self.quality.invalid_ninos += quality.invalid_ninos;
@@ -479,7 +477,12 @@ impl Hub {
         }
     }
 
-    fn apply_property(&mut self, reference: &Reference, property: &Property) -> Applied {
+    fn apply_property(
+        &mut self,
+        reference: &Reference,
+        property: &Property,
+        recorded_at: Option<DateTime<Utc>>,
+    ) -> Applied {
         let structured =
             property.paon.is_some() || property.saon.is_some() || property.street.is_some();
         let address = if structured {
@@ -546,7 +549,7 @@ impl Hub {
         links.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.total_cmp(&x.1)));
         links.dedup_by_key(|link| link.0);
         self.property_records[slot] = PropertyRecord {
-            sequence: self.sequence,
+            recorded_at,
             uprn: uprn_value,
             parent_uprn,
             address,
@@ -678,27 +681,29 @@ impl Hub {
         }
     }
 
-    /// Members of a cluster with their update sequence, most trusted first (source rank,
+    /// Members of a cluster with when they were recorded, most trusted first (source rank,
     /// then most recent).
     fn ranked<'a, R>(
         &self,
         index: &'a ClusterIndex,
         golden_id: &str,
         records: &'a [R],
-        sequence: impl Fn(&R) -> u64,
-    ) -> Vec<(&'a Reference, &'a R, u64)> {
-        let mut members: Vec<(&Reference, &R, u64)> = index
+        recorded_at: impl Fn(&R) -> Option<DateTime<Utc>>,
+    ) -> Vec<(&'a Reference, &'a R, Option<DateTime<Utc>>)> {
+        let mut members: Vec<(&Reference, &R, Option<DateTime<Utc>>)> = index
             .member_slots(golden_id)
             .iter()
             .map(|&slot| {
                 let record = &records[slot];
-                (index.reference(slot), record, sequence(record))
+                (index.reference(slot), record, recorded_at(record))
             })
             .collect();
-        members.sort_by_key(|(reference, _, sequence)| {
+        // Then by reference: the same order whatever order the records arrived in.
+        members.sort_by_key(|(reference, _, recorded_at)| {
             (
                 self.config.rank(&reference.allocated_by),
-                std::cmp::Reverse(*sequence),
+                std::cmp::Reverse(*recorded_at),
+                *reference,
             )
         });
         members
@@ -707,7 +712,7 @@ impl Hub {
     fn survivorship<'a, R>(
         &'a self,
         golden_id: &str,
-        members: &'a [(&'a Reference, &'a R, u64)],
+        members: &'a [(&'a Reference, &'a R, Option<DateTime<Utc>>)],
     ) -> Survivorship<'a, R> {
         Survivorship {
             members,
@@ -721,7 +726,7 @@ impl Hub {
     pub fn golden_person(&self, golden_id: &str) -> Option<GoldenPerson> {
         let golden_id = self.persons.resolve(golden_id)?;
         let members = self.ranked(&self.persons, &golden_id, &self.person_records, |record| {
-            record.sequence
+            record.recorded_at
         });
         let mut survive = self.survivorship(&golden_id, &members);
         let title = survive.pick("title", |record| record.title.clone());
@@ -760,7 +765,7 @@ impl Hub {
             &self.properties,
             &golden_id,
             &self.property_records,
-            |record| record.sequence,
+            |record| record.recorded_at,
         );
         let mut survive = self.survivorship(&golden_id, &members);
         let uprn = survive.pick("uprn", |record| record.uprn.clone());
@@ -810,6 +815,12 @@ impl Hub {
                 .links_within(&golden_id)
                 .into_iter()
                 .map(|(a, b, weight)| {
+                    // Each pair reads the same whatever order its records arrived in.
+                    let (a, b) = if index.reference(a) <= index.reference(b) {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
                     let (decided_by, score, key) = if weight.is_infinite() {
                         ("steward", None, None)
                     } else {
@@ -915,6 +926,11 @@ impl Hub {
             .chain(held.into_iter().map(|(a, b, weight)| ((a, b), weight)))
             .filter(|&((a, b), _)| self.persons.cluster_of(a) != self.persons.cluster_of(b))
             .filter_map(|((a, b), weight)| {
+                let (a, b) = if self.persons.reference(a) <= self.persons.reference(b) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 Some((
                     weight,
                     ReviewItem {
@@ -928,7 +944,10 @@ impl Hub {
                 ))
             })
             .collect();
-        items.sort_by(|x, y| y.0.total_cmp(&x.0));
+        items.sort_by(|x, y| {
+            y.0.total_cmp(&x.0)
+                .then_with(|| (&x.1.a, &x.1.b).cmp(&(&y.1.a, &y.1.b)))
+        });
         items.into_iter().map(|(_, item)| item).collect()
     }
 
@@ -1260,7 +1279,7 @@ mod tests {
                 ..Person::default()
             }),
         ));
-        hub.apply(&event(
+        let mut update = event(
             "crm",
             "C1",
             Payload::Person(Person {
@@ -1271,7 +1290,9 @@ mod tests {
                 email: Some("bob@example.com".into()),
                 ..Person::default()
             }),
-        ));
+        );
+        update.recorded_at = "2025-01-02T10:00:00Z".parse().ok();
+        hub.apply(&update);
         let golden = hub.golden_persons().remove(0);
         assert_eq!(golden.sources.len(), 2);
         assert_eq!(golden.phone.as_deref(), Some("07700900999"), "most recent");

@@ -108,3 +108,146 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     paths.sort();
     paths
 }
+
+/// A throwaway PostgreSQL server: `initdb` into a temporary folder, started on a free port,
+/// stopped (immediately) when dropped. As root, the server runs as the `postgres` user, since
+/// initdb refuses root.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl Postgres {
+    fn bin_dir() -> PathBuf {
+        if let Ok(path) = which("initdb") {
+            return path.parent().unwrap().to_path_buf();
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|dirs| {
+                dirs.filter_map(Result::ok)
+                    .map(|dir| dir.path().join("bin"))
+                    .filter(|bin| bin.join("initdb").exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+            .pop()
+            .expect("PostgreSQL server binaries (initdb): .ci/run installs them")
+    }
+
+    fn as_server_user(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("goldthread-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Postgres {
+            bin: Postgres::bin_dir(),
+            dir,
+            port,
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(server.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = server.dir.path().join("data");
+        let output = server
+            .as_server_user("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "initdb: {output:?}");
+        let output = server
+            .as_server_user("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "-l"])
+            .arg(server.dir.path().join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+                server.dir.path().display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "pg_ctl start: {output:?}");
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs SQL with psql as `user`; returns (success, stdout, stderr).
+    pub fn psql(&self, user: &str, sql: &str) -> (bool, String, String) {
+        let output = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    }
+
+    /// psql as the superuser, failing on error.
+    pub fn query(&self, sql: &str) -> String {
+        let (ok, out, err) = self.psql("postgres", sql);
+        assert!(ok, "{sql}: {err}");
+        out
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_server_user("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|path| path.is_file())
+        })
+        .ok_or(())
+}
