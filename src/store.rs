@@ -21,12 +21,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
     include_str!("../sql/migrations/0001_golden_records.sql"),
 )];
 
+/// Records consumed positions (a JSON array of `{topic, partition, next_offset}`).
+const RECORD_POSITIONS: &str = "INSERT INTO goldthread.consumed
+     SELECT * FROM jsonb_populate_recordset(NULL::goldthread.consumed, $1)
+     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset";
+
 /// `[postgres]`: where golden records and KPIs land for BI.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// A libpq URL (`postgres://user@host:5432/db`); unset keeps everything in memory.
-    /// `--postgres` overrides; `${VAR}` is not expanded: pass secrets via `PGPASSWORD`.
+    /// A PostgreSQL URL (`postgres://user@host:5432/db`); unset keeps everything in memory.
+    /// `--postgres` overrides. Without a password in the URL, `PGPASSWORD` is used.
     pub url: Option<String>,
     /// Connections in the pool.
     pub pool_size: Option<usize>,
@@ -45,9 +50,15 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub async fn connect(url: &str, pool_size: Option<usize>) -> anyhow::Result<Store> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .context("postgres.url: not a PostgreSQL connection URL")?;
+        // The password stays out of config files: taken from PGPASSWORD, as libpq does.
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -142,12 +153,7 @@ impl Store {
                 .with_context(|| format!("writing goldthread.{table}"))?;
         }
         transaction
-            .execute(
-                "INSERT INTO goldthread.consumed
-                 SELECT * FROM jsonb_populate_recordset(NULL::goldthread.consumed, $1)
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                &[&positions_json(positions)],
-            )
+            .execute(RECORD_POSITIONS, &[&positions_json(positions)])
             .await?;
         transaction.commit().await?;
         Ok(())
@@ -157,12 +163,7 @@ impl Store {
     pub async fn write_positions(&self, positions: &Positions) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
         client
-            .execute(
-                "INSERT INTO goldthread.consumed
-                 SELECT * FROM jsonb_populate_recordset(NULL::goldthread.consumed, $1)
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                &[&positions_json(positions)],
-            )
+            .execute(RECORD_POSITIONS, &[&positions_json(positions)])
             .await?;
         Ok(())
     }
