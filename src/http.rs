@@ -269,8 +269,9 @@ fn person() -> mdm::Entity {
     mdm::Entity::Person
 }
 
-/// Applies a steward action to the live engine and audits it.
-fn steward_action(
+/// Applies a steward action to the live engine and audits it (in PostgreSQL too, when
+/// configured: a failure there is reported, the action already stands in the engine).
+async fn steward_action(
     state: &AppState,
     caller: Caller,
     action: String,
@@ -303,6 +304,15 @@ fn steward_action(
                 .lock()
                 .expect("audit lock")
                 .push(entry.clone());
+            if let Some(store) = &state.shared.store
+                && let Err(failure) = store.write_audit(&entry).await
+            {
+                tracing::error!(error = %format!("{failure:#}"), "writing the steward audit");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("applied, but the audit could not be stored: {failure:#}"),
+                );
+            }
             Json(entry).into_response()
         }
     }
@@ -325,6 +335,7 @@ async fn decide(
         decision.reason,
         |hub| hub.steward(decision.entity, &a, &b, decision.verdict),
     )
+    .await
 }
 
 async fn split(
@@ -342,6 +353,7 @@ async fn split(
         split.reason,
         |hub| hub.split(split.entity, &record),
     )
+    .await
 }
 
 /// `GET /api/steward/audit`: every steward action, oldest first.

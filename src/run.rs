@@ -44,7 +44,7 @@ pub struct Shared {
     /// Steward actions, oldest first.
     pub audit: Mutex<Vec<http::AuditEntry>>,
     /// Where each batch's master data lands, when PostgreSQL is configured.
-    store: Option<crate::store::Store>,
+    pub store: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -15,11 +15,18 @@ use sql::KpiTable;
 use tokio_postgres::NoTls;
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "golden_records",
-    include_str!("../sql/migrations/0001_golden_records.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "golden_records",
+        include_str!("../sql/migrations/0001_golden_records.sql"),
+    ),
+    (
+        2,
+        "steward_audit",
+        include_str!("../sql/migrations/0002_steward_audit.sql"),
+    ),
+];
 
 /// Records consumed positions (a JSON array of `{topic, partition, next_offset}`).
 const RECORD_POSITIONS: &str = "INSERT INTO goldthread.consumed
@@ -164,6 +171,22 @@ impl Store {
         let client = self.pool.get().await?;
         client
             .execute(RECORD_POSITIONS, &[&positions_json(positions)])
+            .await?;
+        Ok(())
+    }
+
+    /// Appends a steward action to the audit trail.
+    pub async fn write_audit(&self, entry: &crate::http::AuditEntry) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO goldthread.steward_audit
+                     (at, who, role, action, entity, records, reason, affected)
+                 SELECT at, who, role, action, entity, records, reason, affected
+                   FROM jsonb_to_record($1) AS entry(at timestamptz, who text, role text,
+                        action text, entity text, records jsonb, reason text, affected jsonb)",
+                &[&serde_json::to_value(entry)?],
+            )
             .await?;
         Ok(())
     }

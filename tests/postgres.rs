@@ -46,8 +46,8 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
         "0"
     );
     assert_eq!(
-        pg.query("SELECT count(*) FROM public.goldthread_migrations"),
-        "1"
+        pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.goldthread_migrations"),
+        "1,2"
     );
     // Positions consumed are recorded with the rows.
     assert_eq!(
@@ -93,4 +93,65 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
     run_once(data.path(), again.path(), &["--postgres", &url]);
     let after: Vec<String> = TABLES.iter().map(|table| checksum(&pg, table)).collect();
     assert_eq!(before, after);
+}
+
+#[test]
+fn steward_actions_are_audited_in_postgres() {
+    use std::io::{BufRead, BufReader};
+
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 60, 2);
+    let url = pg.url();
+    let child = goldthread()
+        .args(["run", "--data-dir", data.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--postgres", &url])
+        .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut lines = BufReader::new(running.0.stdout.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.strip_prefix("listening on http://")
+                .map(str::to_string)
+        })
+        .expect("the listen address is printed");
+    lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("ready:"))
+        .expect("ready is printed");
+    // A merged HMS tenant and CRM contact, from the store itself.
+    let pair = pg.query(
+        "SELECT a.source_id || ' ' || b.source_id FROM goldthread.xref a JOIN goldthread.xref b USING (golden_id)
+          WHERE a.entity = 'person' AND a.source = 'hms' AND b.source = 'crm'
+          ORDER BY a.source_id LIMIT 1",
+    );
+    let (hms, crm) = pair.split_once(' ').expect("a merged pair");
+    let body = serde_json::json!({
+        "a": {"system": "hms", "id": hms}, "b": {"system": "crm", "id": crm},
+        "verdict": "different", "reason": "different people: checked with the housing officer",
+    })
+    .to_string();
+    let (status, response) = request(
+        &address,
+        "POST",
+        "/api/steward/decisions",
+        Some("steward-secret"),
+        Some(&body),
+    );
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        pg.query("SELECT who || '|' || action || '|' || reason || '|' || jsonb_array_length(records) FROM goldthread.steward_audit"),
+        "steward|different|different people: checked with the housing officer|2"
+    );
+    // A BI login cannot read the audit (it names source records).
+    pg.query("CREATE ROLE dashboards LOGIN IN ROLE goldthread_bi");
+    let (ok, _, _) = pg.psql("dashboards", "SELECT * FROM goldthread.steward_audit");
+    assert!(!ok);
 }
