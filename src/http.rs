@@ -283,7 +283,37 @@ async fn steward_action(
     if reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
     }
-    let applied = apply(&mut state.shared.hub.lock().expect("hub lock"));
+    let applied = {
+        let mut hub = state.shared.hub.lock().expect("hub lock");
+        apply(&mut hub).map(|affected| {
+            // With PostgreSQL, BI sees the change now, not at the next batch.
+            let snapshot = state
+                .shared
+                .store
+                .as_ref()
+                .map(|_| crate::store::Snapshot::of(&hub));
+            (affected, snapshot)
+        })
+    };
+    let applied = match applied {
+        Ok((affected, Some(snapshot))) => {
+            let store = state.shared.store.as_ref().expect("a store");
+            let written = match snapshot {
+                Ok(snapshot) => store.write(&snapshot, &Default::default()).await,
+                Err(failure) => Err(failure),
+            };
+            if let Err(failure) = written {
+                tracing::error!(error = %format!("{failure:#}"), "writing golden records");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("applied, but PostgreSQL could not be updated: {failure:#}"),
+                );
+            }
+            Ok(affected)
+        }
+        Ok((affected, None)) => Ok(affected),
+        Err(message) => Err(message),
+    };
     match applied {
         Err(message) => error(StatusCode::NOT_FOUND, message),
         Ok(affected) => {

@@ -150,6 +150,14 @@ fn steward_actions_are_audited_in_postgres() {
         pg.query("SELECT who || '|' || action || '|' || reason || '|' || jsonb_array_length(records) FROM goldthread.steward_audit"),
         "steward|different|different people: checked with the housing officer|2"
     );
+    // The split is in the tables BI reads at once.
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT count(DISTINCT golden_id) FROM goldthread.xref
+              WHERE entity = 'person' AND (source, source_id) IN (('hms', '{hms}'), ('crm', '{crm}'))"
+        )),
+        "2"
+    );
     // A BI login cannot read the audit (it names source records).
     pg.query("CREATE ROLE dashboards LOGIN IN ROLE goldthread_bi");
     let (ok, _, _) = pg.psql("dashboards", "SELECT * FROM goldthread.steward_audit");
