@@ -283,69 +283,55 @@ async fn steward_action(
     if reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
     }
-    let applied = {
+    let (affected, snapshot) = {
         let mut hub = state.shared.hub.lock().expect("hub lock");
-        apply(&mut hub).map(|affected| {
+        match apply(&mut hub) {
+            Err(message) => return error(StatusCode::NOT_FOUND, message),
             // With PostgreSQL, BI sees the change now, not at the next batch.
-            let snapshot = state
-                .shared
-                .store
-                .as_ref()
-                .map(|_| crate::store::Snapshot::of(&hub));
-            (affected, snapshot)
-        })
-    };
-    let applied = match applied {
-        Ok((affected, Some(snapshot))) => {
-            let store = state.shared.store.as_ref().expect("a store");
-            let written = match snapshot {
-                Ok(snapshot) => store.write(&snapshot, &Default::default()).await,
-                Err(failure) => Err(failure),
-            };
-            if let Err(failure) = written {
-                tracing::error!(error = %format!("{failure:#}"), "writing golden records");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("applied, but PostgreSQL could not be updated: {failure:#}"),
-                );
-            }
-            Ok(affected)
-        }
-        Ok((affected, None)) => Ok(affected),
-        Err(message) => Err(message),
-    };
-    match applied {
-        Err(message) => error(StatusCode::NOT_FOUND, message),
-        Ok(affected) => {
-            let entry = AuditEntry {
-                at: chrono::Utc::now(),
-                who: caller.name,
-                role: caller.role,
-                action,
-                entity,
-                records,
-                reason,
+            Ok(affected) => (
                 affected,
-            };
-            tracing::info!(who = %entry.who, action = %entry.action, "steward action");
-            state
-                .shared
-                .audit
-                .lock()
-                .expect("audit lock")
-                .push(entry.clone());
-            if let Some(store) = &state.shared.store
-                && let Err(failure) = store.write_audit(&entry).await
-            {
-                tracing::error!(error = %format!("{failure:#}"), "writing the steward audit");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("applied, but the audit could not be stored: {failure:#}"),
-                );
-            }
-            Json(entry).into_response()
+                state
+                    .shared
+                    .store
+                    .as_ref()
+                    .map(|_| crate::store::Snapshot::of(&hub)),
+            ),
+        }
+    };
+    let entry = AuditEntry {
+        at: chrono::Utc::now(),
+        who: caller.name,
+        role: caller.role,
+        action,
+        entity,
+        records,
+        reason,
+        affected,
+    };
+    tracing::info!(who = %entry.who, action = %entry.action, "steward action");
+    state
+        .shared
+        .audit
+        .lock()
+        .expect("audit lock")
+        .push(entry.clone());
+    if let (Some(store), Some(snapshot)) = (&state.shared.store, snapshot) {
+        let written = async {
+            store.write(&snapshot?, &Default::default()).await?;
+            store.write_audit(&entry).await
+        }
+        .await;
+        if let Err(failure) = written {
+            tracing::error!(error = %format!("{failure:#}"), "writing a steward action to PostgreSQL");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "applied and audited in memory, but PostgreSQL could not be updated: {failure:#}"
+                ),
+            );
         }
     }
+    Json(entry).into_response()
 }
 
 async fn decide(
