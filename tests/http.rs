@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use common::*;
 
 const VIEWER: &str = "viewer-secret-1";
@@ -21,37 +18,21 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 80, 4);
     let log_path = data.path().join("stderr.log");
-    let child = goldthread()
-        .args([
-            "run",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
-        .env("GOLDTHREAD_STEWARD_TOKEN", STEWARD)
-        .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
-    let mut lines = BufReader::new(running.0.stdout.take().unwrap()).lines();
-    let address = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find_map(|line| {
-            line.strip_prefix("listening on http://")
-                .map(str::to_string)
-        })
-        .expect("the listen address is printed");
-    let ready = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|line| line.starts_with("ready:"))
-        .expect("ready is printed");
+    let (mut running, address, ready, lines) = serve(
+        goldthread()
+            .args([
+                "run",
+                "--data-dir",
+                data.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+            .env("GOLDTHREAD_STEWARD_TOKEN", STEWARD)
+            .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
+            .env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    );
     assert!(ready.contains("events processed"), "{ready}");
 
     assert_eq!(
@@ -238,7 +219,7 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     );
     let status = running.0.wait().unwrap();
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let rest: Vec<String> = lines.collect();
     assert!(
         rest.iter().any(|line| line.starts_with("golden persons:")),
         "{rest:?}"

@@ -97,35 +97,17 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
 
 #[test]
 fn steward_actions_are_audited_in_postgres() {
-    use std::io::{BufRead, BufReader};
-
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 60, 2);
     let url = pg.url();
-    let child = goldthread()
-        .args(["run", "--data-dir", data.path().to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0", "--postgres", &url])
-        .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
-    let mut lines = BufReader::new(running.0.stdout.take().unwrap()).lines();
-    let address = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find_map(|line| {
-            line.strip_prefix("listening on http://")
-                .map(str::to_string)
-        })
-        .expect("the listen address is printed");
-    lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|line| line.starts_with("ready:"))
-        .expect("ready is printed");
+    let (_running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &url])
+            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
+            .stderr(std::process::Stdio::null()),
+    );
     // A merged HMS tenant and CRM contact, from the store itself.
     let pair = pg.query(
         "SELECT a.source_id || ' ' || b.source_id FROM goldthread.xref a JOIN goldthread.xref b USING (golden_id)

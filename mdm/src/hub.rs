@@ -369,6 +369,11 @@ pub struct Hub {
     quality: Quality,
 }
 
+/// Two UPRNs are two properties.
+fn uprns_conflict(records: &[PropertyRecord], a: usize, b: usize) -> bool {
+    matches!((&records[a].uprn, &records[b].uprn), (Some(x), Some(y)) if x != y)
+}
+
 fn uprn(raw: Option<&str>) -> Result<Option<String>, ()> {
     match raw.map(str::trim).filter(|text| !text.is_empty()) {
         None => Ok(None),
@@ -404,6 +409,14 @@ impl Hub {
             vulnerabilities: BTreeMap::new(),
             overrides: HashMap::new(),
             quality: Quality::default(),
+        }
+    }
+
+    /// The cluster index of an entity.
+    fn index(&self, entity: Entity) -> &ClusterIndex {
+        match entity {
+            Entity::Person => &self.persons,
+            Entity::Property => &self.properties,
         }
     }
 
@@ -557,12 +570,9 @@ impl Hub {
             keys,
         };
         let records = &self.property_records;
-        // Two UPRNs are two properties.
-        let conflict = |a: usize, b: usize| match (&records[a].uprn, &records[b].uprn) {
-            (Some(x), Some(y)) => x != y,
-            _ => false,
-        };
-        let upsert = self.properties.relink(slot, links, conflict);
+        let upsert = self
+            .properties
+            .relink(slot, links, |a, b| uprns_conflict(records, a, b));
         self.quality.blocked_links += upsert.blocked as u64;
         Applied::Property {
             golden_id: upsert.golden_id,
@@ -580,10 +590,7 @@ impl Hub {
         b: &Reference,
         verdict: Verdict,
     ) -> Result<Vec<String>, String> {
-        let index = match entity {
-            Entity::Person => &self.persons,
-            Entity::Property => &self.properties,
-        };
+        let index = self.index(entity);
         let slot = |reference: &Reference| {
             index.slot_of(reference).ok_or_else(|| {
                 format!(
@@ -610,10 +617,7 @@ impl Hub {
             }
             Entity::Property => {
                 let records = &self.property_records;
-                let conflict = |p: usize, q: usize| match (&records[p].uprn, &records[q].uprn) {
-                    (Some(u), Some(v)) => u != v,
-                    _ => false,
-                };
+                let conflict = |p: usize, q: usize| uprns_conflict(records, p, q);
                 match verdict {
                     Verdict::Same => self.properties.decide(x, y, true, conflict),
                     Verdict::Different => self.properties.decide(x, y, false, conflict),
@@ -621,10 +625,7 @@ impl Hub {
                 }
             }
         };
-        let index = match entity {
-            Entity::Person => &self.persons,
-            Entity::Property => &self.properties,
-        };
+        let index = self.index(entity);
         let mut affected = vec![
             index.golden_id_of_slot(x).to_string(),
             index.golden_id_of_slot(y).to_string(),
@@ -640,10 +641,7 @@ impl Hub {
     /// and each other member (withdraw them one by one to undo). Returns the golden ids
     /// affected.
     pub fn split(&mut self, entity: Entity, reference: &Reference) -> Result<Vec<String>, String> {
-        let index = match entity {
-            Entity::Person => &self.persons,
-            Entity::Property => &self.properties,
-        };
+        let index = self.index(entity);
         let slot = index.slot_of(reference).ok_or_else(|| {
             format!(
                 "no {} record {}:{}",
@@ -805,10 +803,7 @@ impl Hub {
 
     /// Why the records of a golden record are together: every link inside it, explained.
     pub fn explain(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
-        let index = match entity {
-            Entity::Person => &self.persons,
-            Entity::Property => &self.properties,
-        };
+        let index = self.index(entity);
         let golden_id = index.resolve(golden_id)?;
         Some(
             index

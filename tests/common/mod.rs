@@ -316,3 +316,29 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// A served `goldthread run` that has printed its address and finished its first pass:
+/// (the process, `host:port`, the `ready:` line, the rest of its stdout).
+pub fn serve(command: &mut Command) -> (Running, String, String, Box<dyn Iterator<Item = String>>) {
+    use std::io::{BufRead, BufReader};
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut lines = BufReader::new(running.0.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let address = lines
+        .by_ref()
+        .find_map(|line| {
+            line.strip_prefix("listening on http://")
+                .map(str::to_string)
+        })
+        .expect("the listen address is printed");
+    let ready = lines
+        .by_ref()
+        .find(|line| line.starts_with("ready:"))
+        .expect("ready is printed");
+    (running, address, ready, Box::new(lines))
+}
