@@ -24,7 +24,7 @@ struct AppState {
 }
 
 /// One steward action: who did what, when and why. Source references, not personal data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub at: chrono::DateTime<chrono::Utc>,
     pub who: String,
@@ -317,8 +317,13 @@ async fn steward_action(
         .push(entry.clone());
     if let (Some(store), Some(snapshot)) = (&state.shared.store, snapshot) {
         let written = async {
-            store.write(&snapshot?, &Default::default()).await?;
-            store.write_audit(&entry).await
+            let snapshot = snapshot?;
+            let write = crate::store::Write {
+                snapshot: Some(&snapshot),
+                audit: Some(&entry),
+                ..Default::default()
+            };
+            store.write(&write).await
         }
         .await;
         if let Err(failure) = written {

@@ -206,14 +206,16 @@ pub async fn run(
             config.data_dir.display()
         );
     }
-    let hub = loaded.hub()?;
-    let store = match &config.postgres.url {
-        None => None,
+    let mut hub = loaded.hub()?;
+    let analytics = Analytics::new(config.analytics.clone())?;
+    let (store, restored) = match &config.postgres.url {
+        None => (None, None),
         Some(url) => {
             let store = crate::store::Store::connect(url, config.postgres.pool_size).await?;
             let applied = store.migrate().await?;
             tracing::info!(?applied, "postgres ready");
-            Some(store)
+            let restored = restore(&store, &mut hub, &analytics).await?;
+            (Some(store), Some(restored))
         }
     };
     let mut entity_topics: Vec<String> = config
@@ -241,14 +243,25 @@ pub async fn run(
         cluster.bootstrap_servers.clone()
     };
     tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
+    if let Some(restored) = &restored {
+        if cluster.is_embedded() {
+            // A new embedded broker holds only what this run produces: every event is
+            // consumed again, and applying one twice is harmless.
+            tracing::info!("embedded broker: consuming every event again over the restored state");
+        } else {
+            cluster
+                .commit_positions(&restored.positions)
+                .context("resuming the stage at the positions stored in PostgreSQL")?;
+        }
+    }
 
     let (progress_tx, _) = watch::channel(Progress::default());
     let shared = Arc::new(Shared {
         hub: Mutex::new(hub),
-        analytics: Analytics::new(config.analytics.clone())?,
+        analytics,
         progress: progress_tx,
         golden_refreshed_at: Mutex::new(None),
-        audit: Mutex::new(Vec::new()),
+        audit: Mutex::new(restored.map(|restored| restored.audit).unwrap_or_default()),
         store,
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
@@ -405,6 +418,53 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Rebuilds the hub and the analytics tables from what PostgreSQL holds: every source
+/// record's latest event, then the steward verdicts in force.
+async fn restore(
+    store: &crate::store::Store,
+    hub: &mut Hub,
+    analytics: &Analytics,
+) -> anyhow::Result<crate::store::Restored> {
+    let started = Instant::now();
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template(
+            "{spinner} restoring from PostgreSQL {pos:>9} records {per_sec:>12}",
+        )
+        .expect("valid template"),
+    );
+    let mut chunk = Vec::with_capacity(5000);
+    let mut appended = Ok(());
+    let restored = store
+        .restore(|event| {
+            hub.apply(&event);
+            chunk.push(event);
+            progress.inc(1);
+            if chunk.len() == chunk.capacity() && appended.is_ok() {
+                appended = analytics.append(&chunk).map(drop);
+                chunk.clear();
+            }
+        })
+        .await?;
+    appended?;
+    analytics.append(&chunk)?;
+    progress.finish_and_clear();
+    let mut refused = 0;
+    for verdict in &restored.verdicts {
+        if let Err(reason) = hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict) {
+            refused += 1;
+            tracing::warn!(%reason, "a stored steward verdict could not be applied");
+        }
+    }
+    tracing::info!(
+        records = restored.events,
+        verdicts = restored.verdicts.len() - refused,
+        refused,
+        seconds = started.elapsed().as_secs_f64(),
+        "state restored from PostgreSQL"
+    );
+    Ok(restored)
+}
+
 /// The MDM and analytics stages' work on one batch; returns once the output is written.
 fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
     {
@@ -437,13 +497,14 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
         };
         // The stage commits the batch's offsets to Kafka only after this returns: the
         // PostgreSQL transaction (rows and positions) comes first.
+        let write = crate::store::Write {
+            events: &batch.events,
+            snapshot: snapshot.as_ref(),
+            audit: None,
+            positions: Some(&batch.positions),
+        };
         tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                match &snapshot {
-                    Some(snapshot) => store.write(snapshot, &batch.positions).await,
-                    None => store.write_positions(&batch.positions).await,
-                }
-            })
+            tokio::runtime::Handle::current().block_on(store.write(&write))
         })
         .context("writing the batch to PostgreSQL")?;
     }

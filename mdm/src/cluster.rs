@@ -220,6 +220,25 @@ impl ClusterIndex {
         self.repartition(&[a, b], a, conflict)
     }
 
+    /// Steward decisions in force, as (reference, reference, same), each pair once with the
+    /// smaller reference first, sorted: what a restart must apply again.
+    pub fn decisions(&self) -> Vec<(&Reference, &Reference, bool)> {
+        let reference = |slot: usize| &self.slots[slot].reference;
+        let pair = |a: usize, b: usize, same: bool| {
+            let (x, y) = (reference(a), reference(b));
+            if x <= y { (x, y, same) } else { (y, x, same) }
+        };
+        let mut decisions: Vec<_> = self
+            .forced
+            .iter()
+            .flat_map(|(&a, others)| others.iter().filter(move |&&b| a < b).map(move |&b| (a, b)))
+            .map(|(a, b)| pair(a, b, true))
+            .chain(self.never.iter().map(|&(a, b)| pair(a, b, false)))
+            .collect();
+        decisions.sort();
+        decisions
+    }
+
     fn clear_decision(&mut self, a: usize, b: usize) {
         let pair = ordered(a, b);
         self.never.remove(&pair);

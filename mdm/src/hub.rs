@@ -124,6 +124,30 @@ pub struct Quality {
     pub blocked_links: u64,
 }
 
+impl Quality {
+    /// Adds (`sign` 1) or takes away (`sign` -1) one record's findings, so a record applied
+    /// again (a replay, a restart) replaces its findings instead of counting them twice.
+    fn account(&mut self, findings: &Quality, sign: i8) {
+        for (total, part) in [
+            (&mut self.placeholder_ninos, findings.placeholder_ninos),
+            (&mut self.invalid_ninos, findings.invalid_ninos),
+            (
+                &mut self.default_dates_of_birth,
+                findings.default_dates_of_birth,
+            ),
+            (&mut self.invalid_postcodes, findings.invalid_postcodes),
+            (&mut self.invalid_uprns, findings.invalid_uprns),
+            (&mut self.blocked_links, findings.blocked_links),
+        ] {
+            *total = if sign > 0 {
+                *total + part
+            } else {
+                total.saturating_sub(part)
+            };
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct PersonRecord {
     /// When the source recorded it (the event's `recorded_at`, else `occurred_at`): the
@@ -138,6 +162,8 @@ struct PersonRecord {
     phone: Option<String>,
     email: Option<String>,
     postcode: Option<String>,
+    /// This record's data-quality findings (counted in `Hub::quality`).
+    findings: Quality,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -149,6 +175,7 @@ struct PropertyRecord {
     property_type: Option<String>,
     /// Match keys (`uprn:…`, `addr:postcode|paon|saon`).
     keys: Vec<String>,
+    findings: Quality,
 }
 
 /// A person after the normalisers: what the hub keeps, what the model sees, and the
@@ -198,6 +225,7 @@ impl NormalisedPerson {
             phone: person.phone.as_deref().and_then(normalise::phone),
             email: person.email.as_deref().and_then(normalise::email),
             postcode,
+            findings: Quality::default(),
         };
         let prepared = crate::person::prepare_normalised(crate::person::Normalised {
             title: record.title.as_deref(),
@@ -282,6 +310,15 @@ pub enum Verdict {
     Different,
     /// Withdraw an earlier verdict: the engine decides again.
     Withdraw,
+}
+
+/// A steward's verdict in force on a pair of records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StewardVerdict {
+    pub entity: Entity,
+    pub a: Reference,
+    pub b: Reference,
+    pub verdict: Verdict,
 }
 
 /// Survivorship over a cluster's members, most trusted first: each attribute comes from the
@@ -456,22 +493,20 @@ impl Hub {
 
     fn apply_normalised(&mut self, reference: &Reference, normalised: NormalisedPerson) -> Applied {
         let NormalisedPerson {
-            record,
+            mut record,
             prepared,
             quality,
         } = normalised;
-        self.quality.default_dates_of_birth += quality.default_dates_of_birth;
-        self.quality.placeholder_ninos += quality.placeholder_ninos;
-        self.quality.invalid_ninos += quality.invalid_ninos;
-        self.quality.invalid_postcodes += quality.invalid_postcodes;
         let (slot, is_new) = self.persons.register(reference);
         if self.person_records.len() <= slot {
             self.person_records
                 .resize_with(slot + 1, PersonRecord::default);
         }
+        self.quality
+            .account(&self.person_records[slot].findings, -1);
+        record.findings = quality;
         self.person_records[slot] = record;
         let matches = self.matcher.upsert(slot, prepared);
-        self.quality.blocked_links += matches.vetoed as u64;
         if !is_new {
             self.reviews.retain(|&(a, b), _| a != slot && b != slot);
         }
@@ -483,7 +518,9 @@ impl Hub {
         let upsert = self
             .persons
             .relink(slot, matches.links, |a, b| matcher.conflict(a, b));
-        self.quality.blocked_links += upsert.blocked as u64;
+        let findings = &mut self.person_records[slot].findings;
+        findings.blocked_links = (matches.vetoed + upsert.blocked) as u64;
+        self.quality.account(findings, 1);
         Applied::Person {
             golden_id: upsert.golden_id,
             absorbed: upsert.absorbed,
@@ -520,11 +557,12 @@ impl Hub {
                 property.postcode.as_deref(),
             )
         };
+        let mut findings = Quality::default();
         if property.postcode.is_some() && address.postcode.is_none() {
-            self.quality.invalid_postcodes += 1;
+            findings.invalid_postcodes += 1;
         }
         let uprn_value = uprn(property.uprn.as_deref()).unwrap_or_else(|()| {
-            self.quality.invalid_uprns += 1;
+            findings.invalid_uprns += 1;
             None
         });
         let parent_uprn = uprn(property.parent_uprn.as_deref()).unwrap_or_default();
@@ -543,6 +581,8 @@ impl Hub {
             self.property_records
                 .resize_with(slot + 1, PropertyRecord::default);
         }
+        self.quality
+            .account(&self.property_records[slot].findings, -1);
         for key in std::mem::take(&mut self.property_records[slot].keys) {
             if let Some(slots) = self.property_keys.get_mut(&key) {
                 slots.retain(|&other| other != slot);
@@ -568,12 +608,15 @@ impl Hub {
             address,
             property_type: property.property_type.clone(),
             keys,
+            findings,
         };
         let records = &self.property_records;
         let upsert = self
             .properties
             .relink(slot, links, |a, b| uprns_conflict(records, a, b));
-        self.quality.blocked_links += upsert.blocked as u64;
+        let findings = &mut self.property_records[slot].findings;
+        findings.blocked_links = upsert.blocked as u64;
+        self.quality.account(findings, 1);
         Applied::Property {
             golden_id: upsert.golden_id,
             absorbed: upsert.absorbed,
@@ -1102,6 +1145,43 @@ impl Hub {
         person.into_iter().chain(property).collect()
     }
 
+    /// Golden ids absorbed into another cluster, with the live id each resolves to now.
+    pub fn redirects(&self) -> Vec<(Entity, String, String)> {
+        [Entity::Person, Entity::Property]
+            .into_iter()
+            .flat_map(|entity| {
+                let index = self.index(entity);
+                index.redirects().into_keys().filter_map(move |from| {
+                    let to = index.resolve(from)?;
+                    Some((entity, from.to_string(), to))
+                })
+            })
+            .collect()
+    }
+
+    /// Every steward verdict in force (`Same` or `Different`), by entity then pair: what a
+    /// restart applies again after the records.
+    pub fn verdicts(&self) -> Vec<StewardVerdict> {
+        [Entity::Person, Entity::Property]
+            .into_iter()
+            .flat_map(|entity| {
+                self.index(entity)
+                    .decisions()
+                    .into_iter()
+                    .map(move |(a, b, same)| StewardVerdict {
+                        entity,
+                        a: a.clone(),
+                        b: b.clone(),
+                        verdict: if same {
+                            Verdict::Same
+                        } else {
+                            Verdict::Different
+                        },
+                    })
+            })
+            .collect()
+    }
+
     pub fn quality(&self) -> &Quality {
         &self.quality
     }
@@ -1247,6 +1327,94 @@ mod tests {
         assert!(
             hub.steward(Entity::Person, &hms, &hms, Verdict::Same)
                 .is_err()
+        );
+    }
+
+    /// What a restart does: the stored records applied again (some twice, as a replay of an
+    /// uncommitted batch would), then the steward verdicts in force.
+    #[test]
+    fn records_applied_again_and_verdicts_replayed_rebuild_the_same_hub() {
+        let events = vec![
+            event(
+                "hms",
+                "T1",
+                person("Robert", "Mensah", "1968-11-23", "07525984967"),
+            ),
+            event(
+                "crm",
+                "C1",
+                person("Bob", "Mensah", "1968-11-23", "07525 984967"),
+            ),
+            event(
+                "crm",
+                "C2",
+                person("Rob", "Mensah", "1968-11-23", "07525 984967"),
+            ),
+            event(
+                "hms",
+                "T2",
+                Payload::Person(Person {
+                    given_name: Some("Ann".into()),
+                    family_name: Some("Lee".into()),
+                    nino: Some("AA000000A".into()),
+                    postcode: Some("not a postcode".into()),
+                    date_of_birth: "1900-01-01".parse().ok(),
+                    ..Person::default()
+                }),
+            ),
+            event(
+                "asset",
+                "P1",
+                Payload::Property(Property {
+                    uprn: Some("no-uprn".into()),
+                    address: Some("14 High Street".into()),
+                    postcode: Some("LS1 4AB".into()),
+                    ..Property::default()
+                }),
+            ),
+        ];
+        let reference = |system: &str, id: &str| Reference {
+            id: id.into(),
+            allocated_by: system.into(),
+        };
+        let mut live = Hub::new(MdmConfig::default());
+        for event in &events {
+            live.apply(event);
+        }
+        live.steward(
+            Entity::Person,
+            &reference("hms", "T1"),
+            &reference("crm", "C1"),
+            Verdict::Different,
+        )
+        .unwrap();
+        live.steward(
+            Entity::Person,
+            &reference("crm", "C2"),
+            &reference("hms", "T2"),
+            Verdict::Same,
+        )
+        .unwrap();
+        let quality = live.quality().clone();
+        assert_eq!(quality.placeholder_ninos, 1);
+        assert_eq!(quality.invalid_uprns, 1);
+
+        let mut restarted = Hub::new(MdmConfig::default());
+        for event in events.iter().chain(&events) {
+            restarted.apply(event);
+        }
+        for verdict in live.verdicts() {
+            restarted
+                .steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
+                .unwrap();
+        }
+        assert_eq!(restarted.xref(), live.xref());
+        assert_eq!(restarted.verdicts(), live.verdicts());
+        assert_eq!(restarted.verdicts().len(), 2);
+        assert_eq!(
+            restarted.quality(),
+            &quality,
+            "a record applied twice is counted once"
         );
     }
 

@@ -18,5 +18,5 @@ pub mod person;
 pub use config::MdmConfig;
 pub use hub::{
     Applied, Conflict, Entity, GoldenPerson, GoldenProperty, GoldenTenancy, Hub, LinkExplanation,
-    ReviewItem, Verdict, VulnerabilityStatus, XrefEntry,
+    ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus, XrefEntry,
 };

@@ -181,6 +181,28 @@ impl Cluster {
         Ok(consumer)
     }
 
+    /// Sets the stages' group offsets to `positions` (from the store, where they were written
+    /// with what their events produced), so the group resumes where the durable state ends
+    /// rather than where the last commit to Kafka happened to land. Call before consuming.
+    pub fn commit_positions(&self, positions: &BTreeMap<(String, i32), i64>) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .client_config()
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|error| Error::kafka("creating offset client", error))?;
+        let mut list = rdkafka::TopicPartitionList::new();
+        for ((topic, partition), next) in positions {
+            list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))
+                .map_err(|error| Error::kafka("building offsets", error))?;
+        }
+        rdkafka::consumer::Consumer::commit(&consumer, &list, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|error| Error::kafka("setting the group's offsets", error))
+    }
+
     /// The high watermark of every partition of `topics`: the offsets a consumer must reach
     /// to have read everything produced so far.
     pub fn high_watermarks(&self, topics: &[String]) -> Result<BTreeMap<(String, i32), i64>> {
@@ -397,5 +419,37 @@ mod tests {
             assert_eq!(message.payload(), Some(&b"{}"[..]));
             seen += 1;
         }
+    }
+
+    /// A restart resumes at the positions the store holds, not at the group's last commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_group_resumes_at_positions_set_from_the_store() {
+        let config = KafkaConfig {
+            topic_prefix: "resume".into(),
+            partitions: 1,
+            ..KafkaConfig::default()
+        };
+        let topic = config.topic("hms", crate::EntityKind::Person);
+        let cluster = Cluster::connect(&config, std::slice::from_ref(&topic))
+            .await
+            .unwrap();
+        let mut producer = cluster.producer().unwrap();
+        for n in 0..10 {
+            producer
+                .send_raw(&topic, "key", format!("{n}").as_bytes())
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        cluster
+            .commit_positions(&BTreeMap::from([((topic.clone(), 0), 7)]))
+            .unwrap();
+        let consumer = cluster.consumer(std::slice::from_ref(&topic)).unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("message within 30 s")
+            .unwrap();
+        assert_eq!(message.offset(), 7);
+        assert_eq!(message.payload(), Some(&b"7"[..]));
     }
 }

@@ -200,14 +200,35 @@ impl Postgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database; returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        self.query(&format!("CREATE DATABASE {name}"));
+        self.url_of(name)
     }
 
     /// Runs SQL with psql as `user`; returns (success, stdout, stderr).
     pub fn psql(&self, user: &str, sql: &str) -> (bool, String, String) {
+        self.psql_in("postgres", user, sql)
+    }
+
+    /// psql as the superuser in `database`, failing on error.
+    pub fn query_in(&self, database: &str, sql: &str) -> String {
+        let (ok, out, err) = self.psql_in(database, "postgres", sql);
+        assert!(ok, "{sql}: {err}");
+        out
+    }
+
+    pub fn psql_in(&self, database: &str, user: &str, sql: &str) -> (bool, String, String) {
         let output = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
-            .args(["-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args(["-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql runs");
         (
