@@ -82,6 +82,7 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .route_layer(guard(Role::Steward));
     let admin = Router::new()
         .route("/api/steward/audit", get(audit))
+        .route("/api/admin/erasures", post(erase))
         .route_layer(guard(Role::Admin));
     Router::new()
         .route("/health", get(health))
@@ -278,18 +279,18 @@ async fn steward_action(
     entity: mdm::Entity,
     records: Vec<Reference>,
     reason: String,
-    apply: impl FnOnce(&mut mdm::Hub) -> Result<Vec<String>, String>,
+    apply: impl FnOnce(&mut mdm::Hub) -> Result<Outcome, String>,
 ) -> Response {
     if reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
     }
-    let (affected, snapshot) = {
+    let (Outcome { affected, erasure }, snapshot) = {
         let mut hub = state.shared.hub.lock().expect("hub lock");
         match apply(&mut hub) {
             Err(message) => return error(StatusCode::NOT_FOUND, message),
             // With PostgreSQL, BI sees the change now, not at the next batch.
-            Ok(affected) => (
-                affected,
+            Ok(outcome) => (
+                outcome,
                 state
                     .shared
                     .store
@@ -297,6 +298,10 @@ async fn steward_action(
                     .map(|_| crate::store::Snapshot::of(&hub)),
             ),
         }
+    };
+    let records = match &erasure {
+        Some(erasure) => erasure.records.clone(),
+        None => records,
     };
     let entry = AuditEntry {
         at: chrono::Utc::now(),
@@ -321,6 +326,7 @@ async fn steward_action(
             let write = crate::store::Write {
                 snapshot: Some(&snapshot),
                 audit: Some(&entry),
+                erasure: erasure.as_ref(),
                 ..Default::default()
             };
             store.write(&write).await
@@ -336,7 +342,77 @@ async fn steward_action(
             );
         }
     }
+    if let Some(erasure) = &erasure
+        && let Err(failure) = state.shared.send_tombstones(erasure).await
+    {
+        tracing::error!(error = %failure, "sending tombstones for an erasure");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("erased and audited, but the tombstones could not be sent: {failure:#}"),
+        );
+    }
     Json(entry).into_response()
+}
+
+/// What a steward or admin action did to the engine.
+struct Outcome {
+    /// Golden ids whose membership changed.
+    affected: Vec<String>,
+    erasure: Option<mdm::Erasure>,
+}
+
+impl Outcome {
+    fn affected(affected: Vec<String>) -> Outcome {
+        Outcome {
+            affected,
+            erasure: None,
+        }
+    }
+}
+
+/// `POST /api/admin/erasures`: puts a person beyond use (a granted erasure request).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseRequest {
+    /// A golden person id, or a source record as `system:id`.
+    subject: String,
+    reason: String,
+}
+
+async fn erase(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<EraseRequest>,
+) -> Response {
+    let subject = request.subject.clone();
+    steward_action(
+        &state,
+        caller,
+        "erase".into(),
+        mdm::Entity::Person,
+        Vec::new(),
+        request.reason,
+        |hub| {
+            let golden_id = match subject.split_once(':') {
+                Some((system, id)) => hub
+                    .golden_ids_of(&Reference {
+                        id: id.to_string(),
+                        allocated_by: system.to_string(),
+                    })
+                    .into_iter()
+                    .find(|(entity, _)| *entity == "person")
+                    .map(|(_, golden_id)| golden_id.to_string())
+                    .ok_or_else(|| format!("no person source record `{subject}`"))?,
+                None => subject.clone(),
+            };
+            let erasure = hub.erase(&golden_id)?;
+            Ok(Outcome {
+                affected: vec![erasure.golden_id.clone()],
+                erasure: Some(erasure),
+            })
+        },
+    )
+    .await
 }
 
 async fn decide(
@@ -354,7 +430,10 @@ async fn decide(
         decision.entity,
         records,
         decision.reason,
-        |hub| hub.steward(decision.entity, &a, &b, decision.verdict),
+        |hub| {
+            hub.steward(decision.entity, &a, &b, decision.verdict)
+                .map(Outcome::affected)
+        },
     )
     .await
 }
@@ -372,7 +451,7 @@ async fn split(
         split.entity,
         vec![record.clone()],
         split.reason,
-        |hub| hub.split(split.entity, &record),
+        |hub| hub.split(split.entity, &record).map(Outcome::affected),
     )
     .await
 }

@@ -2,6 +2,7 @@
 //! to the library crates. No business logic lives here.
 
 mod auth;
+mod client;
 mod config;
 mod eval;
 mod http;
@@ -62,6 +63,26 @@ enum Command {
         /// PostgreSQL URL (overrides `postgres.url`).
         #[arg(long)]
         postgres: Option<String>,
+    },
+    /// Steward workflow against a running instance: review queue, decisions, splits, audit.
+    /// The token comes from the environment (`--token-env`, default GOLDTHREAD_TOKEN).
+    Steward {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::StewardCommand,
+    },
+    /// Put a person beyond use (a granted erasure request) in a running instance: personal
+    /// data leaves the golden records, cross-reference, stored events and memory; tombstones
+    /// go to the topics; the audit keeps source references only. Admin token.
+    Erase {
+        #[command(flatten)]
+        connection: client::Connection,
+        /// A golden person id (`GP-...`) or one of their source records (`hms:T000123`).
+        subject: String,
+        /// Why (audited), e.g. the request's reference.
+        #[arg(long)]
+        reason: String,
     },
     /// Subject access report: everything held about one person, as JSON.
     Sar {
@@ -221,6 +242,15 @@ fn main() -> anyhow::Result<()> {
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
         Command::Sar { sar } => sar::sar(sar),
+        Command::Steward {
+            connection,
+            command,
+        } => runtime()?.block_on(client::steward(&connection, command)),
+        Command::Erase {
+            connection,
+            subject,
+            reason,
+        } => runtime()?.block_on(client::erase(&connection, &subject, &reason)),
         Command::Migrate { config, postgres } => runtime()?.block_on(async {
             let loaded = config::Loaded::load(config.as_deref())?;
             let url = postgres

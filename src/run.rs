@@ -45,6 +45,9 @@ pub struct Shared {
     pub audit: Mutex<Vec<http::AuditEntry>>,
     /// Where each batch's master data lands, when PostgreSQL is configured.
     pub store: Option<crate::store::Store>,
+    /// The broker and the entity topics, for tombstones.
+    pub cluster: Arc<Cluster>,
+    pub topics: Vec<String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -96,6 +99,29 @@ impl Shared {
             .replace_golden("golden_properties", &properties)?;
         self.analytics.replace_golden("golden_persons", &persons)?;
         *refreshed_at = Some(batches);
+        Ok(())
+    }
+
+    /// Tombstones for an erasure's records on the topics they were produced to, so that
+    /// compaction removes their events.
+    pub async fn send_tombstones(&self, erasure: &mdm::Erasure) -> anyhow::Result<()> {
+        let mut producer = self.cluster.producer()?;
+        let kinds = [
+            (&erasure.records, pipeline::EntityKind::Person),
+            (
+                &erasure.vulnerabilities,
+                pipeline::EntityKind::Vulnerability,
+            ),
+        ];
+        for (references, kind) in kinds {
+            for reference in references {
+                let topic = self.cluster.config.topic(&reference.allocated_by, kind);
+                if self.topics.contains(&topic) {
+                    producer.send_tombstone(&topic, reference).await?;
+                }
+            }
+        }
+        producer.flush().await?;
         Ok(())
     }
 
@@ -263,6 +289,8 @@ pub async fn run(
         golden_refreshed_at: Mutex::new(None),
         audit: Mutex::new(restored.map(|restored| restored.audit).unwrap_or_default()),
         store,
+        cluster: cluster.clone(),
+        topics: entity_topics.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -434,6 +462,7 @@ async fn restore(
     );
     let mut chunk = Vec::with_capacity(5000);
     let mut appended = Ok(());
+    hub.suppress(store.erased().await?);
     let restored = store
         .restore(|event| {
             hub.apply(&event);
@@ -467,18 +496,32 @@ async fn restore(
 
 /// The MDM and analytics stages' work on one batch; returns once the output is written.
 fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
-    {
+    // Events about erased people are ignored by the hub and never stored.
+    let kept: Vec<bool> = {
         let mut hub = shared.hub.lock().expect("hub lock");
-        for event in &batch.events {
-            hub.apply(event);
-        }
+        let kept = batch
+            .events
+            .iter()
+            .map(|event| hub.apply(event) != mdm::Applied::Erased)
+            .collect();
         let counts = hub.counts();
         metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
             .set(counts.person_records as f64);
         metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
             .set(counts.property_records as f64);
-    }
+        kept
+    };
     shared.analytics.append(&batch.events)?;
+    let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
+        (&batch.events[..]).into()
+    } else {
+        let zipped = batch.events.iter().zip(&kept);
+        zipped
+            .filter(|(_, kept)| **kept)
+            .map(|(event, _)| event.clone())
+            .collect::<Vec<_>>()
+            .into()
+    };
     if let Some(store) = &shared.store {
         let master_data = batch.events.iter().any(|event| {
             matches!(
@@ -498,9 +541,10 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
         // The stage commits the batch's offsets to Kafka only after this returns: the
         // PostgreSQL transaction (rows and positions) comes first.
         let write = crate::store::Write {
-            events: &batch.events,
+            events: &events,
             snapshot: snapshot.as_ref(),
             audit: None,
+            erasure: None,
             positions: Some(&batch.positions),
         };
         tokio::task::block_in_place(|| {

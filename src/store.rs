@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "recovery_and_history",
         include_str!("../sql/migrations/0003_recovery_and_history.sql"),
     ),
+    (
+        4,
+        "erasure",
+        include_str!("../sql/migrations/0004_erasure.sql"),
+    ),
 ];
 
 /// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).
@@ -228,6 +233,40 @@ impl Store {
                     .with_context(|| format!("writing goldthread.{table}"))?;
             }
         }
+        if let Some(erasure) = write.erasure {
+            let rows: Vec<Value> = erasure
+                .records
+                .iter()
+                .map(|reference| ("person", reference))
+                .chain(erasure.vulnerabilities.iter().map(|reference| ("vulnerability", reference)))
+                .map(|(entity, reference)| {
+                    json!({"entity": entity, "source": reference.allocated_by, "source_id": reference.id})
+                })
+                .collect();
+            let (who, reason) = write
+                .audit
+                .map(|entry| (entry.who.as_str(), entry.reason.as_str()))
+                .unwrap_or_default();
+            // What was stored about the records goes; that they were erased stays.
+            transaction
+                .execute(
+                    "WITH erased AS (
+                         SELECT * FROM jsonb_to_recordset($1) AS e(entity text, source text, source_id text)),
+                     logged AS (
+                         INSERT INTO goldthread.erasure
+                         SELECT now(), $2, $3, $4, entity, source, source_id FROM erased
+                         ON CONFLICT DO NOTHING),
+                     history AS (
+                         DELETE FROM goldthread.xref_history h USING erased e
+                          WHERE e.entity = 'person' AND h.entity = 'person'
+                            AND (h.source, h.source_id) = (e.source, e.source_id))
+                     DELETE FROM goldthread.source_record r USING erased e
+                      WHERE (r.kind, r.source, r.source_id) = (e.entity, e.source, e.source_id)",
+                    &[&Value::Array(rows), &who, &reason, &erasure.golden_id],
+                )
+                .await
+                .context("recording the erasure")?;
+        }
         if let Some(entry) = write.audit {
             transaction
                 .execute(
@@ -248,6 +287,26 @@ impl Store {
         }
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// The person records erased: a restart suppresses them before it applies anything, so
+    /// nothing read again brings the person back.
+    pub async fn erased(&self) -> anyhow::Result<Vec<pipeline::Reference>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
+                &[],
+            )
+            .await
+            .context("reading goldthread.erasure")?;
+        Ok(rows
+            .iter()
+            .map(|row| pipeline::Reference {
+                allocated_by: row.get(0),
+                id: row.get(1),
+            })
+            .collect())
     }
 
     /// What a restart needs: every stored source record's latest event, in the order they
@@ -344,6 +403,8 @@ pub struct Write<'a> {
     pub events: &'a [Envelope],
     pub snapshot: Option<&'a Snapshot>,
     pub audit: Option<&'a crate::http::AuditEntry>,
+    /// An erasure: recorded, and the stored events of its records deleted.
+    pub erasure: Option<&'a mdm::Erasure>,
     /// The positions consumed (none for a steward action).
     pub positions: Option<&'a Positions>,
 }

@@ -333,3 +333,79 @@ fn a_run_killed_mid_stream_and_restarted_writes_exactly_the_rows_of_a_clean_run(
         pg.query_in("crashed", "SELECT count(*) FROM goldthread.xref")
     );
 }
+
+#[test]
+fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 60, 3);
+    let url = pg.url();
+    let (running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &url])
+            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
+            .env("GOLDTHREAD_ADMIN_TOKEN", "admin-secret")
+            .stderr(std::process::Stdio::null()),
+    );
+    let cli = |token: &str, args: &[&str]| {
+        goldthread()
+            .args(args)
+            .args(["--url", &format!("http://{address}")])
+            .env("GOLDTHREAD_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    // The steward CLI reads the review queue through the running instance.
+    let review = cli("steward-secret", &["steward", "review"]);
+    assert!(review.status.success(), "{review:?}");
+    assert!(String::from_utf8_lossy(&review.stdout).contains("pairs; decide with"));
+
+    // A person known to two systems.
+    let pair = pg.query(
+        "SELECT a.source_id || ' ' || b.source_id || ' ' || a.golden_id FROM goldthread.xref a JOIN goldthread.xref b USING (golden_id)
+          WHERE a.entity = 'person' AND a.source = 'hms' AND b.source = 'crm'
+          ORDER BY a.source_id LIMIT 1",
+    );
+    let parts: Vec<&str> = pair.split(' ').collect();
+    let (hms, crm, golden) = (parts[0], parts[1], parts[2]);
+    let subject = format!("hms:{hms}");
+    let held = format!(
+        "SELECT (SELECT count(*) FROM goldthread.xref WHERE (source, source_id) IN (('hms', '{hms}'), ('crm', '{crm}')))
+              + (SELECT count(*) FROM goldthread.xref_history WHERE (source, source_id) IN (('hms', '{hms}'), ('crm', '{crm}')))
+              + (SELECT count(*) FROM goldthread.source_record WHERE kind = 'person' AND (source, source_id) IN (('hms', '{hms}'), ('crm', '{crm}')))
+              + (SELECT count(*) FROM goldthread.golden_person WHERE golden_id = '{golden}')"
+    );
+    assert_ne!(pg.query(&held), "0");
+
+    // Erasure is an admin's: a steward is refused.
+    let refused = cli("steward-secret", &["erase", &subject, "--reason", "ERQ-17"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("403"),
+        "{refused:?}"
+    );
+    let erased = cli(
+        "admin-secret",
+        &["erase", &subject, "--reason", "ERQ-17 granted"],
+    );
+    assert!(erased.status.success(), "{erased:?}");
+    assert_eq!(pg.query(&held), "0", "nothing of the person is left");
+    assert_eq!(
+        pg.query("SELECT action || ' ' || reason || ' ' || jsonb_array_length(records) FROM goldthread.steward_audit"),
+        "erase ERQ-17 granted 2"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.erasure WHERE entity = 'person'"),
+        "2"
+    );
+
+    // A restart reads the same files again: the person does not come back.
+    drop(running);
+    run_once(
+        data.path(),
+        tempfile::tempdir().unwrap().path(),
+        &["--postgres", &url],
+    );
+    assert_eq!(pg.query(&held), "0");
+}

@@ -64,6 +64,8 @@ pub struct ClusterIndex {
     never: FxHashSet<(usize, usize)>,
     /// Links held back from merging because they are ambiguous, as a symmetric adjacency.
     held: FxHashMap<usize, BTreeSet<usize>>,
+    /// Slots of erased records (`retire`): in no cluster, in no output.
+    retired: FxHashSet<usize>,
 }
 
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
@@ -101,6 +103,7 @@ impl ClusterIndex {
             forced: FxHashMap::default(),
             never: FxHashSet::default(),
             held: FxHashMap::default(),
+            retired: FxHashSet::default(),
         }
     }
 
@@ -218,6 +221,42 @@ impl ClusterIndex {
     ) -> Upsert {
         self.clear_decision(a, b);
         self.repartition(&[a, b], a, conflict)
+    }
+
+    /// Takes a record out for good (erasure): its links, held links and steward decisions go,
+    /// the rest of its cluster re-partitions without it, and it leaves the cross-reference,
+    /// the golden ids and the counts. Its slot stays (slots are positions in flat arrays)
+    /// but no reference leads to it; registering the reference again starts a new record.
+    pub fn retire(&mut self, slot: usize, conflict: impl Fn(usize, usize) -> bool) -> Upsert {
+        let decided: Vec<usize> = self
+            .forced
+            .get(&slot)
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(
+                self.never
+                    .iter()
+                    .filter(|&&(a, b)| a == slot || b == slot)
+                    .map(|&(a, b)| if a == slot { b } else { a }),
+            )
+            .collect();
+        for other in decided {
+            self.clear_decision(slot, other);
+        }
+        if let Some(partners) = self.held.remove(&slot) {
+            for other in partners {
+                if let Some(set) = self.held.get_mut(&other) {
+                    set.remove(&slot);
+                }
+            }
+        }
+        let upsert = self.relink(slot, Vec::new(), conflict);
+        self.clusters.remove(&slot);
+        self.by_golden_id.remove(&self.slots[slot].own_id);
+        self.by_reference.remove(&self.slots[slot].reference);
+        self.retired.insert(slot);
+        upsert
     }
 
     /// Steward decisions in force, as (reference, reference, same), each pair once with the
@@ -522,7 +561,9 @@ impl ClusterIndex {
         let mut rows: Vec<(&Reference, &str)> = self
             .slots
             .iter()
-            .map(|slot| (&slot.reference, self.golden_id_of_slot(slot.cluster)))
+            .enumerate()
+            .filter(|(index, _)| !self.retired.contains(index))
+            .map(|(_, slot)| (&slot.reference, self.golden_id_of_slot(slot.cluster)))
             .collect();
         rows.sort_unstable();
         rows
@@ -537,7 +578,7 @@ impl ClusterIndex {
     }
 
     pub fn n_records(&self) -> usize {
-        self.slots.len()
+        self.slots.len() - self.retired.len()
     }
 
     pub fn n_golden(&self) -> usize {

@@ -1,7 +1,7 @@
 //! The master data hub: applies canonical person, property, tenancy and vulnerability events
 //! to the cluster indexes and derives golden records with field-level lineage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pipeline::entity::{Person, Property, Tenancy, Vulnerability};
@@ -28,8 +28,20 @@ pub enum Applied {
     },
     Tenancy,
     Vulnerability,
+    /// About an erased person (their record or vulnerability): ignored.
+    Erased,
     /// Not master data (repairs, appointments): nothing to do here.
     NotMasterData,
+}
+
+/// What an erasure took out of the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    pub golden_id: String,
+    /// The person's source records, now suppressed: later events about them are ignored.
+    pub records: Vec<Reference>,
+    /// Their vulnerability records, removed.
+    pub vulnerabilities: Vec<Reference>,
 }
 
 /// One source record in the cross-reference.
@@ -403,6 +415,8 @@ pub struct Hub {
     vulnerabilities: BTreeMap<Reference, Vulnerability>,
     /// Steward overrides: golden id -> attribute -> value.
     overrides: HashMap<String, BTreeMap<String, String>>,
+    /// Person records erased (`erase`, `suppress`): their events are ignored.
+    erased: HashSet<Reference>,
     quality: Quality,
 }
 
@@ -445,6 +459,7 @@ impl Hub {
             tenancies: BTreeMap::new(),
             vulnerabilities: BTreeMap::new(),
             overrides: HashMap::new(),
+            erased: HashSet::new(),
             quality: Quality::default(),
         }
     }
@@ -472,6 +487,15 @@ impl Hub {
         let reference = &envelope.source_ref;
         let recorded_at = envelope.recorded_at.or(envelope.occurred_at);
         match &envelope.payload {
+            Payload::Person(_) if self.erased.contains(reference) => Applied::Erased,
+            Payload::Vulnerability(vulnerability)
+                if self.erased.contains(&Reference {
+                    id: vulnerability.person_ref.clone(),
+                    allocated_by: reference.allocated_by.clone(),
+                }) =>
+            {
+                Applied::Erased
+            }
             Payload::Person(person) => {
                 let mut normalised = NormalisedPerson::of(person);
                 normalised.record.recorded_at = recorded_at;
@@ -678,6 +702,65 @@ impl Hub {
         affected.sort();
         affected.dedup();
         Ok(affected)
+    }
+
+    /// Puts a person beyond use (a granted erasure request): every source record of the
+    /// golden person loses its values, links and steward verdicts and leaves the
+    /// cross-reference and golden records; their vulnerabilities go; later events about
+    /// those records are ignored. `golden_id` may be an absorbed id.
+    pub fn erase(&mut self, golden_id: &str) -> Result<Erasure, String> {
+        let golden_id = self
+            .persons
+            .resolve(golden_id)
+            .ok_or_else(|| format!("no golden person `{golden_id}`"))?;
+        let slots = self.persons.member_slots(&golden_id).to_vec();
+        let mut records = Vec::new();
+        for slot in slots {
+            let reference = self.persons.reference(slot).clone();
+            self.quality
+                .account(&self.person_records[slot].findings, -1);
+            self.person_records[slot] = PersonRecord::default();
+            self.matcher.erase(slot);
+            self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+            let matcher = &self.matcher;
+            self.persons.retire(slot, |a, b| matcher.conflict(a, b));
+            self.erased.insert(reference.clone());
+            records.push(reference);
+        }
+        self.overrides.remove(&golden_id);
+        let vulnerabilities = self.forget_vulnerabilities();
+        records.sort();
+        Ok(Erasure {
+            golden_id,
+            records,
+            vulnerabilities,
+        })
+    }
+
+    /// Marks person records as erased before their events arrive (a restart applies the
+    /// stored erasures first, so files read again do not bring the person back).
+    pub fn suppress(&mut self, references: impl IntoIterator<Item = Reference>) {
+        self.erased.extend(references);
+    }
+
+    /// Removes the vulnerabilities of erased people; returns their references.
+    fn forget_vulnerabilities(&mut self) -> Vec<Reference> {
+        let erased = &self.erased;
+        let gone: Vec<Reference> = self
+            .vulnerabilities
+            .iter()
+            .filter(|(reference, vulnerability)| {
+                erased.contains(&Reference {
+                    id: vulnerability.person_ref.clone(),
+                    allocated_by: reference.allocated_by.clone(),
+                })
+            })
+            .map(|(reference, _)| reference.clone())
+            .collect();
+        for reference in &gone {
+            self.vulnerabilities.remove(reference);
+        }
+        gone
     }
 
     /// A steward splits a record out of its golden record: a never-match verdict between it
@@ -1415,6 +1498,83 @@ mod tests {
             restarted.quality(),
             &quality,
             "a record applied twice is counted once"
+        );
+    }
+
+    #[test]
+    fn an_erased_person_leaves_every_output_and_stays_out() {
+        let mut hub = Hub::new(MdmConfig::default());
+        let robert = person("Robert", "Mensah", "1968-11-23", "07525984967");
+        hub.apply(&event("hms", "T1", robert.clone()));
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Bob", "Mensah", "1968-11-23", "07525 984967"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "T2",
+            person("Ann", "Lee", "1970-02-03", "07700900001"),
+        ));
+        hub.apply(&event("hms", "P1", property(Some("1"), "1 High Street")));
+        hub.apply(&event(
+            "hms",
+            "TY1",
+            Payload::Tenancy(Tenancy {
+                property_ref: "P1".into(),
+                party_refs: vec!["T1".into(), "T2".into()],
+                ..Tenancy::default()
+            }),
+        ));
+        hub.apply(&event(
+            "hms",
+            "V1",
+            Payload::Vulnerability(Vulnerability {
+                person_ref: "T1".into(),
+                code: "20-01".into(),
+                ..Vulnerability::default()
+            }),
+        ));
+        let t1 = Reference {
+            id: "T1".into(),
+            allocated_by: "hms".into(),
+        };
+        let golden = hub.golden_ids_of(&t1)[0].1.to_string();
+        let ann = hub.golden_ids_of(&Reference {
+            id: "T2".into(),
+            allocated_by: "hms".into(),
+        })[0]
+            .1
+            .to_string();
+        assert_eq!(hub.counts().golden_persons, 2);
+
+        let erasure = hub.erase(&golden).unwrap();
+        assert_eq!(
+            erasure.records.len(),
+            2,
+            "both source records of the person"
+        );
+        assert_eq!(erasure.vulnerabilities.len(), 1);
+        assert!(
+            hub.xref()
+                .iter()
+                .all(|row| row.source_id != "T1" && row.source_id != "C1")
+        );
+        assert_eq!(hub.counts().golden_persons, 1);
+        assert_eq!(hub.counts().person_records, 1);
+        assert!(hub.golden_person(&golden).is_none());
+        assert!(hub.vulnerabilities(NaiveDate::MIN).is_empty());
+        assert_eq!(hub.tenancies()[0].golden_person_ids, vec![ann.clone()]);
+
+        // The source sends the record again (a file read again, an update): ignored.
+        assert_eq!(hub.apply(&event("hms", "T1", robert)), Applied::Erased);
+        assert_eq!(hub.counts().person_records, 1);
+        assert!(hub.golden_ids_of(&t1).is_empty());
+        assert_eq!(hub.quality(), &Quality::default());
+        // The other person is untouched.
+        assert_eq!(
+            hub.golden_person(&ann).unwrap().given_name.as_deref(),
+            Some("Ann")
         );
     }
 

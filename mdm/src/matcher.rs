@@ -221,6 +221,11 @@ impl Matcher {
     }
 
     /// Takes a record out of the blocking index.
+    /// Forgets a record (erasure): out of every block, its values dropped.
+    pub fn erase(&mut self, slot: usize) {
+        self.remove(slot);
+    }
+
     fn remove(&mut self, slot: usize) {
         let Some(old) = self.records.get_mut(slot).and_then(Option::take) else {
             return;

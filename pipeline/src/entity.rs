@@ -353,7 +353,7 @@ pub struct Visit {
 }
 
 /// A person alert (HACT person alert codes): special category data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Vulnerability {
     pub person_ref: String,
     pub code: String,

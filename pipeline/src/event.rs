@@ -13,6 +13,14 @@ pub struct Reference {
     pub allocated_by: String,
 }
 
+impl Reference {
+    /// The Kafka message key of this record's events (`system:id`): one record's events stay
+    /// in order, and compaction keeps its latest (or its tombstone).
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.allocated_by, self.id)
+    }
+}
+
 /// The change operation, as in Debezium: create, update, delete, read (snapshot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -69,7 +77,7 @@ impl Envelope {
 
     /// The Kafka message key: the source reference, so one record's events stay in order.
     pub fn key(&self) -> String {
-        format!("{}:{}", self.source_ref.allocated_by, self.source_ref.id)
+        self.source_ref.key()
     }
 }
 

@@ -254,6 +254,23 @@ impl EventProducer {
         self.send_raw(topic, &envelope.key(), &payload).await
     }
 
+    /// Sends a tombstone (the record's key, no payload): compaction then drops every earlier
+    /// event of that record from the topic. The stage skips tombstones.
+    pub async fn send_tombstone(
+        &mut self,
+        topic: &str,
+        reference: &crate::Reference,
+    ) -> Result<()> {
+        let key = reference.key();
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(&key);
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map_err(|(error, _)| Error::kafka(format!("producing a tombstone to {topic}"), error));
+        delivery.map(drop)
+    }
+
     /// Sends one dead letter to the dead-letter topic, keyed by its source.
     pub async fn send_dead_letter(&mut self, dead_letter: &DeadLetter) -> Result<()> {
         let payload = serde_json::to_vec(dead_letter)?;

@@ -147,7 +147,10 @@ pub async fn consume<E>(
                 .per_topic
                 .entry(message.topic().to_string())
                 .or_default() += 1;
-            let payload = message.payload().unwrap_or_default();
+            // A tombstone (an erased record's key, no payload) only compacts the topic.
+            let Some(payload) = message.payload() else {
+                continue;
+            };
             match serde_json::from_slice::<Envelope>(payload) {
                 Ok(envelope) => batch.events.push(envelope),
                 Err(error) => batch.dead_letters.push(DeadLetter {
