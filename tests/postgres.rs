@@ -52,7 +52,7 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
     );
     assert_eq!(
         pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.goldthread_migrations"),
-        "1,2,3"
+        "1,2,3,4"
     );
     // Positions consumed are recorded with the rows.
     assert_eq!(
