@@ -284,19 +284,11 @@ async fn steward_action(
     if reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
     }
-    let (Outcome { affected, erasure }, snapshot) = {
+    let Outcome { affected, erasure } = {
         let mut hub = state.shared.hub.lock().expect("hub lock");
         match apply(&mut hub) {
             Err(message) => return error(StatusCode::NOT_FOUND, message),
-            // With PostgreSQL, BI sees the change now, not at the next batch.
-            Ok(outcome) => (
-                outcome,
-                state
-                    .shared
-                    .store
-                    .as_ref()
-                    .map(|_| crate::store::Snapshot::of(&hub)),
-            ),
+            Ok(outcome) => outcome,
         }
     };
     let records = match &erasure {
@@ -320,19 +312,14 @@ async fn steward_action(
         .lock()
         .expect("audit lock")
         .push(entry.clone());
-    if let (Some(store), Some(snapshot)) = (&state.shared.store, snapshot) {
-        let written = async {
-            let snapshot = snapshot?;
-            let write = crate::store::Write {
-                snapshot: Some(&snapshot),
-                audit: Some(&entry),
-                erasure: erasure.as_ref(),
-                ..Default::default()
-            };
-            store.write(&write).await
-        }
-        .await;
-        if let Err(failure) = written {
+    // With PostgreSQL, BI sees the change now, not at the next batch.
+    if let Some(store) = &state.shared.store {
+        let write = crate::store::Write {
+            audit: Some(&entry),
+            erasure: erasure.as_ref(),
+            ..Default::default()
+        };
+        if let Err(failure) = store.write(&state.shared.hub, &write).await {
             tracing::error!(error = %format!("{failure:#}"), "writing a steward action to PostgreSQL");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,

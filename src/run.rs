@@ -240,6 +240,7 @@ pub async fn run(
             let store = crate::store::Store::connect(url, config.postgres.pool_size).await?;
             let applied = store.migrate().await?;
             tracing::info!(?applied, "postgres ready");
+            hub.track_changes();
             let restored = restore(&store, &mut hub, &analytics).await?;
             (Some(store), Some(restored))
         }
@@ -484,6 +485,8 @@ async fn restore(
             tracing::warn!(%reason, "a stored steward verdict could not be applied");
         }
     }
+    // The store already holds all of this: the next write has only new changes to make.
+    hub.take_changes();
     tracing::info!(
         records = restored.events,
         verdicts = restored.verdicts.len() - refused,
@@ -523,32 +526,17 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
             .into()
     };
     if let Some(store) = &shared.store {
-        let master_data = batch.events.iter().any(|event| {
-            matches!(
-                event.payload,
-                pipeline::Payload::Person(_)
-                    | pipeline::Payload::Property(_)
-                    | pipeline::Payload::Tenancy(_)
-            )
-        });
-        let snapshot = if master_data {
-            Some(crate::store::Snapshot::of(
-                &shared.hub.lock().expect("hub lock"),
-            )?)
-        } else {
-            None
-        };
         // The stage commits the batch's offsets to Kafka only after this returns: the
-        // PostgreSQL transaction (rows and positions) comes first.
+        // PostgreSQL transaction (the batch's events, the rows they changed, the positions)
+        // comes first.
         let write = crate::store::Write {
             events: &events,
-            snapshot: snapshot.as_ref(),
             audit: None,
             erasure: None,
             positions: Some(&batch.positions),
         };
         tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(store.write(&write))
+            tokio::runtime::Handle::current().block_on(store.write(&shared.hub, &write))
         })
         .context("writing the batch to PostgreSQL")?;
     }

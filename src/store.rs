@@ -11,7 +11,9 @@
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use mdm::{Entity, Hub, StewardVerdict};
+use std::sync::Mutex;
+
+use mdm::{Changes, Entity, Hub, StewardVerdict};
 use pipeline::Envelope;
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
@@ -40,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "erasure",
         include_str!("../sql/migrations/0004_erasure.sql"),
     ),
+    (
+        5,
+        "tenancies_by_reference",
+        include_str!("../sql/migrations/0005_tenancies_by_reference.sql"),
+    ),
 ];
 
 /// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).
@@ -49,11 +56,14 @@ const UPSERT_SOURCE_RECORDS: &str = "INSERT INTO goldthread.source_record
      ON CONFLICT (kind, source, source_id)
      DO UPDATE SET seq = EXCLUDED.seq, event = EXCLUDED.event";
 
-/// Closes the cross-reference rows that changed (new xref in `new_xref`) and opens new ones;
-/// then records merges (new redirects) and unmerges (redirects gone) from `new_redirect`.
-const RECORD_HISTORY: &str = "
+/// Writes the cross-reference rows of the records that changed (`changed_record`, their
+/// current rows in `new_xref`): closes the history rows whose golden id changed and opens new
+/// ones; records merges (new redirects) and unmerges (redirects gone) from `new_redirect`.
+const WRITE_XREF: &str = "
     UPDATE goldthread.xref_history h SET valid_to = now()
-     WHERE valid_to IS NULL
+      FROM changed_record c
+     WHERE h.valid_to IS NULL
+       AND (h.entity, h.source, h.source_id) = (c.entity, c.source, c.source_id)
        AND NOT EXISTS (SELECT 1 FROM new_xref n
                         WHERE (n.entity, n.source, n.source_id, n.golden_id)
                             = (h.entity, h.source, h.source_id, h.golden_id));
@@ -62,6 +72,9 @@ const RECORD_HISTORY: &str = "
      WHERE NOT EXISTS (SELECT 1 FROM goldthread.xref_history h
                         WHERE h.valid_to IS NULL
                           AND (h.entity, h.source, h.source_id) = (n.entity, n.source, n.source_id));
+    DELETE FROM goldthread.xref x USING changed_record c
+     WHERE (x.entity, x.source, x.source_id) = (c.entity, c.source, c.source_id);
+    INSERT INTO goldthread.xref SELECT * FROM new_xref;
     INSERT INTO goldthread.merge_history
     SELECT now(), n.entity, 'merged', n.golden_id, n.survivor_id FROM new_redirect n
     EXCEPT SELECT now(), r.entity, 'merged', r.golden_id, r.survivor_id FROM goldthread.redirect r;
@@ -69,8 +82,7 @@ const RECORD_HISTORY: &str = "
     SELECT now(), r.entity, 'unmerged', r.golden_id, r.survivor_id FROM goldthread.redirect r
      WHERE NOT EXISTS (SELECT 1 FROM new_redirect n
                         WHERE (n.entity, n.golden_id) = (r.entity, r.golden_id));
-    TRUNCATE goldthread.xref, goldthread.redirect;
-    INSERT INTO goldthread.xref SELECT * FROM new_xref;
+    TRUNCATE goldthread.redirect;
     INSERT INTO goldthread.redirect SELECT * FROM new_redirect;";
 
 /// Records consumed positions (a JSON array of `{topic, partition, next_offset}`).
@@ -91,6 +103,10 @@ pub struct PostgresConfig {
 
 pub struct Store {
     pool: Pool,
+    /// One write at a time, from taking the hub's changes to the commit.
+    writer: tokio::sync::Mutex<()>,
+    /// Changes taken by a write that failed, for the next write.
+    unwritten: Mutex<Changes>,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,7 +144,11 @@ impl Store {
                 .await
                 .context("connecting to PostgreSQL (postgres.url)")?,
         );
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            writer: tokio::sync::Mutex::new(()),
+            unwritten: Mutex::new(Changes::default()),
+        })
     }
 
     /// Applies the migrations not yet applied; returns their versions.
@@ -175,10 +195,42 @@ impl Store {
     }
 
     /// Writes, in one transaction: the batch's events (latest version per source record),
-    /// the hub's master data when it changed, a steward action's audit entry, and the
-    /// positions consumed.
-    pub async fn write(&self, write: &Write<'_>) -> anyhow::Result<()> {
+    /// the rows of whatever changed in the hub since the last write, a steward action's
+    /// audit entry and erasure, and the positions consumed. Writes are serialised, so the
+    /// rows land in the order the changes were taken; changes a failed write took are kept
+    /// for the next one.
+    pub async fn write(&self, hub: &Mutex<Hub>, write: &Write<'_>) -> anyhow::Result<()> {
+        let _one_writer = self.writer.lock().await;
+        let (changes, snapshot) = {
+            let mut hub = hub.lock().expect("hub lock");
+            let mut changes = hub.take_changes();
+            changes.merge(std::mem::take(
+                &mut *self.unwritten.lock().expect("unwritten lock"),
+            ));
+            let snapshot = if changes.is_empty() && write.audit.is_none() {
+                None
+            } else {
+                Some(Snapshot::of(&hub, &changes)?)
+            };
+            (changes, snapshot)
+        };
+        let written = self.write_transaction(snapshot.as_ref(), write).await;
+        if written.is_err() {
+            self.unwritten
+                .lock()
+                .expect("unwritten lock")
+                .merge(changes);
+        }
+        written
+    }
+
+    async fn write_transaction(
+        &self,
+        snapshot: Option<&Snapshot>,
+        write: &Write<'_>,
+    ) -> anyhow::Result<()> {
         let mut client = self.pool.get().await?;
+
         let transaction = client.transaction().await?;
         if !write.events.is_empty() {
             transaction
@@ -186,52 +238,8 @@ impl Store {
                 .await
                 .context("writing goldthread.source_record")?;
         }
-        if let Some(snapshot) = write.snapshot {
-            for (table, rows) in [("xref", &snapshot.xref), ("redirect", &snapshot.redirects)] {
-                transaction
-                    .execute(
-                        &format!(
-                            "CREATE TEMP TABLE new_{table} ON COMMIT DROP AS
-                             SELECT * FROM jsonb_populate_recordset(NULL::goldthread.{table}, $1)"
-                        ),
-                        &[rows],
-                    )
-                    .await
-                    .with_context(|| format!("staging goldthread.{table}"))?;
-            }
-            transaction
-                .batch_execute(RECORD_HISTORY)
-                .await
-                .context("recording cross-reference and merge history")?;
-            transaction
-                .batch_execute(
-                    "TRUNCATE goldthread.golden_person, goldthread.golden_property,
-                              goldthread.tenancy, goldthread.match_decision,
-                              goldthread.review_queue, goldthread.vulnerability,
-                              goldthread.steward_verdict",
-                )
-                .await?;
-            for (table, rows) in [
-                ("golden_person", &snapshot.persons),
-                ("golden_property", &snapshot.properties),
-                ("tenancy", &snapshot.tenancies),
-                ("match_decision", &snapshot.decisions),
-                ("review_queue", &snapshot.review),
-                ("vulnerability", &snapshot.vulnerabilities),
-                ("steward_verdict", &snapshot.verdicts),
-            ] {
-                // One round trip per table: the rows as a JSON array, typed by the table.
-                transaction
-                    .execute(
-                        &format!(
-                            "INSERT INTO goldthread.{table}
-                             SELECT * FROM jsonb_populate_recordset(NULL::goldthread.{table}, $1)"
-                        ),
-                        &[rows],
-                    )
-                    .await
-                    .with_context(|| format!("writing goldthread.{table}"))?;
-            }
+        if let Some(snapshot) = snapshot {
+            write_snapshot(&transaction, snapshot).await?;
         }
         if let Some(erasure) = write.erasure {
             let rows: Vec<Value> = erasure
@@ -401,7 +409,6 @@ impl Store {
 #[derive(Debug, Default)]
 pub struct Write<'a> {
     pub events: &'a [Envelope],
-    pub snapshot: Option<&'a Snapshot>,
     pub audit: Option<&'a crate::http::AuditEntry>,
     /// An erasure: recorded, and the stored events of its records deleted.
     pub erasure: Option<&'a mdm::Erasure>,
@@ -458,56 +465,220 @@ fn positions_json(positions: &Positions) -> Value {
     )
 }
 
-/// The hub's master data as rows for the store's tables (JSON arrays keyed by column).
+/// Writes the rows of a snapshot: deletes what changed, inserts what is live now.
+async fn write_snapshot(
+    transaction: &tokio_postgres::Transaction<'_>,
+    snapshot: &Snapshot,
+) -> anyhow::Result<()> {
+    for (table, select, rows) in [
+        (
+            "changed_record",
+            "SELECT * FROM jsonb_to_recordset($1) AS c(entity text, source text, source_id text)",
+            &snapshot.records,
+        ),
+        (
+            "new_xref",
+            "SELECT * FROM jsonb_populate_recordset(NULL::goldthread.xref, $1)",
+            &snapshot.xref,
+        ),
+        (
+            "new_redirect",
+            "SELECT * FROM jsonb_populate_recordset(NULL::goldthread.redirect, $1)",
+            &snapshot.redirects,
+        ),
+    ] {
+        transaction
+            .execute(
+                &format!("CREATE TEMP TABLE {table} ON COMMIT DROP AS {select}"),
+                &[rows],
+            )
+            .await
+            .with_context(|| format!("staging {table}"))?;
+    }
+    transaction
+        .batch_execute(WRITE_XREF)
+        .await
+        .context("writing the cross-reference and its history")?;
+    let deletes: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 5] = [
+        (
+            "DELETE FROM goldthread.golden_person WHERE golden_id = ANY($1)",
+            &[&snapshot.person_ids],
+        ),
+        (
+            "DELETE FROM goldthread.golden_property WHERE golden_id = ANY($1)",
+            &[&snapshot.property_ids],
+        ),
+        (
+            "DELETE FROM goldthread.match_decision
+              WHERE (entity = 'person' AND golden_id = ANY($1))
+                 OR (entity = 'property' AND golden_id = ANY($2))",
+            &[&snapshot.person_ids, &snapshot.property_ids],
+        ),
+        (
+            "DELETE FROM goldthread.tenancy_record t
+              USING jsonb_to_recordset($1) AS k(source text, tenancy_id text)
+              WHERE (t.source, t.tenancy_id) = (k.source, k.tenancy_id)",
+            &[&snapshot.tenancy_keys],
+        ),
+        (
+            "DELETE FROM goldthread.vulnerability_record v
+              USING jsonb_to_recordset($1) AS k(source text, vulnerability_id text)
+              WHERE (v.source, v.vulnerability_id) = (k.source, k.vulnerability_id)",
+            &[&snapshot.vulnerability_keys],
+        ),
+    ];
+    for (sql, params) in deletes {
+        transaction.execute(sql, params).await?;
+    }
+    transaction
+        .batch_execute("TRUNCATE goldthread.review_queue, goldthread.steward_verdict")
+        .await?;
+    for (table, rows) in [
+        ("golden_person", &snapshot.persons),
+        ("golden_property", &snapshot.properties),
+        ("match_decision", &snapshot.decisions),
+        ("tenancy_record", &snapshot.tenancies),
+        ("vulnerability_record", &snapshot.vulnerabilities),
+        ("review_queue", &snapshot.review),
+        ("steward_verdict", &snapshot.verdicts),
+    ] {
+        // One round trip per table: the rows as a JSON array, typed by the table.
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO goldthread.{table}
+                     SELECT * FROM jsonb_populate_recordset(NULL::goldthread.{table}, $1)"
+                ),
+                &[rows],
+            )
+            .await
+            .with_context(|| format!("writing goldthread.{table}"))?;
+    }
+    Ok(())
+}
+
+/// The rows a write replaces, from the hub's state and what changed in it: the golden
+/// records, decisions, cross-reference, tenancies and vulnerabilities that changed (ids and
+/// keys to delete, rows to insert), and the small tables whole (review queue, redirects,
+/// steward verdicts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
+    pub person_ids: Vec<String>,
     pub persons: Value,
+    pub property_ids: Vec<String>,
     pub properties: Value,
-    pub xref: Value,
-    pub tenancies: Value,
     pub decisions: Value,
-    pub review: Value,
+    /// `{entity, source, source_id}` of the records whose xref rows are replaced.
+    pub records: Value,
+    pub xref: Value,
+    pub tenancy_keys: Value,
+    pub tenancies: Value,
+    pub vulnerability_keys: Value,
     pub vulnerabilities: Value,
+    pub review: Value,
     pub redirects: Value,
     pub verdicts: Value,
 }
 
 impl Snapshot {
-    pub fn of(hub: &Hub) -> anyhow::Result<Snapshot> {
-        let tenancies = hub
-            .tenancies()
-            .into_iter()
-            .map(|tenancy| {
+    pub fn of(hub: &Hub, changes: &Changes) -> anyhow::Result<Snapshot> {
+        // Only ids live now get rows (an absorbed id resolves to its survivor, which has an
+        // entry of its own when it changed).
+        let persons: Vec<mdm::GoldenPerson> = changes
+            .persons
+            .iter()
+            .filter_map(|id| {
+                hub.golden_person(id)
+                    .filter(|golden| &golden.golden_id == id)
+            })
+            .collect();
+        let properties: Vec<mdm::GoldenProperty> = changes
+            .properties
+            .iter()
+            .filter_map(|id| {
+                hub.golden_property(id)
+                    .filter(|golden| &golden.golden_id == id)
+            })
+            .collect();
+        let live = persons
+            .iter()
+            .map(|golden| (Entity::Person, &golden.golden_id))
+            .chain(
+                properties
+                    .iter()
+                    .map(|golden| (Entity::Property, &golden.golden_id)),
+            );
+        let mut decisions = Vec::new();
+        for (entity, golden_id) in live {
+            for link in hub.explain(entity, golden_id).unwrap_or_default() {
+                decisions.push(json!({
+                    "entity": entity.as_str(), "golden_id": golden_id,
+                    "source_a": link.a.allocated_by, "source_id_a": link.a.id,
+                    "source_b": link.b.allocated_by, "source_id_b": link.b.id,
+                    "decided_by": link.decided_by,
+                    "probability": link.score.as_ref().map(|score| score.probability),
+                    "explanation": link.score.as_ref().map_or_else(
+                        || json!({"key": link.key}),
+                        |score| serde_json::to_value(score).unwrap_or(Value::Null),
+                    ),
+                }));
+            }
+        }
+        let mut records = Vec::new();
+        let mut xref = Vec::new();
+        for (entity, references) in [
+            ("person", &changes.person_records),
+            ("property", &changes.property_records),
+        ] {
+            for reference in references {
+                let row = |golden_id: Option<&str>| {
+                    json!({
+                        "entity": entity, "source": reference.allocated_by,
+                        "source_id": reference.id, "golden_id": golden_id,
+                    })
+                };
+                records.push(row(None));
+                let current = hub.golden_ids_of(reference).into_iter();
+                xref.extend(
+                    current
+                        .filter(|(kind, _)| *kind == entity)
+                        .map(|(_, golden_id)| row(Some(golden_id))),
+                );
+            }
+        }
+        let keys = |references: &[pipeline::Reference], id: &str| -> Value {
+            references
+                .iter()
+                .map(|reference| json!({"source": reference.allocated_by, id: reference.id}))
+                .collect()
+        };
+        let tenancies = changes
+            .tenancies
+            .iter()
+            .filter_map(|reference| Some((reference, hub.tenancy(reference)?)))
+            .map(|(reference, tenancy)| {
                 json!({
-                    "source": tenancy.tenancy.allocated_by, "tenancy_id": tenancy.tenancy.id,
-                    "golden_property_id": tenancy.golden_property_id,
-                    "golden_person_ids": tenancy.golden_person_ids,
+                    "source": reference.allocated_by, "tenancy_id": reference.id,
+                    "property_ref": tenancy.property_ref, "party_refs": tenancy.party_refs,
                     "start_date": tenancy.start_date, "end_date": tenancy.end_date,
                     "tenure": tenancy.tenure,
                 })
             })
             .collect();
-        let mut decisions = Vec::new();
-        for (entity, ids) in [
-            (Entity::Person, hub.golden_person_ids()),
-            (Entity::Property, hub.golden_property_ids()),
-        ] {
-            for golden_id in ids {
-                for link in hub.explain(entity, &golden_id).unwrap_or_default() {
-                    decisions.push(json!({
-                        "entity": entity.as_str(), "golden_id": golden_id,
-                        "source_a": link.a.allocated_by, "source_id_a": link.a.id,
-                        "source_b": link.b.allocated_by, "source_id_b": link.b.id,
-                        "decided_by": link.decided_by,
-                        "probability": link.score.as_ref().map(|score| score.probability),
-                        "explanation": link.score.as_ref().map_or_else(
-                            || json!({"key": link.key}),
-                            |score| serde_json::to_value(score).unwrap_or(Value::Null),
-                        ),
-                    }));
-                }
-            }
-        }
+        let vulnerabilities = changes
+            .vulnerabilities
+            .iter()
+            .filter_map(|reference| Some((reference, hub.vulnerability(reference)?)))
+            .map(|(reference, vulnerability)| {
+                json!({
+                    "source": reference.allocated_by, "vulnerability_id": reference.id,
+                    "person_ref": vulnerability.person_ref, "code": vulnerability.code,
+                    "description": vulnerability.description,
+                    "start_date": vulnerability.start_date, "end_date": vulnerability.end_date,
+                    "review_date": vulnerability.review_date,
+                })
+            })
+            .collect();
         let review = hub
             .review_queue()
             .into_iter()
@@ -523,46 +694,40 @@ impl Snapshot {
                 })
             })
             .collect();
+        let redirects = hub
+            .redirects()
+            .into_iter()
+            .map(|(entity, golden_id, survivor_id)| {
+                json!({"entity": entity.as_str(), "golden_id": golden_id, "survivor_id": survivor_id})
+            })
+            .collect();
+        let verdicts = hub
+            .verdicts()
+            .into_iter()
+            .map(|verdict| {
+                json!({
+                    "entity": verdict.entity.as_str(),
+                    "source_a": verdict.a.allocated_by, "source_id_a": verdict.a.id,
+                    "source_b": verdict.b.allocated_by, "source_id_b": verdict.b.id,
+                    "verdict": verdict.verdict,
+                })
+            })
+            .collect();
         Ok(Snapshot {
-            persons: serde_json::to_value(hub.golden_persons())?,
-            properties: serde_json::to_value(hub.golden_properties())?,
-            xref: serde_json::to_value(hub.xref())?,
-            tenancies: Value::Array(tenancies),
+            person_ids: changes.persons.clone(),
+            persons: serde_json::to_value(persons)?,
+            property_ids: changes.properties.clone(),
+            properties: serde_json::to_value(properties)?,
             decisions: Value::Array(decisions),
-            review: Value::Array(review),
-            // Dates only: whether one is active is the view's, against today.
-            vulnerabilities: hub
-                .vulnerabilities(chrono::NaiveDate::MIN)
-                .into_iter()
-                .map(|status| {
-                    json!({
-                        "source": status.vulnerability.allocated_by,
-                        "vulnerability_id": status.vulnerability.id,
-                        "golden_person_id": status.golden_person_id, "code": status.code,
-                        "description": status.description, "start_date": status.start_date,
-                        "end_date": status.end_date, "review_date": status.review_date,
-                    })
-                })
-                .collect(),
-            redirects: hub
-                .redirects()
-                .into_iter()
-                .map(|(entity, golden_id, survivor_id)| {
-                    json!({"entity": entity.as_str(), "golden_id": golden_id, "survivor_id": survivor_id})
-                })
-                .collect(),
-            verdicts: hub
-                .verdicts()
-                .into_iter()
-                .map(|verdict| {
-                    json!({
-                        "entity": verdict.entity.as_str(),
-                        "source_a": verdict.a.allocated_by, "source_id_a": verdict.a.id,
-                        "source_b": verdict.b.allocated_by, "source_id_b": verdict.b.id,
-                        "verdict": verdict.verdict,
-                    })
-                })
-                .collect(),
+            records: Value::Array(records),
+            xref: Value::Array(xref),
+            tenancy_keys: keys(&changes.tenancies, "tenancy_id"),
+            tenancies,
+            vulnerability_keys: keys(&changes.vulnerabilities, "vulnerability_id"),
+            vulnerabilities,
+            review,
+            redirects,
+            verdicts,
         })
     }
 }

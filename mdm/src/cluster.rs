@@ -66,6 +66,20 @@ pub struct ClusterIndex {
     held: FxHashMap<usize, BTreeSet<usize>>,
     /// Slots of erased records (`retire`): in no cluster, in no output.
     retired: FxHashSet<usize>,
+    /// What changed since `take_changes` (when tracked): golden ids created, removed or
+    /// re-membered, and records whose cluster was recomputed.
+    track_changes: bool,
+    changed_ids: FxHashSet<String>,
+    changed_slots: FxHashSet<usize>,
+}
+
+/// What changed in a `ClusterIndex` since the last `take_changes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Golden ids to write again (or delete, when no longer live), sorted.
+    pub golden_ids: Vec<String>,
+    /// Records whose golden id may have changed (or that were retired), sorted.
+    pub records: Vec<Reference>,
 }
 
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
@@ -104,6 +118,9 @@ impl ClusterIndex {
             never: FxHashSet::default(),
             held: FxHashMap::default(),
             retired: FxHashSet::default(),
+            track_changes: false,
+            changed_ids: FxHashSet::default(),
+            changed_slots: FxHashSet::default(),
         }
     }
 
@@ -171,6 +188,7 @@ impl ClusterIndex {
                 .is_some_and(|c| c.members.len() == 1)
             && !self.forced.contains_key(&slot)
         {
+            self.mark(slot);
             return Upsert {
                 golden_id: self.slots[slot].own_id.clone(),
                 absorbed: Vec::new(),
@@ -252,11 +270,52 @@ impl ClusterIndex {
             }
         }
         let upsert = self.relink(slot, Vec::new(), conflict);
+        self.mark(slot);
         self.clusters.remove(&slot);
         self.by_golden_id.remove(&self.slots[slot].own_id);
         self.by_reference.remove(&self.slots[slot].reference);
         self.retired.insert(slot);
         upsert
+    }
+
+    /// Starts recording what changes, for `take_changes` (off by default: a hub nobody
+    /// writes out need not remember).
+    pub fn track_changes(&mut self) {
+        self.track_changes = true;
+    }
+
+    /// Records that a record's cluster must be written again (its values changed).
+    pub fn mark(&mut self, slot: usize) {
+        if !self.track_changes {
+            return;
+        }
+        self.changed_slots.insert(slot);
+        let golden_id = self.golden_id_of_slot(slot).to_string();
+        self.changed_ids.insert(golden_id);
+    }
+
+    /// Marks a live golden id to be written again (an override changed it).
+    pub fn mark_golden_id(&mut self, golden_id: &str) {
+        if self.track_changes {
+            self.changed_ids.insert(golden_id.to_string());
+        }
+    }
+
+    /// What changed since the last call, and forgets it.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut golden_ids: Vec<String> = self.changed_ids.drain().collect();
+        golden_ids.sort_unstable();
+        let mut records: Vec<Reference> = self
+            .changed_slots
+            .drain()
+            .map(|slot| self.slots[slot].reference.clone())
+            .collect();
+        records.sort_unstable();
+        records.dedup();
+        Changes {
+            golden_ids,
+            records,
+        }
     }
 
     /// Steward decisions in force, as (reference, reference, same), each pair once with the
@@ -426,7 +485,13 @@ impl ClusterIndex {
             self.clusters.remove(root).expect("cluster exists");
             let golden_id = self.slots[*root].own_id.clone();
             self.by_golden_id.remove(&golden_id);
+            if self.track_changes {
+                self.changed_ids.insert(golden_id.clone());
+            }
             old_ids.push((*root, golden_id));
+        }
+        if self.track_changes {
+            self.changed_slots.extend(nodes.iter().copied());
         }
         let mut revived = Vec::new();
         for mut members in sets.into_iter().filter(|set| !set.is_empty()) {
@@ -443,6 +508,9 @@ impl ClusterIndex {
                 self.slots[member].cluster = root;
             }
             self.by_golden_id.insert(golden_id.clone(), root);
+            if self.track_changes {
+                self.changed_ids.insert(golden_id.clone());
+            }
             self.clusters.insert(root, Cluster { members });
         }
         // An old id whose creator no longer heads a cluster redirects to its creator's cluster.

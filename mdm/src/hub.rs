@@ -1,7 +1,7 @@
 //! The master data hub: applies canonical person, property, tenancy and vulnerability events
 //! to the cluster indexes and derives golden records with field-level lineage.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pipeline::entity::{Person, Property, Tenancy, Vulnerability};
@@ -32,6 +32,41 @@ pub enum Applied {
     Erased,
     /// Not master data (repairs, appointments): nothing to do here.
     NotMasterData,
+}
+
+/// What changed in the hub since the last `Hub::take_changes`: the rows a store writes again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Golden ids to write again, or to delete when no longer live.
+    pub persons: Vec<String>,
+    pub properties: Vec<String>,
+    /// Source records whose golden id may have changed (or that were erased).
+    pub person_records: Vec<Reference>,
+    pub property_records: Vec<Reference>,
+    /// Tenancy and vulnerability records received (or removed by an erasure).
+    pub tenancies: Vec<Reference>,
+    pub vulnerabilities: Vec<Reference>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self == &Changes::default()
+    }
+
+    /// Adds changes not yet written (a write that failed) to these.
+    pub fn merge(&mut self, other: Changes) {
+        fn union<T: Ord>(into: &mut Vec<T>, from: Vec<T>) {
+            into.extend(from);
+            into.sort_unstable();
+            into.dedup();
+        }
+        union(&mut self.persons, other.persons);
+        union(&mut self.properties, other.properties);
+        union(&mut self.person_records, other.person_records);
+        union(&mut self.property_records, other.property_records);
+        union(&mut self.tenancies, other.tenancies);
+        union(&mut self.vulnerabilities, other.vulnerabilities);
+    }
 }
 
 /// What an erasure took out of the hub.
@@ -417,6 +452,10 @@ pub struct Hub {
     overrides: HashMap<String, BTreeMap<String, String>>,
     /// Person records erased (`erase`, `suppress`): their events are ignored.
     erased: HashSet<Reference>,
+    /// Tenancies and vulnerabilities changed since `take_changes` (when tracked).
+    track_changes: bool,
+    changed_tenancies: BTreeSet<Reference>,
+    changed_vulnerabilities: BTreeSet<Reference>,
     quality: Quality,
 }
 
@@ -460,6 +499,9 @@ impl Hub {
             vulnerabilities: BTreeMap::new(),
             overrides: HashMap::new(),
             erased: HashSet::new(),
+            track_changes: false,
+            changed_tenancies: BTreeSet::new(),
+            changed_vulnerabilities: BTreeSet::new(),
             quality: Quality::default(),
         }
     }
@@ -504,11 +546,17 @@ impl Hub {
             Payload::Property(property) => self.apply_property(reference, property, recorded_at),
             Payload::Tenancy(tenancy) => {
                 self.tenancies.insert(reference.clone(), tenancy.clone());
+                if self.track_changes {
+                    self.changed_tenancies.insert(reference.clone());
+                }
                 Applied::Tenancy
             }
             Payload::Vulnerability(vulnerability) => {
                 self.vulnerabilities
                     .insert(reference.clone(), vulnerability.clone());
+                if self.track_changes {
+                    self.changed_vulnerabilities.insert(reference.clone());
+                }
                 Applied::Vulnerability
             }
             _ => Applied::NotMasterData,
@@ -737,6 +785,71 @@ impl Hub {
         })
     }
 
+    /// Starts recording what changes, for `take_changes`. Everything applied before is not
+    /// recorded: call it first (a store does, before it restores).
+    pub fn track_changes(&mut self) {
+        self.track_changes = true;
+        self.persons.track_changes();
+        self.properties.track_changes();
+    }
+
+    /// What changed since the last call (or since `track_changes`), and forgets it: what a
+    /// store writes after a batch instead of the whole state.
+    pub fn take_changes(&mut self) -> Changes {
+        let persons = self.persons.take_changes();
+        let mut properties = self.properties.take_changes();
+        // A block's golden id is in its flats' rows (`parent_golden_id`): flats of a block
+        // whose cluster changed are written again too.
+        let parents: HashSet<&String> = properties
+            .golden_ids
+            .iter()
+            .flat_map(|golden_id| self.properties.member_slots(golden_id))
+            .filter_map(|&slot| self.property_records[slot].uprn.as_ref())
+            .collect();
+        if !parents.is_empty() {
+            let children: Vec<String> = self
+                .property_records
+                .iter()
+                .enumerate()
+                .filter(|(_, record)| {
+                    record
+                        .parent_uprn
+                        .as_ref()
+                        .is_some_and(|p| parents.contains(p))
+                })
+                .filter_map(|(slot, _)| {
+                    let reference = self.properties.reference(slot);
+                    self.properties.golden_id_of(reference).map(str::to_string)
+                })
+                .collect();
+            properties.golden_ids.extend(children);
+            properties.golden_ids.sort_unstable();
+            properties.golden_ids.dedup();
+        }
+        Changes {
+            persons: persons.golden_ids,
+            properties: properties.golden_ids,
+            person_records: persons.records,
+            property_records: properties.records,
+            tenancies: std::mem::take(&mut self.changed_tenancies)
+                .into_iter()
+                .collect(),
+            vulnerabilities: std::mem::take(&mut self.changed_vulnerabilities)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The tenancy record held for a reference, as the source sent it.
+    pub fn tenancy(&self, reference: &Reference) -> Option<&Tenancy> {
+        self.tenancies.get(reference)
+    }
+
+    /// The vulnerability record held for a reference.
+    pub fn vulnerability(&self, reference: &Reference) -> Option<&Vulnerability> {
+        self.vulnerabilities.get(reference)
+    }
+
     /// Marks person records as erased before their events arrive (a restart applies the
     /// stored erasures first, so files read again do not bring the person back).
     pub fn suppress(&mut self, references: impl IntoIterator<Item = Reference>) {
@@ -759,6 +872,9 @@ impl Hub {
             .collect();
         for reference in &gone {
             self.vulnerabilities.remove(reference);
+            if self.track_changes {
+                self.changed_vulnerabilities.insert(reference.clone());
+            }
         }
         gone
     }
@@ -794,6 +910,8 @@ impl Hub {
     /// A steward sets an attribute of a golden record by hand (`None` clears it); the
     /// lineage then says `steward`. Attribute names are those of the golden record.
     pub fn set_override(&mut self, golden_id: &str, attribute: &str, value: Option<String>) {
+        self.persons.mark_golden_id(golden_id);
+        self.properties.mark_golden_id(golden_id);
         let entry = self.overrides.entry(golden_id.to_string()).or_default();
         match value {
             Some(value) => {
@@ -1499,6 +1617,58 @@ mod tests {
             &quality,
             "a record applied twice is counted once"
         );
+    }
+
+    #[test]
+    fn changes_name_what_a_store_must_write_again() {
+        let mut hub = Hub::new(MdmConfig::default());
+        hub.track_changes();
+        hub.apply(&event(
+            "hms",
+            "T1",
+            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+        ));
+        hub.apply(&event(
+            "hms",
+            "T2",
+            person("Ann", "Lee", "1970-02-03", "07700900001"),
+        ));
+        let first = hub.take_changes();
+        assert_eq!(first.person_records.len(), 2);
+        assert_eq!(first.persons, hub.golden_person_ids());
+        assert!(hub.take_changes().is_empty(), "taken once");
+
+        // A CRM record joins Robert: his golden record and the newcomer's own id change;
+        // Ann's do not.
+        hub.apply(&event(
+            "crm",
+            "C1",
+            person("Bob", "Mensah", "1968-11-23", "07525 984967"),
+        ));
+        let robert = hub.golden_ids_of(&Reference {
+            id: "T1".into(),
+            allocated_by: "hms".into(),
+        })[0]
+            .1
+            .to_string();
+        let changes = hub.take_changes();
+        assert!(changes.persons.contains(&robert));
+        assert!(changes.person_records.iter().any(|r| r.id == "C1"));
+        assert!(changes.person_records.iter().all(|r| r.id != "T2"));
+        assert!(changes.tenancies.is_empty() && changes.properties.is_empty());
+
+        // A steward's split changes the same records back.
+        hub.split(
+            Entity::Person,
+            &Reference {
+                id: "C1".into(),
+                allocated_by: "crm".into(),
+            },
+        )
+        .unwrap();
+        let split = hub.take_changes();
+        assert!(split.persons.contains(&robert));
+        assert_eq!(split.person_records.len(), 2);
     }
 
     #[test]

@@ -17,6 +17,6 @@ pub mod person;
 
 pub use config::MdmConfig;
 pub use hub::{
-    Applied, Conflict, Entity, Erasure, GoldenPerson, GoldenProperty, GoldenTenancy, Hub,
+    Applied, Changes, Conflict, Entity, Erasure, GoldenPerson, GoldenProperty, GoldenTenancy, Hub,
     LinkExplanation, ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus, XrefEntry,
 };
