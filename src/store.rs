@@ -60,18 +60,19 @@ const UPSERT_SOURCE_RECORDS: &str = "INSERT INTO goldthread.source_record
 /// current rows in `new_xref`): closes the history rows whose golden id changed and opens new
 /// ones; records merges (new redirects) and unmerges (redirects gone) from `new_redirect`.
 const WRITE_XREF: &str = "
+    ANALYZE changed_record, new_xref, new_redirect;
     UPDATE goldthread.xref_history h SET valid_to = now()
-      FROM changed_record c
+      FROM changed_record c LEFT JOIN new_xref n USING (entity, source, source_id)
      WHERE h.valid_to IS NULL
        AND (h.entity, h.source, h.source_id) = (c.entity, c.source, c.source_id)
-       AND NOT EXISTS (SELECT 1 FROM new_xref n
-                        WHERE (n.entity, n.source, n.source_id, n.golden_id)
-                            = (h.entity, h.source, h.source_id, h.golden_id));
+       AND n.golden_id IS DISTINCT FROM h.golden_id;
     INSERT INTO goldthread.xref_history
-    SELECT n.entity, n.source, n.source_id, n.golden_id, now(), NULL FROM new_xref n
-     WHERE NOT EXISTS (SELECT 1 FROM goldthread.xref_history h
-                        WHERE h.valid_to IS NULL
-                          AND (h.entity, h.source, h.source_id) = (n.entity, n.source, n.source_id));
+    SELECT n.entity, n.source, n.source_id, n.golden_id, now(), NULL
+      FROM new_xref n
+      LEFT JOIN goldthread.xref_history h
+        ON h.valid_to IS NULL
+       AND (h.entity, h.source, h.source_id) = (n.entity, n.source, n.source_id)
+     WHERE h.entity IS NULL;
     DELETE FROM goldthread.xref x USING changed_record c
      WHERE (x.entity, x.source, x.source_id) = (c.entity, c.source, c.source_id);
     INSERT INTO goldthread.xref SELECT * FROM new_xref;
