@@ -42,11 +42,6 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "erasure",
         include_str!("../sql/migrations/0004_erasure.sql"),
     ),
-    (
-        5,
-        "tenancies_by_reference",
-        include_str!("../sql/migrations/0005_tenancies_by_reference.sql"),
-    ),
 ];
 
 /// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).

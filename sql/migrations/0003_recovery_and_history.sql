@@ -1,7 +1,7 @@
 -- goldthread 0003: what a restart rebuilds the engine from (the latest version of every
 -- source record, the steward verdicts in force); cross-reference history with valid from /
--- to; merge history; vulnerabilities with their review and end dates; households; daily KPI
--- snapshots.
+-- to; merge history; tenancies and vulnerabilities by source reference (vulnerabilities with
+-- their review and end dates); households; daily KPI snapshots.
 
 -- The latest event of every source record, keyed by source reference: on restart the engine
 -- applies these again (in `seq` order) before it consumes on from `goldthread.consumed`.
@@ -58,11 +58,29 @@ CREATE TABLE goldthread.merge_history (
 );
 CREATE INDEX merge_history_golden ON goldthread.merge_history (golden_id);
 
+-- Tenancies and vulnerabilities as their sources sent them (source references); golden ids
+-- come through the cross-reference in views, so a merge or an unmerge never leaves them
+-- pointing at an old golden id. Replaces 0001's table `goldthread.tenancy` with a view of the
+-- same columns.
+DROP VIEW bi.tenancy;
+DROP TABLE goldthread.tenancy;
+
+CREATE TABLE goldthread.tenancy_record (
+    source       text NOT NULL,
+    tenancy_id   text NOT NULL,
+    property_ref text NOT NULL,       -- a property id allocated by `source`
+    party_refs   text[] NOT NULL,     -- person ids allocated by `source`, in source order
+    start_date   date,
+    end_date     date,
+    tenure       text,
+    PRIMARY KEY (source, tenancy_id)
+);
+
 -- Vulnerabilities (special category data, DOMAIN.md §5): identity schema only.
-CREATE TABLE goldthread.vulnerability (
+CREATE TABLE goldthread.vulnerability_record (
     source           text NOT NULL,
     vulnerability_id text NOT NULL,
-    golden_person_id text,
+    person_ref       text NOT NULL,   -- a person id allocated by `source`
     code             text NOT NULL,
     description      text,
     start_date       date,
@@ -70,6 +88,32 @@ CREATE TABLE goldthread.vulnerability (
     review_date      date,
     PRIMARY KEY (source, vulnerability_id)
 );
+
+-- Parties or a property whose record has not arrived (or was erased) are left out / NULL.
+CREATE VIEW goldthread.tenancy AS
+    SELECT t.source, t.tenancy_id, p.golden_id AS golden_property_id,
+           coalesce((SELECT array_agg(x.golden_id ORDER BY r.n)
+                       FROM unnest(t.party_refs) WITH ORDINALITY AS r(ref, n)
+                       JOIN goldthread.xref x
+                         ON x.entity = 'person' AND x.source = t.source AND x.source_id = r.ref),
+                    '{}') AS golden_person_ids,
+           t.start_date, t.end_date, t.tenure
+      FROM goldthread.tenancy_record t
+      LEFT JOIN goldthread.xref p
+        ON p.entity = 'property' AND p.source = t.source AND p.source_id = t.property_ref;
+
+CREATE VIEW bi.tenancy AS
+    SELECT source, tenancy_id, golden_property_id, golden_person_ids, start_date, end_date,
+           tenure
+      FROM goldthread.tenancy;
+
+CREATE VIEW goldthread.vulnerability AS
+    SELECT v.source, v.vulnerability_id, x.golden_id AS golden_person_id, v.code,
+           v.description, v.start_date, v.end_date, v.review_date
+      FROM goldthread.vulnerability_record v
+      LEFT JOIN goldthread.xref x
+        ON x.entity = 'person' AND x.source = v.source AND x.source_id = v.person_ref;
+
 -- Active until the end date passes, whatever was loaded; reviews past their date flagged.
 CREATE VIEW goldthread.vulnerability_status AS
     SELECT v.*,
@@ -110,6 +154,8 @@ CREATE VIEW bi.merge_history AS
 ALTER TABLE goldthread.kpi_snapshot ADD COLUMN snapshot_date date NOT NULL DEFAULT current_date;
 ALTER TABLE goldthread.kpi_snapshot DROP CONSTRAINT kpi_snapshot_pkey;
 ALTER TABLE goldthread.kpi_snapshot ADD PRIMARY KEY (snapshot_date, period_from, period_to, kpi);
+
+CREATE INDEX match_decision_golden ON goldthread.match_decision (entity, golden_id);
 
 CREATE VIEW bi.repairs_kpi_daily AS
     SELECT snapshot_date, period_from, period_to, kpi, value, numerator, denominator,
