@@ -380,19 +380,7 @@ async fn erase(
         Vec::new(),
         request.reason,
         |hub| {
-            let golden_id = match subject.split_once(':') {
-                Some((system, id)) => hub
-                    .golden_ids_of(&Reference {
-                        id: id.to_string(),
-                        allocated_by: system.to_string(),
-                    })
-                    .into_iter()
-                    .find(|(entity, _)| *entity == "person")
-                    .map(|(_, golden_id)| golden_id.to_string())
-                    .ok_or_else(|| format!("no person source record `{subject}`"))?,
-                None => subject.clone(),
-            };
-            let erasure = hub.erase(&golden_id)?;
+            let erasure = hub.erase(&hub.person_subject(&subject)?)?;
             Ok(Outcome {
                 affected: vec![erasure.golden_id.clone()],
                 erasure: Some(erasure),

@@ -461,21 +461,21 @@ async fn restore(
         )
         .expect("valid template"),
     );
-    let mut chunk = Vec::with_capacity(5000);
-    let mut appended = Ok(());
+    const CHUNK: usize = 5000;
+    let mut chunk = Vec::with_capacity(CHUNK);
     hub.suppress(store.erased().await?);
     let restored = store
         .restore(|event| {
             hub.apply(&event);
             chunk.push(event);
             progress.inc(1);
-            if chunk.len() == chunk.capacity() && appended.is_ok() {
-                appended = analytics.append(&chunk).map(drop);
+            if chunk.len() == CHUNK {
+                analytics.append(&chunk)?;
                 chunk.clear();
             }
+            Ok(())
         })
         .await?;
-    appended?;
     analytics.append(&chunk)?;
     progress.finish_and_clear();
     let mut refused = 0;
@@ -515,17 +515,17 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
         kept
     };
     shared.analytics.append(&batch.events)?;
-    let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
-        (&batch.events[..]).into()
-    } else {
-        let zipped = batch.events.iter().zip(&kept);
-        zipped
-            .filter(|(_, kept)| **kept)
-            .map(|(event, _)| event.clone())
-            .collect::<Vec<_>>()
-            .into()
-    };
     if let Some(store) = &shared.store {
+        let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
+            (&batch.events[..]).into()
+        } else {
+            let zipped = batch.events.iter().zip(&kept);
+            zipped
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event.clone())
+                .collect::<Vec<_>>()
+                .into()
+        };
         // The stage commits the batch's offsets to Kafka only after this returns: the
         // PostgreSQL transaction (the batch's events, the rows they changed, the positions)
         // comes first.

@@ -56,20 +56,7 @@ pub struct Report {
 pub fn report(loaded: &Loaded, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
     let mut hub = loaded.hub()?;
     link::apply(&mut hub, events, false);
-    let golden_id = match subject.split_once(':') {
-        Some((system, id)) => {
-            let reference = Reference {
-                id: id.to_string(),
-                allocated_by: system.to_string(),
-            };
-            hub.golden_ids_of(&reference)
-                .into_iter()
-                .find(|(entity, _)| *entity == "person")
-                .map(|(_, golden_id)| golden_id.to_string())
-                .with_context(|| format!("no person source record `{subject}`"))?
-        }
-        None => subject.to_string(),
-    };
+    let golden_id = hub.person_subject(subject).map_err(anyhow::Error::msg)?;
     let golden_person = hub
         .golden_person(&golden_id)
         .with_context(|| format!("no golden person `{golden_id}`"))?;

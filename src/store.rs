@@ -316,7 +316,10 @@ impl Store {
     /// What a restart needs: every stored source record's latest event, in the order they
     /// were written (handed to `apply` one at a time, so a large store is never all in
     /// memory as JSON), the steward verdicts in force, the audit trail and the positions.
-    pub async fn restore(&self, mut apply: impl FnMut(Envelope)) -> anyhow::Result<Restored> {
+    pub async fn restore(
+        &self,
+        mut apply: impl FnMut(Envelope) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Restored> {
         use futures_util::TryStreamExt;
         let client = self.pool.get().await?;
         let rows = client
@@ -332,7 +335,7 @@ impl Store {
             let event: Value = row.get(0);
             let envelope: Envelope = serde_json::from_value(event)
                 .context("goldthread.source_record: a stored event no longer decodes")?;
-            apply(envelope);
+            apply(envelope)?;
             events += 1;
         }
         let verdicts = client

@@ -752,6 +752,27 @@ impl Hub {
         Ok(affected)
     }
 
+    /// The live golden person a subject names: a golden id (absorbed ids resolve) or one of
+    /// their source records as `system:id`.
+    pub fn person_subject(&self, subject: &str) -> Result<String, String> {
+        match subject.split_once(':') {
+            Some((system, id)) => {
+                let reference = Reference {
+                    id: id.to_string(),
+                    allocated_by: system.to_string(),
+                };
+                self.persons
+                    .golden_id_of(&reference)
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("no person source record `{subject}`"))
+            }
+            None => self
+                .persons
+                .resolve(subject)
+                .ok_or_else(|| format!("no golden person `{subject}`")),
+        }
+    }
+
     /// Puts a person beyond use (a granted erasure request): every source record of the
     /// golden person loses its values, links and steward verdicts and leaves the
     /// cross-reference and golden records; their vulnerabilities go; later events about
