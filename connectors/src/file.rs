@@ -5,13 +5,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use pipeline::entity::{FieldKind, Payload};
-use pipeline::{DeadLetter, Envelope, Op, Reference, Source};
-use serde_json::{Map, Value};
+use chrono::Utc;
+use pipeline::{DeadLetter, Envelope, Op};
+use serde_json::Value;
 
 use crate::config::{Format, Mapping, SourceConfig};
 use crate::error::Error;
+use crate::mapping::{Mapper, Raw, json_path};
 
 /// What one row or line became: an event, or a dead letter saying why not. Both are data.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,12 +66,6 @@ impl std::fmt::Debug for Reader {
             Reader::Jsonl { line, .. } => f.debug_struct("Jsonl").field("line", line).finish(),
         }
     }
-}
-
-/// A source value, before it is parsed by its canonical field kind.
-enum Raw<'a> {
-    Text(&'a str),
-    Json(&'a Value),
 }
 
 impl FileSource {
@@ -255,6 +249,27 @@ impl FileSource {
         self.map_record(mapping, lookup, line, raw)
     }
 
+    fn map_record<'a>(
+        &self,
+        mapping: &Mapping,
+        lookup: impl Fn(&str) -> Option<Raw<'a>>,
+        line: u64,
+        raw: String,
+    ) -> Record {
+        let mapper = Mapper {
+            name: &self.config.name,
+            system: &self.config.system,
+            date_formats: &self.config.date_formats,
+            datetime_formats: &self.config.datetime_formats,
+        };
+        match mapper.map(mapping, lookup, self.position(line), Op::Read) {
+            Ok(envelope) => Record::Event(Box::new(envelope)),
+            Err(rejected) => {
+                Record::DeadLetter(self.dead_letter(line, rejected.field, rejected.reason, raw))
+            }
+        }
+    }
+
     fn json_record(&self, bytes: &[u8], line: u64) -> Record {
         let raw = String::from_utf8_lossy(bytes)
             .trim_end_matches('\r')
@@ -319,224 +334,13 @@ impl FileSource {
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         self.map_record(mapping, lookup, line, raw)
     }
-
-    fn map_record<'a>(
-        &self,
-        mapping: &Mapping,
-        lookup: impl Fn(&str) -> Option<Raw<'a>>,
-        line: u64,
-        raw: String,
-    ) -> Record {
-        let kind = mapping.entity_kind().expect("validated: entity is known");
-        let id = match lookup(&mapping.id).map(|value| parse_value(self, FieldKind::Text, value)) {
-            Some(Ok(Value::String(id))) => id,
-            Some(Err(reason)) => {
-                return Record::DeadLetter(self.dead_letter(
-                    line,
-                    Some(mapping.id.clone()),
-                    reason,
-                    raw,
-                ));
-            }
-            _ => {
-                let reason = "the record's id is missing".to_string();
-                return Record::DeadLetter(self.dead_letter(
-                    line,
-                    Some(mapping.id.clone()),
-                    reason,
-                    raw,
-                ));
-            }
-        };
-        let mut fields = Map::new();
-        for (canonical, column) in &mapping.fields {
-            let spec = kind
-                .field(canonical)
-                .expect("validated: canonical field exists");
-            let value = match lookup(column) {
-                None => Value::Null,
-                Some(value) => match parse_value(self, spec.kind, value) {
-                    Ok(value) => value,
-                    Err(reason) => {
-                        let reason = format!("{canonical}: {reason}");
-                        return Record::DeadLetter(self.dead_letter(
-                            line,
-                            Some(column.clone()),
-                            reason,
-                            raw,
-                        ));
-                    }
-                },
-            };
-            if spec.required && value.is_null() {
-                let reason = format!("{canonical}: required value is missing");
-                return Record::DeadLetter(self.dead_letter(
-                    line,
-                    Some(column.clone()),
-                    reason,
-                    raw,
-                ));
-            }
-            fields.insert(canonical.clone(), value);
-        }
-        let recorded_at = match &mapping.recorded_at {
-            None => None,
-            Some(column) => {
-                match lookup(column).map(|value| parse_value(self, FieldKind::DateTime, value)) {
-                    None | Some(Ok(Value::Null)) => None,
-                    Some(Ok(Value::String(text))) => text.parse::<DateTime<Utc>>().ok(),
-                    Some(Ok(_)) => None,
-                    Some(Err(reason)) => {
-                        return Record::DeadLetter(self.dead_letter(
-                            line,
-                            Some(column.clone()),
-                            reason,
-                            raw,
-                        ));
-                    }
-                }
-            }
-        };
-        let payload = match Payload::from_fields(kind, fields) {
-            Ok(payload) => payload,
-            Err(reason) => return Record::DeadLetter(self.dead_letter(line, None, reason, raw)),
-        };
-        let position = self.position(line);
-        Record::Event(Box::new(Envelope {
-            event_id: Envelope::event_id_for(&self.config.name, &position),
-            event_type: kind.event_type().to_string(),
-            source: Source {
-                system: self.config.system.clone(),
-                instance: self.config.name.clone(),
-                op: Op::Read,
-                position,
-            },
-            source_ref: Reference {
-                id,
-                allocated_by: self.config.system.clone(),
-            },
-            occurred_at: occurred_at(&payload),
-            recorded_at,
-            ingested_at: Utc::now(),
-            payload,
-        }))
-    }
-}
-
-/// Business time of a payload, where the entity has one.
-fn occurred_at(payload: &Payload) -> Option<DateTime<Utc>> {
-    match payload {
-        Payload::RepairRequest(request) => Some(request.reported_at),
-        Payload::WorkOrder(order) => Some(order.raised_at),
-        Payload::WorkOrderUpdate(update) => Some(update.status_at),
-        Payload::Appointment(appointment) => appointment.booked_at,
-        Payload::Visit(visit) => visit.arrived_at,
-        _ => None,
-    }
-}
-
-/// The value at a dotted path (`priority.code`) of a JSON object.
-fn json_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |value, key| value.get(key))
-}
-
-/// Parses one source value by its canonical kind; empty text and JSON null become null.
-fn parse_value(source: &FileSource, kind: FieldKind, raw: Raw<'_>) -> Result<Value, String> {
-    let text = match raw {
-        Raw::Json(Value::Null) => return Ok(Value::Null),
-        Raw::Json(Value::String(text)) => text.trim(),
-        Raw::Text(text) => text.trim(),
-        Raw::Json(value) => {
-            return match (kind, value) {
-                (FieldKind::Text, Value::Number(number)) => Ok(Value::String(number.to_string())),
-                (FieldKind::Integer, Value::Number(number)) if number.is_i64() => Ok(value.clone()),
-                (FieldKind::Bool, Value::Bool(_)) => Ok(value.clone()),
-                (FieldKind::List, Value::Array(items)) => items
-                    .iter()
-                    .map(|item| match item {
-                        Value::String(text) => Ok(Value::String(text.trim().to_string())),
-                        Value::Number(number) => Ok(Value::String(number.to_string())),
-                        other => Err(format!("list item {other} is not text")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::Array),
-                (kind, value) => Err(format!("expected {}, found {value}", kind_name(kind))),
-            };
-        }
-    };
-    if text.is_empty() {
-        return Ok(Value::Null);
-    }
-    match kind {
-        FieldKind::Text => Ok(Value::String(text.to_string())),
-        FieldKind::Integer => text
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| format!("cannot parse `{text}` as an integer")),
-        FieldKind::Bool => match text.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "y" | "1" | "t" => Ok(Value::Bool(true)),
-            "false" | "no" | "n" | "0" | "f" => Ok(Value::Bool(false)),
-            _ => Err(format!("cannot parse `{text}` as yes/no")),
-        },
-        FieldKind::Date => source
-            .config
-            .date_formats
-            .iter()
-            .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
-            .map(|date| Value::String(date.to_string()))
-            .ok_or_else(|| {
-                format!(
-                    "cannot parse `{text}` as a date with formats [{}]",
-                    source.config.date_formats.join(", ")
-                )
-            }),
-        FieldKind::DateTime => DateTime::parse_from_rfc3339(text)
-            .map(|instant| instant.with_timezone(&Utc))
-            .ok()
-            .or_else(|| {
-                source
-                    .config
-                    .datetime_formats
-                    .iter()
-                    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                    .map(|naive| naive.and_utc())
-            })
-            .map(|instant| {
-                Value::String(instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            })
-            .ok_or_else(|| {
-                let mut formats = vec!["RFC 3339".to_string()];
-                formats.extend(source.config.datetime_formats.iter().cloned());
-                format!(
-                    "cannot parse `{text}` as a date-time with formats [{}]",
-                    formats.join(", ")
-                )
-            }),
-        FieldKind::List => Ok(Value::Array(
-            text.split(';')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(|item| Value::String(item.to_string()))
-                .collect(),
-        )),
-    }
-}
-
-fn kind_name(kind: FieldKind) -> &'static str {
-    match kind {
-        FieldKind::Text => "text",
-        FieldKind::Integer => "an integer",
-        FieldKind::Bool => "true/false",
-        FieldKind::Date => "a date",
-        FieldKind::DateTime => "a date-time",
-        FieldKind::List => "a list",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline::entity::Person;
+    use chrono::NaiveDate;
+    use pipeline::entity::{Payload, Person};
 
     fn source(dir: &Path, file: &str, body: &str, config: &str) -> FileSource {
         std::fs::write(dir.join(file), body).unwrap();

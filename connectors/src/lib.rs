@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod file;
+pub mod mapping;
 pub mod sample;
 
 pub use config::{Format, Mapping, SourceConfig};

@@ -1,0 +1,256 @@
+//! The mapping contract shared by every source: a row (CSV columns, a JSON object, a
+//! Debezium `after` image) becomes one canonical event, or a rejection naming the field and
+//! the reason, which the source turns into a dead letter with its own position.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use pipeline::entity::{FieldKind, Payload};
+use pipeline::{Envelope, Op, Reference, Source};
+use serde_json::{Map, Value};
+
+use crate::config::Mapping;
+
+/// A source value, before it is parsed by its canonical field kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Raw<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+/// Why a row did not become an event: the source field (when one is to blame) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl Rejected {
+    fn new(field: Option<&str>, reason: impl Into<String>) -> Rejected {
+        Rejected {
+            field: field.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a source maps its rows with.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapper<'a> {
+    /// The configured source: labels the event (`source.instance`) and seeds its id.
+    pub name: &'a str,
+    /// The system that allocated the ids.
+    pub system: &'a str,
+    pub date_formats: &'a [String],
+    pub datetime_formats: &'a [String],
+}
+
+impl Mapper<'_> {
+    /// Maps one row. `lookup` gives a source column or dotted path's value; `position` is
+    /// where the row was read (`tenants.csv:12`, `topic/0@42`) and derives the event id, so
+    /// reading the same row again yields the same event.
+    pub fn map<'v>(
+        &self,
+        mapping: &Mapping,
+        lookup: impl Fn(&str) -> Option<Raw<'v>>,
+        position: String,
+        op: Op,
+    ) -> Result<Envelope, Rejected> {
+        let kind = mapping.entity_kind().expect("validated: entity is known");
+        let id = match lookup(&mapping.id).map(|value| self.parse(FieldKind::Text, value)) {
+            Some(Ok(Value::String(id))) => id,
+            Some(Err(reason)) => return Err(Rejected::new(Some(&mapping.id), reason)),
+            _ => {
+                return Err(Rejected::new(
+                    Some(&mapping.id),
+                    "the record's id is missing",
+                ));
+            }
+        };
+        let mut fields = Map::new();
+        for (canonical, column) in &mapping.fields {
+            let spec = kind
+                .field(canonical)
+                .expect("validated: canonical field exists");
+            let value = match lookup(column) {
+                None => Value::Null,
+                Some(value) => self.parse(spec.kind, value).map_err(|reason| {
+                    Rejected::new(Some(column), format!("{canonical}: {reason}"))
+                })?,
+            };
+            if spec.required && value.is_null() {
+                return Err(Rejected::new(
+                    Some(column),
+                    format!("{canonical}: required value is missing"),
+                ));
+            }
+            fields.insert(canonical.clone(), value);
+        }
+        let recorded_at = match &mapping.recorded_at {
+            None => None,
+            Some(column) => {
+                match lookup(column).map(|value| self.parse(FieldKind::DateTime, value)) {
+                    None | Some(Ok(Value::Null)) => None,
+                    Some(Ok(Value::String(text))) => text.parse::<DateTime<Utc>>().ok(),
+                    Some(Ok(_)) => None,
+                    Some(Err(reason)) => return Err(Rejected::new(Some(column), reason)),
+                }
+            }
+        };
+        let payload =
+            Payload::from_fields(kind, fields).map_err(|reason| Rejected::new(None, reason))?;
+        Ok(Envelope {
+            event_id: Envelope::event_id_for(self.name, &position),
+            event_type: kind.event_type().to_string(),
+            source: Source {
+                system: self.system.to_string(),
+                instance: self.name.to_string(),
+                op,
+                position,
+            },
+            source_ref: Reference {
+                id,
+                allocated_by: self.system.to_string(),
+            },
+            occurred_at: occurred_at(&payload),
+            recorded_at,
+            ingested_at: Utc::now(),
+            payload,
+        })
+    }
+
+    /// Parses one source value by its canonical kind; empty text and JSON null become null.
+    /// JSON integers are also taken as dates (days since 1970-01-01, Debezium's
+    /// `io.debezium.time.Date`) and instants (milliseconds since the epoch, or microseconds
+    /// from 10^14 up: Debezium's `Timestamp` and `MicroTimestamp`).
+    pub fn parse(&self, kind: FieldKind, raw: Raw<'_>) -> Result<Value, String> {
+        let text = match raw {
+            Raw::Json(Value::Null) => return Ok(Value::Null),
+            Raw::Json(Value::String(text)) => text.trim(),
+            Raw::Text(text) => text.trim(),
+            Raw::Json(value) => {
+                return match (kind, value) {
+                    (FieldKind::Text, Value::Number(number)) => {
+                        Ok(Value::String(number.to_string()))
+                    }
+                    (FieldKind::Integer, Value::Number(number)) if number.is_i64() => {
+                        Ok(value.clone())
+                    }
+                    (FieldKind::Bool, Value::Bool(_)) => Ok(value.clone()),
+                    (FieldKind::Date, Value::Number(number)) => number
+                        .as_i64()
+                        .and_then(|days| {
+                            NaiveDate::from_ymd_opt(1970, 1, 1)?
+                                .checked_add_signed(chrono::Duration::try_days(days)?)
+                        })
+                        .map(|date| Value::String(date.to_string()))
+                        .ok_or_else(|| format!("{number} is not a day number")),
+                    (FieldKind::DateTime, Value::Number(number)) => number
+                        .as_i64()
+                        .and_then(|count| {
+                            if count.abs() >= 100_000_000_000_000 {
+                                DateTime::from_timestamp_micros(count)
+                            } else {
+                                DateTime::from_timestamp_millis(count)
+                            }
+                        })
+                        .map(|instant| {
+                            Value::String(
+                                instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            )
+                        })
+                        .ok_or_else(|| format!("{number} is not an epoch time")),
+                    (FieldKind::List, Value::Array(items)) => items
+                        .iter()
+                        .map(|item| match item {
+                            Value::String(text) => Ok(Value::String(text.trim().to_string())),
+                            Value::Number(number) => Ok(Value::String(number.to_string())),
+                            other => Err(format!("list item {other} is not text")),
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Value::Array),
+                    (kind, value) => Err(format!("expected {}, found {value}", kind_name(kind))),
+                };
+            }
+        };
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        match kind {
+            FieldKind::Text => Ok(Value::String(text.to_string())),
+            FieldKind::Integer => text
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| format!("cannot parse `{text}` as an integer")),
+            FieldKind::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" | "t" => Ok(Value::Bool(true)),
+                "false" | "no" | "n" | "0" | "f" => Ok(Value::Bool(false)),
+                _ => Err(format!("cannot parse `{text}` as yes/no")),
+            },
+            FieldKind::Date => self
+                .date_formats
+                .iter()
+                .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
+                .map(|date| Value::String(date.to_string()))
+                .ok_or_else(|| {
+                    format!(
+                        "cannot parse `{text}` as a date with formats [{}]",
+                        self.date_formats.join(", ")
+                    )
+                }),
+            FieldKind::DateTime => DateTime::parse_from_rfc3339(text)
+                .map(|instant| instant.with_timezone(&Utc))
+                .ok()
+                .or_else(|| {
+                    self.datetime_formats
+                        .iter()
+                        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+                        .map(|naive| naive.and_utc())
+                })
+                .map(|instant| {
+                    Value::String(instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                })
+                .ok_or_else(|| {
+                    let mut formats = vec!["RFC 3339".to_string()];
+                    formats.extend(self.datetime_formats.iter().cloned());
+                    format!(
+                        "cannot parse `{text}` as a date-time with formats [{}]",
+                        formats.join(", ")
+                    )
+                }),
+            FieldKind::List => Ok(Value::Array(
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| Value::String(item.to_string()))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// The value at a dotted path (`priority.code`) of a JSON object.
+pub fn json_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |value, key| value.get(key))
+}
+
+/// Business time of a payload, where the entity has one.
+fn occurred_at(payload: &Payload) -> Option<DateTime<Utc>> {
+    match payload {
+        Payload::RepairRequest(request) => Some(request.reported_at),
+        Payload::WorkOrder(order) => Some(order.raised_at),
+        Payload::WorkOrderUpdate(update) => Some(update.status_at),
+        Payload::Appointment(appointment) => appointment.booked_at,
+        Payload::Visit(visit) => visit.arrived_at,
+        _ => None,
+    }
+}
+
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Integer => "an integer",
+        FieldKind::Bool => "true/false",
+        FieldKind::Date => "a date",
+        FieldKind::DateTime => "a date-time",
+        FieldKind::List => "a list",
+    }
+}
