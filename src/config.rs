@@ -34,6 +34,9 @@ pub struct Config {
     pub postgres: crate::store::PostgresConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Debezium topics to ingest (`config/sources.md`, "Debezium sources").
+    #[serde(default)]
+    pub debezium: Vec<connectors::DebeziumConfig>,
 }
 
 /// `[http]`: the API, metrics and health endpoints.
@@ -117,6 +120,17 @@ impl Loaded {
             }
             if let Err(error) = source.validate() {
                 problems.push(format!("sources[{index}]: {error}"));
+            }
+        }
+        for (index, source) in self.config.debezium.iter().enumerate() {
+            if !names.insert(source.name.as_str()) {
+                problems.push(format!(
+                    "debezium[{index}].name: `{}` is used twice",
+                    source.name
+                ));
+            }
+            if let Err(error) = source.validate() {
+                problems.push(format!("debezium[{index}]: {error}"));
             }
         }
         if let Err(error) = self.config.analytics.targets() {

@@ -4,6 +4,7 @@
 mod auth;
 mod client;
 mod config;
+mod connect;
 mod eval;
 mod http;
 mod link;

@@ -212,8 +212,11 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = &loaded.config;
-    if config.sources.is_empty() {
-        bail!("{}: no [[sources]] configured", loaded.origin);
+    if config.sources.is_empty() && config.debezium.is_empty() {
+        bail!(
+            "{}: no [[sources]] or [[debezium]] configured",
+            loaded.origin
+        );
     }
     // Open every source first: a missing file or column stops the run before anything moves.
     let mut sources = Vec::new();
@@ -255,6 +258,12 @@ pub async fn run(
                 .map(|entity| config.kafka.topic(&source.system, entity))
         })
         .collect();
+    entity_topics.extend(
+        config
+            .debezium
+            .iter()
+            .filter_map(|source| Some(config.kafka.topic(&source.system, source.entity()?))),
+    );
     entity_topics.sort();
     entity_topics.dedup();
     let mut all_topics = entity_topics.clone();
@@ -308,10 +317,12 @@ pub async fn run(
             stage::consume(
                 &cluster,
                 "mdm_analytics",
+                &cluster.config.group_id,
                 &topics,
                 &stage_config,
                 stop_rx,
                 shutdown_rx,
+                |message| stage::canonical("mdm_analytics", message),
                 |batch| {
                     apply_batch(&shared, batch)?;
                     shared.progress.send_modify(|progress| {
@@ -356,8 +367,24 @@ pub async fn run(
     };
 
     let mut stage_task = stage_task;
-    let ingested = ingest(&cluster, &mut sources).await;
-    let (source_counts, topic_produced, dead_letters) = match ingested {
+    let connectors = crate::connect::start(&cluster, &config.debezium, &config.stage, &shutdown_rx);
+    let ingested = async {
+        let (mut source_counts, mut topic_produced, dead_letters) =
+            ingest(&cluster, &mut sources).await?;
+        let mut running = Vec::new();
+        for connector in connectors {
+            if options.once {
+                let (counts, topic) = connector.finish(&cluster).await?;
+                *topic_produced.entry(topic).or_default() += counts.events_produced;
+                source_counts.push(counts);
+            } else {
+                running.push(connector);
+            }
+        }
+        anyhow::Ok((source_counts, topic_produced, dead_letters, running))
+    }
+    .await;
+    let (source_counts, topic_produced, dead_letters, connectors) = match ingested {
         Ok(ingested) => ingested,
         Err(error) => {
             // Stop the stage (and the server) before reporting: no task outlives the run.
@@ -392,6 +419,11 @@ pub async fn run(
         }
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
+        for connector in connectors {
+            if let Err(error) = connector.task.await? {
+                tracing::error!(source = %connector.config.name, error = %format!("{error:#}"), "debezium source stopped");
+            }
+        }
         let report = stage_task.await??;
         if let Some(task) = http_task {
             task.await??;

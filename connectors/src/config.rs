@@ -76,7 +76,7 @@ impl Mapping {
         EntityKind::parse(&self.entity)
     }
 
-    fn validate(&self, label: &str, problems: &mut Vec<String>) {
+    pub(crate) fn validate(&self, label: &str, problems: &mut Vec<String>) {
         let Some(kind) = self.entity_kind() else {
             let known: Vec<_> = EntityKind::ALL.iter().map(|kind| kind.as_str()).collect();
             problems.push(format!(

@@ -5,11 +5,13 @@
 //! nothing, so `events + dead letters = rows read` holds by construction.
 
 pub mod config;
+pub mod debezium;
 pub mod error;
 pub mod file;
 pub mod mapping;
 pub mod sample;
 
 pub use config::{Format, Mapping, SourceConfig};
+pub use debezium::DebeziumConfig;
 pub use error::Error;
 pub use file::{FileSource, Record};

@@ -164,10 +164,10 @@ impl Cluster {
 
     /// A consumer in the stages' group. Offsets are committed by the stage, only after its
     /// output is written (`enable.auto.commit=false`); a new group starts from the earliest.
-    pub fn consumer(&self, topics: &[String]) -> Result<StreamConsumer> {
+    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StreamConsumer> {
         let consumer: StreamConsumer = self
             .client_config()
-            .set("group.id", &self.config.group_id)
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -426,7 +426,9 @@ mod tests {
         assert_eq!(marks.len(), 2);
         assert_eq!(marks.values().sum::<i64>(), 10);
 
-        let consumer = cluster.consumer(std::slice::from_ref(&topic)).unwrap();
+        let consumer = cluster
+            .consumer(&config.group_id, std::slice::from_ref(&topic))
+            .unwrap();
         let mut seen = 0;
         while seen < 10 {
             let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
@@ -461,7 +463,9 @@ mod tests {
         cluster
             .commit_positions(&BTreeMap::from([((topic.clone(), 0), 7)]))
             .unwrap();
-        let consumer = cluster.consumer(std::slice::from_ref(&topic)).unwrap();
+        let consumer = cluster
+            .consumer(&config.group_id, std::slice::from_ref(&topic))
+            .unwrap();
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .expect("message within 30 s")

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -77,16 +78,67 @@ pub struct ConsumeReport {
 /// Consumes `topics` as the configured group until `stop` says so (or `shutdown` turns true),
 /// calling `handle` on each batch and committing after it returns `Ok`. An `Err` from
 /// `handle` stops the stage without committing that batch, so it is consumed again.
+/// One consumed message, as a decoder sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+}
+
+impl Message<'_> {
+    /// `topic/partition@offset`: where a dead letter came from.
+    pub fn position(&self) -> String {
+        format!("{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// What a decoder made of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Event(Box<Envelope>),
+    DeadLetter(DeadLetter),
+    /// Nothing to do (a tombstone): consumed, counted, no event.
+    Skip,
+}
+
+/// The decoder of goldthread's own topics: a canonical event (JSON), a tombstone (an erased
+/// record's key: skipped), or a dead letter.
+pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
+    let Some(payload) = message.payload else {
+        return Decoded::Skip;
+    };
+    match serde_json::from_slice::<Envelope>(payload) {
+        Ok(envelope) => Decoded::Event(Box::new(envelope)),
+        Err(error) => Decoded::DeadLetter(DeadLetter {
+            source: stage.to_string(),
+            position: message.position(),
+            field: None,
+            reason: format!("not a canonical event: {error}"),
+            raw: String::from_utf8_lossy(payload).into_owned(),
+            rejected_at: Utc::now(),
+        }),
+    }
+}
+
+/// Consumes `topics` in consumer group `group` in batches: each message is decoded, dead
+/// letters go to the dead-letter topic, `handle` gets the batch, and only then are the
+/// batch's offsets committed.
+#[allow(clippy::too_many_arguments)]
 pub async fn consume<E>(
     cluster: &Cluster,
     stage: &str,
+    group: &str,
     topics: &[String],
     config: &StageConfig,
     mut stop: watch::Receiver<StopWhen>,
     mut shutdown: watch::Receiver<bool>,
+    mut decode: impl FnMut(&Message<'_>) -> Decoded,
     mut handle: impl FnMut(&Batch) -> std::result::Result<(), E>,
 ) -> Result<ConsumeReport, StageError<E>> {
-    let consumer = cluster.consumer(topics)?;
+    let consumer = cluster.consumer(group, topics)?;
     let mut dead_letters = cluster.producer()?;
     let mut positions: Positions = BTreeMap::new();
     let mut report = ConsumeReport::default();
@@ -137,30 +189,20 @@ pub async fn consume<E>(
         let started = Instant::now();
         let mut batch = Batch::default();
         for message in &messages {
-            let position = format!(
-                "{}/{}@{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            );
             *batch
                 .per_topic
                 .entry(message.topic().to_string())
                 .or_default() += 1;
-            // A tombstone (an erased record's key, no payload) only compacts the topic.
-            let Some(payload) = message.payload() else {
-                continue;
+            let view = Message {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+                payload: message.payload(),
             };
-            match serde_json::from_slice::<Envelope>(payload) {
-                Ok(envelope) => batch.events.push(envelope),
-                Err(error) => batch.dead_letters.push(DeadLetter {
-                    source: stage.to_string(),
-                    position,
-                    field: None,
-                    reason: format!("not a canonical event: {error}"),
-                    raw: String::from_utf8_lossy(payload).into_owned(),
-                    rejected_at: Utc::now(),
-                }),
+            match decode(&view) {
+                Decoded::Event(envelope) => batch.events.push(*envelope),
+                Decoded::DeadLetter(dead_letter) => batch.dead_letters.push(dead_letter),
+                Decoded::Skip => {}
             }
         }
         for message in &messages {
@@ -244,10 +286,12 @@ mod tests {
         let report = consume(
             &cluster,
             "test",
+            "test",
             std::slice::from_ref(&topic),
             &StageConfig::default(),
             stop,
             shutdown,
+            |message| canonical("test", message),
             |batch| {
                 seen += batch.events.len();
                 Ok::<(), String>(())
