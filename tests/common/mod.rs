@@ -363,3 +363,92 @@ pub fn serve(command: &mut Command) -> (Running, String, String, Box<dyn Iterato
         .expect("ready is printed");
     (running, address, ready, Box::new(lines))
 }
+
+/// A standalone Kafka-protocol broker (tansu, in-memory storage) on a free loopback port,
+/// stopped when dropped. `tests/run` installs tansu when it is absent; `GOLDTHREAD_TANSU`
+/// names the binary, else it is looked up on PATH and in `~/.cargo/bin`.
+pub struct Broker {
+    process: std::process::Child,
+    pub address: String,
+    binary: PathBuf,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let binary = std::env::var_os("GOLDTHREAD_TANSU")
+            .map(PathBuf::from)
+            .or_else(|| which("tansu").ok())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(".cargo/bin/tansu"))
+                    .filter(|path| path.is_file())
+            })
+            .expect("tansu is not installed: run tests/run, which installs it (cargo install tansu --locked --features dynostore)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let process = Command::new(&binary)
+            .args(["broker", "--storage-engine=memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while TcpStream::connect(&address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen on {address}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Broker {
+            process,
+            address,
+            binary,
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let output = Command::new(&self.binary)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://{}", self.address)])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "tansu topic create: {output:?}");
+    }
+
+    /// Produces `key\tvalue` lines with kcat, an independent client (an empty value is a
+    /// tombstone).
+    pub fn produce(&self, topic: &str, lines: &[String]) {
+        let mut child = Command::new("kcat")
+            .args(["-P", "-b", &self.address, "-t", topic, "-K", "\t", "-Z"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat runs (tests/run installs it)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all((lines.join("\n") + "\n").as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "kcat");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

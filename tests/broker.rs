@@ -1,0 +1,223 @@
+//! The pipeline against a standalone Kafka-protocol broker (tansu, a separate process), with
+//! change events written by an independent client (kcat) in the Debezium envelope, and a
+//! kill -9 mid-stream that resumes from the positions stored in PostgreSQL.
+
+mod common;
+
+use common::*;
+
+/// The built-in configuration pointed at `broker`, with the HMS tenants read from a
+/// Debezium topic instead of their CSV export (same columns, same mapping).
+fn config_with_debezium_tenants(broker: &Broker, topic: &str) -> String {
+    let mut config: toml::Table = include_str!("../config/default.toml").parse().unwrap();
+    config["kafka"]
+        .as_table_mut()
+        .unwrap()
+        .insert("bootstrap_servers".into(), broker.address.clone().into());
+    let sources = config["sources"].as_array_mut().unwrap();
+    let at = sources
+        .iter()
+        .position(|source| source["name"].as_str() == Some("hms_tenants"))
+        .unwrap();
+    let tenants = sources.remove(at);
+    let mut debezium = toml::Table::new();
+    debezium.insert("name".into(), "hms_tenants_cdc".into());
+    debezium.insert("system".into(), "hms".into());
+    debezium.insert("topics".into(), vec![toml::Value::from(topic)].into());
+    debezium.insert("date_formats".into(), tenants["date_formats"].clone());
+    debezium.insert("mapping".into(), tenants["mapping"].clone());
+    config.insert("debezium".into(), vec![toml::Value::Table(debezium)].into());
+    toml::to_string(&config).unwrap()
+}
+
+/// The tenants export as Debezium change events (`op` r, with the JSON converter's schema
+/// wrapper on every other one), keyed by tenant.
+fn tenants_as_change_events(data: &std::path::Path) -> Vec<String> {
+    read_csv(&data.join("hms/tenants.csv"))
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let after: serde_json::Map<String, serde_json::Value> = row
+                .iter()
+                .map(|(column, value)| (column.clone(), value.clone().into()))
+                .collect();
+            let change = serde_json::json!({
+                "before": null, "after": after, "op": "r",
+                "source": {"connector": "sqlserver", "db": "hmsdb", "table": "tenants", "ts_ms": 1_735_689_600_000_i64},
+                "ts_ms": 1_735_689_600_123_i64,
+            });
+            let value = if index % 2 == 0 {
+                serde_json::json!({"schema": {"type": "struct", "name": "hmsdb.dbo.tenants.Envelope"}, "payload": change})
+            } else {
+                change
+            };
+            format!("{}\t{value}", row["person_ref"])
+        })
+        .collect()
+}
+
+#[test]
+fn debezium_changes_from_an_independent_client_give_the_same_golden_records_as_the_export() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 120, 4);
+
+    // The reference: every source from its export, on the embedded broker.
+    let reference = tempfile::tempdir().unwrap();
+    run_once(data.path(), reference.path(), &[]);
+
+    let topic = "hmsdb.dbo.tenants";
+    broker.create_topic(topic, 2);
+    let mut messages = tenants_as_change_events(data.path());
+    let tenants = messages.len() as u64;
+    // An update that changes nothing, a tombstone, and two messages that are not changes.
+    messages.push(messages[0].replace("\"op\":\"r\"", "\"op\":\"u\""));
+    messages.push(format!("{}\t", messages[0].split('\t').next().unwrap()));
+    messages.push("T999998\t{\"op\": \"c\", \"after\": {\"forename\": \"Ann\"".into());
+    messages.push("T999999\t{\"op\": \"m\", \"after\": {}}".into());
+    broker.produce(topic, &messages);
+
+    let config = data.path().join("debezium.toml");
+    std::fs::write(&config, config_with_debezium_tenants(&broker, topic)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let summary = run_once(
+        data.path(),
+        out.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--postgres",
+            &pg.url(),
+        ],
+    );
+    assert!(
+        summary["broker"]
+            .as_str()
+            .unwrap()
+            .contains(&broker.address)
+    );
+    let cdc = summary["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|source| source["name"] == "hms_tenants_cdc")
+        .expect("the debezium source is in the summary");
+    assert_eq!(cdc["rows_read"], tenants + 4, "{cdc}");
+    assert_eq!(cdc["events_produced"], tenants + 1, "{cdc}");
+    assert_eq!(cdc["dead_letters"], 2, "{cdc}");
+
+    // Golden ids come from source references, so the same people give the same xref.
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("xref.csv")).unwrap(),
+        std::fs::read_to_string(reference.path().join("xref.csv")).unwrap()
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.golden_person"),
+        summary["mdm"]["golden_persons"].to_string()
+    );
+    // The change's commit time is the record's recorded time.
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.source_record WHERE kind = 'person' AND source = 'hms' AND event->>'recorded_at' = '2025-01-01T00:00:00Z'"),
+        tenants.to_string()
+    );
+}
+
+#[test]
+fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_loses_nothing() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 6);
+    // Small batches for the run that is killed, so the kill lands between commits.
+    let on_broker = include_str!("../config/default.toml").replace(
+        "# bootstrap_servers = \"localhost:9092\"",
+        &format!("bootstrap_servers = \"{}\"", broker.address),
+    );
+    // A killed member holds its partitions until its session times out: keep that short.
+    let on_broker = on_broker + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n";
+    let small_batches = data.path().join("small-batches.toml");
+    std::fs::write(
+        &small_batches,
+        on_broker.replace("batch_size = 5000", "batch_size = 100"),
+    )
+    .unwrap();
+    let config = data.path().join("broker.toml");
+    std::fs::write(&config, &on_broker).unwrap();
+    let config = config.to_str().unwrap();
+
+    // The reference: a clean run on the embedded broker into its own database.
+    let clean = pg.create_database("clean");
+    run_once(
+        data.path(),
+        tempfile::tempdir().unwrap().path(),
+        &["--postgres", &clean],
+    );
+
+    let crashed = pg.create_database("crashed");
+    let mut running = Running(
+        goldthread()
+            .args(["run", "--config", small_batches.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &crashed])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch reached PostgreSQL"
+        );
+        let (ok, count, _) = pg.psql_in(
+            "crashed",
+            "postgres",
+            "SELECT count(*) FROM goldthread.consumed",
+        );
+        if ok && count.parse::<u64>().unwrap_or(0) > 0 {
+            running.0.kill().unwrap();
+            running.0.wait().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stored: u64 = pg
+        .query_in("crashed", "SELECT count(*) FROM goldthread.source_record")
+        .parse()
+        .unwrap();
+    let expected: u64 = pg
+        .query_in("clean", "SELECT count(*) FROM goldthread.source_record")
+        .parse()
+        .unwrap();
+    assert!(
+        stored < expected,
+        "killed after {stored} of {expected} records"
+    );
+
+    // The restart rebuilds from the store, sets the group to the stored positions, reads the
+    // files again (their events are appended to the topics a second time) and consumes on.
+    run_once(
+        data.path(),
+        tempfile::tempdir().unwrap().path(),
+        &["--config", config, "--postgres", &crashed],
+    );
+    for table in [
+        "goldthread.golden_person",
+        "goldthread.golden_property",
+        "goldthread.xref",
+        "goldthread.tenancy",
+        "goldthread.match_decision",
+        "goldthread.vulnerability",
+        "(SELECT kind, source, source_id FROM goldthread.source_record)",
+    ] {
+        let checksum = |database: &str| {
+            pg.query_in(
+                database,
+                &format!("SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"),
+            )
+        };
+        assert_eq!(checksum("crashed"), checksum("clean"), "{table}");
+    }
+}
