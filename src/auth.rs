@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A contractor's system: may post to the `[[webhooks]]` that name its token, and read
+    /// nothing.
+    Contractor,
     /// KPIs, metrics and pseudonymous data (golden ids, properties).
     Viewer,
     /// Identity data, the review queue and steward decisions.

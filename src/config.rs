@@ -37,6 +37,9 @@ pub struct Config {
     /// Debezium topics to ingest (`config/sources.md`, "Debezium sources").
     #[serde(default)]
     pub debezium: Vec<connectors::DebeziumConfig>,
+    /// Endpoints contractors post job updates to (`config/sources.md`, "Webhooks").
+    #[serde(default)]
+    pub webhooks: Vec<connectors::WebhookConfig>,
 }
 
 /// `[http]`: the API, metrics and health endpoints.
@@ -131,6 +134,24 @@ impl Loaded {
             }
             if let Err(error) = source.validate() {
                 problems.push(format!("debezium[{index}]: {error}"));
+            }
+        }
+        for (index, webhook) in self.config.webhooks.iter().enumerate() {
+            if !names.insert(webhook.name.as_str()) {
+                problems.push(format!(
+                    "webhooks[{index}].name: `{}` is used twice",
+                    webhook.name
+                ));
+            }
+            if let Err(error) = webhook.validate() {
+                problems.push(format!("webhooks[{index}]: {error}"));
+            }
+            for token in &webhook.tokens {
+                if !self.config.http.tokens.iter().any(|t| &t.name == token) {
+                    problems.push(format!(
+                        "webhooks[{index}].tokens: no [[http.tokens]] entry named `{token}`"
+                    ));
+                }
             }
         }
         if let Err(error) = self.config.analytics.targets() {

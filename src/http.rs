@@ -84,8 +84,13 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .route("/api/steward/audit", get(audit))
         .route("/api/admin/erasures", post(erase))
         .route_layer(guard(Role::Admin));
+    // Contractors' systems: their webhooks (the handler checks the token is listed).
+    let contractor = Router::new()
+        .route("/webhooks/{name}", post(webhook))
+        .route_layer(guard(Role::Contractor));
     Router::new()
         .route("/health", get(health))
+        .merge(contractor)
         .merge(viewer)
         .merge(steward)
         .merge(admin)
@@ -429,6 +434,17 @@ async fn split(
         |hub| hub.split(split.entity, &record).map(Outcome::affected),
     )
     .await
+}
+
+/// `POST /webhooks/{name}`: a contractor's job update (see `crate::webhook`).
+async fn webhook(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (status, answer) = crate::webhook::receive(&state.shared, &caller, &name, &body).await;
+    (status, Json(answer)).into_response()
 }
 
 /// `GET /api/steward/audit`: every steward action, oldest first.

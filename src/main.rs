@@ -12,6 +12,7 @@ mod output;
 mod run;
 mod sar;
 mod store;
+mod webhook;
 
 use std::path::PathBuf;
 

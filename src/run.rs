@@ -45,9 +45,10 @@ pub struct Shared {
     pub audit: Mutex<Vec<http::AuditEntry>>,
     /// Where each batch's master data lands, when PostgreSQL is configured.
     pub store: Option<crate::store::Store>,
-    /// The broker and the entity topics, for tombstones.
+    /// The broker and the entity topics, for tombstones and webhooks.
     pub cluster: Arc<Cluster>,
     pub topics: Vec<String>,
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 impl std::fmt::Debug for Shared {
@@ -212,9 +213,9 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = &loaded.config;
-    if config.sources.is_empty() && config.debezium.is_empty() {
+    if config.sources.is_empty() && config.debezium.is_empty() && config.webhooks.is_empty() {
         bail!(
-            "{}: no [[sources]] or [[debezium]] configured",
+            "{}: no [[sources]], [[debezium]] or [[webhooks]] configured",
             loaded.origin
         );
     }
@@ -258,6 +259,12 @@ pub async fn run(
                 .map(|entity| config.kafka.topic(&source.system, entity))
         })
         .collect();
+    entity_topics.extend(config.webhooks.iter().flat_map(|webhook| {
+        webhook
+            .entities()
+            .into_iter()
+            .map(|entity| config.kafka.topic(&webhook.system, entity))
+    }));
     entity_topics.extend(
         config
             .debezium
@@ -301,6 +308,7 @@ pub async fn run(
         store,
         cluster: cluster.clone(),
         topics: entity_topics.clone(),
+        webhooks: crate::webhook::Webhooks::new(config.webhooks.clone()),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -232,3 +232,98 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     }
     assert!(!rest.iter().any(|line| line.contains(ADMIN)));
 }
+
+/// The running pipeline with a contractor's webhook: 202 only once the event is in Kafka,
+/// a retry is answered without a second event, a bad message is refused with its reason.
+#[test]
+fn a_contractor_posts_job_updates_to_its_webhook() {
+    const CONTRACTOR: &str = "contractor-secret-4";
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 40, 4);
+    let config = data.path().join("webhook.toml");
+    std::fs::write(
+        &config,
+        include_str!("../config/default.toml").to_string()
+            + r#"
+[[http.tokens]]
+name = "contractor_a"
+role = "contractor"
+secret_env = "GOLDTHREAD_CONTRACTOR_A_TOKEN"
+
+[[webhooks]]
+name = "contractor_a"
+system = "repairs"
+tokens = ["contractor_a"]
+message_id = "messageId"
+type_field = "messageType"
+[webhooks.messages.JobStatusUpdate]
+entity = "work_order_update"
+id = "messageId"
+fields = { work_order_ref = "job.reference", status = "status", status_at = "statusAt", type_code = "typeCode" }
+"#,
+    )
+    .unwrap();
+    let (_running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
+            .stderr(std::process::Stdio::null()),
+    );
+    let topic = "topic=\"goldthread.repairs.work_order_update\"";
+    let consumed = || -> u64 {
+        let (_, metrics) = request(&address, "GET", "/metrics", Some(VIEWER), None);
+        metrics
+            .lines()
+            .find(|line| line.starts_with("stage_events_consumed_total{") && line.contains(topic))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = consumed();
+    let message = r#"{"messageType": "JobStatusUpdate", "messageId": "M-1", "job": {"reference": "WO000001"}, "status": "completed", "statusAt": "2025-03-04T10:15:00Z", "typeCode": 80}"#;
+    let post = |token: Option<&str>, body: &str| {
+        request(
+            &address,
+            "POST",
+            "/webhooks/contractor_a",
+            token,
+            Some(body),
+        )
+    };
+
+    assert_eq!(post(None, message).0, 401);
+    // A viewer's token is valid but not listed for this webhook; the contractor's token
+    // reads nothing else.
+    assert_eq!(post(Some(VIEWER), message).0, 403);
+    assert_eq!(
+        request(&address, "GET", "/api/kpis", Some(CONTRACTOR), None).0,
+        403
+    );
+
+    let (status, body) = post(Some(CONTRACTOR), message);
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("\"event_id\""), "{body}");
+    let (status, body) = post(Some(CONTRACTOR), message);
+    assert_eq!(status, 200, "a retry: {body}");
+    assert!(body.contains("\"duplicate\":true"), "{body}");
+    let (status, body) = post(
+        Some(CONTRACTOR),
+        r#"{"messageType": "JobStatusUpdate", "messageId": "M-2", "job": {"reference": "WO000001"}, "status": "completed", "statusAt": "at noon"}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("status_at: cannot parse `at noon`"), "{body}");
+
+    // The accepted message, once, reaches the stage.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while consumed() < before + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event was not consumed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(consumed(), before + 1);
+}

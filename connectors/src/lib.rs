@@ -10,8 +10,10 @@ pub mod error;
 pub mod file;
 pub mod mapping;
 pub mod sample;
+pub mod webhook;
 
 pub use config::{Format, Mapping, SourceConfig};
 pub use debezium::DebeziumConfig;
 pub use error::Error;
 pub use file::{FileSource, Record};
+pub use webhook::WebhookConfig;

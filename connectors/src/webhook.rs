@@ -1,0 +1,236 @@
+//! The webhook source: contractors' repair systems post HACT-style JSON messages
+//! (JobStatusUpdate, WorkOrderComplete, ...) to `POST /webhooks/<name>`. Each message maps
+//! onto one canonical event by the same mapping contract as JSON lines files (one `mapping`,
+//! or `type_field` with a mapping per message type). Decoding is pure; the HTTP endpoint,
+//! its authentication and the produce-before-202 are the binary's.
+
+use std::collections::BTreeMap;
+
+use pipeline::{EntityKind, Envelope, Op};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Mapping;
+use crate::error::Error;
+use crate::mapping::{Mapper, Raw, Rejected, json_path};
+
+/// `[[webhooks]]`: one endpoint, `POST /webhooks/<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Unique among sources; the path segment, metrics label and dead-letter source.
+    pub name: String,
+    /// The system that allocated the ids in the messages (`contractor_a`).
+    pub system: String,
+    /// Names of `[[http.tokens]]` allowed to post here (a `contractor` role token reads
+    /// nothing else).
+    pub tokens: Vec<String>,
+    /// Dotted path of the sender's message id: a retry with the same id is the same event.
+    pub message_id: String,
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+    #[serde(default)]
+    pub datetime_formats: Vec<String>,
+    /// The mapping of every message, or, with `type_field`, one per message type.
+    pub mapping: Option<Mapping>,
+    pub type_field: Option<String>,
+    #[serde(default)]
+    pub messages: BTreeMap<String, Mapping>,
+}
+
+fn default_date_formats() -> Vec<String> {
+    vec!["%Y-%m-%d".into()]
+}
+
+/// A message that did not become an event: the message id when it had one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub message_id: Option<String>,
+    pub rejected: Rejected,
+}
+
+impl WebhookConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push(format!(
+                "name: `{}` must be letters, digits, `_` or `-` (it is a URL path segment)",
+                self.name
+            ));
+        }
+        if self.tokens.is_empty() {
+            problems.push("tokens: name at least one [[http.tokens]] entry that may post".into());
+        }
+        match (&self.mapping, &self.type_field, self.messages.is_empty()) {
+            (Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
+            (None, Some(_), false) => {
+                for (message_type, mapping) in &self.messages {
+                    mapping.validate(&format!("messages.{message_type}"), &mut problems);
+                }
+            }
+            _ => problems.push(
+                "a webhook needs either one `mapping`, or `type_field` with `messages.<type>` mappings"
+                    .into(),
+            ),
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::config(&self.name, problems.join("; ")))
+        }
+    }
+
+    /// The entities its messages can become.
+    pub fn entities(&self) -> Vec<EntityKind> {
+        let mut kinds: Vec<EntityKind> = self
+            .mapping
+            .iter()
+            .chain(self.messages.values())
+            .filter_map(Mapping::entity_kind)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// Decodes one posted body into (message id, event). The event's id derives from the
+    /// message id, so a retried message is the same event.
+    pub fn decode(&self, body: &[u8]) -> Result<(String, Envelope), Refused> {
+        let refuse = |message_id: Option<&str>, field: Option<&str>, reason: String| Refused {
+            message_id: message_id.map(str::to_string),
+            rejected: Rejected {
+                field: field.map(str::to_string),
+                reason,
+            },
+        };
+        let text =
+            std::str::from_utf8(body).map_err(|_| refuse(None, None, "not valid UTF-8".into()))?;
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value @ Value::Object(_)) => value,
+            Ok(_) => return Err(refuse(None, None, "not a JSON object".into())),
+            Err(error) => return Err(refuse(None, None, format!("invalid JSON: {error}"))),
+        };
+        let message_id = match json_path(&value, &self.message_id) {
+            Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_string(),
+            Some(Value::Number(number)) => number.to_string(),
+            _ => {
+                return Err(refuse(
+                    None,
+                    Some(&self.message_id),
+                    "the message id is missing".into(),
+                ));
+            }
+        };
+        let mapping = match (&self.mapping, &self.type_field) {
+            (Some(mapping), _) => mapping,
+            (None, Some(type_field)) => {
+                let message_type = json_path(&value, type_field)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        refuse(
+                            Some(&message_id),
+                            Some(type_field),
+                            "message type is missing".into(),
+                        )
+                    })?;
+                self.messages.get(message_type).ok_or_else(|| {
+                    refuse(
+                        Some(&message_id),
+                        Some(type_field),
+                        format!("no mapping for message type `{message_type}`"),
+                    )
+                })?
+            }
+            (None, None) => unreachable!("validated: a mapping or type_field"),
+        };
+        let mapper = Mapper {
+            name: &self.name,
+            system: &self.system,
+            date_formats: &self.date_formats,
+            datetime_formats: &self.datetime_formats,
+        };
+        let position = format!("webhook/{}/{message_id}", self.name);
+        let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
+        mapper
+            .map(mapping, lookup, position, Op::Update)
+            .map(|event| (message_id.clone(), event))
+            .map_err(|rejected| Refused {
+                message_id: Some(message_id.clone()),
+                rejected,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::Payload;
+    use proptest::prelude::*;
+
+    fn config() -> WebhookConfig {
+        toml::from_str(
+            r#"
+            name = "contractor_a"
+            system = "contractor_a"
+            tokens = ["contractor_a"]
+            message_id = "messageId"
+            type_field = "messageType"
+            [messages.JobStatusUpdate]
+            entity = "work_order_update"
+            id = "messageId"
+            fields = { work_order_ref = "job.reference", status = "status", status_at = "statusAt", type_code = "typeCode" }
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_status_update_maps_and_a_retry_is_the_same_event() {
+        let body = br#"{"messageType": "JobStatusUpdate", "messageId": "M-17", "job": {"reference": "WO000042"}, "status": "completed", "statusAt": "2025-03-04T10:15:00Z", "typeCode": 80}"#;
+        let (message_id, event) = config().decode(body).unwrap();
+        assert_eq!(message_id, "M-17");
+        assert_eq!(event.source.position, "webhook/contractor_a/M-17");
+        let Payload::WorkOrderUpdate(update) = &event.payload else {
+            panic!("a work order update");
+        };
+        assert_eq!(update.work_order_ref, "WO000042");
+        let (_, again) = config().decode(body).unwrap();
+        assert_eq!(again.event_id, event.event_id);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        for (body, reason) in [
+            (&b"\xff"[..], "not valid UTF-8"),
+            (b"[]", "not a JSON object"),
+            (b"{", "invalid JSON"),
+            (br#"{"messageType": "JobStatusUpdate"}"#, "the message id is missing"),
+            (br#"{"messageId": "M1", "messageType": "Invoice"}"#, "no mapping for message type `Invoice`"),
+            (br#"{"messageId": "M1", "messageType": "JobStatusUpdate", "job": {"reference": "W1"}, "status": "completed", "statusAt": "noon"}"#, "status_at: cannot parse `noon`"),
+        ] {
+            let refused = config().decode(body).unwrap_err();
+            assert!(refused.rejected.reason.contains(reason), "{}", refused.rejected.reason);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = config().decode(&bytes);
+        }
+
+        #[test]
+        fn oversized_and_mistyped_fields_are_refused_or_mapped(
+            status in prop_oneof![Just(Value::Null), any::<i64>().prop_map(Value::from), ".{0,5000}".prop_map(Value::from)],
+            at in prop_oneof![Just(Value::Null), any::<i64>().prop_map(Value::from), ".{0,30}".prop_map(Value::from)],
+        ) {
+            let body = serde_json::json!({"messageType": "JobStatusUpdate", "messageId": "M1", "job": {"reference": "W1"}, "status": status, "statusAt": at});
+            let _ = config().decode(body.to_string().as_bytes());
+        }
+    }
+}
