@@ -90,6 +90,7 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .route_layer(guard(Role::Contractor));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .merge(contractor)
         .merge(viewer)
         .merge(steward)
@@ -99,6 +100,43 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
 
 async fn health() -> &'static str {
     "ok"
+}
+
+/// `GET /ready`: 200 when the broker and PostgreSQL (when configured) answer within two
+/// seconds, else 503; the body says which. Open like `/health`, for load balancers and
+/// orchestrators: it tells only up or down.
+async fn ready(State(state): State<AppState>) -> Response {
+    let timeout = std::time::Duration::from_secs(2);
+    let cluster = state.shared.cluster.clone();
+    let broker = tokio::task::spawn_blocking(move || cluster.reachable(timeout))
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|reached| reached.map_err(|error| error.to_string()));
+    let postgres = match &state.shared.store {
+        None => None,
+        Some(store) => Some(store.reachable(timeout).await),
+    };
+    let up = broker.is_ok() && postgres.as_ref().is_none_or(Result::is_ok);
+    let describe = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_string(),
+        Err(_) => "unreachable".to_string(),
+    };
+    let body = serde_json::json!({
+        "broker": describe(&broker),
+        "postgres": postgres.as_ref().map(describe),
+    });
+    if let Err(error) = &broker {
+        tracing::warn!(%error, "not ready: broker");
+    }
+    if let Some(Err(error)) = &postgres {
+        tracing::warn!(%error, "not ready: postgres");
+    }
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub cluster: Arc<Cluster>,
     pub topics: Vec<String>,
     pub webhooks: crate::webhook::Webhooks,
+    /// `postgres.retry_for`.
+    pub store_retry_for: std::time::Duration,
 }
 
 impl std::fmt::Debug for Shared {
@@ -309,6 +311,7 @@ pub async fn run(
         cluster: cluster.clone(),
         topics: entity_topics.clone(),
         webhooks: crate::webhook::Webhooks::new(config.webhooks.clone()),
+        store_retry_for: config.postgres.retry_for,
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -576,7 +579,11 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
             positions: Some(&batch.positions),
         };
         tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(store.write(&shared.hub, &write))
+            tokio::runtime::Handle::current().block_on(store.write_with_retry(
+                &shared.hub,
+                &write,
+                shared.store_retry_for,
+            ))
         })
         .context("writing the batch to PostgreSQL")?;
     }

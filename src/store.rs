@@ -87,7 +87,7 @@ const RECORD_POSITIONS: &str = "INSERT INTO goldthread.consumed
      ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset";
 
 /// `[postgres]`: where golden records and KPIs land for BI.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
     /// A PostgreSQL URL (`postgres://user@host:5432/db`); unset keeps everything in memory.
@@ -95,6 +95,20 @@ pub struct PostgresConfig {
     pub url: Option<String>,
     /// Connections in the pool.
     pub pool_size: Option<usize>,
+    /// How long a batch's write is retried while PostgreSQL is unreachable (the stage waits,
+    /// committing nothing, and `/ready` says so) before the run fails.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: std::time::Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: None,
+            pool_size: None,
+            retry_for: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 pub struct Store {
@@ -218,6 +232,40 @@ impl Store {
                 .merge(changes);
         }
         written
+    }
+
+    /// `write`, retried with backoff (0.1 s doubling to 5 s) while it fails, for up to
+    /// `retry_for`: the stage waits and commits nothing meanwhile. Failures are counted and
+    /// `store_up` reads 0 until a write succeeds.
+    pub async fn write_with_retry(
+        &self,
+        hub: &Mutex<Hub>,
+        write: &Write<'_>,
+        retry_for: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        use pipeline::metrics as names;
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match self.write(hub, write).await {
+                Ok(()) => {
+                    metrics::gauge!(names::STORE_UP).set(1.0);
+                    return Ok(());
+                }
+                Err(error) => {
+                    metrics::gauge!(names::STORE_UP).set(0.0);
+                    metrics::counter!(names::STORE_WRITE_FAILURES_TOTAL).increment(1);
+                    if started.elapsed() >= retry_for {
+                        return Err(error.context(format!(
+                            "PostgreSQL writes failed for {retry_for:?} (postgres.retry_for)"
+                        )));
+                    }
+                    tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "writing to PostgreSQL failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     async fn write_transaction(
@@ -372,6 +420,21 @@ impl Store {
             audit: serde_json::from_value(audit[0].get(0)).context("goldthread.steward_audit")?,
             positions,
         })
+    }
+
+    /// Whether the server answers now (for `/ready`), within `timeout`.
+    pub async fn reachable(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let check = async {
+            let client = self.pool.get().await.map_err(|error| error.to_string())?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        };
+        tokio::time::timeout(timeout, check)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
     }
 
     /// Stores a KPI table: one snapshot per day and period (the day's last computation).

@@ -203,6 +203,19 @@ impl Cluster {
             .map_err(|error| Error::kafka("setting the group's offsets", error))
     }
 
+    /// Whether the cluster answers a metadata request within `timeout` (for `/ready`).
+    /// Blocking: call it off the async runtime.
+    pub fn reachable(&self, timeout: Duration) -> Result<()> {
+        let client: rdkafka::consumer::BaseConsumer = self
+            .client_config()
+            .create()
+            .map_err(|error| Error::kafka("creating metadata client", error))?;
+        client
+            .fetch_metadata(None, timeout)
+            .map(drop)
+            .map_err(|error| Error::kafka("metadata", error))
+    }
+
     /// The high watermark of every partition of `topics`: the offsets a consumer must reach
     /// to have read everything produced so far.
     pub fn high_watermarks(&self, topics: &[String]) -> Result<BTreeMap<(String, i32), i64>> {

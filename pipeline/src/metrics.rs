@@ -22,6 +22,10 @@ pub const MDM_GOLDEN_RECORDS: &str = "mdm_golden_records";
 pub const MDM_XREF_ENTRIES: &str = "mdm_xref_entries";
 /// Time to run the KPI suite, seconds.
 pub const SQL_KPI_SECONDS: &str = "sql_kpi_seconds";
+/// Failed attempts to write a batch to PostgreSQL (each is retried).
+pub const STORE_WRITE_FAILURES_TOTAL: &str = "store_write_failures_total";
+/// 1 while the last write to PostgreSQL succeeded, 0 while writes fail.
+pub const STORE_UP: &str = "store_up";
 
 /// Registers descriptions for every metric (shown as `# HELP` lines in `/metrics`).
 pub fn describe() {
@@ -61,5 +65,13 @@ pub fn describe() {
         SQL_KPI_SECONDS,
         ::metrics::Unit::Seconds,
         "Time to run the KPI suite"
+    );
+    describe_counter!(
+        STORE_WRITE_FAILURES_TOTAL,
+        "Failed attempts to write a batch to PostgreSQL (retried)"
+    );
+    describe_gauge!(
+        STORE_UP,
+        "1 while writes to PostgreSQL succeed, 0 while they fail"
     );
 }

@@ -181,22 +181,40 @@ impl Postgres {
             .output()
             .unwrap();
         assert!(output.status.success(), "initdb: {output:?}");
-        let output = server
+        server.resume();
+        server
+    }
+
+    /// Starts the server (again, after `stop`).
+    pub fn resume(&self) {
+        let output = self
             .as_server_user("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .args(["-w", "-l"])
-            .arg(server.dir.path().join("server.log"))
+            .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-                server.dir.path().display()
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.dir.path().display()
             ))
             .arg("start")
             .output()
             .unwrap();
         assert!(output.status.success(), "pg_ctl start: {output:?}");
-        server
+    }
+
+    /// Stops the server (fast shutdown: connections are cut), keeping its data.
+    pub fn stop(&self) {
+        let output = self
+            .as_server_user("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "-m", "fast", "stop"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "pg_ctl stop: {output:?}");
     }
 
     pub fn url(&self) -> String {
@@ -413,6 +431,16 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker process (SIGSTOP): connections stay open and nothing answers, as
+    /// when a broker hangs or the network drops; `resume` thaws it with its data intact.
+    pub fn pause(&self) {
+        signal(self.process.id(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.process.id(), "-CONT");
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let output = Command::new(&self.binary)
             .args([
@@ -451,4 +479,12 @@ impl Drop for Broker {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
 }
