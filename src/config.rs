@@ -40,6 +40,10 @@ pub struct Config {
     /// Endpoints contractors post job updates to (`config/sources.md`, "Webhooks").
     #[serde(default)]
     pub webhooks: Vec<connectors::WebhookConfig>,
+    /// Tables of source databases polled on a monotonic column (`config/sources.md`,
+    /// "PostgreSQL sources").
+    #[serde(default)]
+    pub postgres_sources: Vec<connectors::PgSourceConfig>,
 }
 
 /// `[http]`: the API, metrics and health endpoints.
@@ -134,6 +138,17 @@ impl Loaded {
             }
             if let Err(error) = source.validate() {
                 problems.push(format!("debezium[{index}]: {error}"));
+            }
+        }
+        for (index, source) in self.config.postgres_sources.iter().enumerate() {
+            if !names.insert(source.name.as_str()) {
+                problems.push(format!(
+                    "postgres_sources[{index}].name: `{}` is used twice",
+                    source.name
+                ));
+            }
+            if let Err(error) = source.validate() {
+                problems.push(format!("postgres_sources[{index}]: {error}"));
             }
         }
         for (index, webhook) in self.config.webhooks.iter().enumerate() {

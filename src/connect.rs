@@ -114,3 +114,129 @@ impl Connector {
         Ok((counts, topic))
     }
 }
+
+/// A running PostgreSQL polling source.
+#[derive(Debug)]
+pub struct Poller {
+    pub name: String,
+    pub task: JoinHandle<anyhow::Result<(SourceCounts, String)>>,
+}
+
+/// Starts a poller per `[[postgres_sources]]` table. With `once`, each stops when a poll
+/// finds no more rows; otherwise it polls every `poll_interval` until shutdown. Positions are
+/// confirmed in the goldthread store after the rows are in Kafka; without a store each run
+/// reads the table from the start (applying a row again is harmless).
+pub fn start_pollers(
+    shared: &Arc<crate::run::Shared>,
+    sources: &[connectors::PgSourceConfig],
+    once: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<Poller> {
+    sources
+        .iter()
+        .map(|source| {
+            let (shared, source, mut shutdown) = (shared.clone(), source.clone(), shutdown.clone());
+            let name = source.name.clone();
+            let task = tokio::spawn(async move {
+                poll(&shared, &source, once, &mut shutdown)
+                    .await
+                    .with_context(|| format!("postgres source `{}`", source.name))
+            });
+            Poller { name, task }
+        })
+        .collect()
+}
+
+async fn poll(
+    shared: &crate::run::Shared,
+    source: &connectors::PgSourceConfig,
+    once: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<(SourceCounts, String)> {
+    let url = std::env::var(&source.url_env)
+        .with_context(|| format!("url_env: set {} to the database URL", source.url_env))?;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the source database")?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "source database connection closed");
+        }
+    });
+    let (schema, table) = source
+        .table
+        .split_once('.')
+        .unwrap_or(("public", source.table.as_str()));
+    let cursor_type: String = client
+        .query_opt(
+            "SELECT format_type(a.atttypid, a.atttypmod)
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
+            &[&schema, &table, &source.cursor],
+        )
+        .await?
+        .map(|row| row.get(0))
+        .with_context(|| {
+            format!(
+                "table `{}` has no column `{}` (cursor)",
+                source.table, source.cursor
+            )
+        })?;
+    let query = client.prepare(&source.query(&cursor_type)).await?;
+    let topic = shared.cluster.config.topic(
+        &source.system,
+        source.entity().expect("validated: entity is known"),
+    );
+    let mut producer = shared.cluster.producer()?;
+    let mut position = match &shared.store {
+        Some(store) => store.source_position(&source.name).await?,
+        None => None,
+    };
+    let mut counts = SourceCounts {
+        name: source.name.clone(),
+        system: source.system.clone(),
+        path: source.table.clone(),
+        ..SourceCounts::default()
+    };
+    loop {
+        let rows = client.query(&query, &[&position]).await?;
+        for row in &rows {
+            let (cursor, json): (String, String) = (row.get(0), row.get(1));
+            match source.decode_row(&cursor, &json) {
+                connectors::Record::Event(event) => {
+                    producer.send(&topic, &event).await?;
+                    counts.events_produced += 1;
+                }
+                connectors::Record::DeadLetter(dead_letter) => {
+                    producer.send_dead_letter(&dead_letter).await?;
+                    counts.dead_letters += 1;
+                    metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.name.clone())
+                        .increment(1);
+                }
+            }
+            position = Some(cursor);
+        }
+        producer.flush().await?;
+        counts.rows_read += rows.len() as u64;
+        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.name.clone())
+            .increment(rows.len() as u64);
+        // Confirmed only now that every row up to it is acknowledged by the broker.
+        if let (Some(store), Some(position), false) = (&shared.store, &position, rows.is_empty()) {
+            store.set_source_position(&source.name, position).await?;
+        }
+        if (rows.len() as i64) < source.batch_size {
+            if once {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(source.poll_interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    Ok((counts, topic))
+}

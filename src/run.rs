@@ -215,9 +215,13 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = &loaded.config;
-    if config.sources.is_empty() && config.debezium.is_empty() && config.webhooks.is_empty() {
+    if config.sources.is_empty()
+        && config.debezium.is_empty()
+        && config.webhooks.is_empty()
+        && config.postgres_sources.is_empty()
+    {
         bail!(
-            "{}: no [[sources]], [[debezium]] or [[webhooks]] configured",
+            "{}: no [[sources]], [[debezium]], [[postgres_sources]] or [[webhooks]] configured",
             loaded.origin
         );
     }
@@ -261,6 +265,12 @@ pub async fn run(
                 .map(|entity| config.kafka.topic(&source.system, entity))
         })
         .collect();
+    entity_topics.extend(
+        config
+            .postgres_sources
+            .iter()
+            .filter_map(|source| Some(config.kafka.topic(&source.system, source.entity()?))),
+    );
     entity_topics.extend(config.webhooks.iter().flat_map(|webhook| {
         webhook
             .entities()
@@ -379,10 +389,26 @@ pub async fn run(
 
     let mut stage_task = stage_task;
     let connectors = crate::connect::start(&cluster, &config.debezium, &config.stage, &shutdown_rx);
+    let pollers = crate::connect::start_pollers(
+        &shared,
+        &config.postgres_sources,
+        options.once,
+        &shutdown_rx,
+    );
     let ingested = async {
         let (mut source_counts, mut topic_produced, dead_letters) =
             ingest(&cluster, &mut sources).await?;
         let mut running = Vec::new();
+        let mut polling = Vec::new();
+        for poller in pollers {
+            if options.once {
+                let (counts, topic) = poller.task.await??;
+                *topic_produced.entry(topic).or_default() += counts.events_produced;
+                source_counts.push(counts);
+            } else {
+                polling.push(poller);
+            }
+        }
         for connector in connectors {
             if options.once {
                 let (counts, topic) = connector.finish(&cluster).await?;
@@ -392,10 +418,16 @@ pub async fn run(
                 running.push(connector);
             }
         }
-        anyhow::Ok((source_counts, topic_produced, dead_letters, running))
+        anyhow::Ok((
+            source_counts,
+            topic_produced,
+            dead_letters,
+            running,
+            polling,
+        ))
     }
     .await;
-    let (source_counts, topic_produced, dead_letters, connectors) = match ingested {
+    let (source_counts, topic_produced, dead_letters, connectors, pollers) = match ingested {
         Ok(ingested) => ingested,
         Err(error) => {
             // Stop the stage (and the server) before reporting: no task outlives the run.
@@ -430,6 +462,11 @@ pub async fn run(
         }
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
+        for poller in pollers {
+            if let Err(error) = poller.task.await? {
+                tracing::error!(source = %poller.name, error = %format!("{error:#}"), "postgres source stopped");
+            }
+        }
         for connector in connectors {
             if let Err(error) = connector.task.await? {
                 tracing::error!(source = %connector.config.name, error = %format!("{error:#}"), "debezium source stopped");

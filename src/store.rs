@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "erasure",
         include_str!("../sql/migrations/0004_erasure.sql"),
     ),
+    (
+        5,
+        "source_positions",
+        include_str!("../sql/migrations/0005_source_positions.sql"),
+    ),
 ];
 
 /// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).
@@ -420,6 +425,32 @@ impl Store {
             audit: serde_json::from_value(audit[0].get(0)).context("goldthread.steward_audit")?,
             positions,
         })
+    }
+
+    /// The confirmed position of a polled source, if it has one.
+    pub async fn source_position(&self, source: &str) -> anyhow::Result<Option<String>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT position FROM goldthread.source_position WHERE source = $1",
+                &[&source],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Confirms a polled source's position (after what it read is in Kafka).
+    pub async fn set_source_position(&self, source: &str, position: &str) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO goldthread.source_position VALUES ($1, $2, now())
+                 ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position,
+                                                    updated_at = EXCLUDED.updated_at",
+                &[&source, &position],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether the server answers now (for `/ready`), within `timeout`.

@@ -88,7 +88,7 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
     );
     assert_eq!(
         pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.goldthread_migrations"),
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     // Positions consumed are recorded with the rows.
     assert_eq!(
@@ -432,4 +432,83 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
         &["--postgres", &url],
     );
     assert_eq!(pg.query(&held), "0");
+}
+
+#[test]
+fn a_polled_source_table_resumes_from_its_confirmed_position() {
+    let pg = Postgres::start();
+    let store = pg.create_database("store");
+    let source_db = pg.create_database("hmsdb");
+    pg.query_in(
+        "hmsdb",
+        "CREATE TABLE tenants (tenant_id text, forename text, surname text, dob date,
+                               row_version bigserial);
+         INSERT INTO tenants (tenant_id, forename, surname, dob) VALUES
+           ('T1', 'Ann', 'Lee', '1970-02-03'), ('T2', 'Bob', 'Mensah', '1968-11-23'),
+           ('T3', 'Chloe', 'Pryce', '1971-07-30'), ('T4', NULL, 'Nobody', '1980-01-01');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("polled.toml");
+    std::fs::write(
+        &config,
+        r#"
+data_dir = "."
+
+[[postgres_sources]]
+name = "hms_db_tenants"
+system = "hms"
+url_env = "HMS_DATABASE_URL"
+table = "public.tenants"
+cursor = "row_version"
+batch_size = 2
+[postgres_sources.mapping]
+entity = "person"
+id = "tenant_id"
+fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
+"#,
+    )
+    .unwrap();
+    let run = || {
+        let out = tempfile::tempdir().unwrap();
+        let output = goldthread()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .args(["--out", out.path().to_str().unwrap(), "--postgres", &store])
+            .env("HMS_DATABASE_URL", &source_db)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        summary["sources"][0].clone()
+    };
+    let first = run();
+    assert_eq!(first["rows_read"], 4, "{first}");
+    assert_eq!(first["events_produced"], 4, "{first}");
+    assert_eq!(
+        pg.query_in("store", "SELECT count(*) FROM goldthread.golden_person"),
+        "4"
+    );
+    assert_eq!(
+        pg.query_in("store", "SELECT position FROM goldthread.source_position"),
+        "4"
+    );
+
+    // New and changed rows only: the second run starts after the confirmed position.
+    pg.query_in(
+        "hmsdb",
+        "INSERT INTO tenants (tenant_id, forename, surname, dob) VALUES ('T5', 'Dan', 'Okafor', '1990-05-06');
+         UPDATE tenants SET forename = 'Robert', row_version = nextval('tenants_row_version_seq') WHERE tenant_id = 'T2';",
+    );
+    let second = run();
+    assert_eq!(second["rows_read"], 2, "{second}");
+    assert_eq!(
+        pg.query_in("store", "SELECT count(*) FROM goldthread.golden_person"),
+        "5"
+    );
+    assert_eq!(
+        pg.query_in("store", "SELECT given_name FROM goldthread.golden_person g JOIN goldthread.xref x USING (golden_id) WHERE x.source_id = 'T2'"),
+        "Robert"
+    );
 }

@@ -9,6 +9,7 @@ pub mod debezium;
 pub mod error;
 pub mod file;
 pub mod mapping;
+pub mod pg;
 pub mod sample;
 pub mod webhook;
 
@@ -16,4 +17,5 @@ pub use config::{Format, Mapping, SourceConfig};
 pub use debezium::DebeziumConfig;
 pub use error::Error;
 pub use file::{FileSource, Record};
+pub use pg::PgSourceConfig;
 pub use webhook::WebhookConfig;
