@@ -77,8 +77,12 @@ pub fn start(
                     },
                 )
                 .await
-                .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name))?;
-                Ok((report, produced))
+                .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name));
+                if let Err(error) = &report {
+                    // Said when it happens: a served run goes on without this source.
+                    tracing::error!(error = %format!("{error:#}"), "source stopped");
+                }
+                Ok((report?, produced))
             });
             Connector {
                 config: config.clone(),
@@ -118,7 +122,6 @@ impl Connector {
 /// A running PostgreSQL polling source.
 #[derive(Debug)]
 pub struct Poller {
-    pub name: String,
     pub task: JoinHandle<anyhow::Result<(SourceCounts, String)>>,
 }
 
@@ -136,13 +139,17 @@ pub fn start_pollers(
         .iter()
         .map(|source| {
             let (shared, source, mut shutdown) = (shared.clone(), source.clone(), shutdown.clone());
-            let name = source.name.clone();
             let task = tokio::spawn(async move {
-                poll(&shared, &source, once, &mut shutdown)
+                let result = poll(&shared, &source, once, &mut shutdown)
                     .await
-                    .with_context(|| format!("postgres source `{}`", source.name))
+                    .with_context(|| format!("postgres source `{}`", source.name));
+                if let Err(error) = &result {
+                    // Said when it happens: a served run goes on without this source.
+                    tracing::error!(error = %format!("{error:#}"), "source stopped");
+                }
+                result
             });
-            Poller { name, task }
+            Poller { task }
         })
         .collect()
 }

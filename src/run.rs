@@ -462,15 +462,12 @@ pub async fn run(
         }
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
+        // A source that failed said so when it stopped.
         for poller in pollers {
-            if let Err(error) = poller.task.await? {
-                tracing::error!(source = %poller.name, error = %format!("{error:#}"), "postgres source stopped");
-            }
+            let _ = poller.task.await?;
         }
         for connector in connectors {
-            if let Err(error) = connector.task.await? {
-                tracing::error!(source = %connector.config.name, error = %format!("{error:#}"), "debezium source stopped");
-            }
+            let _ = connector.task.await?;
         }
         let report = stage_task.await??;
         if let Some(task) = http_task {
