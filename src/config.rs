@@ -117,50 +117,43 @@ impl Loaded {
     /// Every problem in the configuration, at once.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
+        // Every source, whatever its kind: a unique name and a valid entry.
         let mut names = std::collections::BTreeSet::new();
-        for (index, source) in self.config.sources.iter().enumerate() {
-            if !names.insert(source.name.as_str()) {
-                problems.push(format!(
-                    "sources[{index}].name: `{}` is used twice",
-                    source.name
-                ));
-            }
-            if let Err(error) = source.validate() {
-                problems.push(format!("sources[{index}]: {error}"));
-            }
-        }
-        for (index, source) in self.config.debezium.iter().enumerate() {
-            if !names.insert(source.name.as_str()) {
-                problems.push(format!(
-                    "debezium[{index}].name: `{}` is used twice",
-                    source.name
-                ));
-            }
-            if let Err(error) = source.validate() {
-                problems.push(format!("debezium[{index}]: {error}"));
-            }
-        }
-        for (index, source) in self.config.postgres_sources.iter().enumerate() {
-            if !names.insert(source.name.as_str()) {
-                problems.push(format!(
-                    "postgres_sources[{index}].name: `{}` is used twice",
-                    source.name
-                ));
-            }
-            if let Err(error) = source.validate() {
-                problems.push(format!("postgres_sources[{index}]: {error}"));
+        let config = &self.config;
+        let sources = [
+            config
+                .sources
+                .iter()
+                .map(|s| (s.name.as_str(), s.validate()))
+                .collect::<Vec<_>>(),
+            config
+                .debezium
+                .iter()
+                .map(|s| (s.name.as_str(), s.validate()))
+                .collect(),
+            config
+                .postgres_sources
+                .iter()
+                .map(|s| (s.name.as_str(), s.validate()))
+                .collect(),
+            config
+                .webhooks
+                .iter()
+                .map(|s| (s.name.as_str(), s.validate()))
+                .collect(),
+        ];
+        let sections = ["sources", "debezium", "postgres_sources", "webhooks"];
+        for (section, entries) in sections.into_iter().zip(sources) {
+            for (index, (name, validated)) in entries.into_iter().enumerate() {
+                if !names.insert(name) {
+                    problems.push(format!("{section}[{index}].name: `{name}` is used twice"));
+                }
+                if let Err(error) = validated {
+                    problems.push(format!("{section}[{index}]: {error}"));
+                }
             }
         }
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
-            if !names.insert(webhook.name.as_str()) {
-                problems.push(format!(
-                    "webhooks[{index}].name: `{}` is used twice",
-                    webhook.name
-                ));
-            }
-            if let Err(error) = webhook.validate() {
-                problems.push(format!("webhooks[{index}]: {error}"));
-            }
             for token in &webhook.tokens {
                 if !self.config.http.tokens.iter().any(|t| &t.name == token) {
                     problems.push(format!(

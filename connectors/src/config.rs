@@ -106,6 +106,35 @@ impl Mapping {
     }
 }
 
+/// JSON messages (a JSON lines file, a webhook) map with one `mapping` for all, or with
+/// `type_field` and a mapping per message type. Validates the mappings; false when the
+/// combination itself is wrong (the caller says how, in its own terms).
+pub(crate) fn validate_messages(
+    mapping: Option<&Mapping>,
+    type_field: Option<&String>,
+    messages: &BTreeMap<String, Mapping>,
+    problems: &mut Vec<String>,
+) -> bool {
+    match (mapping, type_field, messages.is_empty()) {
+        (Some(mapping), None, true) => mapping.validate("mapping", problems),
+        (None, Some(_), false) => {
+            for (message_type, mapping) in messages {
+                mapping.validate(&format!("messages.{message_type}"), problems);
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// The entities some mappings produce, sorted, once each.
+pub(crate) fn entities<'a>(mappings: impl Iterator<Item = &'a Mapping>) -> Vec<EntityKind> {
+    let mut kinds: Vec<EntityKind> = mappings.filter_map(Mapping::entity_kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
 impl SourceConfig {
     /// Checks the source and reports every problem at once, each naming its key.
     pub fn validate(&self) -> Result<(), Error> {
@@ -124,17 +153,21 @@ impl SourceConfig {
                 self.system
             ));
         }
-        match (self.format, &self.mapping, &self.type_field, self.messages.is_empty()) {
-            (_, Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
-            (Format::Jsonl, None, Some(_), false) => {
-                for (message_type, mapping) in &self.messages {
-                    mapping.validate(&format!("messages.{message_type}"), &mut problems);
+        match self.format {
+            Format::Csv => match (&self.mapping, &self.type_field, self.messages.is_empty()) {
+                (Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
+                _ => problems.push("mapping: a csv source needs exactly one `mapping` (and no `type_field`/`messages`)".into()),
+            },
+            Format::Jsonl => {
+                if !validate_messages(
+                    self.mapping.as_ref(),
+                    self.type_field.as_ref(),
+                    &self.messages,
+                    &mut problems,
+                ) {
+                    problems.push("a jsonl source needs either one `mapping`, or `type_field` with `messages.<type>` mappings".into());
                 }
             }
-            (Format::Csv, _, _, _) => problems.push("mapping: a csv source needs exactly one `mapping` (and no `type_field`/`messages`)".into()),
-            (Format::Jsonl, _, _, _) => problems.push(
-                "a jsonl source needs either one `mapping`, or `type_field` with `messages.<type>` mappings".into(),
-            ),
         }
         if self.date_formats.is_empty() {
             problems.push("date_formats: must list at least one format".into());
@@ -149,15 +182,7 @@ impl SourceConfig {
     /// The entities this source can produce (mappings with an unknown entity, which
     /// `validate` rejects, produce none).
     pub fn entities(&self) -> Vec<EntityKind> {
-        let mut kinds: Vec<EntityKind> = self
-            .mapping
-            .iter()
-            .chain(self.messages.values())
-            .filter_map(Mapping::entity_kind)
-            .collect();
-        kinds.sort();
-        kinds.dedup();
-        kinds
+        entities(self.mapping.iter().chain(self.messages.values()))
     }
 }
 

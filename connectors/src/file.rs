@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::{Format, Mapping, SourceConfig};
 use crate::error::Error;
-use crate::mapping::{Mapper, Raw, json_path};
+use crate::mapping::{Mapper, Raw, json_path, route};
 
 /// What one row or line became: an event, or a dead letter saying why not. Both are data.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,32 +304,22 @@ impl FileSource {
                 ));
             }
         };
-        let mapping = match (&self.config.mapping, &self.config.type_field) {
-            (Some(mapping), _) => mapping,
-            (None, Some(type_field)) => {
-                let Some(message_type) = json_path(&value, type_field).and_then(Value::as_str)
-                else {
-                    return Record::DeadLetter(self.dead_letter(
-                        line,
-                        Some(type_field.clone()),
-                        "message type is missing".into(),
-                        raw,
-                    ));
-                };
-                match self.config.messages.get(message_type) {
-                    Some(mapping) => mapping,
-                    None => {
-                        let reason = format!("no mapping for message type `{message_type}`");
-                        return Record::DeadLetter(self.dead_letter(
-                            line,
-                            Some(type_field.clone()),
-                            reason,
-                            raw,
-                        ));
-                    }
-                }
+        let config = &self.config;
+        let mapping = match route(
+            config.mapping.as_ref(),
+            config.type_field.as_ref(),
+            &config.messages,
+            &value,
+        ) {
+            Ok(mapping) => mapping,
+            Err(rejected) => {
+                return Record::DeadLetter(self.dead_letter(
+                    line,
+                    rejected.field,
+                    rejected.reason,
+                    raw,
+                ));
             }
-            (None, None) => unreachable!("validated: jsonl has a mapping or type_field"),
         };
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         self.map_record(mapping, lookup, line, raw)

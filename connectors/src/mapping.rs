@@ -227,6 +227,30 @@ impl Mapper<'_> {
     }
 }
 
+/// The mapping of one JSON message: the only one, or the one for its type (`type_field`).
+pub fn route<'m>(
+    mapping: Option<&'m Mapping>,
+    type_field: Option<&String>,
+    messages: &'m std::collections::BTreeMap<String, Mapping>,
+    value: &Value,
+) -> Result<&'m Mapping, Rejected> {
+    match (mapping, type_field) {
+        (Some(mapping), _) => Ok(mapping),
+        (None, Some(type_field)) => {
+            let message_type = json_path(value, type_field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| Rejected::new(Some(type_field), "message type is missing"))?;
+            messages.get(message_type).ok_or_else(|| {
+                Rejected::new(
+                    Some(type_field),
+                    format!("no mapping for message type `{message_type}`"),
+                )
+            })
+        }
+        (None, None) => unreachable!("validated: a mapping or a type_field"),
+    }
+}
+
 /// The value at a dotted path (`priority.code`) of a JSON object.
 pub fn json_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |value, key| value.get(key))

@@ -10,9 +10,9 @@ use pipeline::{EntityKind, Envelope, Op};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Mapping;
+use crate::config::{Mapping, entities, validate_messages};
 use crate::error::Error;
-use crate::mapping::{Mapper, Raw, Rejected, json_path};
+use crate::mapping::{Mapper, Raw, Rejected, json_path, route};
 
 /// `[[webhooks]]`: one endpoint, `POST /webhooks/<name>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,17 +66,16 @@ impl WebhookConfig {
         if self.tokens.is_empty() {
             problems.push("tokens: name at least one [[http.tokens]] entry that may post".into());
         }
-        match (&self.mapping, &self.type_field, self.messages.is_empty()) {
-            (Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
-            (None, Some(_), false) => {
-                for (message_type, mapping) in &self.messages {
-                    mapping.validate(&format!("messages.{message_type}"), &mut problems);
-                }
-            }
-            _ => problems.push(
+        if !validate_messages(
+            self.mapping.as_ref(),
+            self.type_field.as_ref(),
+            &self.messages,
+            &mut problems,
+        ) {
+            problems.push(
                 "a webhook needs either one `mapping`, or `type_field` with `messages.<type>` mappings"
                     .into(),
-            ),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -87,15 +86,7 @@ impl WebhookConfig {
 
     /// The entities its messages can become.
     pub fn entities(&self) -> Vec<EntityKind> {
-        let mut kinds: Vec<EntityKind> = self
-            .mapping
-            .iter()
-            .chain(self.messages.values())
-            .filter_map(Mapping::entity_kind)
-            .collect();
-        kinds.sort();
-        kinds.dedup();
-        kinds
+        entities(self.mapping.iter().chain(self.messages.values()))
     }
 
     /// Decodes one posted body into (message id, event). The event's id derives from the
@@ -126,28 +117,16 @@ impl WebhookConfig {
                 ));
             }
         };
-        let mapping = match (&self.mapping, &self.type_field) {
-            (Some(mapping), _) => mapping,
-            (None, Some(type_field)) => {
-                let message_type = json_path(&value, type_field)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        refuse(
-                            Some(&message_id),
-                            Some(type_field),
-                            "message type is missing".into(),
-                        )
-                    })?;
-                self.messages.get(message_type).ok_or_else(|| {
-                    refuse(
-                        Some(&message_id),
-                        Some(type_field),
-                        format!("no mapping for message type `{message_type}`"),
-                    )
-                })?
-            }
-            (None, None) => unreachable!("validated: a mapping or type_field"),
-        };
+        let mapping = route(
+            self.mapping.as_ref(),
+            self.type_field.as_ref(),
+            &self.messages,
+            &value,
+        )
+        .map_err(|rejected| Refused {
+            message_id: Some(message_id.clone()),
+            rejected,
+        })?;
         let mapper = Mapper {
             name: &self.name,
             system: &self.system,
