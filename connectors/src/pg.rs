@@ -29,7 +29,8 @@ pub struct PgSourceConfig {
     pub url_env: String,
     /// The table or view (`public.tenants`).
     pub table: String,
-    /// A column that only grows as rows are written (a sequence, `xmin`-free `updated_at`).
+    /// A column whose values are unique and only grow as rows are written (a sequence
+    /// bumped on every insert and update): rows are read strictly after the last value.
     pub cursor: String,
     /// How often to look for new rows once caught up.
     #[serde(with = "humantime_serde", default = "default_poll_interval")]
