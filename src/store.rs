@@ -4,8 +4,9 @@
 //!
 //! Each consumed batch is written in one transaction together with the positions it reached,
 //! before its offsets are committed to Kafka: the batch's events upsert the latest version of
-//! their source records (keyed by source reference) and the master data tables are replaced
-//! by the hub's state, so a replay of the same events writes the same rows, never duplicates.
+//! their source records (keyed by source reference) and the rows of whatever the hub says
+//! changed are replaced from its state, so a replay of the same events writes the same rows,
+//! never duplicates.
 //! A restart rebuilds the hub from the stored source records and steward verdicts
 //! (`Store::restore`) and consumes on from the stored positions.
 
