@@ -82,11 +82,20 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
         sources: Vec::new(),
         dead_letters: Vec::new(),
     };
+    let mut files = Vec::new();
     for source in config
         .sources
         .iter()
         .filter(|source| source.entities().iter().any(|e| MASTER_DATA.contains(e)))
     {
+        // Every file of a drop folder, as `run` reads them.
+        files.extend(
+            source
+                .expand(&config.data_dir)
+                .with_context(|| format!("source `{}`", source.name))?,
+        );
+    }
+    for source in &files {
         let mut file = FileSource::open(source, &config.data_dir).with_context(|| {
             format!(
                 "opening source `{}` (data_dir {})",

@@ -226,12 +226,22 @@ pub async fn run(
         );
     }
     // Open every source first: a missing file or column stops the run before anything moves.
+    // A drop folder's files are opened one by one; each is read once (`drop_key`).
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for source in &config.sources {
-        match FileSource::open(source, &config.data_dir) {
-            Ok(opened) => sources.push(opened),
-            Err(error) => problems.push(error.to_string()),
+        let files = match source.expand(&config.data_dir) {
+            Ok(files) => files,
+            Err(error) => {
+                problems.push(format!("source `{}`: {error}", source.name));
+                continue;
+            }
+        };
+        for file in files {
+            match FileSource::open(&file, &config.data_dir) {
+                Ok(opened) => sources.push(opened),
+                Err(error) => problems.push(error.to_string()),
+            }
         }
     }
     if !problems.is_empty() {
@@ -252,6 +262,15 @@ pub async fn run(
             tracing::info!(?applied, "postgres ready");
             hub.track_changes();
             let restored = restore(&store, &mut hub, &analytics).await?;
+            // Drop-folder files already read by an earlier run are not read again.
+            let mut unread = Vec::new();
+            for source in sources {
+                match source.config().drop_key() {
+                    Some(key) if store.source_position(&key).await?.is_some() => {}
+                    _ => unread.push(source),
+                }
+            }
+            sources = unread;
             (Some(store), Some(restored))
         }
     };
@@ -398,6 +417,25 @@ pub async fn run(
     let ingested = async {
         let (mut source_counts, mut topic_produced, dead_letters) =
             ingest(&cluster, &mut sources).await?;
+        // Every event is acknowledged now: the drop-folder files read count as read.
+        if let Some(store) = &shared.store {
+            for source in &sources {
+                if let Some(key) = source.config().drop_key() {
+                    store.set_source_position(&key, "read").await?;
+                }
+            }
+        }
+        let watchers = if options.once {
+            Vec::new()
+        } else {
+            watch_drop_folders(
+                &shared,
+                &config.data_dir,
+                &config.sources,
+                &sources,
+                &shutdown_rx,
+            )
+        };
         let mut running = Vec::new();
         let mut polling = Vec::new();
         for poller in pollers {
@@ -424,21 +462,23 @@ pub async fn run(
             dead_letters,
             running,
             polling,
+            watchers,
         ))
     }
     .await;
-    let (source_counts, topic_produced, dead_letters, connectors, pollers) = match ingested {
-        Ok(ingested) => ingested,
-        Err(error) => {
-            // Stop the stage (and the server) before reporting: no task outlives the run.
-            shutdown_tx.send_replace(true);
-            let _ = stage_task.await;
-            if let Some(task) = http_task {
-                let _ = task.await;
+    let (source_counts, topic_produced, dead_letters, connectors, pollers, watchers) =
+        match ingested {
+            Ok(ingested) => ingested,
+            Err(error) => {
+                // Stop the stage (and the server) before reporting: no task outlives the run.
+                shutdown_tx.send_replace(true);
+                let _ = stage_task.await;
+                if let Some(task) = http_task {
+                    let _ = task.await;
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-    };
+        };
     let produced_total: u64 = topic_produced.values().sum();
     let targets = cluster.high_watermarks(&entity_topics)?;
 
@@ -463,6 +503,9 @@ pub async fn run(
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
         // A source that failed said so when it stopped.
+        for watcher in watchers {
+            watcher.await?;
+        }
         for poller in pollers {
             let _ = poller.task.await?;
         }
@@ -625,6 +668,74 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
 }
 
 /// Reads every source to the end, producing events and dead letters.
+/// In a served run, looks in each watched drop folder (`watch`) for files not read yet and
+/// reads them as they arrive.
+fn watch_drop_folders(
+    shared: &Arc<Shared>,
+    data_dir: &std::path::Path,
+    configs: &[connectors::SourceConfig],
+    read: &[FileSource],
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let known: std::collections::BTreeSet<String> = read
+        .iter()
+        .filter_map(|source| source.config().drop_key())
+        .collect();
+    configs
+        .iter()
+        .filter_map(|config| Some((config.clone(), config.watch?)))
+        .map(|(config, every)| {
+            let (shared, mut shutdown) = (shared.clone(), shutdown.clone());
+            let data_dir = data_dir.to_path_buf();
+            let prefix = format!("{}/", config.name);
+            let mut known: std::collections::BTreeSet<String> = known
+                .iter()
+                .filter(|key| key.starts_with(&prefix))
+                .cloned()
+                .collect();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
+                    let read = async {
+                        let mut new = Vec::new();
+                        for file in config.expand(&data_dir)? {
+                            let key = file.drop_key().unwrap_or_default();
+                            let done = match &shared.store {
+                                Some(store) => store.source_position(&key).await?.is_some(),
+                                None => false,
+                            };
+                            if !done && !known.contains(&key) {
+                                new.push(FileSource::open(&file, &data_dir)?);
+                            }
+                        }
+                        if new.is_empty() {
+                            return anyhow::Ok(());
+                        }
+                        let (counts, _, _) = ingest(&shared.cluster, &mut new).await?;
+                        for source in &new {
+                            let key = source.config().drop_key().unwrap_or_default();
+                            if let Some(store) = &shared.store {
+                                store.set_source_position(&key, "read").await?;
+                            }
+                            known.insert(key);
+                        }
+                        for count in counts {
+                            tracing::info!(source = %count.name, file = %count.path, events = count.events_produced, dead_letters = count.dead_letters, "dropped file read");
+                        }
+                        Ok(())
+                    };
+                    if let Err(error) = read.await {
+                        tracing::error!(source = %config.name, error = %format!("{error:#}"), "reading a drop folder");
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 async fn ingest(
     cluster: &Cluster,
     sources: &mut [FileSource],

@@ -512,3 +512,107 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
         "Robert"
     );
 }
+
+#[test]
+fn drop_folder_files_are_read_once_and_new_ones_as_they_arrive() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let drops = dir.path().join("drops");
+    std::fs::create_dir(&drops).unwrap();
+    let drop = |file: &str, rows: &[(&str, &str, &str)]| {
+        let mut text = String::from("person_ref,forename,surname,dob\n");
+        for (id, forename, surname) in rows {
+            text.push_str(&format!(
+                "{id},{forename},{surname},1970-01-0{}\n",
+                id.len()
+            ));
+        }
+        std::fs::write(drops.join(file), text).unwrap();
+    };
+    drop(
+        "tenants-001.csv",
+        &[("A1", "Ann", "Lee"), ("A2", "Bob", "Mensah")],
+    );
+    drop(
+        "tenants-002.csv",
+        &[("A3", "Chloe", "Pryce"), ("A4", "Dan", "Okafor")],
+    );
+    std::fs::write(drops.join("notes.txt"), "not a drop").unwrap();
+    let config = dir.path().join("drops.toml");
+    std::fs::write(
+        &config,
+        r#"
+data_dir = "."
+
+[[sources]]
+name = "legacy_drops"
+system = "acorn"
+path = "drops/tenants-*.csv"
+format = "csv"
+watch = "200ms"
+[sources.mapping]
+entity = "person"
+id = "person_ref"
+fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
+"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let once = || {
+        let out = tempfile::tempdir().unwrap();
+        run_ok(&[
+            "run",
+            "--once",
+            "--config",
+            config,
+            "--postgres",
+            &url,
+            "--out",
+            out.path().to_str().unwrap(),
+        ]);
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        summary["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|source| source["path"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(once(), ["drops/tenants-001.csv", "drops/tenants-002.csv"]);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.golden_person"),
+        "4"
+    );
+    // Files already read are not read again; a new one is.
+    drop("tenants-003.csv", &[("A5", "Eve", "Shah")]);
+    assert_eq!(once(), ["drops/tenants-003.csv"]);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.golden_person"),
+        "5"
+    );
+
+    // A served run picks up a file dropped while it runs.
+    let (_running, _, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config, "--postgres", &url])
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::null()),
+    );
+    drop("tenants-004.csv", &[("A6", "Fay", "Ng")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg.query("SELECT count(*) FROM goldthread.golden_person") != "6" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped file was not read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.query("SELECT string_agg(source, ',' ORDER BY source) FROM goldthread.source_position"),
+        "legacy_drops/tenants-001.csv,legacy_drops/tenants-002.csv,legacy_drops/tenants-003.csv,legacy_drops/tenants-004.csv"
+    );
+}

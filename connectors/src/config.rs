@@ -18,8 +18,15 @@ pub struct SourceConfig {
     /// The system that allocated the ids in this file (`hms`, `crm`, `repairs`, `asset`): the
     /// HACT `allocatedBy`, and the middle part of the topic name.
     pub system: String,
-    /// The file, relative to `data_dir`.
+    /// The file, relative to `data_dir`; or a drop folder's files, with one `*` in the file
+    /// name (`drops/tenants-*.csv`): each matching file is read once, in name order.
     pub path: PathBuf,
+    /// With a `*` path: look for new files this often while `run` serves (`30s`).
+    #[serde(default, with = "humantime_serde")]
+    pub watch: Option<std::time::Duration>,
+    /// Set by `expand` on each file of a drop folder: read once, remembered by file name.
+    #[serde(skip)]
+    pub dropped: bool,
     /// `csv` or `jsonl`.
     pub format: Format,
     /// CSV only: the field delimiter, one character.
@@ -172,11 +179,73 @@ impl SourceConfig {
         if self.date_formats.is_empty() {
             problems.push("date_formats: must list at least one format".into());
         }
+        let stars = self.path.to_string_lossy().matches('*').count();
+        let in_name = self
+            .path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().contains('*'));
+        if stars > 1 || (stars == 1 && !in_name) {
+            problems.push(format!(
+                "path: `{}`: at most one `*`, in the file name",
+                self.path.display()
+            ));
+        }
+        if self.watch.is_some() && stars == 0 {
+            problems.push("watch: only for a path with a `*` (a drop folder)".into());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(Error::config(&self.name, problems.join("; ")))
         }
+    }
+
+    /// For a drop folder's file: the key remembering it was read (`<name>/<file name>`).
+    pub fn drop_key(&self) -> Option<String> {
+        let file = self.path.file_name()?.to_string_lossy();
+        self.dropped.then(|| format!("{}/{file}", self.name))
+    }
+
+    /// Whether `path` names a drop folder's files (`*` in the file name).
+    pub fn is_pattern(&self) -> bool {
+        self.path.to_string_lossy().contains('*')
+    }
+
+    /// The files this source reads now: itself, or for a pattern one source per matching
+    /// file (its `path` that file), in name order.
+    pub fn expand(&self, data_dir: &std::path::Path) -> Result<Vec<SourceConfig>, Error> {
+        if !self.is_pattern() {
+            return Ok(vec![self.clone()]);
+        }
+        let pattern = self
+            .path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (prefix, suffix) = pattern.split_once('*').unwrap_or((&pattern, ""));
+        let folder = self.path.parent().unwrap_or(std::path::Path::new(""));
+        let dir = data_dir.join(folder);
+        let entries = std::fs::read_dir(&dir).map_err(|error| Error::io(&dir, error))?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| {
+                name.len() >= prefix.len() + suffix.len()
+                    && name.starts_with(prefix)
+                    && name.ends_with(suffix)
+            })
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| SourceConfig {
+                path: folder.join(name),
+                watch: None,
+                dropped: true,
+                ..self.clone()
+            })
+            .collect())
     }
 
     /// The entities this source can produce (mappings with an unknown entity, which
