@@ -194,13 +194,22 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"uprn\""), "{body}");
 
-    let (status, metrics) = get(&address, "/metrics");
+    // Consumer lag comes from librdkafka's statistics, emitted every second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, metrics) = loop {
+        let (status, metrics) = get(&address, "/metrics");
+        if metrics.contains("stage_consumer_lag") || std::time::Instant::now() > deadline {
+            break (status, metrics);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(status, 200);
     for name in [
         "connector_events_produced_total",
         "stage_events_consumed_total",
         "stage_commits_total",
         "mdm_xref_entries",
+        "stage_consumer_lag",
     ] {
         assert!(
             metrics.contains(name),

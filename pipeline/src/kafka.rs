@@ -72,6 +72,32 @@ impl KafkaConfig {
     }
 }
 
+/// A stage's consumer: reports its lag per partition from librdkafka's statistics.
+pub type StageConsumer = StreamConsumer<LagContext>;
+
+/// Sets `stage_consumer_lag` (messages between the group's position and the partition's
+/// end) from the statistics librdkafka emits every second.
+#[derive(Debug)]
+pub struct LagContext {
+    group: String,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, detail) in statistics.topics {
+            for (partition, partition_detail) in detail.partitions {
+                // -1 is librdkafka's "unknown" (and the internal UA partition).
+                if partition >= 0 && partition_detail.consumer_lag >= 0 {
+                    metrics::gauge!(crate::metrics::STAGE_CONSUMER_LAG, "group" => self.group.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(partition_detail.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
 /// A connected cluster: the bootstrap address, and the embedded broker if we run one.
 #[derive(Debug)]
 pub struct Cluster {
@@ -164,15 +190,18 @@ impl Cluster {
 
     /// A consumer in the stages' group. Offsets are committed by the stage, only after its
     /// output is written (`enable.auto.commit=false`); a new group starts from the earliest.
-    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StreamConsumer> {
-        let consumer: StreamConsumer = self
+    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StageConsumer> {
+        let consumer: StageConsumer = self
             .client_config()
             .set("group.id", group)
+            .set("statistics.interval.ms", "1000")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(LagContext {
+                group: group.to_string(),
+            })
             .map_err(|error| Error::kafka("creating consumer", error))?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer

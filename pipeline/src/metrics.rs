@@ -22,6 +22,9 @@ pub const MDM_GOLDEN_RECORDS: &str = "mdm_golden_records";
 pub const MDM_XREF_ENTRIES: &str = "mdm_xref_entries";
 /// Time to run the KPI suite, seconds.
 pub const SQL_KPI_SECONDS: &str = "sql_kpi_seconds";
+/// Messages between a consumer group's position and the end of a partition. Labels:
+/// `group`, `topic`, `partition`.
+pub const STAGE_CONSUMER_LAG: &str = "stage_consumer_lag";
 /// Failed attempts to write a batch to PostgreSQL (each is retried).
 pub const STORE_WRITE_FAILURES_TOTAL: &str = "store_write_failures_total";
 /// 1 while the last write to PostgreSQL succeeded, 0 while writes fail.
@@ -65,6 +68,10 @@ pub fn describe() {
         SQL_KPI_SECONDS,
         ::metrics::Unit::Seconds,
         "Time to run the KPI suite"
+    );
+    describe_gauge!(
+        STAGE_CONSUMER_LAG,
+        "Messages between a consumer group's position and the end of a partition"
     );
     describe_counter!(
         STORE_WRITE_FAILURES_TOTAL,
