@@ -110,16 +110,29 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
     let Some(payload) = message.payload else {
         return Decoded::Skip;
     };
-    match serde_json::from_slice::<Envelope>(payload) {
-        Ok(envelope) => Decoded::Event(Box::new(envelope)),
-        Err(error) => Decoded::DeadLetter(DeadLetter {
+    let dead = |field: Option<&str>, reason: String| {
+        Decoded::DeadLetter(DeadLetter {
             source: stage.to_string(),
             position: message.position(),
-            field: None,
-            reason: format!("not a canonical event: {error}"),
+            field: field.map(str::to_string),
+            reason,
             raw: String::from_utf8_lossy(payload).into_owned(),
             rejected_at: Utc::now(),
-        }),
+        })
+    };
+    match serde_json::from_slice::<Envelope>(payload) {
+        // A version this build does not know may mean fields it would misread.
+        Ok(envelope) if envelope.event_type != envelope.payload.kind().event_type() => dead(
+            Some("event_type"),
+            format!(
+                "unknown event type `{}` for a {} payload (this version reads `{}`)",
+                envelope.event_type,
+                envelope.payload.kind(),
+                envelope.payload.kind().event_type()
+            ),
+        ),
+        Ok(envelope) => Decoded::Event(Box::new(envelope)),
+        Err(error) => dead(None, format!("not a canonical event: {error}")),
     }
 }
 
@@ -254,6 +267,44 @@ pub enum StageError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_event_versions_and_garbage_are_dead_letters_with_a_reason() {
+        let event = include_str!("../tests/person_event.json");
+        let decode = |payload: &[u8]| {
+            canonical(
+                "test",
+                &Message {
+                    topic: "t",
+                    partition: 0,
+                    offset: 3,
+                    payload: Some(payload),
+                },
+            )
+        };
+        assert!(matches!(decode(event.as_bytes()), Decoded::Event(_)));
+        let newer = event.replace("person.upserted.v1", "person.upserted.v9");
+        let Decoded::DeadLetter(dead) = decode(newer.as_bytes()) else {
+            panic!("a dead letter");
+        };
+        assert!(
+            dead.reason
+                .contains("unknown event type `person.upserted.v9`"),
+            "{}",
+            dead.reason
+        );
+        assert_eq!(dead.position, "t/0@3");
+        for garbage in [&b"\xff\xfe"[..], b"{}", b"[]", b"null"] {
+            assert!(matches!(decode(garbage), Decoded::DeadLetter(_)));
+        }
+        let tombstone = Message {
+            topic: "t",
+            partition: 0,
+            offset: 4,
+            payload: None,
+        };
+        assert_eq!(canonical("test", &tombstone), Decoded::Skip);
+    }
     use crate::kafka::KafkaConfig;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
