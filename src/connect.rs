@@ -170,6 +170,13 @@ async fn poll(
             tracing::warn!(%error, "source database connection closed");
         }
     });
+    if source.mode == connectors::pg::Mode::Logical {
+        return replicate(shared, source, &client, once, shutdown).await;
+    }
+    let cursor = source
+        .cursor
+        .as_deref()
+        .expect("validated: polling has a cursor");
     let (schema, table) = source
         .table
         .split_once('.')
@@ -180,16 +187,11 @@ async fn poll(
                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
-            &[&schema, &table, &source.cursor],
+            &[&schema, &table, &cursor],
         )
         .await?
         .map(|row| row.get(0))
-        .with_context(|| {
-            format!(
-                "table `{}` has no column `{}` (cursor)",
-                source.table, source.cursor
-            )
-        })?;
+        .with_context(|| format!("table `{}` has no column `{cursor}` (cursor)", source.table))?;
     let query = client.prepare(&source.query(&cursor_type)).await?;
     let topic = shared.cluster.config.topic(
         &source.system,
@@ -210,22 +212,11 @@ async fn poll(
         let rows = client.query(&query, &[&position]).await?;
         for row in &rows {
             let (cursor, json): (String, String) = (row.get(0), row.get(1));
-            match source.decode_row(&cursor, &json) {
-                connectors::Record::Event(event) => {
-                    producer.send(&topic, &event).await?;
-                    counts.events_produced += 1;
-                }
-                connectors::Record::DeadLetter(dead_letter) => {
-                    producer.send_dead_letter(&dead_letter).await?;
-                    counts.dead_letters += 1;
-                    metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.name.clone())
-                        .increment(1);
-                }
-            }
+            let record = source.decode_row(&cursor, &json);
+            emit(&mut producer, &topic, &source.name, record, &mut counts).await?;
             position = Some(cursor);
         }
         producer.flush().await?;
-        counts.rows_read += rows.len() as u64;
         metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.name.clone())
             .increment(rows.len() as u64);
         // Confirmed only now that every row up to it is acknowledged by the broker.
@@ -246,4 +237,165 @@ async fn poll(
         }
     }
     Ok((counts, topic))
+}
+
+/// Logical replication through the `pgoutput` plugin, over SQL (`pg_logical_slot_peek_binary_changes`
+/// and `pg_replication_slot_advance`), so it needs no replication connection: on first start
+/// the slot is created and then the table is read whole (the snapshot; changes after the
+/// slot's creation follow, and applying a row twice is harmless); after that, changes are
+/// read from the slot and the slot is advanced past them once they are in Kafka, so a
+/// restart resumes from its confirmed position.
+async fn replicate(
+    shared: &crate::run::Shared,
+    source: &connectors::PgSourceConfig,
+    client: &tokio_postgres::Client,
+    once: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<(SourceCounts, String)> {
+    let slot = source.slot_name();
+    let publication = source
+        .publication
+        .clone()
+        .expect("validated: logical mode has a publication");
+    let table = source.qualified_table();
+    let topic = shared.cluster.config.topic(
+        &source.system,
+        source.entity().expect("validated: entity is known"),
+    );
+    let mut producer = shared.cluster.producer()?;
+    let mut counts = SourceCounts {
+        name: source.name.clone(),
+        system: source.system.clone(),
+        path: table.clone(),
+        ..SourceCounts::default()
+    };
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        let created = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
+            .await
+            .with_context(|| format!("creating replication slot `{slot}` (needs wal_level = logical and the REPLICATION privilege)"))?;
+        let start: String = created.get(0);
+        let rows = client
+            .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+            .await
+            .with_context(|| format!("snapshot of {table}"))?;
+        for (index, row) in rows.iter().enumerate() {
+            let json: String = row.get(0);
+            let change = connectors::pg::RowChange {
+                table: table.clone(),
+                op: pipeline::Op::Read,
+                row: serde_json::from_str(&json)?,
+            };
+            let record = source.decode_change(&format!("snapshot-{start}-{index}"), &change);
+            emit(&mut producer, &topic, &source.name, record, &mut counts).await?;
+        }
+        producer.flush().await?;
+        tracing::info!(%slot, rows = rows.len(), "replication slot created; snapshot read");
+    }
+    let mut decoder = connectors::pg::PgOutput::default();
+    loop {
+        let rows = client
+            .query(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
+                     'proto_version', '1', 'publication_names', $3)",
+                &[&slot, &(source.batch_size as i32), &publication],
+            )
+            .await
+            .with_context(|| format!("reading replication slot `{slot}`"))?;
+        let mut last = None;
+        for row in &rows {
+            let (lsn, data): (String, Vec<u8>) = (row.get(0), row.get(1));
+            match decoder.decode(&data) {
+                Ok(Some(change)) if change.table == table => {
+                    emit(
+                        &mut producer,
+                        &topic,
+                        &source.name,
+                        source.decode_change(&lsn, &change),
+                        &mut counts,
+                    )
+                    .await?;
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    let dead_letter = pipeline::DeadLetter {
+                        source: source.name.clone(),
+                        position: format!("{slot}@{lsn}"),
+                        field: None,
+                        reason: format!("pgoutput: {reason}"),
+                        raw: String::from_utf8_lossy(&data).into_owned(),
+                        rejected_at: chrono::Utc::now(),
+                    };
+                    emit(
+                        &mut producer,
+                        &topic,
+                        &source.name,
+                        connectors::Record::DeadLetter(dead_letter),
+                        &mut counts,
+                    )
+                    .await?;
+                }
+            }
+            last = Some(lsn);
+        }
+        producer.flush().await?;
+        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.name.clone())
+            .increment(rows.len() as u64);
+        // Confirmed only now that every change up to it is acknowledged by the broker.
+        if let Some(lsn) = &last {
+            client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[&slot, lsn],
+                )
+                .await?;
+        }
+        if (rows.len() as i64) < source.batch_size {
+            if once {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(source.poll_interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    Ok((counts, topic))
+}
+
+/// Sends what one row became: the event to its topic, or the dead letter; counts it.
+async fn emit(
+    producer: &mut pipeline::kafka::EventProducer,
+    topic: &str,
+    source: &str,
+    record: connectors::Record,
+    counts: &mut SourceCounts,
+) -> anyhow::Result<()> {
+    match record {
+        connectors::Record::Event(event) => {
+            producer.send(topic, &event).await?;
+            counts.events_produced += 1;
+        }
+        connectors::Record::DeadLetter(dead_letter) => {
+            producer.send_dead_letter(&dead_letter).await?;
+            counts.dead_letters += 1;
+            metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.to_string())
+                .increment(1);
+        }
+    }
+    counts.rows_read += 1;
+    Ok(())
 }

@@ -30,6 +30,9 @@ pub enum Applied {
     Vulnerability,
     /// About an erased person (their record or vulnerability): ignored.
     Erased,
+    /// The source deleted the record: the hub keeps its last image (a tenant who left is
+    /// still a person with history), so the event changes nothing.
+    SourceDeleted,
     /// Not master data (repairs, appointments): nothing to do here.
     NotMasterData,
 }
@@ -528,6 +531,14 @@ impl Hub {
     pub fn apply(&mut self, envelope: &Envelope) -> Applied {
         let reference = &envelope.source_ref;
         let recorded_at = envelope.recorded_at.or(envelope.occurred_at);
+        if envelope.source.op == pipeline::Op::Delete
+            && matches!(
+                envelope.payload,
+                Payload::Person(_) | Payload::Property(_) | Payload::Tenancy(_)
+            )
+        {
+            return Applied::SourceDeleted;
+        }
         match &envelope.payload {
             Payload::Person(_) if self.erased.contains(reference) => Applied::Erased,
             Payload::Vulnerability(vulnerability)

@@ -195,7 +195,7 @@ impl Postgres {
             .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                "-p {} -c listen_addresses=127.0.0.1 -c wal_level=logical -k {}",
                 self.port,
                 self.dir.path().display()
             ))
