@@ -258,7 +258,7 @@ fn main() -> anyhow::Result<()> {
             let url = postgres
                 .or(loaded.config.postgres.url.clone())
                 .context("no PostgreSQL URL: pass --postgres or set postgres.url")?;
-            let store = store::Store::connect(&url, loaded.config.postgres.pool_size).await?;
+            let store = store::Store::connect(&url, &loaded.config.postgres).await?;
             let applied = store.migrate().await?;
             println!(
                 "applied migrations: {applied:?} (of {})",

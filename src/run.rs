@@ -257,7 +257,7 @@ pub async fn run(
     let (store, restored) = match &config.postgres.url {
         None => (None, None),
         Some(url) => {
-            let store = crate::store::Store::connect(url, config.postgres.pool_size).await?;
+            let store = crate::store::Store::connect(url, &config.postgres).await?;
             let applied = store.migrate().await?;
             tracing::info!(?applied, "postgres ready");
             hub.track_changes();

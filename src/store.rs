@@ -19,7 +19,6 @@ use pipeline::Envelope;
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
 use sql::KpiTable;
-use tokio_postgres::NoTls;
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -105,6 +104,11 @@ pub struct PostgresConfig {
     /// committing nothing, and `/ready` says so) before the run fails.
     #[serde(with = "humantime_serde")]
     pub retry_for: std::time::Duration,
+    /// A PEM file of the CA that signed the server's certificate: with it, TLS connections
+    /// verify the certificate and the host name. Without it, as libpq's `sslmode=prefer` /
+    /// `require`: encrypted when the server offers TLS (or insists, with `?sslmode=require`
+    /// in the URL), the certificate not verified.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PostgresConfig {
@@ -113,6 +117,7 @@ impl Default for PostgresConfig {
             url: None,
             pool_size: None,
             retry_for: std::time::Duration::from_secs(300),
+            tls_ca_file: None,
         }
     }
 }
@@ -133,7 +138,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    pub async fn connect(url: &str, pool_size: Option<usize>) -> anyhow::Result<Store> {
+    pub async fn connect(url: &str, settings: &PostgresConfig) -> anyhow::Result<Store> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .context("postgres.url: not a PostgreSQL connection URL")?;
@@ -145,13 +150,13 @@ impl Store {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls(settings.tls_ca_file.as_deref())?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(pool_size.unwrap_or(4))
+            .max_size(settings.pool_size.unwrap_or(4))
             .build()
             .context("building the PostgreSQL pool")?;
         // Fail now, with the server's reason, rather than at the first batch.
@@ -546,6 +551,31 @@ fn source_records(events: &[Envelope]) -> anyhow::Result<Value> {
         })
         .collect::<anyhow::Result<Vec<Value>>>()?;
     Ok(Value::Array(rows))
+}
+
+/// The TLS connector of PostgreSQL connections (the store's and the source databases').
+pub fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<postgres_native_tls::MakeTlsConnector> {
+    let mut builder = native_tls::TlsConnector::builder();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("postgres.tls_ca_file: reading {}", path.display()))?;
+            let certificate = native_tls::Certificate::from_pem(&pem).with_context(|| {
+                format!(
+                    "postgres.tls_ca_file: {} is not a PEM certificate",
+                    path.display()
+                )
+            })?;
+            builder.add_root_certificate(certificate);
+        }
+        None => {
+            builder.danger_accept_invalid_certs(true);
+        }
+    }
+    let connector = builder.build().context("building the TLS connector")?;
+    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
 fn positions_json(positions: &Positions) -> Value {

@@ -686,3 +686,68 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
     // The slot was advanced past what was read: nothing is read twice.
     assert_eq!(run(), 0);
 }
+
+#[test]
+fn the_store_connects_over_tls_and_verifies_the_server_certificate() {
+    let (pg, ca) = Postgres::start_tls_only();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 20, 1);
+    let run = |config: Option<&std::path::Path>, url: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let mut command = goldthread();
+        command.args(["run", "--once", "--data-dir", data.path().to_str().unwrap()]);
+        command.args(["--out", out.path().to_str().unwrap(), "--postgres", url]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        command.output().unwrap()
+    };
+    // The server takes TLS connections only.
+    let plain = run(None, &format!("{}?sslmode=disable", pg.url()));
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("no encryption"),
+        "{plain:?}"
+    );
+    // With the CA that signed the server's certificate: verified TLS, and the run's rows land.
+    let config = data.path().join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[postgres]\ntls_ca_file = \"{}\"\n",
+            include_str!("../config/default.toml"),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let verified = run(Some(&config), &format!("{}?sslmode=require", pg.url()));
+    assert!(verified.status.success(), "{verified:?}");
+    assert_ne!(
+        pg.query("SELECT count(*) FROM goldthread.golden_person"),
+        "0"
+    );
+    // A certificate the configured CA did not sign is refused.
+    let other = data.path().join("other.crt");
+    let output = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=other", "-keyout"])
+        .arg(data.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[postgres]\ntls_ca_file = \"{}\"\n",
+            include_str!("../config/default.toml"),
+            other.display()
+        ),
+    )
+    .unwrap();
+    let untrusted = run(Some(&config), &format!("{}?sslmode=require", pg.url()));
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+}

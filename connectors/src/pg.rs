@@ -27,6 +27,10 @@ pub struct PgSourceConfig {
     /// The environment variable holding the database URL (a read replica's, typically), so
     /// the password stays out of the file.
     pub url_env: String,
+    /// A PEM file of the CA that signed the source database's certificate (verified, host
+    /// name too); without it TLS is used when the server offers it, unverified, as libpq's
+    /// `sslmode=prefer` (add `?sslmode=require` to the URL to insist).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// The table or view (`public.tenants`).
     pub table: String,
     /// `logical` (replication through the `pgoutput` plugin: an initial snapshot, then every

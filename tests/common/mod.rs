@@ -151,6 +151,68 @@ impl Postgres {
     }
 
     pub fn start() -> Postgres {
+        let server = Postgres::init();
+        server.resume();
+        server
+    }
+
+    /// A server that accepts TCP connections over TLS only (a self-signed certificate for
+    /// 127.0.0.1); returns it and the certificate's PEM file, to trust as the CA.
+    pub fn start_tls_only() -> (Postgres, PathBuf) {
+        let server = Postgres::init();
+        let data = server.dir.path().join("data");
+        let output = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(data.join("server.key"))
+            .arg("-out")
+            .arg(data.join("server.crt"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "openssl: {output:?}");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&data)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let status = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let ca = server.dir.path().join("ca.crt");
+        std::fs::copy(data.join("server.crt"), &ca).unwrap();
+        server.resume();
+        (server, ca)
+    }
+
+    fn init() -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("goldthread-pg")
             .tempdir_in("/tmp")
@@ -181,7 +243,6 @@ impl Postgres {
             .output()
             .unwrap();
         assert!(output.status.success(), "initdb: {output:?}");
-        server.resume();
         server
     }
 
