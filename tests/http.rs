@@ -210,6 +210,8 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
         "stage_commits_total",
         "mdm_xref_entries",
         "stage_consumer_lag",
+        "stage_bytes_consumed_total",
+        "kafka_bytes_produced_total",
     ] {
         assert!(
             metrics.contains(name),

@@ -330,6 +330,8 @@ impl EventProducer {
         while self.in_flight.len() >= MAX_IN_FLIGHT {
             self.await_oldest().await?;
         }
+        metrics::counter!(crate::metrics::KAFKA_BYTES_PRODUCED_TOTAL, "topic" => topic.to_string())
+            .increment(payload.len() as u64);
         let mut record = FutureRecord::to(topic).key(key).payload(payload);
         loop {
             match self.producer.send_result(record) {

@@ -10,6 +10,10 @@ pub const CONNECTOR_EVENTS_PRODUCED_TOTAL: &str = "connector_events_produced_tot
 pub const CONNECTOR_DEAD_LETTERS_TOTAL: &str = "connector_dead_letters_total";
 /// Events consumed by a downstream stage. Labels: `stage`, `topic`.
 pub const STAGE_EVENTS_CONSUMED_TOTAL: &str = "stage_events_consumed_total";
+/// Payload bytes consumed by a stage. Labels: `stage`, `topic`.
+pub const STAGE_BYTES_CONSUMED_TOTAL: &str = "stage_bytes_consumed_total";
+/// Payload bytes produced to Kafka (events and dead letters). Labels: `topic`.
+pub const KAFKA_BYTES_PRODUCED_TOTAL: &str = "kafka_bytes_produced_total";
 /// Events a downstream stage could not decode and dead-lettered. Labels: `stage`.
 pub const STAGE_DEAD_LETTERS_TOTAL: &str = "stage_dead_letters_total";
 /// Time to process one consumed batch, seconds. Labels: `stage`.
@@ -68,6 +72,16 @@ pub fn describe() {
         SQL_KPI_SECONDS,
         ::metrics::Unit::Seconds,
         "Time to run the KPI suite"
+    );
+    describe_counter!(
+        STAGE_BYTES_CONSUMED_TOTAL,
+        ::metrics::Unit::Bytes,
+        "Payload bytes consumed by a stage"
+    );
+    describe_counter!(
+        KAFKA_BYTES_PRODUCED_TOTAL,
+        ::metrics::Unit::Bytes,
+        "Payload bytes produced to Kafka"
     );
     describe_gauge!(
         STAGE_CONSUMER_LAG,

@@ -244,9 +244,16 @@ pub async fn consume<E>(
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
             .increment(batch.dead_letters.len() as u64);
+        let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
+        for message in &messages {
+            *bytes.entry(message.topic()).or_default() +=
+                message.payload().map_or(0, <[u8]>::len) as u64;
+        }
         for (topic, count) in &batch.per_topic {
             metrics::counter!(names::STAGE_EVENTS_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
                 .increment(*count);
+            metrics::counter!(names::STAGE_BYTES_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
+                .increment(bytes.get(topic.as_str()).copied().unwrap_or(0));
             *report.consumed_per_topic.entry(topic.clone()).or_default() += count;
         }
         report.dead_letters += batch.dead_letters.len() as u64;
