@@ -171,17 +171,45 @@ async fn poll(
             tracing::warn!(%error, "source database connection closed");
         }
     });
-    if source.mode == connectors::pg::Mode::Logical {
-        return replicate(shared, source, &client, once, shutdown).await;
+    let mut output = Output {
+        producer: shared.cluster.producer()?,
+        topic: shared.cluster.config.topic(
+            &source.system,
+            source.entity().expect("validated: entity is known"),
+        ),
+        counts: SourceCounts {
+            name: source.name.clone(),
+            system: source.system.clone(),
+            path: source.qualified_table(),
+            ..SourceCounts::default()
+        },
+    };
+    match source.mode {
+        connectors::pg::Mode::Logical => {
+            replicate(source, &client, &mut output, once, shutdown).await?;
+        }
+        connectors::pg::Mode::Polling => {
+            poll_table(shared, source, &client, &mut output, once, shutdown).await?;
+        }
     }
+    Ok((output.counts, output.topic))
+}
+
+/// Polling on a monotonic column, after the position confirmed in the store.
+async fn poll_table(
+    shared: &crate::run::Shared,
+    source: &connectors::PgSourceConfig,
+    client: &tokio_postgres::Client,
+    output: &mut Output,
+    once: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let cursor = source
         .cursor
         .as_deref()
         .expect("validated: polling has a cursor");
-    let (schema, table) = source
-        .table
-        .split_once('.')
-        .unwrap_or(("public", source.table.as_str()));
+    let qualified = source.qualified_table();
+    let (schema, table) = qualified.split_once('.').expect("schema.table");
     let cursor_type: String = client
         .query_opt(
             "SELECT format_type(a.atttypid, a.atttypmod)
@@ -194,50 +222,28 @@ async fn poll(
         .map(|row| row.get(0))
         .with_context(|| format!("table `{}` has no column `{cursor}` (cursor)", source.table))?;
     let query = client.prepare(&source.query(&cursor_type)).await?;
-    let topic = shared.cluster.config.topic(
-        &source.system,
-        source.entity().expect("validated: entity is known"),
-    );
-    let mut producer = shared.cluster.producer()?;
     let mut position = match &shared.store {
         Some(store) => store.source_position(&source.name).await?,
         None => None,
-    };
-    let mut counts = SourceCounts {
-        name: source.name.clone(),
-        system: source.system.clone(),
-        path: source.table.clone(),
-        ..SourceCounts::default()
     };
     loop {
         let rows = client.query(&query, &[&position]).await?;
         for row in &rows {
             let (cursor, json): (String, String) = (row.get(0), row.get(1));
-            let record = source.decode_row(&cursor, &json);
-            emit(&mut producer, &topic, &source.name, record, &mut counts).await?;
+            output
+                .emit(&source.name, source.decode_row(&cursor, &json))
+                .await?;
             position = Some(cursor);
         }
-        producer.flush().await?;
-        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.name.clone())
-            .increment(rows.len() as u64);
+        output.producer.flush().await?;
         // Confirmed only now that every row up to it is acknowledged by the broker.
         if let (Some(store), Some(position), false) = (&shared.store, &position, rows.is_empty()) {
             store.set_source_position(&source.name, position).await?;
         }
-        if (rows.len() as i64) < source.batch_size {
-            if once {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(source.poll_interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
-        }
-        if *shutdown.borrow() {
-            break;
+        if !read_on(rows.len(), source, once, shutdown).await {
+            return Ok(());
         }
     }
-    Ok((counts, topic))
 }
 
 /// Logical replication through the `pgoutput` plugin, over SQL (`pg_logical_slot_peek_binary_changes`
@@ -247,29 +253,18 @@ async fn poll(
 /// read from the slot and the slot is advanced past them once they are in Kafka, so a
 /// restart resumes from its confirmed position.
 async fn replicate(
-    shared: &crate::run::Shared,
     source: &connectors::PgSourceConfig,
     client: &tokio_postgres::Client,
+    output: &mut Output,
     once: bool,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<(SourceCounts, String)> {
+) -> anyhow::Result<()> {
     let slot = source.slot_name();
     let publication = source
         .publication
         .clone()
         .expect("validated: logical mode has a publication");
     let table = source.qualified_table();
-    let topic = shared.cluster.config.topic(
-        &source.system,
-        source.entity().expect("validated: entity is known"),
-    );
-    let mut producer = shared.cluster.producer()?;
-    let mut counts = SourceCounts {
-        name: source.name.clone(),
-        system: source.system.clone(),
-        path: table.clone(),
-        ..SourceCounts::default()
-    };
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
@@ -298,9 +293,9 @@ async fn replicate(
                 row: serde_json::from_str(&json)?,
             };
             let record = source.decode_change(&format!("snapshot-{start}-{index}"), &change);
-            emit(&mut producer, &topic, &source.name, record, &mut counts).await?;
+            output.emit(&source.name, record).await?;
         }
-        producer.flush().await?;
+        output.producer.flush().await?;
         tracing::info!(%slot, rows = rows.len(), "replication slot created; snapshot read");
     }
     let mut decoder = connectors::pg::PgOutput::default();
@@ -316,16 +311,12 @@ async fn replicate(
         let mut last = None;
         for row in &rows {
             let (lsn, data): (String, Vec<u8>) = (row.get(0), row.get(1));
+            // Begin, commit and relation messages carry no row.
             match decoder.decode(&data) {
                 Ok(Some(change)) if change.table == table => {
-                    emit(
-                        &mut producer,
-                        &topic,
-                        &source.name,
-                        source.decode_change(&lsn, &change),
-                        &mut counts,
-                    )
-                    .await?;
+                    output
+                        .emit(&source.name, source.decode_change(&lsn, &change))
+                        .await?;
                 }
                 Ok(_) => {}
                 Err(reason) => {
@@ -337,21 +328,14 @@ async fn replicate(
                         raw: String::from_utf8_lossy(&data).into_owned(),
                         rejected_at: chrono::Utc::now(),
                     };
-                    emit(
-                        &mut producer,
-                        &topic,
-                        &source.name,
-                        connectors::Record::DeadLetter(dead_letter),
-                        &mut counts,
-                    )
-                    .await?;
+                    output
+                        .emit(&source.name, connectors::Record::DeadLetter(dead_letter))
+                        .await?;
                 }
             }
             last = Some(lsn);
         }
-        producer.flush().await?;
-        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.name.clone())
-            .increment(rows.len() as u64);
+        output.producer.flush().await?;
         // Confirmed only now that every change up to it is acknowledged by the broker.
         if let Some(lsn) = &last {
             client
@@ -361,42 +345,58 @@ async fn replicate(
                 )
                 .await?;
         }
-        if (rows.len() as i64) < source.batch_size {
-            if once {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(source.poll_interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
-        }
-        if *shutdown.borrow() {
-            break;
+        if !read_on(rows.len(), source, once, shutdown).await {
+            return Ok(());
         }
     }
-    Ok((counts, topic))
 }
 
-/// Sends what one row became: the event to its topic, or the dead letter; counts it.
-async fn emit(
-    producer: &mut pipeline::kafka::EventProducer,
-    topic: &str,
-    source: &str,
-    record: connectors::Record,
-    counts: &mut SourceCounts,
-) -> anyhow::Result<()> {
-    match record {
-        connectors::Record::Event(event) => {
-            producer.send(topic, &event).await?;
-            counts.events_produced += 1;
+/// Where a source table's rows go, and what was read.
+struct Output {
+    producer: pipeline::kafka::EventProducer,
+    topic: String,
+    counts: SourceCounts,
+}
+
+impl Output {
+    /// Sends what one row became: the event to the topic, or the dead letter; counts it.
+    async fn emit(&mut self, source: &str, record: connectors::Record) -> anyhow::Result<()> {
+        match record {
+            connectors::Record::Event(event) => {
+                self.producer.send(&self.topic, &event).await?;
+                self.counts.events_produced += 1;
+            }
+            connectors::Record::DeadLetter(dead_letter) => {
+                self.producer.send_dead_letter(&dead_letter).await?;
+                self.counts.dead_letters += 1;
+                metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.to_string())
+                    .increment(1);
+            }
         }
-        connectors::Record::DeadLetter(dead_letter) => {
-            producer.send_dead_letter(&dead_letter).await?;
-            counts.dead_letters += 1;
-            metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.to_string())
-                .increment(1);
+        self.counts.rows_read += 1;
+        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.to_string())
+            .increment(1);
+        Ok(())
+    }
+}
+
+/// After a read of `read` rows: whether to read again. A full batch is followed at once;
+/// a short one means caught up: `--once` stops, a served run waits `poll_interval` (or stops
+/// at shutdown).
+async fn read_on(
+    read: usize,
+    source: &connectors::PgSourceConfig,
+    once: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    if (read as i64) < source.batch_size {
+        if once {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(source.poll_interval) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return false,
         }
     }
-    counts.rows_read += 1;
-    Ok(())
+    !*shutdown.borrow()
 }
