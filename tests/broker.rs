@@ -155,34 +155,7 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
     );
 
     let crashed = pg.create_database("crashed");
-    let mut running = Running(
-        goldthread()
-            .args(["run", "--config", small_batches.to_str().unwrap()])
-            .args(["--data-dir", data.path().to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--postgres", &crashed])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no batch reached PostgreSQL"
-        );
-        let (ok, count, _) = pg.psql_in(
-            "crashed",
-            "postgres",
-            "SELECT count(*) FROM goldthread.consumed",
-        );
-        if ok && count.parse::<u64>().unwrap_or(0) > 0 {
-            running.0.kill().unwrap();
-            running.0.wait().unwrap();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    run_killed_after_first_commit(&pg, "crashed", small_batches.to_str().unwrap(), data.path());
     let stored: u64 = pg
         .query_in("crashed", "SELECT count(*) FROM goldthread.source_record")
         .parse()

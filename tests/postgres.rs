@@ -301,42 +301,12 @@ fn a_run_killed_mid_stream_and_restarted_writes_exactly_the_rows_of_a_clean_run(
         .unwrap();
 
     let crashed = pg.create_database("crashed");
-    let mut running = Running(
-        goldthread()
-            .args([
-                "run",
-                "--config",
-                config,
-                "--data-dir",
-                data.path().to_str().unwrap(),
-            ])
-            .args(["--listen", "127.0.0.1:0", "--postgres", &crashed])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     // Kill -9 once some batches are in and before all of them are.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let stored = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no batch reached PostgreSQL"
-        );
-        let (ok, count, _) = pg.psql_in(
-            "crashed",
-            "postgres",
-            "SELECT count(*) FROM goldthread.source_record",
-        );
-        let count: u64 = if ok { count.parse().unwrap_or(0) } else { 0 };
-        if count > 0 {
-            running.0.kill().unwrap();
-            running.0.wait().unwrap();
-            break pg.query_in("crashed", "SELECT count(*) FROM goldthread.source_record");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let stored: u64 = stored.parse().unwrap();
+    run_killed_after_first_commit(&pg, "crashed", config, data.path());
+    let stored: u64 = pg
+        .query_in("crashed", "SELECT count(*) FROM goldthread.source_record")
+        .parse()
+        .unwrap();
     assert!(
         stored > 0 && stored < records,
         "killed after {stored} of {records} source records"
@@ -434,6 +404,23 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
     assert_eq!(pg.query(&held), "0");
 }
 
+/// `run --once` with `config` into the store at `store`, reading a source database whose URL
+/// goes in `HMS_DATABASE_URL`; the summary of the first source.
+fn run_source_db(config: &std::path::Path, store: &str, source_db: &str) -> serde_json::Value {
+    let out = tempfile::tempdir().unwrap();
+    let output = goldthread()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .args(["--out", out.path().to_str().unwrap(), "--postgres", store])
+        .env("HMS_DATABASE_URL", source_db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    summary["sources"][0].clone()
+}
+
 #[test]
 fn a_polled_source_table_resumes_from_its_confirmed_position() {
     let pg = Postgres::start();
@@ -468,21 +455,7 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
 "#,
     )
     .unwrap();
-    let run = || {
-        let out = tempfile::tempdir().unwrap();
-        let output = goldthread()
-            .args(["run", "--once", "--config", config.to_str().unwrap()])
-            .args(["--out", out.path().to_str().unwrap(), "--postgres", &store])
-            .env("HMS_DATABASE_URL", &source_db)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.path().join("summary.json")).unwrap(),
-        )
-        .unwrap();
-        summary["sources"][0].clone()
-    };
+    let run = || run_source_db(&config, &store, &source_db);
     let first = run();
     assert_eq!(first["rows_read"], 4, "{first}");
     assert_eq!(first["events_produced"], 4, "{first}");
@@ -650,19 +623,9 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
     )
     .unwrap();
     let run = || {
-        let out = tempfile::tempdir().unwrap();
-        let output = goldthread()
-            .args(["run", "--once", "--config", config.to_str().unwrap()])
-            .args(["--out", out.path().to_str().unwrap(), "--postgres", &store])
-            .env("HMS_DATABASE_URL", &source_db)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.path().join("summary.json")).unwrap(),
-        )
-        .unwrap();
-        summary["sources"][0]["rows_read"].as_u64().unwrap()
+        run_source_db(&config, &store, &source_db)["rows_read"]
+            .as_u64()
+            .unwrap()
     };
     let golden = || pg.query_in("store", "SELECT count(*) FROM goldthread.golden_person");
 

@@ -549,3 +549,46 @@ fn signal(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// Serves `run` with `config` over `data` into database `database` of `pg`, and kills it with
+/// SIGKILL as soon as its first batch has committed (`goldthread.consumed` has a row).
+pub fn run_killed_after_first_commit(pg: &Postgres, database: &str, config: &str, data: &Path) {
+    let mut running = Running(
+        goldthread()
+            .args([
+                "run",
+                "--config",
+                config,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--postgres",
+                &pg.url_of(database),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch reached PostgreSQL"
+        );
+        let (ok, count, _) = pg.psql_in(
+            database,
+            "postgres",
+            "SELECT count(*) FROM goldthread.consumed",
+        );
+        if ok && count.parse::<u64>().unwrap_or(0) > 0 {
+            running.0.kill().unwrap();
+            running.0.wait().unwrap();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
