@@ -141,7 +141,29 @@ fn review_table(items: &Value) -> String {
     text
 }
 
+/// `goldthread kpi --url`: the KPI suite from a running instance.
+pub async fn kpis(
+    connection: &Connection,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> anyhow::Result<sql::KpiTable> {
+    let mut query = Vec::new();
+    if let Some(from) = from {
+        query.push(format!("from={from}"));
+    }
+    if let Some(to) = to {
+        query.push(format!("to={to}"));
+    }
+    let path = format!("/api/kpis?{}", query.join("&"));
+    let answer = connection.call("GET", &path, None).await?;
+    serde_json::from_value(answer).with_context(|| format!("GET {path}: not a KPI table"))
+}
+
 impl Connection {
+    pub fn new(url: String, token_env: String) -> Connection {
+        Connection { url, token_env }
+    }
+
     /// One request; the parsed JSON answer, or the server's message as the error.
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let token = std::env::var(&self.token_env)

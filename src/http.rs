@@ -68,6 +68,9 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
     let viewer = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/api/kpis", get(kpis))
+        .route("/api/dashboard", get(dashboard))
+        .route("/api/exceptions", get(exceptions))
+        .route("/api/sql", post(analyst_sql))
         .route("/api/golden/properties/{id}", get(golden_property))
         .route("/api/golden/properties/{id}/explain", get(explain_property))
         .route_layer(guard(Role::Viewer));
@@ -90,6 +93,7 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .route_layer(guard(Role::Contractor));
     Router::new()
         .route("/health", get(health))
+        .route("/dashboard", get(dashboard_page))
         .route("/ready", get(ready))
         .merge(contractor)
         .merge(viewer)
@@ -180,6 +184,80 @@ async fn kpis(State(state): State<AppState>, Query(period): Query<Period>) -> Re
     match state.shared.kpis(from, to).await {
         Ok(table) => Json(table).into_response(),
         Err(failure) => error(StatusCode::BAD_REQUEST, format!("{failure:#}")),
+    }
+}
+
+/// `GET /dashboard`: the repairs managers' page. The page holds no data; it asks for a
+/// token and reads `/api/dashboard` with it.
+async fn dashboard_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct After {
+    after: Option<u64>,
+}
+
+/// `GET /api/dashboard?after=N`: the live results; with `after`, waits (up to 25 s) for a
+/// computation newer than version N, so the page updates as soon as events arrive.
+async fn dashboard(State(state): State<AppState>, Query(after): Query<After>) -> Response {
+    let wait = if after.after.is_some() {
+        std::time::Duration::from_secs(25)
+    } else {
+        std::time::Duration::from_secs(10)
+    };
+    match state.shared.live.newer_than(after.after, wait).await {
+        Some(dashboard) => Json(dashboard.as_ref()).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the dashboard has not been computed yet",
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Day {
+    day: Option<String>,
+}
+
+/// `GET /api/exceptions?day=YYYY-MM-DD`: every data exception as of the end of the day.
+async fn exceptions(State(state): State<AppState>, Query(day): Query<Day>) -> Response {
+    let day = match parse_date("day", day.day.as_deref()) {
+        Ok(day) => day,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match state.shared.exceptions(day).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{failure:#}")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalystQuery {
+    sql: String,
+}
+
+/// `POST /api/sql` `{"sql": "SELECT ..."}`: one read-only query over the live tables and
+/// views, cut at `analytics.sql_row_limit` rows (`truncated` says so) and stopped after
+/// `analytics.sql_timeout` (408).
+async fn analyst_sql(State(state): State<AppState>, Json(query): Json<AnalystQuery>) -> Response {
+    let config = &state.shared.analytics_config;
+    match state
+        .shared
+        .analytics
+        .analyst_query(&query.sql, config.sql_row_limit, config.sql_timeout)
+        .await
+    {
+        Ok(result) => Json(result).into_response(),
+        Err(failure @ sql::Error::Timeout(_)) => {
+            error(StatusCode::REQUEST_TIMEOUT, failure.to_string())
+        }
+        Err(failure) => error(StatusCode::BAD_REQUEST, failure.to_string()),
     }
 }
 

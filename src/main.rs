@@ -8,6 +8,7 @@ mod connect;
 mod eval;
 mod http;
 mod link;
+mod live;
 mod output;
 mod run;
 mod sar;
@@ -86,6 +87,13 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// The KPI suite (`sql/kpi/*.sql`): over the configured sources (processed first, on the
+    /// embedded broker unless `kafka.bootstrap_servers` is set), or from a running instance
+    /// with `--url`.
+    Kpi {
+        #[command(flatten)]
+        kpi: KpiArgs,
+    },
     /// Subject access report: everything held about one person, as JSON.
     Sar {
         #[command(flatten)]
@@ -163,6 +171,66 @@ struct RunArgs {
     /// `postgres.url`).
     #[arg(long)]
     postgres: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KpiFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct KpiArgs {
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// First day of the period (default: the first appointment slot in the data).
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// Last day of the period, inclusive (default: the last day with recorded activity).
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// table (with the breakdowns), csv or json.
+    #[arg(long, value_enum, default_value = "table")]
+    format: KpiFormat,
+    /// Ask a running instance (`goldthread run`) instead of processing the sources.
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the environment variable holding the API token (viewer role or above).
+    #[arg(long, default_value = "GOLDTHREAD_TOKEN")]
+    token_env: String,
+}
+
+async fn kpi(args: KpiArgs) -> anyhow::Result<()> {
+    let table = match args.url {
+        Some(url) => {
+            let connection = client::Connection::new(url, args.token_env);
+            client::kpis(&connection, args.from, args.to).await?
+        }
+        None => {
+            let mut loaded = config::Loaded::load(args.config.as_deref())?;
+            if let Some(data_dir) = args.data_dir {
+                loaded.config.data_dir = data_dir;
+            }
+            let options = run::RunOptions {
+                once: true,
+                out: None,
+                from: args.from,
+                to: args.to,
+            };
+            run::run(loaded, options, None).await?.kpis
+        }
+    };
+    match args.format {
+        KpiFormat::Table => println!("{}", table.to_text(true)),
+        KpiFormat::Csv => print!("{}", table.to_csv()),
+        KpiFormat::Json => println!("{}", serde_json::to_string_pretty(&table)?),
+    }
+    Ok(())
 }
 
 fn sample_options(args: &SampleArgs) -> anyhow::Result<GenerateOptions> {
@@ -244,6 +312,7 @@ fn main() -> anyhow::Result<()> {
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
         Command::Sar { sar } => sar::sar(sar),
+        Command::Kpi { kpi: args } => runtime()?.block_on(kpi(args)),
         Command::Steward {
             connection,
             command,

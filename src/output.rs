@@ -1,5 +1,5 @@
-//! `run --out DIR`: golden records, cross-reference, tenancies, dead letters and the summary
-//! as files for people and for the tests.
+//! `run --out DIR`: golden records, cross-reference, tenancies, dead letters, KPIs, data
+//! exceptions and the summary as files for people and for the tests.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,10 +15,17 @@ pub fn write(
     summary: &Summary,
     hub: &Hub,
     dead_letters: &[DeadLetter],
+    exceptions: &[sql::ExceptionRow],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let file = |name: &str| create(out, name);
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
+    std::fs::write(out.join("kpis.csv"), summary.kpis.to_csv())?;
+    let mut writer = csv::Writer::from_writer(file("exceptions.csv")?);
+    for exception in exceptions {
+        writer.serialize(exception)?;
+    }
+    writer.flush()?;
 
     let mut writer = file("dead_letters.jsonl")?;
     for dead_letter in dead_letters {

@@ -15,7 +15,7 @@ use pipeline::kafka::Cluster;
 use pipeline::stage::{self, StopWhen};
 use pipeline::{DeadLetter, metrics as names};
 use serde::Serialize;
-use sql::{Analytics, KpiTable};
+use sql::{Analytics, ExceptionRow, KpiTable};
 use tokio::sync::watch;
 
 use crate::config::Loaded;
@@ -51,6 +51,10 @@ pub struct Shared {
     pub webhooks: crate::webhook::Webhooks,
     /// `postgres.retry_for`.
     pub store_retry_for: std::time::Duration,
+    /// The dashboard's live results.
+    pub live: crate::live::Live,
+    /// `[analytics]`, for the analyst endpoint's limits.
+    pub analytics_config: sql::AnalyticsConfig,
 }
 
 impl std::fmt::Debug for Shared {
@@ -145,13 +149,28 @@ impl Shared {
         if from > to {
             bail!("the period starts ({from}) after it ends ({to})");
         }
-        Ok(self.analytics.kpis(from, to).await?)
+        Ok(self.analytics.kpis(from, to, as_of(to)).await?)
+    }
+
+    /// The data exceptions as of the end of `day` (today when none is given).
+    pub async fn exceptions(&self, day: Option<NaiveDate>) -> anyhow::Result<Vec<ExceptionRow>> {
+        let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive());
+        Ok(self.analytics.exceptions(as_of(day)).await?)
     }
 
     async fn data_span(&self) -> anyhow::Result<(NaiveDate, NaiveDate)> {
         let today = chrono::Utc::now().date_naive();
         Ok(self.analytics.data_span().await?.unwrap_or((today, today)))
     }
+}
+
+/// The instant a period ending on `day` is judged at: the end of that day, or now if sooner.
+pub fn as_of(day: NaiveDate) -> chrono::NaiveDateTime {
+    let end = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN);
+    end.min(chrono::Utc::now().naive_utc())
 }
 
 /// How far the stage has got.
@@ -191,6 +210,9 @@ pub struct Summary {
     pub quality: mdm::hub::Quality,
     pub vulnerabilities: VulnerabilityCounts,
     pub kpis: KpiTable,
+    /// Data exceptions found at the end of the KPI period, per rule (the rows are in
+    /// `exceptions.csv` with `--out`).
+    pub exceptions: BTreeMap<String, usize>,
     pub broker: String,
     pub elapsed_seconds: f64,
 }
@@ -253,7 +275,7 @@ pub async fn run(
         );
     }
     let mut hub = loaded.hub()?;
-    let analytics = Analytics::new(config.analytics.clone())?;
+    let analytics = Analytics::new(config.analytics.clone()).await?;
     let (store, restored) = match &config.postgres.url {
         None => (None, None),
         Some(url) => {
@@ -341,6 +363,8 @@ pub async fn run(
         topics: entity_topics.clone(),
         webhooks: crate::webhook::Webhooks::new(config.webhooks.clone()),
         store_retry_for: config.postgres.retry_for,
+        live: crate::live::Live::default(),
+        analytics_config: config.analytics.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -380,6 +404,7 @@ pub async fn run(
     let http_task = if options.once {
         None
     } else {
+        crate::live::spawn(shared.clone(), shutdown_rx.clone());
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
@@ -520,9 +545,10 @@ pub async fn run(
     };
 
     let kpis = shared.kpis(options.from, options.to).await?;
+    let exceptions = shared.exceptions(Some(kpis.to)).await?;
     if let Some(store) = &shared.store {
         store
-            .write_kpis(&kpis)
+            .write_kpis(&kpis, &exceptions)
             .await
             .context("writing KPIs to PostgreSQL")?;
     }
@@ -557,11 +583,15 @@ pub async fn run(
             }
         },
         kpis,
+        exceptions: exceptions.iter().fold(BTreeMap::new(), |mut counts, row| {
+            *counts.entry(row.rule.clone()).or_insert(0) += 1;
+            counts
+        }),
         broker,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(out) = &options.out {
-        output::write(out, &summary, &hub, &dead_letters)
+        output::write(out, &summary, &hub, &dead_letters, &exceptions)
             .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(summary)
@@ -634,18 +664,18 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
             .set(counts.property_records as f64);
         kept
     };
-    shared.analytics.append(&batch.events)?;
+    let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
+        (&batch.events[..]).into()
+    } else {
+        let zipped = batch.events.iter().zip(&kept);
+        zipped
+            .filter(|(_, kept)| **kept)
+            .map(|(event, _)| event.clone())
+            .collect::<Vec<_>>()
+            .into()
+    };
+    shared.analytics.append(&events)?;
     if let Some(store) = &shared.store {
-        let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
-            (&batch.events[..]).into()
-        } else {
-            let zipped = batch.events.iter().zip(&kept);
-            zipped
-                .filter(|(_, kept)| **kept)
-                .map(|(event, _)| event.clone())
-                .collect::<Vec<_>>()
-                .into()
-        };
         // The stage commits the batch's offsets to Kafka only after this returns: the
         // PostgreSQL transaction (the batch's events, the rows they changed, the positions)
         // comes first.
@@ -664,6 +694,10 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
         })
         .context("writing the batch to PostgreSQL")?;
     }
+    // The dashboard shows what is durable.
+    shared
+        .live
+        .batch_applied(events.iter().map(|event| event.ingested_at).min());
     Ok(())
 }
 
@@ -853,7 +887,21 @@ impl Summary {
             self.vulnerabilities.lapsed,
             self.vulnerabilities.homes_flagged
         ));
-        lines.push(self.kpis.to_text());
+        lines.push(String::new());
+        lines.push(self.kpis.to_text(false));
+        lines.push(format!(
+            "data exceptions as of {}: {}",
+            self.kpis.to,
+            if self.exceptions.is_empty() {
+                "none".to_string()
+            } else {
+                self.exceptions
+                    .iter()
+                    .map(|(rule, count)| format!("{count} {rule}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
         lines.join("\n")
     }
 }

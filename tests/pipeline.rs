@@ -101,50 +101,273 @@ fn generate_is_byte_identical_and_truth_covers_every_source_record() {
     );
 }
 
-/// KPIs recomputed from the ground truth alone, by the definitions in sql/kpi/*.sql.
-struct TruthKpis {
-    made: f64,
-    kept: f64,
-    no_access: f64,
-    missed: f64,
-    emergency: (f64, f64),
-    non_emergency: (f64, f64),
-    average_days: f64,
-}
+/// KPIs recomputed from the ground truth alone, by the definitions in sql/kpi/*.sql and the
+/// default [analytics] settings: (kpi, key) -> value, numerator, denominator.
+type Truth = BTreeMap<(String, Option<String>), (Option<f64>, f64, f64)>;
 
-fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate) -> TruthKpis {
-    let mut kpis = TruthKpis {
-        made: 0.0,
-        kept: 0.0,
-        no_access: 0.0,
-        missed: 0.0,
-        emergency: (0.0, 0.0),
-        non_emergency: (0.0, 0.0),
-        average_days: 0.0,
+/// England and Wales bank holidays, as published on gov.uk, for the generated years.
+const BANK_HOLIDAYS: &[&str] = &[
+    "2024-01-01",
+    "2024-03-29",
+    "2024-04-01",
+    "2024-05-06",
+    "2024-05-27",
+    "2024-08-26",
+    "2024-12-25",
+    "2024-12-26",
+    "2025-01-01",
+    "2025-04-18",
+    "2025-04-21",
+    "2025-05-05",
+    "2025-05-26",
+    "2025-08-25",
+    "2025-12-25",
+    "2025-12-26",
+];
+
+fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: NaiveDate) -> Truth {
+    use chrono::Datelike;
+    let mut truth = Truth::new();
+    let ratio = |numerator: f64, denominator: f64| {
+        (denominator > 0.0).then(|| 100.0 * numerator / denominator)
     };
+    let orders: BTreeMap<String, BTreeMap<String, String>> =
+        read_csv(&root.join("truth/work_orders.csv"))
+            .into_iter()
+            .map(|row| (row["work_order_ref"].clone(), row))
+            .collect();
+    // Appointments per work order, in booking order (the generator writes attempts in order);
+    // only those whose booking reached the feed before the extract.
+    let mut by_order: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
     for row in read_csv(&root.join("truth/appointments.csv")) {
-        let slot: NaiveDate = row["slot_date"].parse().unwrap();
-        if slot < from || slot > to || row["outcome"] == "cancelled" {
-            continue;
-        }
-        kpis.made += 1.0;
-        match row["outcome"].as_str() {
-            "kept_completed" | "kept_not_completed" => kpis.kept += 1.0,
-            "no_access" => {
-                kpis.kept += 1.0;
-                kpis.no_access += 1.0;
-            }
-            "missed" => kpis.missed += 1.0,
-            _ => {}
+        let booked: DateTime<Utc> = row["booked_at"].parse().unwrap();
+        if booked.date_naive() < end {
+            by_order
+                .entry(row["work_order_ref"].clone())
+                .or_default()
+                .push(row);
         }
     }
-    let target_hours = |priority: i64| match priority {
-        1 | 2 => 24,
-        3 => 120,
-        _ => 672,
+    let attended = |outcome: &str| {
+        matches!(
+            outcome,
+            "kept_completed" | "kept_not_completed" | "aborted" | "no_access"
+        )
     };
-    let mut days = Vec::new();
-    for row in read_csv(&root.join("truth/work_orders.csv")) {
+    let (mut made, mut kept, mut no_access, mut unverified, mut missed) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut reminded = [(0.0, 0.0), (0.0, 0.0)]; // [not reminded, reminded]: (no access, attended)
+    let (mut rebooked, mut delay) = (0.0, 0.0);
+    let mut contractor_cost: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    let mut heat: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (order, appointments) in &by_order {
+        let contractor = orders
+            .get(order)
+            .map_or("unknown".to_string(), |o| o["contractor"].clone());
+        for (index, row) in appointments.iter().enumerate() {
+            let slot: NaiveDate = row["slot_date"].parse().unwrap();
+            if slot < from || slot > to {
+                continue;
+            }
+            let outcome = row["outcome"].as_str();
+            let next = appointments.get(index + 1);
+            let failed = matches!(outcome, "no_access" | "missed" | "cancelled" | "aborted");
+            let mut cost = 0.0;
+            if failed && let Some(next) = next {
+                rebooked += 1.0;
+                cost += 8.0;
+                let next_slot: NaiveDate = next["slot_date"].parse().unwrap();
+                delay += (next_slot - slot).num_days() as f64;
+            }
+            let entry = contractor_cost.entry(contractor.clone()).or_default();
+            if outcome != "cancelled" {
+                made += 1.0;
+                entry.2 += 1.0;
+            }
+            if failed {
+                entry.1 += 1.0;
+            }
+            match outcome {
+                "no_access" => {
+                    no_access += 1.0;
+                    cost += 25.0;
+                    if row["verified"] != "true" {
+                        unverified += 1.0;
+                    }
+                }
+                "missed" => {
+                    missed += 1.0;
+                    cost += 20.0;
+                }
+                _ => {}
+            }
+            entry.0 += cost;
+            if attended(outcome) {
+                kept += 1.0;
+                let bucket = &mut reminded[usize::from(row["reminder_sent"] == "true")];
+                bucket.1 += 1.0;
+                let weekday = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+                    [slot.weekday().num_days_from_monday() as usize];
+                let cell = heat
+                    .entry(format!("{weekday} {}", row["slot"]))
+                    .or_default();
+                cell.1 += 1.0;
+                if outcome == "no_access" {
+                    bucket.0 += 1.0;
+                    cell.0 += 1.0;
+                }
+            }
+        }
+    }
+    let mut put =
+        |kpi: &str, key: Option<String>, value: Option<f64>, numerator: f64, denominator: f64| {
+            truth.insert((kpi.to_string(), key), (value, numerator, denominator));
+        };
+    put("appointments_made", None, Some(made), made, 0.0);
+    put("appointments_kept", None, Some(kept), kept, 0.0);
+    put(
+        "appointments_no_access",
+        None,
+        Some(no_access),
+        no_access,
+        0.0,
+    );
+    put(
+        "appointments_landlord_missed",
+        None,
+        Some(missed),
+        missed,
+        0.0,
+    );
+    put("appointments_kept_pct", None, ratio(kept, made), kept, made);
+    put(
+        "no_access_rate_pct",
+        None,
+        ratio(no_access, kept),
+        no_access,
+        kept,
+    );
+    put(
+        "unverified_no_access_share_pct",
+        None,
+        ratio(unverified, no_access),
+        unverified,
+        no_access,
+    );
+    put(
+        "landlord_missed_rate_pct",
+        None,
+        ratio(missed, made),
+        missed,
+        made,
+    );
+    let [(other_na, other), (reminded_na, reminded_all)] = reminded;
+    put(
+        "no_access_rate_reminded_pct",
+        None,
+        ratio(reminded_na, reminded_all),
+        reminded_na,
+        reminded_all,
+    );
+    put(
+        "no_access_rate_not_reminded_pct",
+        None,
+        ratio(other_na, other),
+        other_na,
+        other,
+    );
+    put("wasted_trips", None, Some(no_access), no_access, 0.0);
+    put(
+        "wasted_trip_cost_gbp",
+        None,
+        Some(25.0 * no_access),
+        no_access,
+        0.0,
+    );
+    put(
+        "landlord_missed_compensation_gbp",
+        None,
+        Some(20.0 * missed),
+        missed,
+        0.0,
+    );
+    put("rebooked_appointments", None, Some(rebooked), rebooked, 0.0);
+    put(
+        "rebooking_cost_gbp",
+        None,
+        Some(8.0 * rebooked),
+        rebooked,
+        0.0,
+    );
+    put("delay_days_added", None, Some(delay), delay, rebooked);
+    put(
+        "wastage_total_gbp",
+        None,
+        Some(25.0 * no_access + 20.0 * missed + 8.0 * rebooked),
+        0.0,
+        0.0,
+    );
+    for (contractor, (cost, failed, made)) in contractor_cost {
+        put(
+            "wastage_gbp_by_contractor",
+            Some(contractor),
+            Some(cost),
+            failed,
+            made,
+        );
+    }
+    for (cell, (no_access, attended)) in heat {
+        put(
+            "no_access_rate_by_weekday_slot",
+            Some(cell),
+            ratio(no_access, attended),
+            no_access,
+            attended,
+        );
+    }
+
+    // Repairs: RP02 against the default targets (24 hours; 5 working days; 28 calendar days),
+    // HMPI 90 and HMPI 101 over the same completions, appointments made per repair order.
+    let holidays: Vec<NaiveDate> = BANK_HOLIDAYS
+        .iter()
+        .map(|day| day.parse().unwrap())
+        .collect();
+    let working =
+        |day: NaiveDate| day.weekday().num_days_from_monday() < 5 && !holidays.contains(&day);
+    let midnight_after = |day: NaiveDate| {
+        day.succ_opt()
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    let due = |priority: i64, reported: DateTime<Utc>| match priority {
+        1 | 2 => reported + chrono::Duration::hours(24),
+        3 => {
+            let (mut day, mut left) = (reported.date_naive(), 5);
+            while left > 0 {
+                day = day.succ_opt().unwrap();
+                if working(day) {
+                    left -= 1;
+                }
+            }
+            midnight_after(day)
+        }
+        _ => midnight_after(reported.date_naive() + chrono::Duration::days(28)),
+    };
+    let (mut emergency, mut non_emergency, mut days, mut fixed) =
+        ((0.0, 0.0), (0.0, 0.0), Vec::new(), 0.0);
+    let (mut raised, mut with_appointment) = (0.0, 0.0);
+    for (order, row) in &orders {
+        let raised_at: DateTime<Utc> = row["raised_at"].parse().unwrap();
+        if (from..=to).contains(&raised_at.date_naive()) && row["cancelled_at"].is_empty() {
+            raised += 1.0;
+            let booked = by_order
+                .get(order)
+                .is_some_and(|list| list.iter().any(|a| a["outcome"] != "cancelled"));
+            if booked {
+                with_appointment += 1.0;
+            }
+        }
         if row["completed_at"].is_empty()
             || !row["cancelled_at"].is_empty()
             || row["work_class"] != "responsive"
@@ -157,20 +380,63 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate) -> TruthKp
             continue;
         }
         let priority: i64 = row["priority"].parse().unwrap();
-        let within = (completed - reported).num_seconds() <= target_hours(priority) * 3600;
         let bucket = if priority <= 2 {
-            &mut kpis.emergency
+            &mut emergency
         } else {
-            &mut kpis.non_emergency
+            &mut non_emergency
         };
         bucket.1 += 1.0;
-        if within {
+        if completed <= due(priority, reported) {
             bucket.0 += 1.0;
         }
         days.push(((completed.date_naive() - reported.date_naive()).num_days() + 1) as f64);
+        let first = by_order.get(order).and_then(|list| {
+            list.iter().find(|a| {
+                matches!(
+                    a["outcome"].as_str(),
+                    "kept_completed" | "kept_not_completed" | "aborted"
+                )
+            })
+        });
+        if first.is_some_and(|a| a["outcome"] == "kept_completed") {
+            fixed += 1.0;
+        }
     }
-    kpis.average_days = days.iter().sum::<f64>() / days.len() as f64;
-    kpis
+    let mut put = |kpi: &str, value: Option<f64>, numerator: f64, denominator: f64| {
+        truth.insert((kpi.to_string(), None), (value, numerator, denominator));
+    };
+    put(
+        "rp02_emergency_pct",
+        ratio(emergency.0, emergency.1),
+        emergency.0,
+        emergency.1,
+    );
+    put(
+        "rp02_non_emergency_pct",
+        ratio(non_emergency.0, non_emergency.1),
+        non_emergency.0,
+        non_emergency.1,
+    );
+    let total: f64 = days.iter().sum();
+    put(
+        "hmpi90_avg_end_to_end_days",
+        Some(total / days.len() as f64),
+        total,
+        days.len() as f64,
+    );
+    put(
+        "hmpi101_first_visit_fix_pct",
+        ratio(fixed, days.len() as f64),
+        fixed,
+        days.len() as f64,
+    );
+    put(
+        "appointments_made_pct_of_repair_orders",
+        ratio(with_appointment, raised),
+        with_appointment,
+        raised,
+    );
+    truth
 }
 
 fn close(actual: &serde_json::Value, expected: f64, what: &str) {
@@ -208,88 +474,49 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
     }
 
     // KPIs equal those computed from the ground truth.
-    let truth = truth_kpis(data.path(), FROM.parse().unwrap(), TO.parse().unwrap());
-    close(
-        &kpi(&summary, "appointments_made")["value"],
-        truth.made,
-        "appointments made",
+    let truth = truth_kpis(
+        data.path(),
+        FROM.parse().unwrap(),
+        TO.parse().unwrap(),
+        "2025-04-01".parse().unwrap(),
     );
-    close(
-        &kpi(&summary, "appointments_kept")["value"],
-        truth.kept,
-        "appointments kept",
-    );
-    close(
-        &kpi(&summary, "appointments_no_access")["value"],
-        truth.no_access,
-        "no access",
-    );
-    close(
-        &kpi(&summary, "appointments_landlord_missed")["value"],
-        truth.missed,
-        "landlord missed",
-    );
-    close(
-        &kpi(&summary, "appointments_kept_pct")["value"],
-        100.0 * truth.kept / truth.made,
-        "kept %",
-    );
-    close(
-        &kpi(&summary, "no_access_rate_pct")["value"],
-        100.0 * truth.no_access / truth.kept,
-        "no-access rate",
-    );
-    close(
-        &kpi(&summary, "landlord_missed_rate_pct")["value"],
-        100.0 * truth.missed / truth.made,
-        "missed rate",
-    );
-    close(
-        &kpi(&summary, "no_access_wastage_gbp")["value"],
-        25.0 * truth.no_access,
-        "wastage",
-    );
-    close(
-        &kpi(&summary, "landlord_missed_compensation_gbp")["value"],
-        20.0 * truth.missed,
-        "compensation",
-    );
-    let rp02 = kpi(&summary, "rp02_emergency_pct");
-    close(
-        &rp02["numerator"],
-        truth.emergency.0,
-        "RP02 emergency within target",
-    );
-    close(
-        &rp02["denominator"],
-        truth.emergency.1,
-        "RP02 emergency completions",
-    );
-    close(
-        &rp02["value"],
-        100.0 * truth.emergency.0 / truth.emergency.1,
-        "RP02 emergency",
-    );
-    let rp02 = kpi(&summary, "rp02_non_emergency_pct");
-    close(
-        &rp02["numerator"],
-        truth.non_emergency.0,
-        "RP02 non-emergency within target",
-    );
-    close(
-        &rp02["denominator"],
-        truth.non_emergency.1,
-        "RP02 non-emergency completions",
-    );
-    close(
-        &kpi(&summary, "hmpi90_avg_end_to_end_days")["value"],
-        truth.average_days,
-        "HMPI 90",
-    );
+    let rows = summary["kpis"]["rows"].as_array().unwrap();
+    for ((kpi, key), (value, numerator, denominator)) in &truth {
+        let row = rows
+            .iter()
+            .find(|row| row["kpi"] == kpi.as_str() && row["key"].as_str() == key.as_deref())
+            .unwrap_or_else(|| panic!("{kpi} {key:?}: not in the pipeline's KPIs"));
+        let what = format!("{kpi} {}", key.as_deref().unwrap_or(""));
+        match value {
+            Some(value) => close(&row["value"], *value, &what),
+            None => assert!(row["value"].is_null(), "{what}: {row}"),
+        }
+        if *numerator != 0.0 {
+            close(&row["numerator"], *numerator, &format!("{what} numerator"));
+        }
+        if *denominator != 0.0 {
+            close(
+                &row["denominator"],
+                *denominator,
+                &format!("{what} denominator"),
+            );
+        }
+    }
+    for kpi in [
+        "wastage_gbp_by_contractor",
+        "no_access_rate_by_weekday_slot",
+    ] {
+        let pipeline = rows.iter().filter(|row| row["kpi"] == kpi).count();
+        let expected = truth.keys().filter(|(name, _)| name == kpi).count();
+        assert_eq!(pipeline, expected, "{kpi}: groups");
+    }
+    let value = |kpi: &str| truth[&(kpi.to_string(), None)].0.unwrap();
     assert!(
-        truth.made > 1000.0 && truth.emergency.1 > 50.0,
+        value("appointments_made") > 1000.0
+            && truth[&("rp02_emergency_pct".to_string(), None)].2 > 50.0,
         "the sample is big enough to mean something"
     );
+    assert!(value("rebooked_appointments") > 0.0 && value("unverified_no_access_share_pct") > 0.0);
 
     // Golden persons: never two true people in one golden record (households, twins), and at
     // most one extra golden record per source record carrying injected noise.

@@ -1337,11 +1337,14 @@ impl Generator {
                 let (outcome, attribution, at) = if last {
                     ("kept_completed", "", arrival)
                 } else if roll < noise.resident_cancelled {
-                    (
-                        "cancelled",
-                        "resident",
-                        window_start - Duration::hours(self.rng.random_range(2..48)),
-                    )
+                    let notice = Duration::hours(self.rng.random_range(2..48));
+                    // An emergency is booked when raised: its cancellation comes after that.
+                    let at = if emergency {
+                        window_start + notice / 6
+                    } else {
+                        window_start - notice
+                    };
+                    ("cancelled", "resident", at)
                 } else if roll < noise.resident_cancelled + noise.landlord_missed {
                     (
                         "missed",
@@ -1366,7 +1369,10 @@ impl Generator {
                 } else {
                     ("kept_completed", "", arrival)
                 };
-                let verified = outcome == "no_access" && self.chance(noise.no_access_verified);
+                // Full evidence includes an arrival inside the window.
+                let verified = outcome == "no_access"
+                    && self.chance(noise.no_access_verified)
+                    && arrival <= window_end;
                 let evidence = match outcome {
                     "no_access" if verified => {
                         json!({"arrivalTime": rfc3339(arrival), "contactAttempts": self.rng.random_range(2..4), "cardLeft": true, "photo": self.chance(0.6)})

@@ -26,6 +26,8 @@ pub const MDM_GOLDEN_RECORDS: &str = "mdm_golden_records";
 pub const MDM_XREF_ENTRIES: &str = "mdm_xref_entries";
 /// Time to run the KPI suite, seconds.
 pub const SQL_KPI_SECONDS: &str = "sql_kpi_seconds";
+/// From an event's ingestion to the live dashboard showing it, seconds.
+pub const SQL_EVENT_TO_KPI_SECONDS: &str = "sql_event_to_kpi_seconds";
 /// Messages between a consumer group's position and the end of a partition. Labels:
 /// `group`, `topic`, `partition`.
 pub const STAGE_CONSUMER_LAG: &str = "stage_consumer_lag";
@@ -68,6 +70,11 @@ pub fn describe() {
     );
     describe_gauge!(MDM_GOLDEN_RECORDS, "Golden records currently held");
     describe_gauge!(MDM_XREF_ENTRIES, "Source records in the cross-reference");
+    describe_histogram!(
+        SQL_EVENT_TO_KPI_SECONDS,
+        ::metrics::Unit::Seconds,
+        "From an event's ingestion to the live dashboard showing it"
+    );
     describe_histogram!(
         SQL_KPI_SECONDS,
         ::metrics::Unit::Seconds,

@@ -1,30 +1,50 @@
--- Missed-appointment wastage: what wasted trips and landlord misses cost.
--- Source: DOMAIN.md §4 (Housing Ombudsman: wastage analysis on missed appointments; unit
--- costs are configuration: [analytics] no_access_cost_gbp, landlord_missed_compensation_gbp).
+-- Missed-appointment wastage: what appointments that did not go ahead cost.
+-- Source: DOMAIN.md §4 (Housing Ombudsman: wastage analysis on missed appointments). Unit
+-- costs are configuration: [analytics] no_access_cost_gbp (per wasted trip),
+-- landlord_missed_compensation_gbp, rebooking_cost_gbp.
 --
 -- Period: appointments whose slot date is between $from and $to (inclusive), latest outcome.
--- no_access_wasted_trips           = appointments with outcome no_access (an operative went).
--- no_access_wastage_gbp            = no_access_wasted_trips * $no_access_cost
--- landlord_missed_compensation_gbp = appointments with outcome missed * $landlord_missed_compensation
-WITH appointment AS (
-    SELECT ref, slot_date FROM (
-        SELECT ref, slot_date, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS latest
-        FROM appointments
-    ) WHERE latest = 1
+-- Failed appointment: latest outcome no_access, aborted, missed or cancelled.
+-- wasted_trips                     = no_access + aborted (an operative went and could not work)
+-- wasted_trip_cost_gbp             = wasted_trips * $no_access_cost
+-- landlord_missed_compensation_gbp = missed * $landlord_missed_compensation
+-- rebooked_appointments            = failed appointments followed by another appointment for
+--                                    the same work order (next by slot date, window, reference)
+-- rebooking_cost_gbp               = rebooked_appointments * $rebooking_cost
+-- delay_days_added                 = sum over rebooked appointments of the days from the failed
+--                                    slot to the next one
+-- wastage_total_gbp                = trip cost + compensation + rebooking cost
+WITH ordered AS (
+    SELECT outcome, slot_date,
+        LEAD(slot_date) OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS next_slot_date
+    FROM appointment_outcomes
 ),
-outcome AS (
-    SELECT ref, outcome FROM (
-        SELECT ref, outcome, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS latest
-        FROM visits
-    ) WHERE latest = 1
+failed AS (
+    SELECT
+        CASE WHEN outcome IN ('no_access', 'aborted') THEN 1 ELSE 0 END AS wasted_trip,
+        CASE WHEN outcome = 'missed' THEN 1 ELSE 0 END AS landlord_missed,
+        CASE WHEN next_slot_date IS NOT NULL THEN 1 ELSE 0 END AS rebooked,
+        CASE WHEN next_slot_date IS NOT NULL
+             THEN (date_part('epoch', CAST(next_slot_date AS TIMESTAMP)) - date_part('epoch', CAST(slot_date AS TIMESTAMP))) / 86400
+             ELSE 0 END AS delay_days
+    FROM ordered
+    WHERE slot_date BETWEEN $from AND $to
+      AND outcome IN ('no_access', 'aborted', 'missed', 'cancelled')
 ),
 counts AS (
     SELECT
-        CAST(COALESCE(SUM(CASE WHEN o.outcome = 'no_access' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS no_access,
-        CAST(COALESCE(SUM(CASE WHEN o.outcome = 'missed' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS missed
-    FROM appointment a JOIN outcome o ON o.ref = a.ref
-    WHERE a.slot_date BETWEEN $from AND $to
+        CAST(COALESCE(SUM(wasted_trip), 0) AS DOUBLE) AS trips,
+        CAST(COALESCE(SUM(landlord_missed), 0) AS DOUBLE) AS missed,
+        CAST(COALESCE(SUM(rebooked), 0) AS DOUBLE) AS rebooked,
+        CAST(COALESCE(SUM(delay_days), 0) AS DOUBLE) AS delay_days
+    FROM failed
 )
-SELECT 1 AS ordinal, 'no_access_wasted_trips' AS kpi, no_access AS value, no_access AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 2 AS ordinal, 'no_access_wastage_gbp' AS kpi, no_access * $no_access_cost AS value, no_access AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 3 AS ordinal, 'landlord_missed_compensation_gbp' AS kpi, missed * $landlord_missed_compensation AS value, missed AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+SELECT 1 AS ordinal, 'wasted_trips' AS kpi, CAST(NULL AS VARCHAR) AS key, trips AS value, trips AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+UNION ALL SELECT 2 AS ordinal, 'wasted_trip_cost_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, trips * $no_access_cost AS value, trips AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+UNION ALL SELECT 3 AS ordinal, 'landlord_missed_compensation_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, missed * $landlord_missed_compensation AS value, missed AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+UNION ALL SELECT 4 AS ordinal, 'rebooked_appointments' AS kpi, CAST(NULL AS VARCHAR) AS key, rebooked AS value, rebooked AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+UNION ALL SELECT 5 AS ordinal, 'rebooking_cost_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, rebooked * $rebooking_cost AS value, rebooked AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+UNION ALL SELECT 6 AS ordinal, 'delay_days_added' AS kpi, CAST(NULL AS VARCHAR) AS key, delay_days AS value, delay_days AS numerator, rebooked AS denominator FROM counts
+UNION ALL SELECT 7 AS ordinal, 'wastage_total_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key,
+    trips * $no_access_cost + missed * $landlord_missed_compensation + rebooked * $rebooking_cost AS value,
+    CAST(NULL AS DOUBLE) AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts

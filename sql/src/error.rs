@@ -14,12 +14,14 @@ pub enum Error {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("the query ran longer than {0:?} and was stopped")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
-            Error::Config(_) => pipeline::ErrorClass::User,
+            Error::Config(_) | Error::Timeout(_) => pipeline::ErrorClass::User,
             _ => pipeline::ErrorClass::Internal,
         }
     }

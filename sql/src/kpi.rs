@@ -1,64 +1,178 @@
 //! The KPI suite: each `sql/kpi/*.sql` file (its header states the definition and source)
-//! run for a date range, collected into one table of (kpi, value, numerator, denominator).
+//! run for a date range, collected into one table of (kpi, key, value, numerator,
+//! denominator); and the data exception rules (`sql/exceptions/*.sql`), each row naming the
+//! record and the rule.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::tables::Analytics;
 
 /// The suite, in display order: (file name, SQL text).
 pub const KPI_FILES: &[(&str, &str)] = &[
-    ("appointments.sql", include_str!("../kpi/appointments.sql")),
-    ("wastage.sql", include_str!("../kpi/wastage.sql")),
     ("rp02.sql", include_str!("../kpi/rp02.sql")),
     ("hmpi90.sql", include_str!("../kpi/hmpi90.sql")),
+    ("hmpi101.sql", include_str!("../kpi/hmpi101.sql")),
+    ("appointments.sql", include_str!("../kpi/appointments.sql")),
+    ("reminders.sql", include_str!("../kpi/reminders.sql")),
+    ("awaab.sql", include_str!("../kpi/awaab.sql")),
+    ("wastage.sql", include_str!("../kpi/wastage.sql")),
+    (
+        "wastage_breakdown.sql",
+        include_str!("../kpi/wastage_breakdown.sql"),
+    ),
 ];
 
+/// The data exception rules: (file name, SQL text); each returns (rule, record, detail).
+pub const EXCEPTION_FILES: &[(&str, &str)] = &[
+    (
+        "completed_without_visit.sql",
+        include_str!("../exceptions/completed_without_visit.sql"),
+    ),
+    (
+        "reported_after_raised.sql",
+        include_str!("../exceptions/reported_after_raised.sql"),
+    ),
+    (
+        "priority_lowered_late.sql",
+        include_str!("../exceptions/priority_lowered_late.sql"),
+    ),
+    (
+        "cancel_and_reraise.sql",
+        include_str!("../exceptions/cancel_and_reraise.sql"),
+    ),
+    (
+        "outcome_missing.sql",
+        include_str!("../exceptions/outcome_missing.sql"),
+    ),
+    (
+        "no_access_without_evidence.sql",
+        include_str!("../exceptions/no_access_without_evidence.sql"),
+    ),
+    (
+        "void_responsive_repair.sql",
+        include_str!("../exceptions/void_responsive_repair.sql"),
+    ),
+    (
+        "vulnerability_past_end.sql",
+        include_str!("../exceptions/vulnerability_past_end.sql"),
+    ),
+];
+
+/// The views every query reads (`CREATE VIEW` statements separated by `;`).
+pub const VIEWS: &str = include_str!("../views/current.sql");
+
 /// One KPI value. `value` is `None` when the denominator is zero.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KpiRow {
     pub kpi: String,
+    /// The group of a breakdown (`contractor` name, `Mon am`, ...); `None` for a headline KPI.
+    pub key: Option<String>,
     pub value: Option<f64>,
     pub numerator: Option<f64>,
     pub denominator: Option<f64>,
     /// The `.sql` file that defines it.
-    pub definition: &'static str,
+    pub definition: String,
 }
 
 /// The suite's result for one period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KpiTable {
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// The instant deadlines are judged against (Awaab's Law steps not yet due are left out).
+    pub as_of: NaiveDateTime,
     pub rows: Vec<KpiRow>,
 }
 
+/// One data exception: the rule it breaks and the record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ExceptionRow {
+    pub rule: String,
+    /// `work_order:WO123`, `appointment:AP123`, `vulnerability:hms:V1`.
+    pub record: String,
+    pub detail: String,
+}
+
 impl KpiTable {
+    /// A headline KPI (one without a key).
     pub fn get(&self, kpi: &str) -> Option<&KpiRow> {
-        self.rows.iter().find(|row| row.kpi == kpi)
+        self.rows
+            .iter()
+            .find(|row| row.kpi == kpi && row.key.is_none())
     }
 
-    /// A fixed-width text table for terminals.
-    pub fn to_text(&self) -> String {
+    /// The rows of a breakdown, by key.
+    pub fn breakdown(&self, kpi: &str) -> Vec<&KpiRow> {
+        self.rows
+            .iter()
+            .filter(|row| row.kpi == kpi && row.key.is_some())
+            .collect()
+    }
+
+    /// Comma-separated values with a header row.
+    pub fn to_csv(&self) -> String {
+        let number = |value: Option<f64>| value.map(|value| value.to_string()).unwrap_or_default();
+        let quote = |text: &str| {
+            if text.contains([',', '"', '\n']) {
+                format!("\"{}\"", text.replace('"', "\"\""))
+            } else {
+                text.to_string()
+            }
+        };
+        let mut lines = vec!["kpi,key,value,numerator,denominator,definition".to_string()];
+        for row in &self.rows {
+            lines.push(format!(
+                "{},{},{},{},{},{}",
+                row.kpi,
+                quote(row.key.as_deref().unwrap_or("")),
+                number(row.value),
+                number(row.numerator),
+                number(row.denominator),
+                row.definition
+            ));
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// A fixed-width text table for terminals; breakdowns (keyed rows) only when asked.
+    pub fn to_text(&self, breakdowns: bool) -> String {
         let number = |value: Option<f64>| match value {
             None => "-".to_string(),
             Some(value) if value.fract() == 0.0 && value.abs() < 1e15 => format!("{value:.0}"),
             Some(value) => format!("{value:.2}"),
         };
         let mut lines = vec![
-            format!("KPIs {} to {}", self.from, self.to),
+            format!("KPIs {} to {} (as of {})", self.from, self.to, self.as_of),
             format!(
-                "{:<34} {:>12} {:>12} {:>12}",
+                "{:<40} {:>12} {:>12} {:>12}",
                 "kpi", "value", "numerator", "denominator"
             ),
         ];
-        for row in &self.rows {
+        for row in self
+            .rows
+            .iter()
+            .filter(|row| breakdowns || row.key.is_none())
+        {
+            let name = match &row.key {
+                None => row.kpi.clone(),
+                Some(key) => format!("  {key}"),
+            };
+            if row.key.is_some()
+                && self
+                    .rows
+                    .iter()
+                    .find(|first| first.kpi == row.kpi)
+                    .is_some_and(|first| std::ptr::eq(first, row))
+            {
+                lines.push(row.kpi.clone());
+            }
             lines.push(format!(
-                "{:<34} {:>12} {:>12} {:>12}",
-                row.kpi,
+                "{:<40} {:>12} {:>12} {:>12}",
+                name,
                 number(row.value),
                 number(row.numerator),
                 number(row.denominator)
@@ -68,10 +182,24 @@ impl KpiTable {
     }
 }
 
-/// Fills a KPI file's placeholders with typed values (dates and numbers only, so no injection).
-fn bind(sql: &str, from: NaiveDate, to: NaiveDate, analytics: &Analytics) -> String {
+/// Fills a query's placeholders with typed values (dates and numbers only, so no injection).
+fn bind(
+    sql: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    as_of: NaiveDateTime,
+    analytics: &Analytics,
+) -> String {
     sql.replace("$from", &format!("DATE '{from}'"))
         .replace("$to", &format!("DATE '{to}'"))
+        .replace(
+            "$as_of",
+            &format!("TIMESTAMP '{}'", as_of.format("%Y-%m-%d %H:%M:%S")),
+        )
+        .replace(
+            "$rebooking_cost",
+            &format!("{:?}", analytics.config.rebooking_cost_gbp),
+        )
         .replace(
             "$no_access_cost",
             &format!("{:?}", analytics.config.no_access_cost_gbp),
@@ -82,23 +210,38 @@ fn bind(sql: &str, from: NaiveDate, to: NaiveDate, analytics: &Analytics) -> Str
         )
 }
 
+/// A text column as `Utf8`, whichever string type the plan produced.
+fn strings(
+    column: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::StringArray, Error> {
+    let cast =
+        datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8)?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
 impl Analytics {
-    /// Runs the KPI suite for slots / completions between `from` and `to` inclusive.
-    pub async fn kpis(&self, from: NaiveDate, to: NaiveDate) -> Result<KpiTable, Error> {
+    /// Runs the KPI suite for slots / completions between `from` and `to` inclusive,
+    /// judging deadlines at `as_of`.
+    pub async fn kpis(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        as_of: NaiveDateTime,
+    ) -> Result<KpiTable, Error> {
         let started = std::time::Instant::now();
         let mut rows = Vec::new();
         for (file, sql) in KPI_FILES {
-            let query = bind(sql, from, to, self);
+            let query = bind(sql, from, to, as_of, self);
             let result = async { self.context.sql(&query).await?.collect().await }
                 .await
                 .map_err(|source| Error::Kpi { file, source })?;
             let mut file_rows = Vec::new();
             for batch in result {
                 let ordinal = batch.column(0).as_primitive::<Int64Type>().clone();
-                let names = batch.column(1).as_string::<i32>().clone();
+                let (names, keys) = (strings(batch.column(1))?, strings(batch.column(2))?);
                 let float =
                     |index: usize| batch.column(index).as_primitive::<Float64Type>().clone();
-                let (values, numerators, denominators) = (float(2), float(3), float(4));
+                let (values, numerators, denominators) = (float(3), float(4), float(5));
                 let get = |array: &datafusion::arrow::array::Float64Array, index: usize| {
                     (!array.is_null(index)).then(|| array.value(index))
                 };
@@ -107,20 +250,57 @@ impl Analytics {
                         ordinal.value(index),
                         KpiRow {
                             kpi: names.value(index).to_string(),
+                            key: (!keys.is_null(index)).then(|| keys.value(index).to_string()),
                             value: get(&values, index),
                             numerator: get(&numerators, index),
                             denominator: get(&denominators, index),
-                            definition: file,
+                            definition: file.to_string(),
                         },
                     ));
                 }
             }
-            file_rows.sort_by_key(|(ordinal, _)| *ordinal);
+            file_rows.sort_by(|(a, row_a), (b, row_b)| (a, &row_a.key).cmp(&(b, &row_b.key)));
             rows.extend(file_rows.into_iter().map(|(_, row)| row));
         }
         metrics::histogram!(pipeline::metrics::SQL_KPI_SECONDS)
             .record(started.elapsed().as_secs_f64());
-        Ok(KpiTable { from, to, rows })
+        Ok(KpiTable {
+            from,
+            to,
+            as_of,
+            rows,
+        })
+    }
+
+    /// Runs every exception rule, judging time limits at `as_of`; sorted by rule and record.
+    pub async fn exceptions(&self, as_of: NaiveDateTime) -> Result<Vec<ExceptionRow>, Error> {
+        let mut rows = Vec::new();
+        for (file, sql) in EXCEPTION_FILES {
+            let query = bind(sql, as_of.date(), as_of.date(), as_of, self);
+            let result = async { self.context.sql(&query).await?.collect().await }
+                .await
+                .map_err(|source| Error::Kpi { file, source })?;
+            for batch in result {
+                let (rules, records, details) = (
+                    strings(batch.column(0))?,
+                    strings(batch.column(1))?,
+                    strings(batch.column(2))?,
+                );
+                for index in 0..batch.num_rows() {
+                    rows.push(ExceptionRow {
+                        rule: rules.value(index).to_string(),
+                        record: records.value(index).to_string(),
+                        detail: if details.is_null(index) {
+                            String::new()
+                        } else {
+                            details.value(index).to_string()
+                        },
+                    });
+                }
+            }
+        }
+        rows.sort();
+        Ok(rows)
     }
 }
 
@@ -151,6 +331,10 @@ mod tests {
             ingested_at: Utc::now(),
             payload,
         }
+    }
+
+    fn end_of(day: NaiveDate) -> NaiveDateTime {
+        day.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap()
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -231,7 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn kpis_follow_their_definitions() {
-        let analytics = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
         let mut events = Vec::new();
         // Emergency: 20 h (within 24 h), 30 h (late). Normal: 10 days (within 28). Open: none.
         events.extend(repair(
@@ -275,7 +459,7 @@ mod tests {
 
         let from = "2025-01-01".parse().unwrap();
         let to = "2025-01-31".parse().unwrap();
-        let table = analytics.kpis(from, to).await.unwrap();
+        let table = analytics.kpis(from, to, end_of(to)).await.unwrap();
         let value = |kpi: &str| table.get(kpi).unwrap_or_else(|| panic!("{kpi}")).value;
         assert_eq!(value("appointments_made"), Some(5.0));
         assert_eq!(
@@ -286,20 +470,21 @@ mod tests {
         assert_eq!(value("appointments_kept_pct"), Some(60.0));
         assert_eq!(value("no_access_rate_pct"), Some(100.0 / 3.0));
         assert_eq!(value("landlord_missed_rate_pct"), Some(20.0));
-        assert_eq!(value("no_access_wastage_gbp"), Some(25.0));
+        assert_eq!(value("wasted_trips"), Some(1.0));
+        assert_eq!(value("wasted_trip_cost_gbp"), Some(25.0));
         assert_eq!(value("landlord_missed_compensation_gbp"), Some(20.0));
         assert_eq!(value("rp02_emergency_pct"), Some(50.0));
         assert_eq!(value("rp02_non_emergency_pct"), Some(100.0));
         // (2 + 2 + 11) days / 3 repairs.
         assert_eq!(value("hmpi90_avg_end_to_end_days"), Some(5.0));
-        assert!(table.to_text().contains("rp02_emergency_pct"));
+        assert!(table.to_text(true).contains("rp02_emergency_pct"));
     }
 
     #[tokio::test]
     async fn empty_tables_give_counts_of_zero_and_no_rates() {
-        let analytics = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
         let day = "2025-01-01".parse().unwrap();
-        let table = analytics.kpis(day, day).await.unwrap();
+        let table = analytics.kpis(day, day, end_of(day)).await.unwrap();
         assert_eq!(table.get("appointments_made").unwrap().value, Some(0.0));
         assert_eq!(table.get("appointments_kept_pct").unwrap().value, None);
         assert_eq!(table.get("rp02_emergency_pct").unwrap().value, None);
@@ -307,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn golden_tables_are_replaced() {
-        let analytics = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
         let rows = vec![serde_json::json!({"golden_id": "GH-1", "uprn": "1", "n_sources": 2})];
         analytics
             .replace_golden("golden_properties", &rows)

@@ -4,12 +4,15 @@
 //!
 //! Architecture invariant: no IO here besides DataFusion's in-memory execution.
 
+pub mod calendar;
 pub mod config;
 pub mod error;
 pub mod kpi;
+pub mod query;
 pub mod tables;
 
 pub use config::AnalyticsConfig;
 pub use error::Error;
-pub use kpi::{KpiRow, KpiTable};
+pub use kpi::{ExceptionRow, KpiRow, KpiTable};
+pub use query::{QueryResult, TrendPoint};
 pub use tables::Analytics;

@@ -23,8 +23,9 @@ fn timestamp() -> DataType {
 }
 
 /// The live tables and their columns. Every table has `ref` (the source record id, or the
-/// subject's id for updates and visits), `source` and `seq` (arrival order: the latest row
-/// per `ref` is the current state).
+/// subject's id for updates and visits), `source`, `seq` (arrival order: the latest row per
+/// `ref` is the current state) and `changed_at` (when the source changed the record: the
+/// event's occurred_at, else recorded_at, else when it was ingested).
 fn schemas() -> BTreeMap<&'static str, SchemaRef> {
     let text = |name: &str| Field::new(name, DataType::Utf8, true);
     let int = |name: &str| Field::new(name, DataType::Int64, true);
@@ -34,6 +35,7 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
             Field::new("ref", DataType::Utf8, false),
             text("source"),
             Field::new("seq", DataType::Int64, false),
+            instant("changed_at"),
         ]
     };
     let table = |fields: Vec<Field>| {
@@ -49,6 +51,7 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
                 instant("reported_at"),
                 int("priority"),
                 text("channel"),
+                instant("due_at"),
             ]),
         ),
         (
@@ -62,6 +65,7 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
                 text("trade"),
                 text("work_class"),
                 text("parent_ref"),
+                instant("due_at"),
             ]),
         ),
         (
@@ -95,6 +99,26 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
                 int("contact_attempts"),
                 Field::new("card_left", DataType::Boolean, true),
                 Field::new("photo", DataType::Boolean, true),
+            ]),
+        ),
+        (
+            "properties",
+            table(vec![text("uprn"), text("postcode"), text("property_type")]),
+        ),
+        (
+            "tenancies",
+            table(vec![
+                text("property_ref"),
+                Field::new("start_date", DataType::Date32, true),
+                Field::new("end_date", DataType::Date32, true),
+            ]),
+        ),
+        (
+            "vulnerabilities",
+            table(vec![
+                Field::new("start_date", DataType::Date32, true),
+                Field::new("end_date", DataType::Date32, true),
+                Field::new("review_date", DataType::Date32, true),
             ]),
         ),
         (
@@ -197,11 +221,40 @@ impl BatchBuilder {
     }
 }
 
+/// A registered table: the session scans `provider`, whose one partition the stage appends
+/// to (so views over it see new rows without being created again).
 #[derive(Debug)]
 struct Table {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+    provider: Arc<MemTable>,
     rows: usize,
+}
+
+impl Table {
+    fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Table, Error> {
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        Ok(Table {
+            provider: Arc::new(MemTable::try_new(schema, vec![batches])?),
+            rows,
+        })
+    }
+
+    fn schema(&self) -> SchemaRef {
+        datafusion::catalog::TableProvider::schema(self.provider.as_ref())
+    }
+
+    /// Changes the table's batches. A query copies the list under the same lock for a
+    /// moment when it starts, so waiting for it is short.
+    fn update(&mut self, change: impl FnOnce(&mut Vec<RecordBatch>)) {
+        let partition = &self.provider.batches[0];
+        let mut batches = loop {
+            match partition.try_write() {
+                Ok(batches) => break batches,
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        change(&mut batches);
+        self.rows = batches.iter().map(RecordBatch::num_rows).sum();
+    }
 }
 
 fn builder_for<'b>(
@@ -222,6 +275,8 @@ fn text(value: &Option<String>) -> Cell<'_> {
 pub struct Analytics {
     pub(crate) context: SessionContext,
     pub(crate) config: AnalyticsConfig,
+    targets: BTreeMap<i64, crate::config::Target>,
+    calendar: crate::calendar::Calendar,
     tables: Mutex<BTreeMap<&'static str, Table>>,
     sequence: Mutex<i64>,
 }
@@ -235,61 +290,119 @@ impl std::fmt::Debug for Analytics {
 }
 
 impl Analytics {
-    /// A session with every live table registered (empty) and the configured repair targets.
-    pub fn new(config: AnalyticsConfig) -> Result<Analytics, Error> {
+    /// A session with every live table registered (empty), plus the settings tables the
+    /// queries join: `repair_targets` (per priority: the target, whether RP02 counts it as
+    /// emergency, whether Awaab's Law counts it as an emergency hazard), `hazard_trades`
+    /// and `calendar` (every day of 2000-2050 with its running count of working days).
+    pub async fn new(config: AnalyticsConfig) -> Result<Analytics, Error> {
+        use datafusion::arrow::array::{BooleanArray, Date32Array, Int64Array, StringArray};
         let context = SessionContext::new();
         let targets = config.targets()?;
-        let target_schema = Arc::new(Schema::new(vec![
-            Field::new("priority", DataType::Int64, false),
-            Field::new("target_hours", DataType::Int64, false),
-            Field::new("emergency", DataType::Boolean, false),
-        ]));
-        let target_batch = RecordBatch::try_new(
-            target_schema.clone(),
-            vec![
-                Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
-                    targets.iter().map(|(code, _)| *code),
-                )),
-                Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
-                    targets.iter().map(|(_, hours)| *hours),
-                )),
-                Arc::new(datafusion::arrow::array::BooleanArray::from_iter(
-                    targets
-                        .iter()
-                        .map(|(code, _)| Some(config.emergency_priorities.contains(code))),
-                )),
-            ],
-        )?;
-        context.register_table(
-            "repair_targets",
-            Arc::new(MemTable::try_new(target_schema, vec![vec![target_batch]])?),
-        )?;
-        let analytics = Analytics {
-            context,
-            config,
-            tables: Mutex::new(BTreeMap::new()),
-            sequence: Mutex::new(0),
-        };
-        {
-            let mut tables = analytics.tables.lock().expect("tables lock");
-            for (name, schema) in schemas() {
-                let table = Table {
-                    schema,
-                    batches: Vec::new(),
-                    rows: 0,
-                };
-                analytics.register(name, &table)?;
-                tables.insert(name, table);
+        let calendar = config.calendar();
+        let settings: Vec<(&str, Vec<(&str, ArrayRef)>)> = vec![
+            (
+                "repair_targets",
+                vec![
+                    (
+                        "priority",
+                        Arc::new(Int64Array::from_iter_values(targets.keys().copied())),
+                    ),
+                    (
+                        "target",
+                        Arc::new(StringArray::from_iter_values(
+                            targets.values().map(|target| target.describe()),
+                        )),
+                    ),
+                    (
+                        "emergency",
+                        Arc::new(BooleanArray::from_iter(
+                            targets
+                                .keys()
+                                .map(|code| Some(config.emergency_priorities.contains(code))),
+                        )),
+                    ),
+                    (
+                        "awaab_emergency",
+                        Arc::new(BooleanArray::from_iter(targets.keys().map(|code| {
+                            Some(config.awaab.emergency_priorities.contains(code))
+                        }))),
+                    ),
+                ],
+            ),
+            (
+                "hazard_trades",
+                vec![(
+                    "trade",
+                    Arc::new(StringArray::from_iter_values(
+                        config.awaab.significant_hazard_trades.iter(),
+                    )),
+                )],
+            ),
+            {
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+                let days = calendar.days(
+                    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date"),
+                    NaiveDate::from_ymd_opt(2050, 12, 31).expect("valid date"),
+                );
+                (
+                    "calendar",
+                    vec![
+                        (
+                            "day",
+                            Arc::new(Date32Array::from_iter_values(
+                                days.iter()
+                                    .map(|(day, _, _)| (*day - epoch).num_days() as i32),
+                            )),
+                        ),
+                        (
+                            "working_day",
+                            Arc::new(BooleanArray::from_iter(
+                                days.iter().map(|(_, working, _)| Some(*working)),
+                            )),
+                        ),
+                        (
+                            "working_day_number",
+                            Arc::new(Int64Array::from_iter_values(
+                                days.iter().map(|(_, _, number)| *number),
+                            )),
+                        ),
+                    ],
+                )
+            },
+        ];
+        let mut tables = BTreeMap::new();
+        for (name, columns) in settings {
+            let batch = RecordBatch::try_from_iter(columns)?;
+            tables.insert(name, Table::new(batch.schema(), vec![batch])?);
+        }
+        for (name, schema) in schemas() {
+            tables.insert(name, Table::new(schema, Vec::new())?);
+        }
+        for (name, table) in &tables {
+            context.register_table(*name, table.provider.clone())?;
+        }
+        for statement in crate::kpi::VIEWS.split(';') {
+            if statement
+                .lines()
+                .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"))
+            {
+                context.sql(statement).await?;
             }
         }
-        Ok(analytics)
+        Ok(Analytics {
+            context,
+            config,
+            targets,
+            calendar,
+            tables: Mutex::new(tables),
+            sequence: Mutex::new(0),
+        })
     }
 
-    fn register(&self, name: &str, table: &Table) -> Result<(), Error> {
-        let provider = MemTable::try_new(table.schema.clone(), vec![table.batches.clone()])?;
-        self.context.deregister_table(name)?;
-        self.context.register_table(name, Arc::new(provider))?;
-        Ok(())
+    /// When a repair reported at `at` with `priority` is due, if the priority has a target.
+    fn due(&self, priority: Option<i64>, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let target = self.targets.get(&priority?)?;
+        Some(target.due(at, &self.calendar))
     }
 
     /// Appends the repairs events among `envelopes` to their tables, one batch per table.
@@ -303,16 +416,24 @@ impl Analytics {
             let id = Cell::Text(Some(envelope.source_ref.id.as_str()));
             let source = Cell::Text(Some(envelope.source.system.as_str()));
             let seq = Cell::Int(Some(*sequence + 1));
+            let changed = Cell::Instant(Some(
+                envelope
+                    .occurred_at
+                    .or(envelope.recorded_at)
+                    .unwrap_or(envelope.ingested_at),
+            ));
             match &envelope.payload {
                 Payload::RepairRequest(request) => {
                     builder_for(&mut builders, &schemas, "repair_requests").push(&[
                         id,
                         source,
                         seq,
+                        changed,
                         Cell::Text(Some(&request.property_ref)),
                         Cell::Instant(Some(request.reported_at)),
                         Cell::Int(request.priority),
                         text(&request.channel),
+                        Cell::Instant(self.due(request.priority, request.reported_at)),
                     ])
                 }
                 Payload::WorkOrder(order) => builder_for(&mut builders, &schemas, "work_orders")
@@ -320,6 +441,7 @@ impl Analytics {
                         id,
                         source,
                         seq,
+                        changed,
                         text(&order.repair_request_ref),
                         Cell::Text(Some(&order.property_ref)),
                         Cell::Int(Some(order.priority)),
@@ -328,12 +450,14 @@ impl Analytics {
                         text(&order.trade),
                         text(&order.work_class),
                         text(&order.parent_ref),
+                        Cell::Instant(self.due(Some(order.priority), order.raised_at)),
                     ]),
                 Payload::WorkOrderUpdate(update) => {
                     builder_for(&mut builders, &schemas, "work_order_updates").push(&[
                         Cell::Text(Some(&update.work_order_ref)),
                         source,
                         seq,
+                        changed,
                         Cell::Text(Some(&update.status)),
                         Cell::Instant(Some(update.status_at)),
                         Cell::Int(update.type_code),
@@ -345,6 +469,7 @@ impl Analytics {
                         id,
                         source,
                         seq,
+                        changed,
                         Cell::Text(Some(&appointment.work_order_ref)),
                         Cell::Date(Some(appointment.slot_date)),
                         text(&appointment.slot),
@@ -358,6 +483,7 @@ impl Analytics {
                     Cell::Text(Some(&visit.appointment_ref)),
                     source,
                     seq,
+                    changed,
                     text(&visit.work_order_ref),
                     Cell::Text(Some(&visit.outcome)),
                     text(&visit.attribution),
@@ -366,7 +492,40 @@ impl Analytics {
                     Cell::Bool(visit.card_left),
                     Cell::Bool(visit.photo),
                 ]),
-                _ => continue,
+                Payload::Property(property) => builder_for(&mut builders, &schemas, "properties")
+                    .push(&[
+                        id,
+                        source,
+                        seq,
+                        changed,
+                        text(&property.uprn),
+                        text(&property.postcode),
+                        text(&property.property_type),
+                    ]),
+                Payload::Tenancy(tenancy) => builder_for(&mut builders, &schemas, "tenancies")
+                    .push(&[
+                        id,
+                        source,
+                        seq,
+                        changed,
+                        Cell::Text(Some(&tenancy.property_ref)),
+                        Cell::Date(tenancy.start_date),
+                        Cell::Date(tenancy.end_date),
+                    ]),
+                // Dates only: who it is about and what it is are special category data, not
+                // for analysts.
+                Payload::Vulnerability(vulnerability) => {
+                    builder_for(&mut builders, &schemas, "vulnerabilities").push(&[
+                        id,
+                        source,
+                        seq,
+                        changed,
+                        Cell::Date(vulnerability.start_date),
+                        Cell::Date(vulnerability.end_date),
+                        Cell::Date(vulnerability.review_date),
+                    ])
+                }
+                Payload::Person(_) => continue,
             }
             *sequence += 1;
             appended += 1;
@@ -376,9 +535,7 @@ impl Analytics {
         for (name, builder) in builders {
             let batch = builder.finish()?;
             let table = tables.get_mut(name).expect("every table is registered");
-            table.rows += batch.num_rows();
-            table.batches.push(batch);
-            self.register(name, table)?;
+            table.update(|batches| batches.push(batch));
         }
         Ok(appended)
     }
@@ -395,19 +552,21 @@ impl Analytics {
             .filter(|_| name.starts_with("golden_"))
             .ok_or_else(|| Error::Config(format!("no golden table `{name}`")))?;
         let mut decoder =
-            datafusion::arrow::json::ReaderBuilder::new(table.schema.clone()).build_decoder()?;
+            datafusion::arrow::json::ReaderBuilder::new(table.schema()).build_decoder()?;
         decoder.serialize(rows)?;
-        table.batches = decoder.flush()?.into_iter().collect();
-        table.rows = rows.len();
-        self.register(name, table)
+        let replacement: Vec<RecordBatch> = decoder.flush()?.into_iter().collect();
+        table.update(|batches| *batches = replacement);
+        Ok(())
     }
 
     /// Rows held per table.
     pub fn row_counts(&self) -> BTreeMap<&'static str, usize> {
+        let live = schemas();
         self.tables
             .lock()
             .expect("tables lock")
             .iter()
+            .filter(|(name, _)| live.contains_key(*name))
             .map(|(name, table)| (*name, table.rows))
             .collect()
     }

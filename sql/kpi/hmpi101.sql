@@ -1,0 +1,34 @@
+-- Housemark HMPI 101: first-visit fix.
+-- Source: Housemark HMPI 101 definition; DOMAIN.md §4.
+--
+-- Repairs: responsive work orders completed between $from and $to (inclusive, by completion
+--   date), not cancelled (the HMPI 90 population).
+-- First visit: the earliest appointment (slot date, window start, then reference) at which an
+--   operative attended and worked: outcome kept_completed, kept_not_completed or aborted. A
+--   resident no-access is not a visit, nor are missed or cancelled appointments. (The data
+--   carries no pre-inspection marker; pre-inspection appointments, where a source has them,
+--   would have to be excluded by mapping them to their own work orders.)
+-- Numerator: repairs whose first visit was kept_completed.
+-- first_visit_fix_pct = 100 * numerator / repairs.
+WITH completed AS (
+    SELECT ref FROM repairs
+    WHERE completed_at IS NOT NULL AND cancelled_at IS NULL
+      AND work_class = 'responsive'
+      AND CAST(completed_at AS DATE) BETWEEN $from AND $to
+),
+first_visit AS (
+    SELECT work_order_ref, outcome FROM (
+        SELECT work_order_ref, outcome,
+            ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
+        FROM appointment_outcomes
+        WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
+    ) visits WHERE visit = 1
+),
+counts AS (
+    SELECT CAST(COUNT(*) AS DOUBLE) AS repairs,
+        CAST(COALESCE(SUM(CASE WHEN f.outcome = 'kept_completed' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS fixed
+    FROM completed c LEFT JOIN first_visit f ON f.work_order_ref = c.ref
+)
+SELECT 1 AS ordinal, 'hmpi101_first_visit_fix_pct' AS kpi, CAST(NULL AS VARCHAR) AS key,
+       100 * fixed / NULLIF(repairs, 0) AS value, fixed AS numerator, repairs AS denominator
+FROM counts

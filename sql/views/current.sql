@@ -1,0 +1,72 @@
+-- The current state of each record over the live tables, which keep every version (one row
+-- per event, `seq` = arrival order). Every KPI and exception query reads these views.
+-- Portable SQL: DataFusion runs it over the live tables, DuckDB over their Parquet export
+-- (sql/duckdb/compare.py), and the results must agree.
+
+CREATE VIEW current_repair_requests AS
+SELECT ref, source, property_ref, reported_at, priority, channel, due_at FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM repair_requests
+) latest WHERE version = 1;
+
+CREATE VIEW current_work_orders AS
+SELECT ref, source, repair_request_ref, property_ref, priority, raised_at, contractor, trade,
+       COALESCE(work_class, 'responsive') AS work_class, parent_ref, due_at FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM work_orders
+) latest WHERE version = 1;
+
+-- Per work order: when it was completed and when cancelled (the latest of each status).
+CREATE VIEW work_order_status AS
+SELECT ref,
+    MAX(CASE WHEN status = 'completed' THEN status_at END) AS completed_at,
+    MAX(CASE WHEN status = 'cancelled' THEN status_at END) AS cancelled_at
+FROM work_order_updates GROUP BY ref;
+
+-- A repair: the current work order, its request's report time and priority (the clock and
+-- the target come from the report), and its status.
+CREATE VIEW repairs AS
+SELECT w.ref, w.property_ref, w.contractor, w.trade, w.work_class, w.raised_at,
+    r.reported_at, COALESCE(r.reported_at, w.raised_at) AS clock_start,
+    COALESCE(r.priority, w.priority) AS priority, w.priority AS current_priority,
+    COALESCE(r.due_at, w.due_at) AS due_at, w.repair_request_ref, w.parent_ref,
+    s.completed_at, s.cancelled_at
+FROM current_work_orders w
+LEFT JOIN current_repair_requests r ON r.ref = w.repair_request_ref
+LEFT JOIN work_order_status s ON s.ref = w.ref;
+
+-- One row per property reference (work orders name properties by reference alone).
+CREATE VIEW current_properties AS
+SELECT ref, source, uprn, postcode, split_part(postcode, ' ', 1) AS patch, property_type FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM properties
+) latest WHERE version = 1;
+
+-- An appointment with its latest outcome (none yet: NULL), the work order's contractor,
+-- trade and property, its slot's width and weekday, and whether a resident no-access came
+-- with the evidence DOMAIN.md asks for (arrival inside the slot, a contact attempt, a card).
+CREATE VIEW appointment_outcomes AS
+SELECT a.ref, a.work_order_ref, a.slot_date, COALESCE(a.slot, 'unknown') AS slot,
+    (date_part('epoch', a.window_end) - date_part('epoch', a.window_start)) / 3600 AS slot_hours,
+    CAST(date_part('dow', a.slot_date) AS BIGINT) AS weekday,
+    a.window_start, a.window_end, a.booked_at, a.reminder_sent,
+    v.outcome, v.attribution, v.arrived_at, v.contact_attempts, v.card_left, v.photo,
+    (v.arrived_at IS NOT NULL AND v.arrived_at >= a.window_start AND v.arrived_at <= a.window_end
+        AND COALESCE(v.contact_attempts, 0) >= 1 AND COALESCE(v.card_left, false)) AS evidenced,
+    w.contractor, w.trade, w.property_ref, COALESCE(p.patch, 'unknown') AS patch
+FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM appointments
+) a
+LEFT JOIN (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM visits
+) v ON v.ref = a.ref AND v.version = 1
+LEFT JOIN current_work_orders w ON w.ref = a.work_order_ref
+LEFT JOIN current_properties p ON p.ref = w.property_ref
+WHERE a.version = 1;
+
+CREATE VIEW current_tenancies AS
+SELECT ref, source, property_ref, start_date, end_date FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM tenancies
+) latest WHERE version = 1;
+
+CREATE VIEW current_vulnerabilities AS
+SELECT ref, source, start_date, end_date, review_date FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM vulnerabilities
+) latest WHERE version = 1;
