@@ -2,6 +2,7 @@
 //! to the library crates. No business logic lives here.
 
 mod auth;
+mod bench;
 mod client;
 mod config;
 mod connect;
@@ -94,6 +95,12 @@ enum Command {
         #[command(flatten)]
         kpi: KpiArgs,
     },
+    /// Benchmark: the KPI suite over N synthetic appointments, per file, and event-to-KPI
+    /// latency; `sql/bench/kpi-suite` adds DuckDB on the same tables.
+    BenchKpi {
+        #[command(flatten)]
+        bench: bench::BenchArgs,
+    },
     /// Subject access report: everything held about one person, as JSON.
     Sar {
         #[command(flatten)]
@@ -171,6 +178,10 @@ struct RunArgs {
     /// `postgres.url`).
     #[arg(long)]
     postgres: Option<String>,
+    /// After the run, write every analytics table as CSV with manifest.json (column types,
+    /// the period's parameters), for another engine (sql/duckdb/compare.py).
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -200,6 +211,10 @@ struct KpiArgs {
     /// Ask a running instance (`goldthread run`) instead of processing the sources.
     #[arg(long)]
     url: Option<String>,
+    /// Also write every analytics table as CSV, with manifest.json (column types, the
+    /// period's parameters), for another engine (sql/duckdb/compare.py).
+    #[arg(long, conflicts_with = "url")]
+    export: Option<PathBuf>,
     /// With --url: the environment variable holding the API token (viewer role or above).
     #[arg(long, default_value = "GOLDTHREAD_TOKEN")]
     token_env: String,
@@ -221,6 +236,7 @@ async fn kpi(args: KpiArgs) -> anyhow::Result<()> {
                 out: None,
                 from: args.from,
                 to: args.to,
+                export: args.export,
             };
             run::run(loaded, options, None).await?.kpis
         }
@@ -282,6 +298,7 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         out: args.out,
         from: args.from,
         to: args.to,
+        export: args.export,
     };
     let summary = run::run(loaded, options, Some(metrics)).await?;
     if args.json {
@@ -313,6 +330,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train { train } => link::train(train),
         Command::Sar { sar } => sar::sar(sar),
         Command::Kpi { kpi: args } => runtime()?.block_on(kpi(args)),
+        Command::BenchKpi { bench } => runtime()?.block_on(bench::bench(bench)),
         Command::Steward {
             connection,
             command,
@@ -353,6 +371,7 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 json: false,
                 postgres: None,
+                export: None,
             };
             runtime()?.block_on(run_pipeline(run))
         }

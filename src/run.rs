@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// KPI period (inclusive); defaults to the span of the data (`Analytics::data_span`).
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
+    /// Write every analytics table and the suite's parameters here (`Analytics::export`).
+    pub export: Option<PathBuf>,
 }
 
 /// State the stages write and the HTTP API reads.
@@ -546,6 +548,12 @@ pub async fn run(
 
     let kpis = shared.kpis(options.from, options.to).await?;
     let exceptions = shared.exceptions(Some(kpis.to)).await?;
+    if let Some(dir) = &options.export {
+        shared
+            .analytics
+            .export(dir, kpis.from, kpis.to, kpis.as_of)
+            .with_context(|| format!("exporting the analytics tables to {}", dir.display()))?;
+    }
     if let Some(store) = &shared.store {
         store
             .write_kpis(&kpis, &exceptions)

@@ -41,12 +41,54 @@ orders AS (
     ) booked ON booked.work_order_ref = r.ref
     WHERE CAST(r.raised_at AS DATE) BETWEEN $from AND $to AND r.cancelled_at IS NULL
 )
-SELECT 1 AS ordinal, 'appointments_made' AS kpi, CAST(NULL AS VARCHAR) AS key, made AS value, made AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 2 AS ordinal, 'appointments_kept' AS kpi, CAST(NULL AS VARCHAR) AS key, kept AS value, kept AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 3 AS ordinal, 'appointments_no_access' AS kpi, CAST(NULL AS VARCHAR) AS key, no_access AS value, no_access AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 4 AS ordinal, 'appointments_landlord_missed' AS kpi, CAST(NULL AS VARCHAR) AS key, missed AS value, missed AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 5 AS ordinal, 'appointments_kept_pct' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * kept / NULLIF(made, 0) AS value, kept AS numerator, made AS denominator FROM counts
-UNION ALL SELECT 6 AS ordinal, 'appointments_made_pct_of_repair_orders' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * with_appointment / NULLIF(raised, 0) AS value, with_appointment AS numerator, raised AS denominator FROM orders
-UNION ALL SELECT 7 AS ordinal, 'no_access_rate_pct' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * no_access / NULLIF(kept, 0) AS value, no_access AS numerator, kept AS denominator FROM counts
-UNION ALL SELECT 8 AS ordinal, 'unverified_no_access_share_pct' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * unverified / NULLIF(no_access, 0) AS value, unverified AS numerator, no_access AS denominator FROM counts
-UNION ALL SELECT 9 AS ordinal, 'landlord_missed_rate_pct' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * missed / NULLIF(made, 0) AS value, missed AS numerator, made AS denominator FROM counts
+-- One row per KPI: the counts are computed once and spread over the rows (a UNION of
+-- SELECTs from the same CTE would compute it once per branch).
+SELECT k.ordinal AS ordinal, k.kpi AS kpi, CAST(NULL AS VARCHAR) AS key,
+    CASE k.kpi
+        WHEN 'appointments_made' THEN made
+        WHEN 'appointments_kept' THEN kept
+        WHEN 'appointments_no_access' THEN no_access
+        WHEN 'appointments_landlord_missed' THEN missed
+        WHEN 'appointments_kept_pct' THEN 100 * kept / NULLIF(made, 0)
+        WHEN 'no_access_rate_pct' THEN 100 * no_access / NULLIF(kept, 0)
+        WHEN 'unverified_no_access_share_pct' THEN 100 * unverified / NULLIF(no_access, 0)
+        WHEN 'landlord_missed_rate_pct' THEN 100 * missed / NULLIF(made, 0)
+    END AS value,
+    CASE k.kpi
+        WHEN 'appointments_made' THEN made
+        WHEN 'appointments_kept' THEN kept
+        WHEN 'appointments_no_access' THEN no_access
+        WHEN 'appointments_landlord_missed' THEN missed
+        WHEN 'appointments_kept_pct' THEN kept
+        WHEN 'no_access_rate_pct' THEN no_access
+        WHEN 'unverified_no_access_share_pct' THEN unverified
+        WHEN 'landlord_missed_rate_pct' THEN missed
+    END AS numerator,
+    CASE k.kpi
+        WHEN 'appointments_made' THEN CAST(NULL AS DOUBLE)
+        WHEN 'appointments_kept' THEN CAST(NULL AS DOUBLE)
+        WHEN 'appointments_no_access' THEN CAST(NULL AS DOUBLE)
+        WHEN 'appointments_landlord_missed' THEN CAST(NULL AS DOUBLE)
+        WHEN 'appointments_kept_pct' THEN made
+        WHEN 'no_access_rate_pct' THEN kept
+        WHEN 'unverified_no_access_share_pct' THEN no_access
+        WHEN 'landlord_missed_rate_pct' THEN made
+    END AS denominator
+FROM counts CROSS JOIN (VALUES
+    (1, 'appointments_made'),
+    (2, 'appointments_kept'),
+    (3, 'appointments_no_access'),
+    (4, 'appointments_landlord_missed'),
+    (5, 'appointments_kept_pct'),
+    (7, 'no_access_rate_pct'),
+    (8, 'unverified_no_access_share_pct'),
+    (9, 'landlord_missed_rate_pct')
+) AS k(ordinal, kpi)
+UNION ALL
+SELECT k.ordinal AS ordinal, k.kpi AS kpi, CAST(NULL AS VARCHAR) AS key,
+    100 * with_appointment / NULLIF(raised, 0) AS value,
+    with_appointment AS numerator,
+    raised AS denominator
+FROM orders CROSS JOIN (VALUES
+    (6, 'appointments_made_pct_of_repair_orders')
+) AS k(ordinal, kpi)

@@ -23,10 +23,26 @@ counts AS (
         CAST(COALESCE(SUM(CASE WHEN NOT reminded THEN 1 ELSE 0 END), 0) AS DOUBLE) AS other
     FROM attended
 )
-SELECT 1 AS ordinal, 'no_access_rate_reminded_pct' AS kpi, CAST(NULL AS VARCHAR) AS key,
-       100 * reminded_no_access / NULLIF(reminded, 0) AS value, reminded_no_access AS numerator, reminded AS denominator FROM counts
-UNION ALL SELECT 2 AS ordinal, 'no_access_rate_not_reminded_pct' AS kpi, CAST(NULL AS VARCHAR) AS key,
-       100 * other_no_access / NULLIF(other, 0) AS value, other_no_access AS numerator, other AS denominator FROM counts
-UNION ALL SELECT 3 AS ordinal, 'reminder_effect_pp' AS kpi, CAST(NULL AS VARCHAR) AS key,
-       100 * other_no_access / NULLIF(other, 0) - 100 * reminded_no_access / NULLIF(reminded, 0) AS value,
-       CAST(NULL AS DOUBLE) AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+-- One row per KPI: the counts are computed once and spread over the rows (a UNION of
+-- SELECTs from the same CTE would compute it once per branch).
+SELECT k.ordinal AS ordinal, k.kpi AS kpi, CAST(NULL AS VARCHAR) AS key,
+    CASE k.kpi
+        WHEN 'no_access_rate_reminded_pct' THEN 100 * reminded_no_access / NULLIF(reminded, 0)
+        WHEN 'no_access_rate_not_reminded_pct' THEN 100 * other_no_access / NULLIF(other, 0)
+        WHEN 'reminder_effect_pp' THEN 100 * other_no_access / NULLIF(other, 0) - 100 * reminded_no_access / NULLIF(reminded, 0)
+    END AS value,
+    CASE k.kpi
+        WHEN 'no_access_rate_reminded_pct' THEN reminded_no_access
+        WHEN 'no_access_rate_not_reminded_pct' THEN other_no_access
+        WHEN 'reminder_effect_pp' THEN CAST(NULL AS DOUBLE)
+    END AS numerator,
+    CASE k.kpi
+        WHEN 'no_access_rate_reminded_pct' THEN reminded
+        WHEN 'no_access_rate_not_reminded_pct' THEN other
+        WHEN 'reminder_effect_pp' THEN CAST(NULL AS DOUBLE)
+    END AS denominator
+FROM counts CROSS JOIN (VALUES
+    (1, 'no_access_rate_reminded_pct'),
+    (2, 'no_access_rate_not_reminded_pct'),
+    (3, 'reminder_effect_pp')
+) AS k(ordinal, kpi)

@@ -32,9 +32,22 @@ counts AS (
         CAST(COALESCE(SUM(CASE WHEN NOT emergency THEN 1 ELSE 0 END), 0) AS DOUBLE) AS other_total
     FROM completed
 )
-SELECT 1 AS ordinal, 'rp02_emergency_pct' AS kpi, CAST(NULL AS VARCHAR) AS key,
-       100 * emergency_within / NULLIF(emergency_total, 0) AS value,
-       emergency_within AS numerator, emergency_total AS denominator FROM counts
-UNION ALL
-SELECT 2 AS ordinal, 'rp02_non_emergency_pct' AS kpi, CAST(NULL AS VARCHAR) AS key, 100 * other_within / NULLIF(other_total, 0) AS value,
-       other_within AS numerator, other_total AS denominator FROM counts
+-- One row per KPI: the counts are computed once and spread over the rows (a UNION of
+-- SELECTs from the same CTE would compute it once per branch).
+SELECT k.ordinal AS ordinal, k.kpi AS kpi, CAST(NULL AS VARCHAR) AS key,
+    CASE k.kpi
+        WHEN 'rp02_emergency_pct' THEN 100 * emergency_within / NULLIF(emergency_total, 0)
+        WHEN 'rp02_non_emergency_pct' THEN 100 * other_within / NULLIF(other_total, 0)
+    END AS value,
+    CASE k.kpi
+        WHEN 'rp02_emergency_pct' THEN emergency_within
+        WHEN 'rp02_non_emergency_pct' THEN other_within
+    END AS numerator,
+    CASE k.kpi
+        WHEN 'rp02_emergency_pct' THEN emergency_total
+        WHEN 'rp02_non_emergency_pct' THEN other_total
+    END AS denominator
+FROM counts CROSS JOIN (VALUES
+    (1, 'rp02_emergency_pct'),
+    (2, 'rp02_non_emergency_pct')
+) AS k(ordinal, kpi)

@@ -39,12 +39,42 @@ counts AS (
         CAST(COALESCE(SUM(delay_days), 0) AS DOUBLE) AS delay_days
     FROM failed
 )
-SELECT 1 AS ordinal, 'wasted_trips' AS kpi, CAST(NULL AS VARCHAR) AS key, trips AS value, trips AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 2 AS ordinal, 'wasted_trip_cost_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, trips * $no_access_cost AS value, trips AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 3 AS ordinal, 'landlord_missed_compensation_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, missed * $landlord_missed_compensation AS value, missed AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 4 AS ordinal, 'rebooked_appointments' AS kpi, CAST(NULL AS VARCHAR) AS key, rebooked AS value, rebooked AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 5 AS ordinal, 'rebooking_cost_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key, rebooked * $rebooking_cost AS value, rebooked AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
-UNION ALL SELECT 6 AS ordinal, 'delay_days_added' AS kpi, CAST(NULL AS VARCHAR) AS key, delay_days AS value, delay_days AS numerator, rebooked AS denominator FROM counts
-UNION ALL SELECT 7 AS ordinal, 'wastage_total_gbp' AS kpi, CAST(NULL AS VARCHAR) AS key,
-    trips * $no_access_cost + missed * $landlord_missed_compensation + rebooked * $rebooking_cost AS value,
-    CAST(NULL AS DOUBLE) AS numerator, CAST(NULL AS DOUBLE) AS denominator FROM counts
+-- One row per KPI: the counts are computed once and spread over the rows (a UNION of
+-- SELECTs from the same CTE would compute it once per branch).
+SELECT k.ordinal AS ordinal, k.kpi AS kpi, CAST(NULL AS VARCHAR) AS key,
+    CASE k.kpi
+        WHEN 'wasted_trips' THEN trips
+        WHEN 'wasted_trip_cost_gbp' THEN trips * $no_access_cost
+        WHEN 'landlord_missed_compensation_gbp' THEN missed * $landlord_missed_compensation
+        WHEN 'rebooked_appointments' THEN rebooked
+        WHEN 'rebooking_cost_gbp' THEN rebooked * $rebooking_cost
+        WHEN 'delay_days_added' THEN delay_days
+        WHEN 'wastage_total_gbp' THEN trips * $no_access_cost + missed * $landlord_missed_compensation + rebooked * $rebooking_cost
+    END AS value,
+    CASE k.kpi
+        WHEN 'wasted_trips' THEN trips
+        WHEN 'wasted_trip_cost_gbp' THEN trips
+        WHEN 'landlord_missed_compensation_gbp' THEN missed
+        WHEN 'rebooked_appointments' THEN rebooked
+        WHEN 'rebooking_cost_gbp' THEN rebooked
+        WHEN 'delay_days_added' THEN delay_days
+        WHEN 'wastage_total_gbp' THEN CAST(NULL AS DOUBLE)
+    END AS numerator,
+    CASE k.kpi
+        WHEN 'wasted_trips' THEN CAST(NULL AS DOUBLE)
+        WHEN 'wasted_trip_cost_gbp' THEN CAST(NULL AS DOUBLE)
+        WHEN 'landlord_missed_compensation_gbp' THEN CAST(NULL AS DOUBLE)
+        WHEN 'rebooked_appointments' THEN CAST(NULL AS DOUBLE)
+        WHEN 'rebooking_cost_gbp' THEN CAST(NULL AS DOUBLE)
+        WHEN 'delay_days_added' THEN rebooked
+        WHEN 'wastage_total_gbp' THEN CAST(NULL AS DOUBLE)
+    END AS denominator
+FROM counts CROSS JOIN (VALUES
+    (1, 'wasted_trips'),
+    (2, 'wasted_trip_cost_gbp'),
+    (3, 'landlord_missed_compensation_gbp'),
+    (4, 'rebooked_appointments'),
+    (5, 'rebooking_cost_gbp'),
+    (6, 'delay_days_added'),
+    (7, 'wastage_total_gbp')
+) AS k(ordinal, kpi)

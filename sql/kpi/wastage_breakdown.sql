@@ -26,7 +26,7 @@ appointment AS (
             WHEN outcome = 'missed' THEN 'missed_by_' || COALESCE(attribution, 'unknown')
             WHEN outcome = 'cancelled' THEN 'cancelled_by_' || COALESCE(attribution, 'unknown')
         END AS cause,
-        COALESCE(attribution, 'none') AS attribution,
+        CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled') THEN COALESCE(attribution, 'none') END AS attribution,
         COALESCE(contractor, 'unknown') AS contractor,
         COALESCE(trade, 'unknown') AS trade,
         patch,
@@ -44,27 +44,44 @@ appointment AS (
                  THEN $rebooking_cost ELSE 0 END AS cost
     FROM ordered
     WHERE slot_date BETWEEN $from AND $to
+),
+-- Every dimension in one pass (GROUPING SETS), then one row per (KPI, group).
+grouped AS (
+    SELECT cause, attribution, contractor, trade, patch, weekday_slot, slot_width,
+        GROUPING(cause) AS by_cause, GROUPING(attribution) AS by_attribution,
+        GROUPING(contractor) AS by_contractor, GROUPING(trade) AS by_trade,
+        GROUPING(patch) AS by_patch, GROUPING(weekday_slot) AS by_weekday_slot,
+        CAST(SUM(cost) AS DOUBLE) AS cost, CAST(SUM(failed) AS DOUBLE) AS failed,
+        CAST(SUM(made) AS DOUBLE) AS made, CAST(SUM(no_access) AS DOUBLE) AS no_access,
+        CAST(SUM(attended) AS DOUBLE) AS attended
+    FROM appointment
+    GROUP BY GROUPING SETS ((cause), (attribution), (contractor), (trade), (patch), (weekday_slot), (slot_width))
+),
+labelled AS (
+    SELECT
+        CASE WHEN by_cause = 0 THEN 'cause' WHEN by_attribution = 0 THEN 'attribution'
+             WHEN by_contractor = 0 THEN 'contractor' WHEN by_trade = 0 THEN 'trade'
+             WHEN by_patch = 0 THEN 'patch' WHEN by_weekday_slot = 0 THEN 'weekday_slot'
+             ELSE 'slot_width' END AS dimension,
+        COALESCE(cause, attribution, contractor, trade, patch, weekday_slot, slot_width) AS key,
+        cost, failed, made, no_access, attended
+    FROM grouped
 )
-SELECT 1 AS ordinal, 'wastage_gbp_by_cause' AS kpi, cause AS key, CAST(SUM(cost) AS DOUBLE) AS value,
-       CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(failed) AS DOUBLE) AS denominator
-FROM appointment WHERE failed = 1 GROUP BY cause
-UNION ALL SELECT 2 AS ordinal, 'wastage_gbp_by_attribution' AS kpi, attribution AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(failed) AS DOUBLE) AS denominator
-FROM appointment WHERE failed = 1 GROUP BY attribution
-UNION ALL SELECT 3 AS ordinal, 'wastage_gbp_by_contractor' AS kpi, contractor AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(made) AS DOUBLE) AS denominator
-FROM appointment GROUP BY contractor
-UNION ALL SELECT 4 AS ordinal, 'wastage_gbp_by_trade' AS kpi, trade AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(made) AS DOUBLE) AS denominator
-FROM appointment GROUP BY trade
-UNION ALL SELECT 5 AS ordinal, 'wastage_gbp_by_patch' AS kpi, patch AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(made) AS DOUBLE) AS denominator
-FROM appointment GROUP BY patch
-UNION ALL SELECT 6 AS ordinal, 'wastage_gbp_by_weekday_slot' AS kpi, weekday_slot AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(made) AS DOUBLE) AS denominator
-FROM appointment GROUP BY weekday_slot
-UNION ALL SELECT 7 AS ordinal, 'wastage_gbp_by_slot_width' AS kpi, slot_width AS key, CAST(SUM(cost) AS DOUBLE) AS value, CAST(SUM(failed) AS DOUBLE) AS numerator, CAST(SUM(made) AS DOUBLE) AS denominator
-FROM appointment GROUP BY slot_width
-UNION ALL SELECT 8 AS ordinal, 'no_access_rate_by_weekday_slot' AS kpi, weekday_slot AS key,
-       100 * CAST(SUM(no_access) AS DOUBLE) / NULLIF(CAST(SUM(attended) AS DOUBLE), 0) AS value,
-       CAST(SUM(no_access) AS DOUBLE) AS numerator, CAST(SUM(attended) AS DOUBLE) AS denominator
-FROM appointment GROUP BY weekday_slot
-UNION ALL SELECT 9 AS ordinal, 'no_access_rate_by_slot_width' AS kpi, slot_width AS key,
-       100 * CAST(SUM(no_access) AS DOUBLE) / NULLIF(CAST(SUM(attended) AS DOUBLE), 0) AS value,
-       CAST(SUM(no_access) AS DOUBLE) AS numerator, CAST(SUM(attended) AS DOUBLE) AS denominator
-FROM appointment GROUP BY slot_width
+SELECT m.ordinal AS ordinal, m.kpi AS kpi, l.key AS key,
+    CASE WHEN m.measure = 'wastage' THEN l.cost ELSE 100 * l.no_access / NULLIF(l.attended, 0) END AS value,
+    CASE WHEN m.measure = 'wastage' THEN l.failed ELSE l.no_access END AS numerator,
+    CASE WHEN m.measure = 'rate' THEN l.attended
+         WHEN l.dimension IN ('cause', 'attribution') THEN l.failed ELSE l.made END AS denominator
+FROM labelled l
+JOIN (VALUES
+    (1, 'wastage_gbp_by_cause', 'cause', 'wastage'),
+    (2, 'wastage_gbp_by_attribution', 'attribution', 'wastage'),
+    (3, 'wastage_gbp_by_contractor', 'contractor', 'wastage'),
+    (4, 'wastage_gbp_by_trade', 'trade', 'wastage'),
+    (5, 'wastage_gbp_by_patch', 'patch', 'wastage'),
+    (6, 'wastage_gbp_by_weekday_slot', 'weekday_slot', 'wastage'),
+    (7, 'wastage_gbp_by_slot_width', 'slot_width', 'wastage'),
+    (8, 'no_access_rate_by_weekday_slot', 'weekday_slot', 'rate'),
+    (9, 'no_access_rate_by_slot_width', 'slot_width', 'rate')
+) AS m(ordinal, kpi, dimension, measure) ON m.dimension = l.dimension
+WHERE l.key IS NOT NULL

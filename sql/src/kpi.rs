@@ -182,7 +182,39 @@ impl KpiTable {
     }
 }
 
-/// Fills a query's placeholders with typed values (dates and numbers only, so no injection).
+/// The placeholders every query may use and their typed values (dates and numbers only,
+/// so nothing can be injected).
+pub(crate) fn parameters(
+    from: NaiveDate,
+    to: NaiveDate,
+    as_of: NaiveDateTime,
+    analytics: &Analytics,
+) -> Vec<(&'static str, String)> {
+    let config = &analytics.config;
+    // Longest names first: `$to` must not replace the start of another placeholder.
+    vec![
+        (
+            "$landlord_missed_compensation",
+            format!("{:?}", config.landlord_missed_compensation_gbp),
+        ),
+        (
+            "$no_access_cost",
+            format!("{:?}", config.no_access_cost_gbp),
+        ),
+        (
+            "$rebooking_cost",
+            format!("{:?}", config.rebooking_cost_gbp),
+        ),
+        (
+            "$as_of",
+            format!("TIMESTAMP '{}'", as_of.format("%Y-%m-%d %H:%M:%S")),
+        ),
+        ("$from", format!("DATE '{from}'")),
+        ("$to", format!("DATE '{to}'")),
+    ]
+}
+
+/// Fills a query's placeholders.
 fn bind(
     sql: &str,
     from: NaiveDate,
@@ -190,24 +222,11 @@ fn bind(
     as_of: NaiveDateTime,
     analytics: &Analytics,
 ) -> String {
-    sql.replace("$from", &format!("DATE '{from}'"))
-        .replace("$to", &format!("DATE '{to}'"))
-        .replace(
-            "$as_of",
-            &format!("TIMESTAMP '{}'", as_of.format("%Y-%m-%d %H:%M:%S")),
-        )
-        .replace(
-            "$rebooking_cost",
-            &format!("{:?}", analytics.config.rebooking_cost_gbp),
-        )
-        .replace(
-            "$no_access_cost",
-            &format!("{:?}", analytics.config.no_access_cost_gbp),
-        )
-        .replace(
-            "$landlord_missed_compensation",
-            &format!("{:?}", analytics.config.landlord_missed_compensation_gbp),
-        )
+    parameters(from, to, as_of, analytics)
+        .into_iter()
+        .fold(sql.to_string(), |sql, (name, value)| {
+            sql.replace(name, &value)
+        })
 }
 
 /// A text column as `Utf8`, whichever string type the plan produced.
@@ -270,6 +289,25 @@ impl Analytics {
             as_of,
             rows,
         })
+    }
+
+    /// Runs each KPI file once for the period: (file, seconds), for benchmarks.
+    pub async fn time_each(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        as_of: NaiveDateTime,
+    ) -> Result<Vec<(String, f64)>, Error> {
+        let mut times = Vec::new();
+        for (file, sql) in KPI_FILES {
+            let query = bind(sql, from, to, as_of, self);
+            let started = std::time::Instant::now();
+            async { self.context.sql(&query).await?.collect().await }
+                .await
+                .map_err(|source| Error::Kpi { file, source })?;
+            times.push((file.to_string(), started.elapsed().as_secs_f64()));
+        }
+        Ok(times)
     }
 
     /// Runs every exception rule, judging time limits at `as_of`; sorted by rule and record.
@@ -488,6 +526,294 @@ mod tests {
         assert_eq!(table.get("appointments_made").unwrap().value, Some(0.0));
         assert_eq!(table.get("appointments_kept_pct").unwrap().value, None);
         assert_eq!(table.get("rp02_emergency_pct").unwrap().value, None);
+    }
+
+    fn work_order(id: &str, property: &str, priority: i64, raised: &str, trade: &str) -> Envelope {
+        event(
+            id,
+            Payload::WorkOrder(WorkOrder {
+                repair_request_ref: Some(format!("R{id}")),
+                property_ref: property.into(),
+                priority,
+                raised_at: at(raised),
+                contractor: None,
+                trade: Some(trade.into()),
+                work_class: Some("responsive".into()),
+                parent_ref: None,
+            }),
+        )
+    }
+
+    fn request(id: &str, reported: &str, priority: i64) -> Envelope {
+        event(
+            &format!("R{id}"),
+            Payload::RepairRequest(RepairRequest {
+                property_ref: "P1".into(),
+                reported_at: at(reported),
+                priority: Some(priority),
+                description: None,
+                channel: None,
+            }),
+        )
+    }
+
+    fn status(id: &str, status: &str, when: &str) -> Envelope {
+        event(
+            id,
+            Payload::WorkOrderUpdate(WorkOrderUpdate {
+                work_order_ref: id.into(),
+                status: status.into(),
+                status_at: at(when),
+                type_code: None,
+                follow_on_ref: None,
+            }),
+        )
+    }
+
+    /// An appointment on `day` (08:00-12:00) with an outcome; the arrival at 09:00.
+    fn visit(id: &str, order: &str, day: &str, outcome: &str, evidence: bool) -> Vec<Envelope> {
+        let date: NaiveDate = day.parse().unwrap();
+        let window = |hour: u32| date.and_hms_opt(hour, 0, 0).unwrap().and_utc();
+        vec![
+            event(
+                id,
+                Payload::Appointment(Appointment {
+                    work_order_ref: order.into(),
+                    slot_date: date,
+                    slot: Some("am".into()),
+                    window_start: Some(window(8)),
+                    window_end: Some(window(12)),
+                    booked_at: None,
+                    reminder_sent: None,
+                }),
+            ),
+            event(
+                id,
+                Payload::Visit(Visit {
+                    appointment_ref: id.into(),
+                    work_order_ref: Some(order.into()),
+                    outcome: outcome.into(),
+                    attribution: None,
+                    arrived_at: evidence.then(|| window(9)),
+                    contact_attempts: evidence.then_some(2),
+                    card_left: Some(evidence),
+                    photo: None,
+                }),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn awaabs_law_steps_count_working_days_and_wait_for_deadlines() {
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        let mut events = Vec::new();
+        // Emergency hazards (priority 1): made safe in 20 h; not done 30 h on; not done and
+        // still within its 24 h at as_of (not judged).
+        for (id, reported, completed) in [
+            ("E1", "2025-04-01T08:00:00Z", Some("2025-04-02T04:00:00Z")),
+            ("E2", "2025-04-01T08:00:00Z", None),
+            ("E3", "2025-05-19T20:00:00Z", None),
+        ] {
+            events.push(request(id, reported, 1));
+            events.push(work_order(id, "P1", 1, reported, "plumbing"));
+            if let Some(completed) = completed {
+                events.push(status(id, "completed", completed));
+            }
+        }
+        // Significant hazards, reported Thursday 17 April 2025: the 10th working day after
+        // is 6 May (Good Friday, Easter Monday and the early May bank holiday skipped).
+        // S1: investigated 2 May, works done 9 May (due 12 May): both in time.
+        // S2: investigated 7 May: late; its works are not done and due 14 May: late at as_of.
+        for id in ["S1", "S2"] {
+            events.push(request(id, "2025-04-17T10:00:00Z", 4));
+            events.push(work_order(
+                id,
+                "P1",
+                4,
+                "2025-04-17T10:00:00Z",
+                "damp and mould",
+            ));
+        }
+        events.extend(visit("AS1", "S1", "2025-05-02", "kept_not_completed", true));
+        events.push(status("S1", "completed", "2025-05-09T15:00:00Z"));
+        events.extend(visit("AS2", "S2", "2025-05-07", "kept_not_completed", true));
+        analytics.append(&events).unwrap();
+        let from = "2025-04-01".parse().unwrap();
+        let to = "2025-05-31".parse().unwrap();
+        let as_of = "2025-05-20T10:00:00".parse().unwrap();
+        let table = analytics.kpis(from, to, as_of).await.unwrap();
+        let row = |kpi: &str| {
+            let row = table.get(kpi).unwrap();
+            (row.value, row.numerator, row.denominator)
+        };
+        assert_eq!(
+            row("awaab_emergency_made_safe_24h_pct"),
+            (Some(50.0), Some(1.0), Some(2.0))
+        );
+        assert_eq!(
+            row("awaab_significant_investigated_pct"),
+            (Some(50.0), Some(1.0), Some(2.0))
+        );
+        assert_eq!(
+            row("awaab_significant_safety_works_pct"),
+            (Some(50.0), Some(1.0), Some(2.0))
+        );
+    }
+
+    #[tokio::test]
+    async fn each_exception_rule_names_its_record() {
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        let mut events = Vec::new();
+        // Completed with no attended visit (only a no-access, with evidence).
+        events.push(request("W1", "2025-01-06T08:00:00Z", 4));
+        events.push(work_order("W1", "P1", 4, "2025-01-06T09:00:00Z", "general"));
+        events.extend(visit("A1", "W1", "2025-01-08", "no_access", true));
+        events.push(status("W1", "completed", "2025-01-09T10:00:00Z"));
+        // Reported after it was raised.
+        events.push(request("W2", "2025-01-07T10:00:00Z", 4));
+        events.push(work_order("W2", "P2", 4, "2025-01-07T09:00:00Z", "general"));
+        // Priority lowered from 2 (due 24 h after the report) two days later.
+        events.push(request("W3", "2025-01-06T08:00:00Z", 2));
+        events.push(work_order("W3", "P3", 2, "2025-01-06T08:00:00Z", "general"));
+        let mut lowered = work_order("W3", "P3", 4, "2025-01-06T08:00:00Z", "general");
+        lowered.occurred_at = Some(at("2025-01-08T08:00:00Z"));
+        events.push(lowered);
+        // Cancelled, and raised again on the same property three days later.
+        events.push(request("W4", "2025-01-06T08:00:00Z", 4));
+        events.push(work_order("W4", "P4", 4, "2025-01-06T08:00:00Z", "general"));
+        events.push(status("W4", "cancelled", "2025-01-07T08:00:00Z"));
+        events.push(request("W5", "2025-01-10T07:00:00Z", 4));
+        events.push(work_order("W5", "P4", 4, "2025-01-10T08:00:00Z", "general"));
+        // An appointment with no outcome, its slot long past.
+        events.push(event(
+            "A6",
+            Payload::Appointment(Appointment {
+                work_order_ref: "W5".into(),
+                slot_date: "2025-01-13".parse().unwrap(),
+                slot: Some("pm".into()),
+                window_start: None,
+                window_end: None,
+                booked_at: None,
+                reminder_sent: None,
+            }),
+        ));
+        // A no-access without evidence.
+        events.extend(visit("A7", "W5", "2025-01-14", "no_access", false));
+        // A responsive repair on a home whose tenancy ended before.
+        events.push(event(
+            "TN1",
+            Payload::Tenancy(pipeline::entity::Tenancy {
+                property_ref: "PV".into(),
+                party_refs: vec![],
+                start_date: Some("2020-01-01".parse().unwrap()),
+                end_date: Some("2024-12-31".parse().unwrap()),
+                tenure: None,
+            }),
+        ));
+        events.push(request("W8", "2025-01-15T08:00:00Z", 4));
+        events.push(work_order("W8", "PV", 4, "2025-01-15T08:00:00Z", "general"));
+        // A vulnerability held after its end date.
+        events.push(event(
+            "V1",
+            Payload::Vulnerability(pipeline::entity::Vulnerability {
+                person_ref: "T1".into(),
+                code: "30".into(),
+                end_date: Some("2025-01-01".parse().unwrap()),
+                ..Default::default()
+            }),
+        ));
+        analytics.append(&events).unwrap();
+        let found = analytics
+            .exceptions("2025-01-20T00:00:00".parse().unwrap())
+            .await
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|row| (row.rule.as_str(), row.record.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("cancel_and_reraise_within_7_days", "work_order:W4"),
+                ("completed_without_attended_visit", "work_order:W1"),
+                ("no_access_without_evidence", "appointment:A7"),
+                ("outcome_missing_24h_after_slot", "appointment:A6"),
+                ("priority_lowered_after_target", "work_order:W3"),
+                ("reported_at_missing_or_after_raised_at", "work_order:W2"),
+                ("responsive_repair_on_void_property", "work_order:W8"),
+                ("vulnerability_past_end_date", "vulnerability:repairs:V1"),
+            ]
+        );
+        assert!(
+            !found.iter().any(|row| row.detail.contains("30")),
+            "no vulnerability code"
+        );
+    }
+
+    /// The `latest_` tables kept as events arrive hold exactly what their views in
+    /// `sql/views/current.sql` compute from the history (which other engines run).
+    #[tokio::test]
+    async fn the_latest_tables_equal_their_view_definitions() {
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        let mut events = repair("1", 2, "2025-01-06T08:00:00Z", Some("2025-01-07T04:00:00Z"));
+        events.extend(appointment("A1", "2025-01-10", Some("no_access")));
+        analytics.append(&events).unwrap();
+        // New versions, in a later batch and twice within one batch.
+        let mut again = repair("1", 4, "2025-01-06T09:00:00Z", None);
+        again.extend(appointment("A1", "2025-01-11", Some("kept_completed")));
+        again.extend(appointment("A1", "2025-01-12", Some("missed")));
+        again.extend(appointment("A2", "2025-01-12", None));
+        analytics.append(&again).unwrap();
+        for statement in VIEWS
+            .split(';')
+            .filter(|s| s.contains("CREATE VIEW latest_"))
+        {
+            let name = statement
+                .split("CREATE VIEW ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            let definition = statement.split_once(" AS\n").unwrap().1;
+            let analytics = &analytics;
+            let count = |sql: String| async move {
+                let batches = analytics.query(&sql).await.unwrap();
+                batches[0].column(0).as_primitive::<Int64Type>().value(0)
+            };
+            let kept = format!("SELECT * FROM {name}");
+            assert_eq!(
+                count(format!(
+                    "SELECT COUNT(*) FROM (({kept}) EXCEPT ({definition}))"
+                ))
+                .await,
+                0,
+                "{name}"
+            );
+            assert_eq!(
+                count(format!(
+                    "SELECT COUNT(*) FROM (({definition}) EXCEPT ({kept}))"
+                ))
+                .await,
+                0,
+                "{name}"
+            );
+            assert_eq!(
+                count(format!("SELECT COUNT(*) FROM {name}")).await,
+                count(format!("SELECT COUNT(*) FROM ({definition})")).await,
+                "{name}"
+            );
+        }
+        let outcomes = analytics
+            .query("SELECT outcome, slot_date FROM appointment_outcomes WHERE ref = 'A1'")
+            .await
+            .unwrap();
+        assert_eq!(outcomes[0].num_rows(), 1);
+        assert_eq!(
+            outcomes[0].column(0).as_string::<i32>().value(0),
+            "missed",
+            "the latest version wins"
+        );
     }
 
     #[tokio::test]

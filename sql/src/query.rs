@@ -140,3 +140,57 @@ impl Analytics {
         })
     }
 }
+
+/// What `Analytics::export` writes beside the tables, so another engine can run the suite
+/// with the same settings (`sql/duckdb/compare.py`).
+#[derive(Debug, Serialize)]
+struct ExportManifest {
+    /// Table name -> [(column, Arrow type)].
+    tables: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// The placeholders' values, as the suite binds them.
+    parameters: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Analytics {
+    /// Writes every table (live, settings and golden) as `<name>.csv` into `dir`, with
+    /// `manifest.json` naming the columns' types and the values the suite binds for the
+    /// period (`from`, `to`, `as_of`, unit costs).
+    pub fn export(
+        &self,
+        dir: &std::path::Path,
+        from: NaiveDate,
+        to: NaiveDate,
+        as_of: chrono::NaiveDateTime,
+    ) -> Result<(), Error> {
+        let io = |error: std::io::Error| Error::Config(format!("{}: {error}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut manifest = ExportManifest {
+            tables: Default::default(),
+            parameters: crate::kpi::parameters(from, to, as_of, self)
+                .into_iter()
+                .collect(),
+        };
+        for (name, schema, batches) in self.snapshot() {
+            let file = std::fs::File::create(dir.join(format!("{name}.csv"))).map_err(io)?;
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_format("%Y-%m-%d %H:%M:%S%.6f".into())
+                .build(std::io::BufWriter::new(file));
+            for batch in &batches {
+                writer.write(batch)?;
+            }
+            manifest.tables.insert(
+                name.to_string(),
+                schema
+                    .fields()
+                    .iter()
+                    .map(|field| (field.name().clone(), field.data_type().to_string()))
+                    .collect(),
+            );
+        }
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|error| Error::Config(error.to_string()))?;
+        std::fs::write(dir.join("manifest.json"), text).map_err(io)?;
+        Ok(())
+    }
+}

@@ -227,6 +227,96 @@ impl BatchBuilder {
 struct Table {
     provider: Arc<MemTable>,
     rows: usize,
+    /// For the tables with a `latest_<name>` view: that view kept up to date.
+    latest: Option<Latest>,
+}
+
+/// The latest version of each record of a live table, kept as events arrive: per appended
+/// batch, the same batch without the rows a later version replaced. It is registered as
+/// `latest_<table>` and holds what the view of that name in `sql/views/current.sql` defines
+/// (the latest `seq` per key), which other engines compute from the history instead.
+#[derive(Debug)]
+struct Latest {
+    provider: Arc<MemTable>,
+    /// Whether the key is (`source`, `ref`) rather than `ref`.
+    by_source: bool,
+    /// Where each key's latest version is: (history batch, row).
+    index: std::collections::HashMap<String, (usize, usize)>,
+    /// Per history batch, its rows that a later version replaced.
+    replaced: Vec<Vec<usize>>,
+}
+
+/// The tables with a `latest_` view, and whether their key includes the source.
+const LATEST: &[(&str, bool)] = &[
+    ("repair_requests", false),
+    ("work_orders", false),
+    ("appointments", false),
+    ("visits", false),
+    ("properties", false),
+    ("tenancies", true),
+    ("vulnerabilities", true),
+];
+
+fn write_partition(provider: &MemTable) -> tokio::sync::RwLockWriteGuard<'_, Vec<RecordBatch>> {
+    // A query copies the list under the same lock for a moment when it starts.
+    loop {
+        match provider.batches[0].try_write() {
+            Ok(batches) => break batches,
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+}
+
+impl Latest {
+    /// Takes in the history's next batch (index `at`): rows it replaces leave their batches.
+    fn push(
+        &mut self,
+        at: usize,
+        batch: &RecordBatch,
+        history: &[RecordBatch],
+    ) -> Result<(), Error> {
+        use datafusion::arrow::array::AsArray;
+        let refs = batch.column(0).as_string::<i32>();
+        let sources = batch.column(1).as_string::<i32>();
+        self.replaced.push(Vec::new());
+        let mut touched = std::collections::BTreeSet::new();
+        for row in 0..batch.num_rows() {
+            let key = if self.by_source {
+                format!("{}\u{0}{}", sources.value(row), refs.value(row))
+            } else {
+                refs.value(row).to_string()
+            };
+            if let Some((old_batch, old_row)) = self.index.insert(key, (at, row)) {
+                self.replaced[old_batch].push(old_row);
+                touched.insert(old_batch);
+            }
+        }
+        let keep = |index: usize, batch: &RecordBatch| -> Result<RecordBatch, Error> {
+            let replaced = &self.replaced[index];
+            if replaced.is_empty() {
+                return Ok(batch.clone());
+            }
+            let mut mask = vec![true; batch.num_rows()];
+            for row in replaced {
+                mask[*row] = false;
+            }
+            let mask = datafusion::arrow::array::BooleanArray::from(mask);
+            Ok(datafusion::arrow::compute::filter_record_batch(
+                batch, &mask,
+            )?)
+        };
+        let mut rebuilt = Vec::new();
+        for index in touched.into_iter().filter(|index| *index < at) {
+            rebuilt.push((index, keep(index, &history[index])?));
+        }
+        let newest = keep(at, batch)?;
+        let mut batches = write_partition(&self.provider);
+        for (index, kept) in rebuilt {
+            batches[index] = kept;
+        }
+        batches.push(newest);
+        Ok(())
+    }
 }
 
 impl Table {
@@ -235,25 +325,42 @@ impl Table {
         Ok(Table {
             provider: Arc::new(MemTable::try_new(schema, vec![batches])?),
             rows,
+            latest: None,
         })
+    }
+
+    /// A live table that also keeps its `latest_` table.
+    fn with_latest(schema: SchemaRef, by_source: bool) -> Result<Table, Error> {
+        let mut table = Table::new(schema.clone(), Vec::new())?;
+        table.latest = Some(Latest {
+            provider: Arc::new(MemTable::try_new(schema, vec![Vec::new()])?),
+            by_source,
+            index: Default::default(),
+            replaced: Vec::new(),
+        });
+        Ok(table)
+    }
+
+    /// Appends a batch to the history and to the latest versions.
+    fn append(&mut self, batch: RecordBatch) -> Result<(), Error> {
+        let mut history = write_partition(&self.provider);
+        if let Some(latest) = &mut self.latest {
+            latest.push(history.len(), &batch, &history)?;
+        }
+        self.rows += batch.num_rows();
+        history.push(batch);
+        Ok(())
     }
 
     fn schema(&self) -> SchemaRef {
         datafusion::catalog::TableProvider::schema(self.provider.as_ref())
     }
 
-    /// Changes the table's batches. A query copies the list under the same lock for a
-    /// moment when it starts, so waiting for it is short.
-    fn update(&mut self, change: impl FnOnce(&mut Vec<RecordBatch>)) {
-        let partition = &self.provider.batches[0];
-        let mut batches = loop {
-            match partition.try_write() {
-                Ok(batches) => break batches,
-                Err(_) => std::thread::yield_now(),
-            }
-        };
-        change(&mut batches);
-        self.rows = batches.iter().map(RecordBatch::num_rows).sum();
+    /// Replaces the table's batches (golden-record tables).
+    fn replace(&mut self, replacement: Vec<RecordBatch>) {
+        let mut batches = write_partition(&self.provider);
+        self.rows = replacement.iter().map(RecordBatch::num_rows).sum();
+        *batches = replacement;
     }
 }
 
@@ -376,16 +483,24 @@ impl Analytics {
             tables.insert(name, Table::new(batch.schema(), vec![batch])?);
         }
         for (name, schema) in schemas() {
-            tables.insert(name, Table::new(schema, Vec::new())?);
+            let table = match LATEST.iter().find(|(table, _)| *table == name) {
+                Some((_, by_source)) => Table::with_latest(schema, *by_source)?,
+                None => Table::new(schema, Vec::new())?,
+            };
+            tables.insert(name, table);
         }
         for (name, table) in &tables {
             context.register_table(*name, table.provider.clone())?;
+            if let Some(latest) = &table.latest {
+                context.register_table(format!("latest_{name}"), latest.provider.clone())?;
+            }
         }
         for statement in crate::kpi::VIEWS.split(';') {
-            if statement
+            let code = statement
                 .lines()
-                .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"))
-            {
+                .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"));
+            // The `latest_` views are the tables kept above.
+            if code && !statement.contains("CREATE VIEW latest_") {
                 context.sql(statement).await?;
             }
         }
@@ -535,9 +650,26 @@ impl Analytics {
         for (name, builder) in builders {
             let batch = builder.finish()?;
             let table = tables.get_mut(name).expect("every table is registered");
-            table.update(|batches| batches.push(batch));
+            table.append(batch)?;
         }
         Ok(appended)
+    }
+
+    /// Every table's name, schema and batches as they are now.
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, SchemaRef, Vec<RecordBatch>)> {
+        let tables = self.tables.lock().expect("tables lock");
+        tables
+            .iter()
+            .map(|(name, table)| {
+                let batches = loop {
+                    match table.provider.batches[0].try_read() {
+                        Ok(batches) => break batches.clone(),
+                        Err(_) => std::thread::yield_now(),
+                    }
+                };
+                (*name, table.schema(), batches)
+            })
+            .collect()
     }
 
     /// Replaces a golden-record table with `rows` (JSON objects with the table's columns).
@@ -555,7 +687,7 @@ impl Analytics {
             datafusion::arrow::json::ReaderBuilder::new(table.schema()).build_decoder()?;
         decoder.serialize(rows)?;
         let replacement: Vec<RecordBatch> = decoder.flush()?.into_iter().collect();
-        table.update(|batches| *batches = replacement);
+        table.replace(replacement);
         Ok(())
     }
 

@@ -1,18 +1,54 @@
 -- The current state of each record over the live tables, which keep every version (one row
 -- per event, `seq` = arrival order). Every KPI and exception query reads these views.
--- Portable SQL: DataFusion runs it over the live tables, DuckDB over their Parquet export
+-- Portable SQL: DataFusion runs it over the live tables, DuckDB over their export
 -- (sql/duckdb/compare.py), and the results must agree.
+--
+-- `latest_<table>`: the latest version of each record (by `ref`, or by `source` and `ref` for
+-- tenancies and vulnerabilities), every column of the table. goldthread keeps these up to
+-- date as events arrive instead of running these definitions (`sql::tables`), and any other
+-- engine runs them as written.
 
-CREATE VIEW current_repair_requests AS
-SELECT ref, source, property_ref, reported_at, priority, channel, due_at FROM (
+CREATE VIEW latest_repair_requests AS
+SELECT ref, source, seq, changed_at, property_ref, reported_at, priority, channel, due_at FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM repair_requests
 ) latest WHERE version = 1;
 
-CREATE VIEW current_work_orders AS
-SELECT ref, source, repair_request_ref, property_ref, priority, raised_at, contractor, trade,
-       COALESCE(work_class, 'responsive') AS work_class, parent_ref, due_at FROM (
+CREATE VIEW latest_work_orders AS
+SELECT ref, source, seq, changed_at, repair_request_ref, property_ref, priority, raised_at, contractor, trade, work_class, parent_ref, due_at FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM work_orders
 ) latest WHERE version = 1;
+
+CREATE VIEW latest_appointments AS
+SELECT ref, source, seq, changed_at, work_order_ref, slot_date, slot, window_start, window_end, booked_at, reminder_sent FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM appointments
+) latest WHERE version = 1;
+
+CREATE VIEW latest_visits AS
+SELECT ref, source, seq, changed_at, work_order_ref, outcome, attribution, arrived_at, contact_attempts, card_left, photo FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM visits
+) latest WHERE version = 1;
+
+CREATE VIEW latest_properties AS
+SELECT ref, source, seq, changed_at, uprn, postcode, property_type FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM properties
+) latest WHERE version = 1;
+
+CREATE VIEW latest_tenancies AS
+SELECT ref, source, seq, changed_at, property_ref, start_date, end_date FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM tenancies
+) latest WHERE version = 1;
+
+CREATE VIEW latest_vulnerabilities AS
+SELECT ref, source, seq, changed_at, start_date, end_date, review_date FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM vulnerabilities
+) latest WHERE version = 1;
+
+CREATE VIEW current_repair_requests AS
+SELECT ref, source, property_ref, reported_at, priority, channel, due_at FROM latest_repair_requests;
+
+CREATE VIEW current_work_orders AS
+SELECT ref, source, repair_request_ref, property_ref, priority, raised_at, contractor, trade,
+       COALESCE(work_class, 'responsive') AS work_class, parent_ref, due_at FROM latest_work_orders;
 
 -- Per work order: when it was completed and when cancelled (the latest of each status).
 CREATE VIEW work_order_status AS
@@ -35,9 +71,8 @@ LEFT JOIN work_order_status s ON s.ref = w.ref;
 
 -- One row per property reference (work orders name properties by reference alone).
 CREATE VIEW current_properties AS
-SELECT ref, source, uprn, postcode, split_part(postcode, ' ', 1) AS patch, property_type FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM properties
-) latest WHERE version = 1;
+SELECT ref, source, uprn, postcode, split_part(postcode, ' ', 1) AS patch, property_type
+FROM latest_properties;
 
 -- An appointment with its latest outcome (none yet: NULL), the work order's contractor,
 -- trade and property, its slot's width and weekday, and whether a resident no-access came
@@ -51,22 +86,13 @@ SELECT a.ref, a.work_order_ref, a.slot_date, COALESCE(a.slot, 'unknown') AS slot
     (v.arrived_at IS NOT NULL AND v.arrived_at >= a.window_start AND v.arrived_at <= a.window_end
         AND COALESCE(v.contact_attempts, 0) >= 1 AND COALESCE(v.card_left, false)) AS evidenced,
     w.contractor, w.trade, w.property_ref, COALESCE(p.patch, 'unknown') AS patch
-FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM appointments
-) a
-LEFT JOIN (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY ref ORDER BY seq DESC) AS version FROM visits
-) v ON v.ref = a.ref AND v.version = 1
+FROM latest_appointments a
+LEFT JOIN latest_visits v ON v.ref = a.ref
 LEFT JOIN current_work_orders w ON w.ref = a.work_order_ref
-LEFT JOIN current_properties p ON p.ref = w.property_ref
-WHERE a.version = 1;
+LEFT JOIN current_properties p ON p.ref = w.property_ref;
 
 CREATE VIEW current_tenancies AS
-SELECT ref, source, property_ref, start_date, end_date FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM tenancies
-) latest WHERE version = 1;
+SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;
 
 CREATE VIEW current_vulnerabilities AS
-SELECT ref, source, start_date, end_date, review_date FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY source, ref ORDER BY seq DESC) AS version FROM vulnerabilities
-) latest WHERE version = 1;
+SELECT ref, source, start_date, end_date, review_date FROM latest_vulnerabilities;
