@@ -88,7 +88,7 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
     );
     assert_eq!(
         pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM public.goldthread_migrations"),
-        "1,2,3,4,5"
+        "1,2,3,4,5,6"
     );
     // Positions consumed are recorded with the rows.
     assert_eq!(
@@ -133,6 +133,19 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
         assert_eq!(count, expected, "{sql}");
     }
     assert_ne!(pg.query("SELECT count(*) FROM bi.household"), "0");
+    // The breakdowns and the data exceptions are there too.
+    let (ok, exceptions, err) = pg.psql("dashboards", "SELECT count(*) FROM bi.repairs_exception");
+    assert!(ok, "{err}");
+    assert_eq!(
+        exceptions,
+        read_csv(&out.path().join("exceptions.csv"))
+            .len()
+            .to_string()
+    );
+    assert_ne!(
+        pg.query("SELECT count(*) FROM bi.repairs_kpi_daily WHERE kpi = 'wastage_gbp_by_contractor' AND key IS NOT NULL"),
+        "0"
+    );
     let (ok, columns, err) = pg.psql(
         "dashboards",
         "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'bi' AND table_name = 'golden_person'",
@@ -171,6 +184,18 @@ fn steward_actions_are_audited_in_postgres() {
             .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
             .stderr(std::process::Stdio::null()),
     );
+    // A served run keeps the live periods' results in PostgreSQL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while pg.query(
+        "SELECT count(DISTINCT period) FROM bi.repairs_kpi_live WHERE kpi = 'appointments_made'",
+    ) != "3"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no live KPIs in PostgreSQL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     let (hms, crm, _) = merged_pair(&pg);
     let (hms, crm) = (hms.as_str(), crm.as_str());
     let body = serde_json::json!({
