@@ -279,29 +279,13 @@ impl Drop for Browser {
 }
 
 fn served_with_webhook(data: &std::path::Path) -> (Running, String) {
-    let config = data.join("dashboard.toml");
-    std::fs::write(
-        &config,
-        include_str!("../config/default.toml").to_string()
-            + r#"
-[[http.tokens]]
-name = "contractor_a"
-role = "contractor"
-secret_env = "GOLDTHREAD_CONTRACTOR_A_TOKEN"
-
-[[webhooks]]
-name = "contractor_a"
-system = "repairs"
-tokens = ["contractor_a"]
-message_id = "messageId"
-type_field = "messageType"
-[webhooks.messages.JobStatusUpdate]
-entity = "visit"
+    let config = config_with_contractor_webhook(
+        data,
+        r#"entity = "visit"
 id = "appointmentRef"
 fields = { appointment_ref = "appointmentRef", work_order_ref = "workOrderRef", outcome = "outcome", attribution = "attribution" }
 "#,
-    )
-    .unwrap();
+    );
     let (running, address, _, _) = serve(
         goldthread()
             .args(["run", "--config", config.to_str().unwrap()])
@@ -414,7 +398,8 @@ fn analysts_query_the_live_tables_read_only_with_a_row_limit_and_kpi_reads_both_
     std::fs::write(
         &config,
         include_str!("../config/default.toml")
-            .replace("sql_row_limit = 10000", "sql_row_limit = 5"),
+            .replace("sql_row_limit = 10000", "sql_row_limit = 5")
+            .replace("sql_timeout = \"10s\"", "sql_timeout = \"1s\""),
     )
     .unwrap();
     let (_server, address, _, _) = serve(
@@ -456,6 +441,19 @@ fn analysts_query_the_live_tables_read_only_with_a_row_limit_and_kpi_reads_both_
         let (status, answer) = sql(statement);
         assert_eq!(status, 400, "{statement}: {answer}");
     }
+    // Stopped at the timeout: summing over 18,628 calendar days squared is far more than a
+    // second's work.
+    let started = Instant::now();
+    let (status, answer) = sql(
+        "SELECT SUM(a.working_day_number * b.working_day_number) FROM calendar a CROSS JOIN calendar b",
+    );
+    assert_eq!(status, 408, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer["error"].as_str().unwrap().contains("1s"), "{answer}");
     assert!(
         sql("SELECT * FROM no_such_table").1["error"]
             .as_str()

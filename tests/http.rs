@@ -251,29 +251,13 @@ fn a_contractor_posts_job_updates_to_its_webhook() {
     const CONTRACTOR: &str = "contractor-secret-4";
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 40, 4);
-    let config = data.path().join("webhook.toml");
-    std::fs::write(
-        &config,
-        include_str!("../config/default.toml").to_string()
-            + r#"
-[[http.tokens]]
-name = "contractor_a"
-role = "contractor"
-secret_env = "GOLDTHREAD_CONTRACTOR_A_TOKEN"
-
-[[webhooks]]
-name = "contractor_a"
-system = "repairs"
-tokens = ["contractor_a"]
-message_id = "messageId"
-type_field = "messageType"
-[webhooks.messages.JobStatusUpdate]
-entity = "work_order_update"
+    let config = config_with_contractor_webhook(
+        data.path(),
+        r#"entity = "work_order_update"
 id = "messageId"
 fields = { work_order_ref = "job.reference", status = "status", status_at = "statusAt", type_code = "typeCode" }
 "#,
-    )
-    .unwrap();
+    );
     let (_running, address, _, _) = serve(
         goldthread()
             .args(["run", "--config", config.to_str().unwrap()])

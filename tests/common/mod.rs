@@ -592,3 +592,31 @@ pub fn run_killed_after_first_commit(pg: &Postgres, database: &str, config: &str
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The built-in config plus a contractor token (`GOLDTHREAD_CONTRACTOR_A_TOKEN`) and its
+/// webhook `contractor_a` (system `repairs`, message ids in `messageId`, types in
+/// `messageType`) taking a JobStatusUpdate as `job_status_update` (the TOML of its mapping:
+/// `entity`, `id`, `fields`), written to `dir/webhook.toml`.
+pub fn config_with_contractor_webhook(dir: &Path, job_status_update: &str) -> PathBuf {
+    let config = dir.join("webhook.toml");
+    std::fs::write(
+        &config,
+        include_str!("../../config/default.toml").to_string()
+            + r#"
+[[http.tokens]]
+name = "contractor_a"
+role = "contractor"
+secret_env = "GOLDTHREAD_CONTRACTOR_A_TOKEN"
+
+[[webhooks]]
+name = "contractor_a"
+system = "repairs"
+tokens = ["contractor_a"]
+message_id = "messageId"
+type_field = "messageType"
+[webhooks.messages.JobStatusUpdate]
+"# + job_status_update,
+    )
+    .unwrap();
+    config
+}
