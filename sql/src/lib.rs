@@ -1,8 +1,11 @@
-//! goldthread analytics: a DataFusion session over live tables of repairs, work orders,
-//! appointments, visits and golden records, appended as events arrive, and the KPI suite
-//! (`sql/kpi/*.sql`) run over it for any date range.
+//! goldthread analytics: a DataFusion session over live tables of repair requests, work
+//! orders, status updates, appointments, visits, properties, tenancies, vulnerability dates
+//! and golden records, appended as events arrive (every version kept, the latest kept
+//! apart); the KPI suite (`sql/kpi/*.sql`) for any date range, the data exception rules
+//! (`sql/exceptions/*.sql`), the dashboard's trend and analysts' read-only queries.
 //!
-//! Architecture invariant: no IO here besides DataFusion's in-memory execution.
+//! Architecture invariant: no network IO, and no file IO but `Analytics::export`, which
+//! writes the tables where its caller asks.
 
 pub mod calendar;
 pub mod config;

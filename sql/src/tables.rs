@@ -1,5 +1,7 @@
-//! The live tables: one Arrow table per repairs entity, appended in batches as events arrive,
-//! plus golden-record tables replaced from the MDM stage's snapshot.
+//! The live tables: one Arrow table per entity the analytics read, appended in batches as
+//! events arrive (every version: the history), the latest version of each record kept
+//! beside it (`latest_*`), settings tables from `[analytics]`, and golden-record tables
+//! replaced from the MDM stage's snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
