@@ -168,6 +168,14 @@ impl Loaded {
         if self.config.kafka.partitions < 1 {
             problems.push("kafka.partitions: must be at least 1".into());
         }
+        if let Err(problem) = self
+            .config
+            .kafka
+            .security
+            .validate(|name| std::env::var(name).ok())
+        {
+            problems.push(problem);
+        }
         problems.extend(crate::auth::problems(&self.config.http.tokens));
         for (key, problem) in self.config.mdm.problems() {
             problems.push(format!("{key}: {problem}"));

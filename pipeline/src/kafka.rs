@@ -34,8 +34,111 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Number of brokers in the embedded cluster.
     pub embedded_brokers: i32,
-    /// Extra librdkafka client properties (TLS, SASL...), passed through as given.
+    /// TLS and SASL towards a real cluster.
+    pub security: KafkaSecurity,
+    /// Extra librdkafka client properties, passed through as given (after `security`, so
+    /// they can override it).
     pub properties: BTreeMap<String, String>,
+}
+
+/// `[kafka.security]`: how goldthread authenticates to and encrypts its traffic with a real
+/// cluster. The SASL password is read from the environment variable named here, never
+/// from the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSecurity {
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: Option<String>,
+    /// PEM file of the CA that signed the brokers' certificates (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with a `sasl_*` protocol).
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// The environment variable holding the SASL password.
+    pub sasl_password_env: Option<String>,
+}
+
+impl KafkaSecurity {
+    const PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+    const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+    /// Checks the settings agree with each other, the CA file exists and the password's
+    /// variable is set; `env` reads the environment.
+    pub fn validate(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<(), String> {
+        let protocol = self.protocol.as_deref().unwrap_or("plaintext");
+        if !Self::PROTOCOLS.contains(&protocol) {
+            return Err(format!(
+                "kafka.security.protocol: `{protocol}` is not one of {}",
+                Self::PROTOCOLS.join(", ")
+            ));
+        }
+        let sasl = protocol.starts_with("sasl_");
+        match (&self.sasl_mechanism, sasl) {
+            (None, true) => {
+                return Err(format!(
+                    "kafka.security.sasl_mechanism: required with protocol `{protocol}`"
+                ));
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "kafka.security.sasl_mechanism: set, but protocol `{protocol}` does not use SASL"
+                ));
+            }
+            (Some(mechanism), true) if !Self::MECHANISMS.contains(&mechanism.as_str()) => {
+                return Err(format!(
+                    "kafka.security.sasl_mechanism: `{mechanism}` is not one of {}",
+                    Self::MECHANISMS.join(", ")
+                ));
+            }
+            _ => {}
+        }
+        if sasl {
+            if self.sasl_username.is_none() {
+                return Err("kafka.security.sasl_username: required with SASL".into());
+            }
+            let Some(variable) = &self.sasl_password_env else {
+                return Err("kafka.security.sasl_password_env: required with SASL (the name of the variable holding the password)".into());
+            };
+            if env(variable).is_none() {
+                return Err(format!(
+                    "kafka.security.sasl_password_env: the variable {variable} is not set"
+                ));
+            }
+        }
+        if let Some(file) = &self.ca_file
+            && !file.is_file()
+        {
+            return Err(format!(
+                "kafka.security.ca_file: {} is not a readable file",
+                file.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The librdkafka properties these settings stand for.
+    fn properties(&self, env: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+        let mut properties = Vec::new();
+        if let Some(protocol) = &self.protocol {
+            properties.push(("security.protocol", protocol.clone()));
+        }
+        if let Some(file) = &self.ca_file {
+            properties.push(("ssl.ca.location", file.display().to_string()));
+        }
+        if let Some(mechanism) = &self.sasl_mechanism {
+            properties.push(("sasl.mechanisms", mechanism.clone()));
+        }
+        if let Some(username) = &self.sasl_username {
+            properties.push(("sasl.username", username.clone()));
+        }
+        if let Some(password) = self.sasl_password_env.as_deref().and_then(env) {
+            properties.push(("sasl.password", password));
+        }
+        properties
+    }
 }
 
 impl Default for KafkaConfig {
@@ -47,6 +150,7 @@ impl Default for KafkaConfig {
             partitions: 3,
             replication_factor: 1,
             embedded_brokers: 1,
+            security: KafkaSecurity::default(),
             properties: BTreeMap::new(),
         }
     }
@@ -65,6 +169,9 @@ impl KafkaConfig {
     fn client_config(&self, bootstrap: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", bootstrap);
+        for (key, value) in self.security.properties(|name| std::env::var(name).ok()) {
+            config.set(key, value);
+        }
         for (key, value) in &self.properties {
             config.set(key, value);
         }
@@ -443,6 +550,68 @@ impl Drop for EmbeddedBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_built_in_and_security_settings_become_client_properties() {
+        let security = KafkaSecurity {
+            protocol: Some("sasl_ssl".into()),
+            ca_file: None,
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("goldthread".into()),
+            sasl_password_env: Some("KAFKA_PASSWORD".into()),
+        };
+        let env = |name: &str| (name == "KAFKA_PASSWORD").then(|| "s3cret".to_string());
+        assert_eq!(security.validate(env), Ok(()));
+        assert_eq!(
+            security.properties(env),
+            [
+                ("security.protocol", "sasl_ssl".to_string()),
+                ("sasl.mechanisms", "SCRAM-SHA-512".to_string()),
+                ("sasl.username", "goldthread".to_string()),
+                ("sasl.password", "s3cret".to_string()),
+            ]
+        );
+        // librdkafka accepts TLS and SCRAM: it was built with OpenSSL.
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        for (key, value) in security.properties(env) {
+            config.set(key, value);
+        }
+        let producer: std::result::Result<rdkafka::producer::BaseProducer, _> = config.create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+
+        let unset = |_: &str| None;
+        assert!(
+            security
+                .validate(unset)
+                .unwrap_err()
+                .contains("KAFKA_PASSWORD is not set")
+        );
+        let plain = KafkaSecurity {
+            protocol: Some("ssl".into()),
+            sasl_mechanism: Some("PLAIN".into()),
+            ..KafkaSecurity::default()
+        };
+        assert!(
+            plain
+                .validate(unset)
+                .unwrap_err()
+                .contains("does not use SASL")
+        );
+        let missing = KafkaSecurity {
+            protocol: Some("ssl".into()),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..KafkaSecurity::default()
+        };
+        assert!(
+            missing
+                .validate(unset)
+                .unwrap_err()
+                .contains("kafka.security.ca_file")
+        );
+        assert!(KafkaSecurity::default().validate(unset).is_ok());
+    }
+
     use rdkafka::Message;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
