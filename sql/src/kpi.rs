@@ -748,6 +748,24 @@ mod tests {
             !found.iter().any(|row| row.detail.contains("30")),
             "no vulnerability code"
         );
+        // An erasure takes the record out of the analytics, history and latest version.
+        assert_eq!(
+            analytics
+                .forget_vulnerabilities(&[("repairs".into(), "V1".into())])
+                .unwrap(),
+            1
+        );
+        let after = analytics
+            .exceptions("2025-01-20T00:00:00".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(after.len(), found.len() - 1);
+        assert!(!after.iter().any(|row| row.record.contains("V1")));
+        let rows = analytics
+            .query("SELECT COUNT(*) FROM vulnerabilities")
+            .await
+            .unwrap();
+        assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 0);
     }
 
     /// The `latest_` tables kept as events arrive hold exactly what their views in

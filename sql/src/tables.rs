@@ -358,6 +358,38 @@ impl Table {
         datafusion::catalog::TableProvider::schema(self.provider.as_ref())
     }
 
+    /// Removes the rows `gone(source, ref)` picks from the history and the latest versions;
+    /// returns how many history rows went. The new contents are built aside and swapped in.
+    fn forget(&mut self, gone: impl Fn(&str, &str) -> bool) -> Result<usize, Error> {
+        use datafusion::arrow::array::AsArray;
+        let history = write_partition(&self.provider).clone();
+        let mut fresh = match &self.latest {
+            Some(latest) => Table::with_latest(self.schema(), latest.by_source)?,
+            None => Table::new(self.schema(), Vec::new())?,
+        };
+        let mut removed = 0;
+        for batch in history {
+            let (refs, sources) = (
+                batch.column(0).as_string::<i32>(),
+                batch.column(1).as_string::<i32>(),
+            );
+            let keep: datafusion::arrow::array::BooleanArray = (0..batch.num_rows())
+                .map(|row| Some(!gone(sources.value(row), refs.value(row))))
+                .collect();
+            let kept = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
+            removed += batch.num_rows() - kept.num_rows();
+            fresh.append(kept)?;
+        }
+        *write_partition(&self.provider) = write_partition(&fresh.provider).clone();
+        if let (Some(latest), Some(fresh_latest)) = (&mut self.latest, fresh.latest) {
+            *write_partition(&latest.provider) = write_partition(&fresh_latest.provider).clone();
+            latest.index = fresh_latest.index;
+            latest.replaced = fresh_latest.replaced;
+        }
+        self.rows = fresh.rows;
+        Ok(removed)
+    }
+
     /// Replaces the table's batches (golden-record tables).
     fn replace(&mut self, replacement: Vec<RecordBatch>) {
         let mut batches = write_partition(&self.provider);
@@ -655,6 +687,20 @@ impl Analytics {
             table.append(batch)?;
         }
         Ok(appended)
+    }
+
+    /// Removes an erased person's vulnerability records, given as (source system, id), from
+    /// the history and the latest versions. Returns how many rows went.
+    pub fn forget_vulnerabilities(&self, records: &[(String, String)]) -> Result<usize, Error> {
+        let gone: std::collections::HashSet<(&str, &str)> = records
+            .iter()
+            .map(|(source, id)| (source.as_str(), id.as_str()))
+            .collect();
+        let mut tables = self.tables.lock().expect("tables lock");
+        let table = tables
+            .get_mut("vulnerabilities")
+            .expect("every table is registered");
+        table.forget(|source, id| gone.contains(&(source, id)))
     }
 
     /// Every table's name, schema and batches as they are now.
