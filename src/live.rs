@@ -122,10 +122,7 @@ pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard>
     }
     let trend = shared.analytics.trend(year_start, day).await?;
     let exceptions = shared.analytics.exceptions(as_of).await?;
-    let mut exception_counts = std::collections::BTreeMap::new();
-    for exception in &exceptions {
-        *exception_counts.entry(exception.rule.clone()).or_insert(0) += 1;
-    }
+    let exception_counts = sql::kpi::exception_counts(&exceptions);
     if let Some(store) = &shared.store {
         let tables: Vec<(&str, &KpiTable)> = periods
             .iter()

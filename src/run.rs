@@ -591,10 +591,7 @@ pub async fn run(
             }
         },
         kpis,
-        exceptions: exceptions.iter().fold(BTreeMap::new(), |mut counts, row| {
-            *counts.entry(row.rule.clone()).or_insert(0) += 1;
-            counts
-        }),
+        exceptions: sql::kpi::exception_counts(&exceptions),
         broker,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };

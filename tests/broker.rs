@@ -211,22 +211,13 @@ fn broker_and_postgres_outages_lose_nothing_and_show_in_readiness_and_metrics() 
         include_str!("../config/default.toml").replace(
             "# bootstrap_servers = \"localhost:9092\"",
             &format!("bootstrap_servers = \"{}\"", broker.address),
-        ) + r#"
-[[http.tokens]]
-name = "contractor_a"
-role = "contractor"
-secret_env = "GOLDTHREAD_CONTRACTOR_A_TOKEN"
-
-[[webhooks]]
-name = "contractor_a"
-system = "repairs"
-tokens = ["contractor_a"]
-message_id = "messageId"
-[webhooks.mapping]
+        ) + &contractor_webhook(
+            r#"[webhooks.mapping]
 entity = "work_order_update"
 id = "messageId"
 fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
 "#,
+        ),
     )
     .unwrap();
     let (_running, address, _, _) = serve(

@@ -88,6 +88,15 @@ pub struct KpiTable {
     pub rows: Vec<KpiRow>,
 }
 
+/// How many exceptions each rule found.
+pub fn exception_counts(rows: &[ExceptionRow]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for row in rows {
+        *counts.entry(row.rule.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// One data exception: the rule it breaks and the record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct ExceptionRow {

@@ -593,16 +593,11 @@ pub fn run_killed_after_first_commit(pg: &Postgres, database: &str, config: &str
     }
 }
 
-/// The built-in config plus a contractor token (`GOLDTHREAD_CONTRACTOR_A_TOKEN`) and its
-/// webhook `contractor_a` (system `repairs`, message ids in `messageId`, types in
-/// `messageType`) taking a JobStatusUpdate as `job_status_update` (the TOML of its mapping:
-/// `entity`, `id`, `fields`), written to `dir/webhook.toml`.
-pub fn config_with_contractor_webhook(dir: &Path, job_status_update: &str) -> PathBuf {
-    let config = dir.join("webhook.toml");
-    std::fs::write(
-        &config,
-        include_str!("../../config/default.toml").to_string()
-            + r#"
+/// TOML for a contractor token (`GOLDTHREAD_CONTRACTOR_A_TOKEN`) and its webhook
+/// `contractor_a` (system `repairs`, message ids in `messageId`), ending with `mapping`: the
+/// rest of the webhook's table (a `[webhooks.mapping]`, or a `type_field` and messages).
+pub fn contractor_webhook(mapping: &str) -> String {
+    r#"
 [[http.tokens]]
 name = "contractor_a"
 role = "contractor"
@@ -613,9 +608,24 @@ name = "contractor_a"
 system = "repairs"
 tokens = ["contractor_a"]
 message_id = "messageId"
-type_field = "messageType"
-[webhooks.messages.JobStatusUpdate]
-"# + job_status_update,
+"#
+    .to_string()
+        + mapping
+}
+
+/// The built-in config plus `contractor_webhook` taking a JobStatusUpdate (types in
+/// `messageType`) as `job_status_update` (the TOML of its mapping: `entity`, `id`,
+/// `fields`), written to `dir/webhook.toml`.
+pub fn config_with_contractor_webhook(dir: &Path, job_status_update: &str) -> PathBuf {
+    let config = dir.join("webhook.toml");
+    std::fs::write(
+        &config,
+        include_str!("../../config/default.toml").to_string()
+            + &contractor_webhook(
+                &("type_field = \"messageType\"\n[webhooks.messages.JobStatusUpdate]\n"
+                    .to_string()
+                    + job_status_update),
+            ),
     )
     .unwrap();
     config
