@@ -431,6 +431,33 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
 
 /// `run --once` with `config` into the store at `store`, reading a source database whose URL
 /// goes in `HMS_DATABASE_URL`; the summary of the first source.
+/// A config with one `[[postgres_sources]]` entry, `hms_db_tenants`, reading the source
+/// database's tenants as people; `reading` holds its table and how it is read (cursor or
+/// logical replication). Written to `dir/source.toml`.
+fn tenants_source_config(dir: &std::path::Path, reading: &str) -> std::path::PathBuf {
+    let config = dir.join("source.toml");
+    std::fs::write(
+        &config,
+        r#"
+data_dir = "."
+
+[[postgres_sources]]
+name = "hms_db_tenants"
+system = "hms"
+url_env = "HMS_DATABASE_URL"
+"#
+        .to_string()
+            + reading
+            + r#"[postgres_sources.mapping]
+entity = "person"
+id = "tenant_id"
+fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
+"#,
+    )
+    .unwrap();
+    config
+}
+
 fn run_source_db(config: &std::path::Path, store: &str, source_db: &str) -> serde_json::Value {
     let out = tempfile::tempdir().unwrap();
     let output = goldthread()
@@ -460,26 +487,10 @@ fn a_polled_source_table_resumes_from_its_confirmed_position() {
            ('T3', 'Chloe', 'Pryce', '1971-07-30'), ('T4', NULL, 'Nobody', '1980-01-01');",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("polled.toml");
-    std::fs::write(
-        &config,
-        r#"
-data_dir = "."
-
-[[postgres_sources]]
-name = "hms_db_tenants"
-system = "hms"
-url_env = "HMS_DATABASE_URL"
-table = "public.tenants"
-cursor = "row_version"
-batch_size = 2
-[postgres_sources.mapping]
-entity = "person"
-id = "tenant_id"
-fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
-"#,
-    )
-    .unwrap();
+    let config = tenants_source_config(
+        dir.path(),
+        "table = \"public.tenants\"\ncursor = \"row_version\"\nbatch_size = 2\n",
+    );
     let run = || run_source_db(&config, &store, &source_db);
     let first = run();
     assert_eq!(first["rows_read"], 4, "{first}");
@@ -627,26 +638,10 @@ fn logical_replication_snapshots_then_streams_changes_and_resumes_from_its_slot(
          CREATE PUBLICATION goldthread_hms FOR TABLE tenants;",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("logical.toml");
-    std::fs::write(
-        &config,
-        r#"
-data_dir = "."
-
-[[postgres_sources]]
-name = "hms_db_tenants"
-system = "hms"
-url_env = "HMS_DATABASE_URL"
-table = "tenants"
-mode = "logical"
-publication = "goldthread_hms"
-[postgres_sources.mapping]
-entity = "person"
-id = "tenant_id"
-fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
-"#,
-    )
-    .unwrap();
+    let config = tenants_source_config(
+        dir.path(),
+        "table = \"tenants\"\nmode = \"logical\"\npublication = \"goldthread_hms\"\n",
+    );
     let run = || {
         run_source_db(&config, &store, &source_db)["rows_read"]
             .as_u64()
