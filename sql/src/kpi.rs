@@ -259,10 +259,7 @@ impl Analytics {
         let started = std::time::Instant::now();
         let mut rows = Vec::new();
         for (file, sql) in KPI_FILES {
-            let query = bind(sql, from, to, as_of, self);
-            let result = async { self.context.sql(&query).await?.collect().await }
-                .await
-                .map_err(|source| Error::Kpi { file, source })?;
+            let result = self.run_file(file, sql, from, to, as_of).await?;
             let mut file_rows = Vec::new();
             for batch in result {
                 let ordinal = batch.column(0).as_primitive::<Int64Type>().clone();
@@ -300,6 +297,21 @@ impl Analytics {
         })
     }
 
+    /// Runs one of the suite's or the exception rules' files with its placeholders bound.
+    async fn run_file(
+        &self,
+        file: &'static str,
+        sql: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        as_of: NaiveDateTime,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, Error> {
+        let query = bind(sql, from, to, as_of, self);
+        async { self.context.sql(&query).await?.collect().await }
+            .await
+            .map_err(|source| Error::Kpi { file, source })
+    }
+
     /// Runs each KPI file once for the period: (file, seconds), for benchmarks.
     pub async fn time_each(
         &self,
@@ -309,11 +321,8 @@ impl Analytics {
     ) -> Result<Vec<(String, f64)>, Error> {
         let mut times = Vec::new();
         for (file, sql) in KPI_FILES {
-            let query = bind(sql, from, to, as_of, self);
             let started = std::time::Instant::now();
-            async { self.context.sql(&query).await?.collect().await }
-                .await
-                .map_err(|source| Error::Kpi { file, source })?;
+            self.run_file(file, sql, from, to, as_of).await?;
             times.push((file.to_string(), started.elapsed().as_secs_f64()));
         }
         Ok(times)
@@ -323,10 +332,9 @@ impl Analytics {
     pub async fn exceptions(&self, as_of: NaiveDateTime) -> Result<Vec<ExceptionRow>, Error> {
         let mut rows = Vec::new();
         for (file, sql) in EXCEPTION_FILES {
-            let query = bind(sql, as_of.date(), as_of.date(), as_of, self);
-            let result = async { self.context.sql(&query).await?.collect().await }
-                .await
-                .map_err(|source| Error::Kpi { file, source })?;
+            let result = self
+                .run_file(file, sql, as_of.date(), as_of.date(), as_of)
+                .await?;
             for batch in result {
                 let (rules, records, details) = (
                     strings(batch.column(0))?,
