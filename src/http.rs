@@ -440,7 +440,15 @@ async fn steward_action(
             erasure: erasure.as_ref(),
             ..Default::default()
         };
-        if let Err(failure) = store.write(&state.shared.hub, &write).await {
+        let acting_on = entry.records.clone();
+        let mut peers_only = |peers: &crate::store::Peers| {
+            state.shared.apply_peers(peers, &acting_on)?;
+            Ok(Vec::new())
+        };
+        if let Err(failure) = store
+            .write(&state.shared.hub, &write, &mut peers_only)
+            .await
+        {
             tracing::error!(error = %format!("{failure:#}"), "writing a steward action to PostgreSQL");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -182,6 +182,11 @@ struct RunArgs {
     /// the period's parameters), for another engine (sql/duckdb/compare.py).
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Read no file, PostgreSQL or Debezium source: only consume the topics (and serve the
+    /// API and webhooks), as one more process of the consumer group while another reads
+    /// the sources. Needs a real broker and PostgreSQL (ARCHITECTURE.md, "Scaling out").
+    #[arg(long, conflicts_with = "once")]
+    no_sources: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -237,6 +242,7 @@ async fn kpi(args: KpiArgs) -> anyhow::Result<()> {
                 from: args.from,
                 to: args.to,
                 export: args.export,
+                no_sources: false,
             };
             run::run(loaded, options, None).await?.kpis
         }
@@ -299,6 +305,7 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
         export: args.export,
+        no_sources: args.no_sources,
     };
     let summary = run::run(loaded, options, Some(metrics)).await?;
     if args.json {
@@ -372,6 +379,7 @@ fn main() -> anyhow::Result<()> {
                 json: false,
                 postgres: None,
                 export: None,
+                no_sources: false,
             };
             runtime()?.block_on(run_pipeline(run))
         }

@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub to: Option<NaiveDate>,
     /// Write every analytics table and the suite's parameters here (`Analytics::export`).
     pub export: Option<PathBuf>,
+    /// Consume only: open no file, PostgreSQL or Debezium source (another process of the
+    /// group reads them).
+    pub no_sources: bool,
 }
 
 /// State the stages write and the HTTP API reads.
@@ -66,6 +69,97 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Applies events to the hub and the analytics tables; returns which were kept (events
+    /// about erased people are ignored by the hub and never stored).
+    fn apply_events(&self, events: &[pipeline::Envelope]) -> anyhow::Result<Vec<bool>> {
+        let kept: Vec<bool> = {
+            let mut hub = self.hub.lock().expect("hub lock");
+            let kept = events
+                .iter()
+                .map(|event| hub.apply(event) != mdm::Applied::Erased)
+                .collect();
+            let counts = hub.counts();
+            metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
+                .set(counts.person_records as f64);
+            metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
+                .set(counts.property_records as f64);
+            kept
+        };
+        if kept.iter().all(|&kept| kept) {
+            self.analytics.append(events)?;
+        } else {
+            let zipped = events.iter().zip(&kept);
+            let events: Vec<_> = zipped
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event.clone())
+                .collect();
+            self.analytics.append(&events)?;
+        }
+        Ok(kept)
+    }
+
+    /// Applies what the group's other processes committed (nothing unless the store is
+    /// coordinated): their records' latest events, their erasures, and the steward verdicts
+    /// in force, except on pairs with a record in `acting_on` (the steward action being
+    /// written, which the store does not hold yet).
+    pub fn apply_peers(
+        &self,
+        peers: &crate::store::Peers,
+        acting_on: &[pipeline::Reference],
+    ) -> anyhow::Result<()> {
+        if !peers.events.is_empty() {
+            self.apply_events(&peers.events)?;
+        }
+        let mut hub = self.hub.lock().expect("hub lock");
+        let mut forgotten = Vec::new();
+        for reference in &peers.erased {
+            if hub.is_erased(reference) {
+                continue;
+            }
+            let subject = format!("{}:{}", reference.allocated_by, reference.id);
+            match hub.person_subject(&subject) {
+                Ok(golden_id) => {
+                    let erasure = hub.erase(&golden_id).map_err(anyhow::Error::msg)?;
+                    forgotten.extend(erasure.vulnerabilities);
+                }
+                Err(_) => hub.suppress([reference.clone()]),
+            }
+        }
+        if let Some(stored) = &peers.verdicts {
+            let touches = |verdict: &mdm::StewardVerdict| {
+                acting_on.contains(&verdict.a) || acting_on.contains(&verdict.b)
+            };
+            let held = hub.verdicts();
+            let mut changes: Vec<mdm::StewardVerdict> = stored
+                .iter()
+                .filter(|verdict| !held.contains(verdict))
+                .cloned()
+                .collect();
+            changes.extend(held.iter().filter(|verdict| !stored.contains(verdict)).map(
+                |verdict| mdm::StewardVerdict {
+                    verdict: mdm::Verdict::Withdraw,
+                    ..verdict.clone()
+                },
+            ));
+            for verdict in changes.iter().filter(|verdict| !touches(verdict)) {
+                if let Err(reason) =
+                    hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
+                {
+                    tracing::warn!(%reason, "another process's steward verdict could not be applied");
+                }
+            }
+        }
+        drop(hub);
+        if !forgotten.is_empty() {
+            let records: Vec<(String, String)> = forgotten
+                .into_iter()
+                .map(|record| (record.allocated_by, record.id))
+                .collect();
+            self.analytics.forget_vulnerabilities(&records)?;
+        }
+        Ok(())
+    }
+
     /// Copies the golden records into the analytics session if they changed since last time.
     pub fn refresh_golden_tables(&self) -> anyhow::Result<()> {
         let mut refreshed_at = self
@@ -253,7 +347,7 @@ pub async fn run(
     // A drop folder's files are opened one by one; each is read once (`drop_key`).
     let mut sources = Vec::new();
     let mut problems = Vec::new();
-    for source in &config.sources {
+    for source in config.sources.iter().filter(|_| !options.no_sources) {
         let files = match source.expand(&config.data_dir) {
             Ok(files) => files,
             Err(error) => {
@@ -278,7 +372,7 @@ pub async fn run(
     }
     let mut hub = loaded.hub()?;
     let analytics = Analytics::new(config.analytics.clone()).await?;
-    let (store, restored) = match &config.postgres.url {
+    let (mut store, restored) = match &config.postgres.url {
         None => (None, None),
         Some(url) => {
             let store = crate::store::Store::connect(url, &config.postgres).await?;
@@ -341,15 +435,26 @@ pub async fn run(
         cluster.bootstrap_servers.clone()
     };
     tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
+    if options.no_sources && (cluster.is_embedded() || store.is_none()) {
+        bail!(
+            "--no-sources makes this process one more member of a consumer group: it needs a real broker (kafka.bootstrap_servers) and the store the group shares (postgres.url)"
+        );
+    }
     if let Some(restored) = &restored {
         if cluster.is_embedded() {
             // A new embedded broker holds only what this run produces: every event is
             // consumed again, and applying one twice is harmless.
             tracing::info!("embedded broker: consuming every event again over the restored state");
         } else {
-            cluster
-                .commit_positions(&restored.positions)
-                .context("resuming the stage at the positions stored in PostgreSQL")?;
+            // A group with live members may refuse a commit from outside it: their committed
+            // offsets then stand, and the store skips what it already holds.
+            if let Err(error) = cluster.commit_positions(&restored.positions) {
+                tracing::warn!(%error, "the group's offsets were not set to the stored positions (is another member running?); consuming from its committed offsets");
+            }
+            // Other processes of the group may write to the same store.
+            if let Some(store) = &mut store {
+                store.coordinate(restored.synced);
+            }
         }
     }
 
@@ -434,13 +539,14 @@ pub async fn run(
     };
 
     let mut stage_task = stage_task;
-    let connectors = crate::connect::start(&cluster, &config.debezium, &config.stage, &shutdown_rx);
-    let pollers = crate::connect::start_pollers(
-        &shared,
-        &config.postgres_sources,
-        options.once,
-        &shutdown_rx,
-    );
+    let (debezium, postgres_sources) = if options.no_sources {
+        (&[][..], &[][..])
+    } else {
+        (&config.debezium[..], &config.postgres_sources[..])
+    };
+    let connectors = crate::connect::start(&cluster, debezium, &config.stage, &shutdown_rx);
+    let pollers =
+        crate::connect::start_pollers(&shared, postgres_sources, options.once, &shutdown_rx);
     let ingested = async {
         let (mut source_counts, mut topic_produced, dead_letters) =
             ingest(&cluster, &mut sources).await?;
@@ -458,7 +564,11 @@ pub async fn run(
             watch_drop_folders(
                 &shared,
                 &config.data_dir,
-                &config.sources,
+                if options.no_sources {
+                    &[]
+                } else {
+                    &config.sources
+                },
                 &sources,
                 &shutdown_rx,
             )
@@ -513,13 +623,28 @@ pub async fn run(
         stop_tx.send_replace(StopWhen::Reached(targets));
         stage_task.await??
     } else {
-        // Ready once the stage has applied everything produced so far, then serve until
-        // Ctrl-C; a stage that stops on its own is an error.
+        // Ready once everything produced so far is applied (by the group, when the store
+        // is shared: its stored positions), then serve until Ctrl-C; a stage that stops on
+        // its own is an error.
         let mut progress = shared.progress.subscribe();
-        tokio::select! {
-            result = progress.wait_for(|progress| stage::reached(&progress.positions, &targets)) => {
-                result?;
+        let caught_up = async {
+            match &shared.store {
+                Some(store) if store.is_coordinated() => loop {
+                    if stage::reached(&store.positions().await?, &targets) {
+                        break anyhow::Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                },
+                _ => {
+                    progress
+                        .wait_for(|progress| stage::reached(&progress.positions, &targets))
+                        .await?;
+                    Ok(())
+                }
             }
+        };
+        tokio::select! {
+            result = caught_up => result?,
             result = &mut stage_task => bail!("the stage stopped before catching up: {:?}", result??),
         }
         println!("ready: {produced_total} events processed; Ctrl-C to stop");
@@ -654,55 +779,77 @@ async fn restore(
 
 /// The MDM and analytics stages' work on one batch; returns once the output is written.
 fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
-    // Events about erased people are ignored by the hub and never stored.
-    let kept: Vec<bool> = {
-        let mut hub = shared.hub.lock().expect("hub lock");
-        let kept = batch
-            .events
-            .iter()
-            .map(|event| hub.apply(event) != mdm::Applied::Erased)
-            .collect();
-        let counts = hub.counts();
-        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
-            .set(counts.person_records as f64);
-        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
-            .set(counts.property_records as f64);
-        kept
+    let Some(store) = &shared.store else {
+        let kept = shared.apply_events(&batch.events)?;
+        let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
+        shared
+            .live
+            .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
+        return Ok(());
     };
-    let events: std::borrow::Cow<[pipeline::Envelope]> = if kept.iter().all(|&kept| kept) {
-        (&batch.events[..]).into()
-    } else {
-        let zipped = batch.events.iter().zip(&kept);
-        zipped
-            .filter(|(_, kept)| **kept)
-            .map(|(event, _)| event.clone())
-            .collect::<Vec<_>>()
-            .into()
-    };
-    shared.analytics.append(&events)?;
-    if let Some(store) = &shared.store {
-        // The stage commits the batch's offsets to Kafka only after this returns: the
-        // PostgreSQL transaction (the batch's events, the rows they changed, the positions)
-        // comes first.
-        let write = crate::store::Write {
-            events: &events,
-            audit: None,
-            erasure: None,
-            positions: Some(&batch.positions),
+    // The stage commits the batch's offsets to Kafka only after this returns: the PostgreSQL
+    // transaction (the batch's events, the rows they changed, the positions) comes first.
+    // The batch is applied inside it, after what the group's other processes wrote, and
+    // without the events another member already wrote (it held the partition before a
+    // rebalance): a retry after a failed write applies only the peers again.
+    let mut applied: Option<Vec<bool>> = None;
+    let mut stored_events =
+        |peers: &crate::store::Peers| -> anyhow::Result<Vec<pipeline::Envelope>> {
+            shared.apply_peers(peers, &[])?;
+            let fresh: Vec<bool> = batch
+                .origins
+                .iter()
+                .map(|origin| {
+                    let key = (origin.topic.clone(), origin.partition);
+                    origin.offset >= peers.written.get(&key).copied().unwrap_or(0)
+                })
+                .collect();
+            let kept = match &applied {
+                Some(kept) => kept.clone(),
+                None => {
+                    let events: Vec<pipeline::Envelope> = batch
+                        .events
+                        .iter()
+                        .zip(&fresh)
+                        .filter(|(_, fresh)| **fresh)
+                        .map(|(event, _)| event.clone())
+                        .collect();
+                    let mut kept_fresh = shared.apply_events(&events)?.into_iter();
+                    let kept: Vec<bool> = fresh
+                        .iter()
+                        .map(|&fresh| fresh && kept_fresh.next().unwrap_or(false))
+                        .collect();
+                    applied = Some(kept.clone());
+                    kept
+                }
+            };
+            Ok(batch
+                .events
+                .iter()
+                .zip(kept.iter().zip(&fresh))
+                .filter(|(_, (kept, fresh))| **kept && **fresh)
+                .map(|(event, _)| event.clone())
+                .collect())
         };
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(store.write_with_retry(
-                &shared.hub,
-                &write,
-                shared.store_retry_for,
-            ))
-        })
-        .context("writing the batch to PostgreSQL")?;
-    }
+    let write = crate::store::Write {
+        positions: Some(&batch.consumed),
+        ..Default::default()
+    };
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(store.write_with_retry(
+            &shared.hub,
+            &write,
+            shared.store_retry_for,
+            &mut stored_events,
+        ))
+    })
+    .context("writing the batch to PostgreSQL")?;
     // The dashboard shows what is durable.
+    let kept = applied.unwrap_or_default();
+    let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
     shared
         .live
-        .batch_applied(events.iter().map(|event| event.ingested_at).min());
+        .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
     Ok(())
 }
 

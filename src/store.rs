@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "live_kpis_and_exceptions",
         include_str!("../sql/migrations/0006_live_kpis_and_exceptions.sql"),
     ),
+    (
+        7,
+        "group_sync",
+        include_str!("../sql/migrations/0007_group_sync.sql"),
+    ),
 ];
 
 /// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).
@@ -91,10 +96,24 @@ const WRITE_XREF: &str = "
     TRUNCATE goldthread.redirect;
     INSERT INTO goldthread.redirect SELECT * FROM new_redirect;";
 
-/// Records consumed positions (a JSON array of `{topic, partition, next_offset}`).
+/// Records consumed positions (a JSON array of `{topic, partition, next_offset}`). A position
+/// never moves back: in a group of several processes, one whose partition was reassigned may
+/// still write a batch that another member has already written past.
 const RECORD_POSITIONS: &str = "INSERT INTO goldthread.consumed
      SELECT * FROM jsonb_populate_recordset(NULL::goldthread.consumed, $1)
-     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset";
+     ON CONFLICT (topic, partition)
+     DO UPDATE SET next_offset = greatest(goldthread.consumed.next_offset, EXCLUDED.next_offset)";
+
+/// The steward verdicts in force, as one JSON array of `StewardVerdict`.
+const VERDICTS: &str = "SELECT coalesce(jsonb_agg(jsonb_build_object(
+         'entity', entity,
+         'a', jsonb_build_object('allocated_by', source_a, 'id', source_id_a),
+         'b', jsonb_build_object('allocated_by', source_b, 'id', source_id_b),
+         'verdict', verdict)), '[]') FROM goldthread.steward_verdict";
+
+/// The transaction-scoped advisory lock every write of a coordinated store takes first: the
+/// group's processes write one at a time, each after catching up with the others.
+const WRITE_LOCK: i64 = 0x676f_6c64_7468_7264; // "goldthrd"
 
 /// `[postgres]`: where golden records and KPIs land for BI.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -133,6 +152,26 @@ pub struct Store {
     writer: tokio::sync::Mutex<()>,
     /// Changes taken by a write that failed, for the next write.
     unwritten: Mutex<Changes>,
+    /// Whether other processes of the consumer group write to this store too
+    /// (`Store::coordinate`).
+    coordinated: bool,
+    /// The last `source_record.seq` this process has applied or written.
+    synced: Mutex<i64>,
+}
+
+/// What the other processes of the group committed that this one has not applied yet, read
+/// under the write lock (all empty when the store is not coordinated).
+#[derive(Debug, Default)]
+pub struct Peers {
+    /// The latest event of each source record they wrote, in write order.
+    pub events: Vec<Envelope>,
+    /// The steward verdicts in force (`None`: not coordinated, nothing to compare).
+    pub verdicts: Option<Vec<StewardVerdict>>,
+    /// Every erased person record.
+    pub erased: Vec<pipeline::Reference>,
+    /// The stored next offset of each partition: a batch's events before it were written by
+    /// the group member that held the partition before a rebalance.
+    pub written: Positions,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,6 +213,96 @@ impl Store {
             pool,
             writer: tokio::sync::Mutex::new(()),
             unwritten: Mutex::new(Changes::default()),
+            coordinated: false,
+            synced: Mutex::new(0),
+        })
+    }
+
+    /// Makes this process one of several in a consumer group writing to the store (a real
+    /// broker): each write then takes the group's write lock, hands the writer what the others
+    /// committed since (`Peers`) before it applies its own batch, and skips events another
+    /// member has already written. `synced` is the last `seq` the restore read.
+    pub fn coordinate(&mut self, synced: i64) {
+        self.coordinated = true;
+        *self.synced.get_mut().expect("synced lock") = synced;
+    }
+
+    pub fn is_coordinated(&self) -> bool {
+        self.coordinated
+    }
+
+    /// The positions the group has written, per partition.
+    pub async fn positions(&self) -> anyhow::Result<Positions> {
+        let client = self.pool.get().await?;
+        let mut positions = Positions::new();
+        for row in client
+            .query(
+                "SELECT topic, partition, next_offset FROM goldthread.consumed",
+                &[],
+            )
+            .await
+            .context("reading goldthread.consumed")?
+        {
+            positions.insert((row.get(0), row.get(1)), row.get(2));
+        }
+        Ok(positions)
+    }
+
+    /// Takes the write lock and reads what the other processes committed since this one last
+    /// synced. Called at the start of a coordinated write's transaction.
+    async fn peers(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+    ) -> anyhow::Result<Peers> {
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .await
+            .context("taking the group's write lock")?;
+        let synced = *self.synced.lock().expect("synced lock");
+        let mut events = Vec::new();
+        for row in transaction
+            .query(
+                "SELECT event FROM goldthread.source_record WHERE seq > $1 ORDER BY seq",
+                &[&synced],
+            )
+            .await
+            .context("reading the group's new source records")?
+        {
+            events.push(
+                serde_json::from_value(row.get(0))
+                    .context("goldthread.source_record: a stored event no longer decodes")?,
+            );
+        }
+        let mut written = Positions::new();
+        for row in transaction
+            .query(
+                "SELECT topic, partition, next_offset FROM goldthread.consumed",
+                &[],
+            )
+            .await?
+        {
+            written.insert((row.get(0), row.get(1)), row.get(2));
+        }
+        let erased = transaction
+            .query(
+                "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| pipeline::Reference {
+                allocated_by: row.get(0),
+                id: row.get(1),
+            })
+            .collect();
+        let verdicts = transaction.query(VERDICTS, &[]).await?;
+        Ok(Peers {
+            events,
+            verdicts: Some(
+                serde_json::from_value(verdicts[0].get(0)).context("goldthread.steward_verdict")?,
+            ),
+            erased,
+            written,
         })
     }
 
@@ -222,11 +351,26 @@ impl Store {
 
     /// Writes, in one transaction: the batch's events (latest version per source record),
     /// the rows of whatever changed in the hub since the last write, a steward action's
-    /// audit entry and erasure, and the positions consumed. Writes are serialised, so the
-    /// rows land in the order the changes were taken; changes a failed write took are kept
-    /// for the next one.
-    pub async fn write(&self, hub: &Mutex<Hub>, write: &Write<'_>) -> anyhow::Result<()> {
+    /// audit entry and erasure, and the positions consumed. `apply` applies the batch to
+    /// the hub and returns the events to store; it is called inside the transaction with what
+    /// the group's other processes committed (`Peers`: apply those first, skip the batch's
+    /// events they already wrote). Writes are serialised, so the rows land in the order the
+    /// changes were taken; changes a failed write took are kept for the next one.
+    pub async fn write(
+        &self,
+        hub: &Mutex<Hub>,
+        write: &Write<'_>,
+        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<Envelope>> + Send),
+    ) -> anyhow::Result<()> {
         let _one_writer = self.writer.lock().await;
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let peers = if self.coordinated {
+            self.peers(&transaction).await?
+        } else {
+            Peers::default()
+        };
+        let events = apply(&peers)?;
         let (changes, snapshot) = {
             let mut hub = hub.lock().expect("hub lock");
             let mut changes = hub.take_changes();
@@ -240,7 +384,9 @@ impl Store {
             };
             (changes, snapshot)
         };
-        let written = self.write_transaction(snapshot.as_ref(), write).await;
+        let written = self
+            .write_transaction(transaction, &events, snapshot.as_ref(), write)
+            .await;
         if written.is_err() {
             self.unwritten
                 .lock()
@@ -258,12 +404,13 @@ impl Store {
         hub: &Mutex<Hub>,
         write: &Write<'_>,
         retry_for: std::time::Duration,
+        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<Envelope>> + Send),
     ) -> anyhow::Result<()> {
         use pipeline::metrics as names;
         let started = std::time::Instant::now();
         let mut delay = std::time::Duration::from_millis(100);
         loop {
-            match self.write(hub, write).await {
+            match self.write(hub, write, apply).await {
                 Ok(()) => {
                     metrics::gauge!(names::STORE_UP).set(1.0);
                     return Ok(());
@@ -286,15 +433,14 @@ impl Store {
 
     async fn write_transaction(
         &self,
+        transaction: deadpool_postgres::Transaction<'_>,
+        events: &[Envelope],
         snapshot: Option<&Snapshot>,
         write: &Write<'_>,
     ) -> anyhow::Result<()> {
-        let mut client = self.pool.get().await?;
-
-        let transaction = client.transaction().await?;
-        if !write.events.is_empty() {
+        if !events.is_empty() {
             transaction
-                .execute(UPSERT_SOURCE_RECORDS, &[&source_records(write.events)?])
+                .execute(UPSERT_SOURCE_RECORDS, &[&source_records(events)?])
                 .await
                 .context("writing goldthread.source_record")?;
         }
@@ -353,7 +499,22 @@ impl Store {
                 .execute(RECORD_POSITIONS, &[&positions_json(positions)])
                 .await?;
         }
+        // Under the group's lock nobody else draws from the sequence: everything up to its
+        // last value is applied here now.
+        let synced: Option<i64> = if self.coordinated {
+            Some(
+                transaction
+                    .query_one("SELECT last_value FROM goldthread.source_record_seq", &[])
+                    .await?
+                    .get(0),
+            )
+        } else {
+            None
+        };
         transaction.commit().await?;
+        if let Some(synced) = synced {
+            *self.synced.lock().expect("synced lock") = synced;
+        }
         Ok(())
     }
 
@@ -388,30 +549,22 @@ impl Store {
         let client = self.pool.get().await?;
         let rows = client
             .query_raw(
-                "SELECT event FROM goldthread.source_record ORDER BY seq",
+                "SELECT event, seq FROM goldthread.source_record ORDER BY seq",
                 std::iter::empty::<&str>(),
             )
             .await
             .context("reading goldthread.source_record")?;
         let mut rows = std::pin::pin!(rows);
-        let mut events = 0u64;
+        let (mut events, mut synced) = (0u64, 0i64);
         while let Some(row) = rows.try_next().await? {
+            synced = row.get(1);
             let event: Value = row.get(0);
             let envelope: Envelope = serde_json::from_value(event)
                 .context("goldthread.source_record: a stored event no longer decodes")?;
             apply(envelope)?;
             events += 1;
         }
-        let verdicts = client
-            .query(
-                "SELECT coalesce(jsonb_agg(jsonb_build_object(
-                     'entity', entity,
-                     'a', jsonb_build_object('allocated_by', source_a, 'id', source_id_a),
-                     'b', jsonb_build_object('allocated_by', source_b, 'id', source_id_b),
-                     'verdict', verdict)), '[]') FROM goldthread.steward_verdict",
-                &[],
-            )
-            .await?;
+        let verdicts = client.query(VERDICTS, &[]).await?;
         let audit = client
             .query(
                 "SELECT coalesce(jsonb_agg(to_jsonb(a) - 'id' ORDER BY id), '[]')
@@ -435,6 +588,7 @@ impl Store {
                 .context("goldthread.steward_verdict")?,
             audit: serde_json::from_value(audit[0].get(0)).context("goldthread.steward_audit")?,
             positions,
+            synced,
         })
     }
 
@@ -576,7 +730,6 @@ async fn write_exceptions(
 /// What one transaction writes.
 #[derive(Debug, Default)]
 pub struct Write<'a> {
-    pub events: &'a [Envelope],
     pub audit: Option<&'a crate::http::AuditEntry>,
     /// An erasure: recorded, and the stored events of its records deleted.
     pub erasure: Option<&'a mdm::Erasure>,
@@ -591,6 +744,8 @@ pub struct Restored {
     pub verdicts: Vec<StewardVerdict>,
     pub audit: Vec<crate::http::AuditEntry>,
     pub positions: Positions,
+    /// The `seq` of the last source record read.
+    pub synced: i64,
 }
 
 /// The latest event per source record of a batch, as rows for `UPSERT_SOURCE_RECORDS` (one

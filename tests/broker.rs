@@ -9,11 +9,7 @@ use common::*;
 /// The built-in configuration pointed at `broker`, with the HMS tenants read from a
 /// Debezium topic instead of their CSV export (same columns, same mapping).
 fn config_with_debezium_tenants(broker: &Broker, topic: &str) -> String {
-    let mut config: toml::Table = include_str!("../config/default.toml").parse().unwrap();
-    config["kafka"]
-        .as_table_mut()
-        .unwrap()
-        .insert("bootstrap_servers".into(), broker.address.clone().into());
+    let mut config: toml::Table = broker.config().parse().unwrap();
     let sources = config["sources"].as_array_mut().unwrap();
     let at = sources
         .iter()
@@ -130,12 +126,8 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 150, 6);
     // Small batches for the run that is killed, so the kill lands between commits.
-    let on_broker = include_str!("../config/default.toml").replace(
-        "# bootstrap_servers = \"localhost:9092\"",
-        &format!("bootstrap_servers = \"{}\"", broker.address),
-    );
     // A killed member holds its partitions until its session times out: keep that short.
-    let on_broker = on_broker + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n";
+    let on_broker = broker.config() + "\"session.timeout.ms\" = \"6000\"\n";
     let small_batches = data.path().join("small-batches.toml");
     std::fs::write(
         &small_batches,
@@ -208,16 +200,14 @@ fn broker_and_postgres_outages_lose_nothing_and_show_in_readiness_and_metrics() 
     let config = data.path().join("outages.toml");
     std::fs::write(
         &config,
-        include_str!("../config/default.toml").replace(
-            "# bootstrap_servers = \"localhost:9092\"",
-            &format!("bootstrap_servers = \"{}\"", broker.address),
-        ) + &contractor_webhook(
-            r#"[webhooks.mapping]
+        broker.config()
+            + &contractor_webhook(
+                r#"[webhooks.mapping]
 entity = "work_order_update"
 id = "messageId"
 fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
 "#,
-        ),
+            ),
     )
     .unwrap();
     let (_running, address, _, _) = serve(
@@ -301,4 +291,117 @@ fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
     // Each message once.
     assert_eq!(stored("M-1"), "1");
     assert_eq!(stored("M-2"), "1");
+}
+
+/// Two processes in one consumer group on a standalone broker share the topics' partitions
+/// and one store: one reads the files, both consume and match, each catching up with what
+/// the other wrote before it writes. The store ends with exactly the rows of a single
+/// process's run, and a steward verdict given through either process holds in both.
+#[test]
+fn two_processes_in_one_group_share_the_partitions_and_write_the_rows_of_one_run() {
+    const VIEWER: &str = "viewer-secret";
+    const STEWARD: &str = "steward-secret";
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 8);
+    let clean = pg.create_database("clean");
+    run_once(
+        data.path(),
+        tempfile::tempdir().unwrap().path(),
+        &["--postgres", &clean],
+    );
+
+    // Small batches, so that the two processes' writes interleave many times.
+    let config = data.path().join("group.toml");
+    std::fs::write(
+        &config,
+        broker
+            .config()
+            .replace("batch_size = 5000", "batch_size = 200"),
+    )
+    .unwrap();
+    let scaled = pg.create_database("scaled");
+    let member = |extra: &[&str]| {
+        serve(
+            goldthread()
+                .args(["run", "--config", config.to_str().unwrap()])
+                .args(["--data-dir", data.path().to_str().unwrap()])
+                .args(["--listen", "127.0.0.1:0", "--postgres", &scaled])
+                .args(extra)
+                .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+                .env("GOLDTHREAD_STEWARD_TOKEN", STEWARD)
+                .stderr(std::process::Stdio::null()),
+        )
+    };
+    // The consumer-only member joins first; the reader's `ready` waits for the group's
+    // stored positions to reach every partition's end.
+    let (_consumer, consumer_address, _, _) = member(&["--no-sources"]);
+    let (_reader, reader_address, ready, _) = member(&[]);
+    assert!(ready.starts_with("ready:"), "{ready}");
+
+    assert_eq!(checksums_in(&pg, "scaled"), checksums_in(&pg, "clean"));
+    let consumed = |address: &str| -> f64 {
+        let (status, metrics) = request(address, "GET", "/metrics", Some(VIEWER), None);
+        assert_eq!(status, 200, "{metrics}");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("stage_events_consumed_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (by_consumer, by_reader) = (consumed(&consumer_address), consumed(&reader_address));
+    let events: f64 = pg
+        .query_in("clean", "SELECT count(*) FROM goldthread.source_record")
+        .parse()
+        .unwrap();
+    assert!(
+        by_consumer > 0.0 && by_reader > 0.0 && by_consumer + by_reader >= events,
+        "consumed: {by_consumer} by the consumer-only member, {by_reader} by the reader, of {events} records"
+    );
+
+    // Two merged HMS-CRM pairs; a steward splits one through each process. Each process
+    // applies the other's verdict before it writes (the verdicts are stored whole), so both
+    // stand.
+    let pairs = pg.query_in(
+        "scaled",
+        "SELECT string_agg(hms || ' ' || crm, ' ') FROM (
+             SELECT min(a.source_id) AS hms, min(b.source_id) AS crm
+               FROM goldthread.xref a JOIN goldthread.xref b USING (golden_id)
+              WHERE a.entity = 'person' AND a.source = 'hms' AND b.source = 'crm'
+              GROUP BY golden_id ORDER BY 1 LIMIT 2) pairs",
+    );
+    let ids: Vec<&str> = pairs.split(' ').collect();
+    assert_eq!(ids.len(), 4, "two merged pairs: {pairs}");
+    for (address, pair) in [
+        (&consumer_address, &ids[0..2]),
+        (&reader_address, &ids[2..4]),
+    ] {
+        let body = serde_json::json!({
+            "a": {"system": "hms", "id": pair[0]}, "b": {"system": "crm", "id": pair[1]},
+            "verdict": "different", "reason": "different people: checked with the housing officer",
+        })
+        .to_string();
+        let (status, response) = request(
+            address,
+            "POST",
+            "/api/steward/decisions",
+            Some(STEWARD),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{response}");
+    }
+    assert_eq!(
+        pg.query_in("scaled", "SELECT count(*) FROM goldthread.steward_verdict"),
+        "2"
+    );
+    for pair in ids.chunks(2) {
+        let golden = |source: &str, id: &str| {
+            pg.query_in(
+                "scaled",
+                &format!("SELECT golden_id FROM goldthread.xref WHERE entity = 'person' AND source = '{source}' AND source_id = '{id}'"),
+            )
+        };
+        assert_ne!(golden("hms", pair[0]), golden("crm", pair[1]), "{pair:?}");
+    }
 }

@@ -882,6 +882,11 @@ impl Hub {
         self.vulnerabilities.get(reference)
     }
 
+    /// Whether a person record has been erased.
+    pub fn is_erased(&self, reference: &Reference) -> bool {
+        self.erased.contains(reference)
+    }
+
     /// Marks person records as erased before their events arrive (a restart applies the
     /// stored erasures first, so files read again do not bring the person back).
     pub fn suppress(&mut self, references: impl IntoIterator<Item = Reference>) {

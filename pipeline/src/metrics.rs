@@ -20,6 +20,8 @@ pub const STAGE_DEAD_LETTERS_TOTAL: &str = "stage_dead_letters_total";
 pub const STAGE_BATCH_SECONDS: &str = "stage_batch_seconds";
 /// Offsets committed after a batch's output was written. Labels: `stage`.
 pub const STAGE_COMMITS_TOTAL: &str = "stage_commits_total";
+/// Offset commits the broker refused (a rebalance took the partitions). Labels: `stage`.
+pub const STAGE_COMMIT_FAILURES_TOTAL: &str = "stage_commit_failures_total";
 /// Golden records currently held. Labels: `entity` (person, property).
 pub const MDM_GOLDEN_RECORDS: &str = "mdm_golden_records";
 /// Source records linked into the cross-reference. Labels: `entity`.
@@ -67,6 +69,10 @@ pub fn describe() {
     describe_counter!(
         STAGE_COMMITS_TOTAL,
         "Offset commits after a batch's output was written"
+    );
+    describe_counter!(
+        STAGE_COMMIT_FAILURES_TOTAL,
+        "Offset commits the broker refused, as when a rebalance took the partitions"
     );
     describe_gauge!(MDM_GOLDEN_RECORDS, "Golden records currently held");
     describe_gauge!(MDM_XREF_ENTRIES, "Source records in the cross-reference");

@@ -56,8 +56,21 @@ pub struct Batch {
     /// Events consumed per topic in this batch.
     pub per_topic: BTreeMap<String, u64>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Where each event came from, parallel to `events`.
+    pub origins: Vec<Origin>,
     /// The next offset of every partition consumed so far, this batch included.
     pub positions: Positions,
+    /// The next offset of each partition this batch read: what it commits. Partitions it did
+    /// not read are left alone (after a rebalance another group member owns them).
+    pub consumed: Positions,
+}
+
+/// Where a consumed event came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// Whether `positions` have reached every target offset.
@@ -213,17 +226,25 @@ pub async fn consume<E>(
                 payload: message.payload(),
             };
             match decode(&view) {
-                Decoded::Event(envelope) => batch.events.push(*envelope),
+                Decoded::Event(envelope) => {
+                    batch.events.push(*envelope);
+                    batch.origins.push(Origin {
+                        topic: view.topic.to_string(),
+                        partition: view.partition,
+                        offset: view.offset,
+                    });
+                }
                 Decoded::DeadLetter(dead_letter) => batch.dead_letters.push(dead_letter),
                 Decoded::Skip => {}
             }
         }
         for message in &messages {
-            positions.insert(
+            batch.consumed.insert(
                 (message.topic().to_string(), message.partition()),
                 message.offset() + 1,
             );
         }
+        positions.extend(batch.consumed.clone());
         batch.positions = positions.clone();
         for dead_letter in &batch.dead_letters {
             dead_letters.send_dead_letter(dead_letter).await?;
@@ -231,15 +252,25 @@ pub async fn consume<E>(
         dead_letters.flush().await?;
         handle(&batch).map_err(StageError::Stage)?;
         let mut commit = TopicPartitionList::new();
-        for ((topic, partition), next) in &positions {
+        for ((topic, partition), next) in &batch.consumed {
             commit
                 .add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|error| Error::kafka("building commit", error))?;
         }
-        consumer
-            .commit(&commit, CommitMode::Sync)
-            .map_err(|error| Error::kafka("committing offsets", error))?;
-        metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage_label.clone()).increment(1);
+        // A commit fails when a rebalance took the partitions away meanwhile (another member
+        // of the group goes on from the last committed offset). The batch stands: applying
+        // its events again is harmless, and a store fences what it already holds.
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => {
+                metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage_label.clone())
+                    .increment(1);
+            }
+            Err(error) => {
+                tracing::warn!(stage, %error, "committing offsets failed; the next owner of the partitions consumes the batch again");
+                metrics::counter!(names::STAGE_COMMIT_FAILURES_TOTAL, "stage" => stage_label.clone())
+                    .increment(1);
+            }
+        }
         metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone())
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
