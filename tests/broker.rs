@@ -405,3 +405,175 @@ fn two_processes_in_one_group_share_the_partitions_and_write_the_rows_of_one_run
         assert_ne!(golden("hms", pair[0]), golden("crm", pair[1]), "{pair:?}");
     }
 }
+
+/// The resident set of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A slow sink holds the stage (here: PostgreSQL's write lock is held by someone else) while
+/// a drop folder brings 150,000 work orders (about 100 MB of events). The process reads and
+/// produces all of them, but its memory grows by what its bounds allow (the consumer's
+/// pre-fetch, one batch, the producer's window), not by what the broker holds; the lag shows
+/// in the metrics, and once the sink is free every event is stored.
+#[test]
+fn a_slow_sink_holds_memory_to_the_configured_bounds_and_loses_nothing() {
+    const VIEWER: &str = "viewer-secret";
+    const ORDERS: usize = 150_000;
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let drops = dir.path().join("drops");
+    std::fs::create_dir(&drops).unwrap();
+    let drop = |name: &str, range: std::ops::Range<usize>| {
+        let mut text = String::from("ref,property,priority,raised,contractor\n");
+        for i in range {
+            text.push_str(&format!(
+                "WO{i:07},P{:05},{},2025-01-0{}T09:00:00Z,Contractor {}\n",
+                i % 5000,
+                1 + i % 4,
+                1 + i % 9,
+                i % 7
+            ));
+        }
+        // Written aside and renamed, so the watcher never sees half a file.
+        let part = dir.path().join(name);
+        std::fs::write(&part, text).unwrap();
+        std::fs::rename(&part, drops.join(name)).unwrap();
+    };
+    drop("orders-0.csv", 0..10);
+    let config = dir.path().join("backpressure.toml");
+    std::fs::write(
+        &config,
+        broker.config().replace("data_dir = \"data/sample\"", "data_dir = \".\"")
+            // The consumer pre-fetches at most 8 MiB, 1 MiB per fetch.
+            + "\"queued.max.messages.kbytes\" = \"8192\"\n\"fetch.max.bytes\" = \"1048576\"\n",
+    )
+    .unwrap();
+    // Only the drop folder: the built-in sources are replaced.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut table: toml::Table = text.parse().unwrap();
+    table.insert(
+        "sources".into(),
+        toml::Value::Array(vec![
+            r#"
+name = "order_drops"
+system = "repairs"
+path = "drops/orders-*.csv"
+format = "csv"
+watch = "200ms"
+[mapping]
+entity = "work_order"
+id = "ref"
+fields = { property_ref = "property", priority = "priority", raised_at = "raised", contractor = "contractor" }
+"#
+            .parse::<toml::Table>()
+            .unwrap()
+            .into(),
+        ]),
+    );
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let (running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
+            .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+            .stderr(std::process::Stdio::null()),
+    );
+    let pid = running.0.id();
+    let metric = |name: &str| -> f64 {
+        let (status, metrics) = request(&address, "GET", "/metrics", Some(VIEWER), None);
+        assert_eq!(status, 200, "{metrics}");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let stored = || -> usize {
+        pg.query("SELECT count(*) FROM goldthread.source_record WHERE kind = 'work_order'")
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stored(), 10);
+
+    // The sink stops: another session holds the group's write lock.
+    let mut holder = std::process::Command::new("psql")
+        .args([&pg.url(), "-c"])
+        .env("PGAPPNAME", "sink_holder")
+        .arg(format!(
+            "SELECT pg_advisory_lock({}); SELECT pg_sleep(600)",
+            0x676f_6c64_7468_7264_i64
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = rss(pid);
+    drop("orders-1.csv", 10..ORDERS);
+    // Memory is sampled while the drop is produced: it may grow at first (the pre-fetch
+    // queue and the producer's window fill), then must stay flat while the rest goes by.
+    let (mut first_third, mut peak) = (before, before);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let produced = metric("connector_events_produced_total");
+        let now = rss(pid);
+        peak = peak.max(now);
+        if produced < (ORDERS / 3) as f64 {
+            first_third = peak;
+        }
+        if produced >= ORDERS as f64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drop was not produced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The gauge is set once a second.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    peak = peak.max(rss(pid));
+    let waiting = metric("stage_batch_waiting_seconds");
+    let held = stored();
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let produced = metric("kafka_bytes_produced_total") / (1 << 20) as f64;
+    eprintln!(
+        "memory: {:.1} MiB before, {:.1} MiB after a third, {:.1} MiB at the end, while {ORDERS} events ({produced:.0} MiB) waited; batch waiting {waiting} s",
+        mib(before),
+        mib(first_third),
+        mib(peak)
+    );
+    assert!(
+        held < ORDERS / 2,
+        "the sink was held, yet {held} were stored"
+    );
+    assert!(waiting >= 2.0, "stage_batch_waiting_seconds {waiting}");
+    assert!(
+        mib(peak - before) < 64.0,
+        "memory grew by {:.1} MiB while the sink was held",
+        mib(peak - before)
+    );
+    assert!(
+        mib(peak - first_third) < produced / 6.0,
+        "memory grew by {:.1} MiB over the last two thirds ({:.0} MiB of events)",
+        mib(peak - first_third),
+        produced * 2.0 / 3.0
+    );
+
+    // The sink frees up: everything arrives, once.
+    pg.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sink_holder'");
+    holder.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while stored() < ORDERS {
+        assert!(std::time::Instant::now() < deadline, "stored {}", stored());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(stored(), ORDERS);
+}

@@ -20,6 +20,9 @@ pub const STAGE_DEAD_LETTERS_TOTAL: &str = "stage_dead_letters_total";
 pub const STAGE_BATCH_SECONDS: &str = "stage_batch_seconds";
 /// Offsets committed after a batch's output was written. Labels: `stage`.
 pub const STAGE_COMMITS_TOTAL: &str = "stage_commits_total";
+/// How long the batch being applied has been waiting for its sink (0 when none is).
+/// Labels: `stage`. It grows while PostgreSQL or the hub holds the stage back.
+pub const STAGE_BATCH_WAITING_SECONDS: &str = "stage_batch_waiting_seconds";
 /// Offset commits the broker refused (a rebalance took the partitions). Labels: `stage`.
 pub const STAGE_COMMIT_FAILURES_TOTAL: &str = "stage_commit_failures_total";
 /// Golden records currently held. Labels: `entity` (person, property).
@@ -69,6 +72,10 @@ pub fn describe() {
     describe_counter!(
         STAGE_COMMITS_TOTAL,
         "Offset commits after a batch's output was written"
+    );
+    describe_gauge!(
+        STAGE_BATCH_WAITING_SECONDS,
+        "How long the batch being applied has been waiting for its sink (0: none is)"
     );
     describe_counter!(
         STAGE_COMMIT_FAILURES_TOTAL,

@@ -4,6 +4,8 @@
 //! a partition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -170,6 +172,28 @@ pub async fn consume<E>(
     let mut report = ConsumeReport::default();
     let stage_label = stage.to_string();
     let mut stop_open = true;
+    // While a batch is applied, a ticker reports how long it has been waiting: a stage held
+    // back by a slow sink shows it even though nothing completes.
+    let epoch = Instant::now();
+    let busy_since = Arc::new(AtomicU64::new(IDLE));
+    let ticker = {
+        let (busy_since, label) = (busy_since.clone(), stage_label.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let since = busy_since.load(Ordering::Relaxed);
+                let waiting = if since == IDLE {
+                    0.0
+                } else {
+                    epoch.elapsed().as_secs_f64() - since as f64 / 1000.0
+                };
+                metrics::gauge!(names::STAGE_BATCH_WAITING_SECONDS, "stage" => label.clone())
+                    .set(waiting);
+            }
+        })
+    };
+    let _stop_ticker = AbortOnDrop(ticker);
     loop {
         if let StopWhen::Reached(targets) = &*stop.borrow()
             && reached(&positions, targets)
@@ -250,7 +274,10 @@ pub async fn consume<E>(
             dead_letters.send_dead_letter(dead_letter).await?;
         }
         dead_letters.flush().await?;
-        handle(&batch).map_err(StageError::Stage)?;
+        busy_since.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let handled = handle(&batch);
+        busy_since.store(IDLE, Ordering::Relaxed);
+        handled.map_err(StageError::Stage)?;
         let mut commit = TopicPartitionList::new();
         for ((topic, partition), next) in &batch.consumed {
             commit
@@ -291,6 +318,18 @@ pub async fn consume<E>(
         report.batches += 1;
     }
     Ok(report)
+}
+
+/// `busy_since` when no batch is being applied.
+const IDLE: u64 = u64::MAX;
+
+/// Aborts a task when dropped (the stage's ticker, whichever way the stage ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A stage stopped: either Kafka failed or the stage's own handler did.
