@@ -233,19 +233,7 @@ impl Store {
 
     /// The positions the group has written, per partition.
     pub async fn positions(&self) -> anyhow::Result<Positions> {
-        let client = self.pool.get().await?;
-        let mut positions = Positions::new();
-        for row in client
-            .query(
-                "SELECT topic, partition, next_offset FROM goldthread.consumed",
-                &[],
-            )
-            .await
-            .context("reading goldthread.consumed")?
-        {
-            positions.insert((row.get(0), row.get(1)), row.get(2));
-        }
-        Ok(positions)
+        positions_in(&**self.pool.get().await?).await
     }
 
     /// Takes the write lock and reads what the other processes committed since this one last
@@ -273,28 +261,8 @@ impl Store {
                     .context("goldthread.source_record: a stored event no longer decodes")?,
             );
         }
-        let mut written = Positions::new();
-        for row in transaction
-            .query(
-                "SELECT topic, partition, next_offset FROM goldthread.consumed",
-                &[],
-            )
-            .await?
-        {
-            written.insert((row.get(0), row.get(1)), row.get(2));
-        }
-        let erased = transaction
-            .query(
-                "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| pipeline::Reference {
-                allocated_by: row.get(0),
-                id: row.get(1),
-            })
-            .collect();
+        let written = positions_in(&**transaction).await?;
+        let erased = erased_in(&**transaction).await?;
         let verdicts = transaction.query(VERDICTS, &[]).await?;
         Ok(Peers {
             events,
@@ -521,21 +489,7 @@ impl Store {
     /// The person records erased: a restart suppresses them before it applies anything, so
     /// nothing read again brings the person back.
     pub async fn erased(&self) -> anyhow::Result<Vec<pipeline::Reference>> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
-                &[],
-            )
-            .await
-            .context("reading goldthread.erasure")?;
-        Ok(rows
-            .iter()
-            .map(|row| pipeline::Reference {
-                allocated_by: row.get(0),
-                id: row.get(1),
-            })
-            .collect())
+        erased_in(&**self.pool.get().await?).await
     }
 
     /// What a restart needs: every stored source record's latest event, in the order they
@@ -572,16 +526,7 @@ impl Store {
                 &[],
             )
             .await?;
-        let mut positions = Positions::new();
-        for row in client
-            .query(
-                "SELECT topic, partition, next_offset FROM goldthread.consumed",
-                &[],
-            )
-            .await?
-        {
-            positions.insert((row.get(0), row.get(1)), row.get(2));
-        }
+        let positions = positions_in(&**client).await?;
         Ok(Restored {
             events,
             verdicts: serde_json::from_value(verdicts[0].get(0))
@@ -800,6 +745,42 @@ pub fn tls(
     }
     let connector = builder.build().context("building the TLS connector")?;
     Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+}
+
+/// The stored next offset of each partition.
+async fn positions_in(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<Positions> {
+    let mut positions = Positions::new();
+    for row in client
+        .query(
+            "SELECT topic, partition, next_offset FROM goldthread.consumed",
+            &[],
+        )
+        .await
+        .context("reading goldthread.consumed")?
+    {
+        positions.insert((row.get(0), row.get(1)), row.get(2));
+    }
+    Ok(positions)
+}
+
+/// The erased person records.
+async fn erased_in(
+    client: &impl tokio_postgres::GenericClient,
+) -> anyhow::Result<Vec<pipeline::Reference>> {
+    let rows = client
+        .query(
+            "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
+            &[],
+        )
+        .await
+        .context("reading goldthread.erasure")?;
+    Ok(rows
+        .iter()
+        .map(|row| pipeline::Reference {
+            allocated_by: row.get(0),
+            id: row.get(1),
+        })
+        .collect())
 }
 
 fn positions_json(positions: &Positions) -> Value {
