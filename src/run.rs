@@ -794,7 +794,7 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
     // rebalance): a retry after a failed write applies only the peers again.
     let mut applied: Option<Vec<bool>> = None;
     let mut stored_events =
-        |peers: &crate::store::Peers| -> anyhow::Result<Vec<pipeline::Envelope>> {
+        |peers: &crate::store::Peers| -> anyhow::Result<Vec<&pipeline::Envelope>> {
             shared.apply_peers(peers, &[])?;
             let fresh: Vec<bool> = batch
                 .origins
@@ -806,6 +806,12 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
                 .collect();
             let kept = match &applied {
                 Some(kept) => kept.clone(),
+                // Usually nothing is fenced: the batch is applied as it is.
+                None if fresh.iter().all(|&fresh| fresh) => {
+                    let kept = shared.apply_events(&batch.events)?;
+                    applied = Some(kept.clone());
+                    kept
+                }
                 None => {
                     let events: Vec<pipeline::Envelope> = batch
                         .events
@@ -828,7 +834,7 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
                 .iter()
                 .zip(kept.iter().zip(&fresh))
                 .filter(|(_, (kept, fresh))| **kept && **fresh)
-                .map(|(event, _)| event.clone())
+                .map(|(event, _)| event)
                 .collect())
         };
     let write = crate::store::Write {

@@ -324,11 +324,11 @@ impl Store {
     /// the group's other processes committed (`Peers`: apply those first, skip the batch's
     /// events they already wrote). Writes are serialised, so the rows land in the order the
     /// changes were taken; changes a failed write took are kept for the next one.
-    pub async fn write(
+    pub async fn write<'e>(
         &self,
         hub: &Mutex<Hub>,
         write: &Write<'_>,
-        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<Envelope>> + Send),
+        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<&'e Envelope>> + Send),
     ) -> anyhow::Result<()> {
         let _one_writer = self.writer.lock().await;
         let mut client = self.pool.get().await?;
@@ -367,12 +367,12 @@ impl Store {
     /// `write`, retried with backoff (0.1 s doubling to 5 s) while it fails, for up to
     /// `retry_for`: the stage waits and commits nothing meanwhile. Failures are counted and
     /// `store_up` reads 0 until a write succeeds.
-    pub async fn write_with_retry(
+    pub async fn write_with_retry<'e>(
         &self,
         hub: &Mutex<Hub>,
         write: &Write<'_>,
         retry_for: std::time::Duration,
-        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<Envelope>> + Send),
+        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<&'e Envelope>> + Send),
     ) -> anyhow::Result<()> {
         use pipeline::metrics as names;
         let started = std::time::Instant::now();
@@ -402,7 +402,7 @@ impl Store {
     async fn write_transaction(
         &self,
         transaction: deadpool_postgres::Transaction<'_>,
-        events: &[Envelope],
+        events: &[&Envelope],
         snapshot: Option<&Snapshot>,
         write: &Write<'_>,
     ) -> anyhow::Result<()> {
@@ -695,7 +695,7 @@ pub struct Restored {
 
 /// The latest event per source record of a batch, as rows for `UPSERT_SOURCE_RECORDS` (one
 /// statement may not update a row twice).
-fn source_records(events: &[Envelope]) -> anyhow::Result<Value> {
+fn source_records(events: &[&Envelope]) -> anyhow::Result<Value> {
     let mut latest = std::collections::HashMap::new();
     for (index, event) in events.iter().enumerate() {
         let key = (
