@@ -458,15 +458,13 @@ async fn steward_action(
             );
         }
     }
-    if let Some(erasure) = &erasure {
-        let records: Vec<(String, String)> = erasure
-            .vulnerabilities
-            .iter()
-            .map(|record| (record.allocated_by.clone(), record.id.clone()))
-            .collect();
-        if let Err(failure) = state.shared.analytics.forget_vulnerabilities(&records) {
-            tracing::error!(error = %failure, "removing an erased person's vulnerabilities from the analytics");
-        }
+    if let Some(erasure) = &erasure
+        && let Err(failure) = state
+            .shared
+            .analytics
+            .forget_vulnerabilities(&erasure.vulnerabilities)
+    {
+        tracing::error!(error = %failure, "removing an erased person's vulnerabilities from the analytics");
     }
     if let Some(erasure) = &erasure
         && let Err(failure) = state.shared.send_tombstones(erasure).await

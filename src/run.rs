@@ -151,11 +151,7 @@ impl Shared {
         }
         drop(hub);
         if !forgotten.is_empty() {
-            let records: Vec<(String, String)> = forgotten
-                .into_iter()
-                .map(|record| (record.allocated_by, record.id))
-                .collect();
-            self.analytics.forget_vulnerabilities(&records)?;
+            self.analytics.forget_vulnerabilities(&forgotten)?;
         }
         Ok(())
     }
@@ -779,14 +775,25 @@ async fn restore(
 
 /// The MDM and analytics stages' work on one batch; returns once the output is written.
 fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
-    let Some(store) = &shared.store else {
-        let kept = shared.apply_events(&batch.events)?;
-        let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
-        shared
-            .live
-            .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
-        return Ok(());
+    let kept = match &shared.store {
+        None => shared.apply_events(&batch.events)?,
+        Some(store) => write_batch(shared, store, batch)?,
     };
+    // The dashboard shows what is durable.
+    let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
+    shared
+        .live
+        .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
+    Ok(())
+}
+
+/// Applies a batch inside the PostgreSQL transaction that stores it; returns which of its
+/// events were applied and stored.
+fn write_batch(
+    shared: &Shared,
+    store: &crate::store::Store,
+    batch: &stage::Batch,
+) -> anyhow::Result<Vec<bool>> {
     // The stage commits the batch's offsets to Kafka only after this returns: the PostgreSQL
     // transaction (the batch's events, the rows they changed, the positions) comes first.
     // The batch is applied inside it, after what the group's other processes wrote, and
@@ -850,13 +857,7 @@ fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
         ))
     })
     .context("writing the batch to PostgreSQL")?;
-    // The dashboard shows what is durable.
-    let kept = applied.unwrap_or_default();
-    let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
-    shared
-        .live
-        .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
-    Ok(())
+    Ok(applied.unwrap_or_default())
 }
 
 /// Reads every source to the end, producing events and dead letters.

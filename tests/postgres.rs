@@ -407,8 +407,6 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
     assert_eq!(pg.query(&held), "0");
 }
 
-/// `run --once` with `config` into the store at `store`, reading a source database whose URL
-/// goes in `HMS_DATABASE_URL`; the summary of the first source.
 /// A config with one `[[postgres_sources]]` entry, `hms_db_tenants`, reading the source
 /// database's tenants as people; `reading` holds its table and how it is read (cursor or
 /// logical replication). Written to `dir/source.toml`.
@@ -436,6 +434,8 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
     config
 }
 
+/// `run --once` with `config` into the store at `store`, reading a source database whose URL
+/// goes in `HMS_DATABASE_URL`; the summary of the first source.
 fn run_source_db(config: &std::path::Path, store: &str, source_db: &str) -> serde_json::Value {
     let out = tempfile::tempdir().unwrap();
     let output = goldthread()

@@ -768,7 +768,10 @@ mod tests {
         // An erasure takes the record out of the analytics, history and latest version.
         assert_eq!(
             analytics
-                .forget_vulnerabilities(&[("repairs".into(), "V1".into())])
+                .forget_vulnerabilities(&[pipeline::Reference {
+                    allocated_by: "repairs".into(),
+                    id: "V1".into(),
+                }])
                 .unwrap(),
             1
         );

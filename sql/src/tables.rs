@@ -689,12 +689,12 @@ impl Analytics {
         Ok(appended)
     }
 
-    /// Removes an erased person's vulnerability records, given as (source system, id), from
-    /// the history and the latest versions. Returns how many rows went.
-    pub fn forget_vulnerabilities(&self, records: &[(String, String)]) -> Result<usize, Error> {
+    /// Removes an erased person's vulnerability records from the history and the latest
+    /// versions. Returns how many rows went.
+    pub fn forget_vulnerabilities(&self, records: &[pipeline::Reference]) -> Result<usize, Error> {
         let gone: std::collections::HashSet<(&str, &str)> = records
             .iter()
-            .map(|(source, id)| (source.as_str(), id.as_str()))
+            .map(|record| (record.allocated_by.as_str(), record.id.as_str()))
             .collect();
         let mut tables = self.tables.lock().expect("tables lock");
         let table = tables
