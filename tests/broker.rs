@@ -418,14 +418,14 @@ fn rss(pid: u32) -> u64 {
 }
 
 /// A slow sink holds the stage (here: PostgreSQL's write lock is held by someone else) while
-/// a drop folder brings 150,000 work orders (about 100 MB of events). The process reads and
+/// a drop folder brings 250,000 work orders (about 135 MiB of events). The process reads and
 /// produces all of them, but its memory grows by what its bounds allow (the consumer's
 /// pre-fetch, one batch, the producer's window), not by what the broker holds; the lag shows
 /// in the metrics, and once the sink is free every event is stored.
 #[test]
 fn a_slow_sink_holds_memory_to_the_configured_bounds_and_loses_nothing() {
     const VIEWER: &str = "viewer-secret";
-    const ORDERS: usize = 150_000;
+    const ORDERS: usize = 250_000;
     let broker = Broker::start();
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
@@ -555,13 +555,17 @@ fields = { property_ref = "property", priority = "priority", raised_at = "raised
         "the sink was held, yet {held} were stored"
     );
     assert!(waiting >= 2.0, "stage_batch_waiting_seconds {waiting}");
+    // The bounds add up to about 40 MiB (8 MiB pre-fetch, the producer's 10,000 messages in
+    // flight and the allocator's share); an unbounded queue holds at least the events' bytes.
+    // When the bounded buffers fill depends on how fast the broker is, so growth after the
+    // first third is only required to stay well below the bytes that went by meanwhile.
     assert!(
-        mib(peak - before) < 64.0,
-        "memory grew by {:.1} MiB while the sink was held",
+        mib(peak - before) < 64.0 && mib(peak - before) < produced / 2.0,
+        "memory grew by {:.1} MiB while the sink was held ({produced:.0} MiB of events)",
         mib(peak - before)
     );
     assert!(
-        mib(peak - first_third) < produced / 6.0,
+        mib(peak - first_third) < produced / 3.0,
         "memory grew by {:.1} MiB over the last two thirds ({:.0} MiB of events)",
         mib(peak - first_third),
         produced * 2.0 / 3.0
