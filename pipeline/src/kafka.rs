@@ -6,12 +6,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -297,6 +297,10 @@ impl Cluster {
 
     /// A consumer in the stages' group. Offsets are committed by the stage, only after its
     /// output is written (`enable.auto.commit=false`); a new group starts from the earliest.
+    ///
+    /// On the embedded broker the process is the group's only possible member: the consumer
+    /// assigns itself every partition at the group's committed offsets instead of joining
+    /// (a join waits out the broker's initial rebalance delay, 3 s, before the first fetch).
     pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StageConsumer> {
         let consumer: StageConsumer = self
             .client_config()
@@ -310,10 +314,31 @@ impl Cluster {
                 group: group.to_string(),
             })
             .map_err(|error| Error::kafka("creating consumer", error))?;
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|error| Error::kafka("subscribing", error))?;
+        if self.is_embedded() {
+            let mut assignment = TopicPartitionList::new();
+            for topic in topics {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(30))
+                    .map_err(|error| Error::kafka(format!("metadata of {topic}"), error))?;
+                for partition in metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|topic| topic.partitions())
+                {
+                    assignment
+                        .add_partition_offset(topic, partition.id(), Offset::Stored)
+                        .map_err(|error| Error::kafka("building the assignment", error))?;
+                }
+            }
+            consumer
+                .assign(&assignment)
+                .map_err(|error| Error::kafka("assigning partitions", error))?;
+        } else {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|error| Error::kafka("subscribing", error))?;
+        }
         Ok(consumer)
     }
 
@@ -330,9 +355,9 @@ impl Cluster {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(|error| Error::kafka("creating offset client", error))?;
-        let mut list = rdkafka::TopicPartitionList::new();
+        let mut list = TopicPartitionList::new();
         for ((topic, partition), next) in positions {
-            list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|error| Error::kafka("building offsets", error))?;
         }
         rdkafka::consumer::Consumer::commit(&consumer, &list, rdkafka::consumer::CommitMode::Sync)

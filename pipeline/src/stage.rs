@@ -300,6 +300,12 @@ pub async fn consume<E>(
         }
         metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone())
             .record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            stage,
+            messages = messages.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "batch applied"
+        );
         metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
             .increment(batch.dead_letters.len() as u64);
         let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
