@@ -19,6 +19,7 @@ use pipeline::Envelope;
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
 use sql::KpiTable;
+use tokio_postgres::types::Json;
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -57,12 +58,19 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "group_sync",
         include_str!("../sql/migrations/0007_group_sync.sql"),
     ),
+    (
+        8,
+        "source_record_json",
+        include_str!("../sql/migrations/0008_source_record_json.sql"),
+    ),
 ];
 
-/// Upserts source records (a JSON array of `{kind, source, source_id, event}`, one per key).
+/// Upserts source records, one per key: parallel arrays of kinds, sources, source ids and
+/// events (typed parameters, so nothing is parsed twice on either side).
 const UPSERT_SOURCE_RECORDS: &str = "INSERT INTO goldthread.source_record
      SELECT r.kind, r.source, r.source_id, nextval('goldthread.source_record_seq'), r.event
-       FROM jsonb_to_recordset($1) AS r(kind text, source text, source_id text, event jsonb)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::json[])
+            AS r(kind, source, source_id, event)
      ON CONFLICT (kind, source, source_id)
      DO UPDATE SET seq = EXCLUDED.seq, event = EXCLUDED.event";
 
@@ -256,10 +264,10 @@ impl Store {
             .await
             .context("reading the group's new source records")?
         {
-            events.push(
-                serde_json::from_value(row.get(0))
-                    .context("goldthread.source_record: a stored event no longer decodes")?,
-            );
+            let Json(event) = row
+                .try_get(0)
+                .context("goldthread.source_record: a stored event no longer decodes")?;
+            events.push(event);
         }
         let written = positions_in(&**transaction).await?;
         let erased = erased_in(&**transaction).await?;
@@ -407,8 +415,21 @@ impl Store {
         write: &Write<'_>,
     ) -> anyhow::Result<()> {
         if !events.is_empty() {
+            let latest = latest_per_record(events);
+            let column = |field: fn(&Envelope) -> &str| -> Vec<&str> {
+                latest.iter().map(|event| field(event)).collect()
+            };
+            let events: Vec<Json<&Envelope>> = latest.iter().map(|event| Json(*event)).collect();
             transaction
-                .execute(UPSERT_SOURCE_RECORDS, &[&source_records(events)?])
+                .execute(
+                    UPSERT_SOURCE_RECORDS,
+                    &[
+                        &column(|event| event.payload.kind().as_str()),
+                        &column(|event| &event.source_ref.allocated_by),
+                        &column(|event| &event.source_ref.id),
+                        &events,
+                    ],
+                )
                 .await
                 .context("writing goldthread.source_record")?;
         }
@@ -512,8 +533,8 @@ impl Store {
         let (mut events, mut synced) = (0u64, 0i64);
         while let Some(row) = rows.try_next().await? {
             synced = row.get(1);
-            let event: Value = row.get(0);
-            let envelope: Envelope = serde_json::from_value(event)
+            let Json(envelope) = row
+                .try_get(0)
                 .context("goldthread.source_record: a stored event no longer decodes")?;
             apply(envelope)?;
             events += 1;
@@ -693,9 +714,9 @@ pub struct Restored {
     pub synced: i64,
 }
 
-/// The latest event per source record of a batch, as rows for `UPSERT_SOURCE_RECORDS` (one
-/// statement may not update a row twice).
-fn source_records(events: &[&Envelope]) -> anyhow::Result<Value> {
+/// The latest event per source record of a batch, in batch order (one statement may not
+/// update a row twice).
+fn latest_per_record<'e>(events: &[&'e Envelope]) -> Vec<&'e Envelope> {
     let mut latest = std::collections::HashMap::new();
     for (index, event) in events.iter().enumerate() {
         let key = (
@@ -707,19 +728,7 @@ fn source_records(events: &[&Envelope]) -> anyhow::Result<Value> {
     }
     let mut indices: Vec<usize> = latest.into_values().collect();
     indices.sort_unstable();
-    let rows = indices
-        .into_iter()
-        .map(|index| {
-            let event = &events[index];
-            Ok(json!({
-                "kind": event.payload.kind().as_str(),
-                "source": event.source_ref.allocated_by,
-                "source_id": event.source_ref.id,
-                "event": serde_json::to_value(event)?,
-            }))
-        })
-        .collect::<anyhow::Result<Vec<Value>>>()?;
-    Ok(Value::Array(rows))
+    indices.into_iter().map(|index| events[index]).collect()
 }
 
 /// The TLS connector of PostgreSQL connections (the store's and the source databases').
