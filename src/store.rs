@@ -346,7 +346,9 @@ impl Store {
         } else {
             Peers::default()
         };
+        let started = std::time::Instant::now();
         let events = apply(&peers)?;
+        let applied = started.elapsed();
         let (changes, snapshot) = {
             let mut hub = hub.lock().expect("hub lock");
             let mut changes = hub.take_changes();
@@ -360,9 +362,17 @@ impl Store {
             };
             (changes, snapshot)
         };
+        let taken = started.elapsed();
         let written = self
             .write_transaction(transaction, &events, snapshot.as_ref(), write)
             .await;
+        tracing::debug!(
+            events = events.len(),
+            apply_seconds = applied.as_secs_f64(),
+            snapshot_seconds = (taken - applied).as_secs_f64(),
+            write_seconds = (started.elapsed() - taken).as_secs_f64(),
+            "store write"
+        );
         if written.is_err() {
             self.unwritten
                 .lock()
