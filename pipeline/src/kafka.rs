@@ -299,11 +299,19 @@ impl Cluster {
     /// output is written (`enable.auto.commit=false`); a new group starts from the earliest.
     ///
     /// On the embedded broker the process is the group's only possible member: the consumer
-    /// assigns itself every partition at the group's committed offsets instead of joining
-    /// (a join waits out the broker's initial rebalance delay, 3 s, before the first fetch).
+    /// assigns itself every partition of the topics that exist, at the group's committed
+    /// offsets, instead of joining (a join waits out the broker's initial rebalance delay,
+    /// 3 s, before the first fetch).
+    ///
+    /// A fetch waits at most 100 ms for data unless `kafka.properties` says otherwise
+    /// (librdkafka's default is 500 ms; some brokers, tansu among them, hold every fetch
+    /// that long even when data arrives meanwhile).
     pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StageConsumer> {
-        let consumer: StageConsumer = self
-            .client_config()
+        let mut config = self.client_config();
+        if !self.config.properties.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", "100");
+        }
+        let consumer: StageConsumer = config
             .set("group.id", group)
             .set("statistics.interval.ms", "1000")
             .set("enable.auto.commit", "false")
@@ -314,22 +322,12 @@ impl Cluster {
                 group: group.to_string(),
             })
             .map_err(|error| Error::kafka("creating consumer", error))?;
-        if self.is_embedded() {
-            let mut assignment = TopicPartitionList::new();
-            for topic in topics {
-                let metadata = consumer
-                    .fetch_metadata(Some(topic), Duration::from_secs(30))
-                    .map_err(|error| Error::kafka(format!("metadata of {topic}"), error))?;
-                for partition in metadata
-                    .topics()
-                    .iter()
-                    .flat_map(|topic| topic.partitions())
-                {
-                    assignment
-                        .add_partition_offset(topic, partition.id(), Offset::Stored)
-                        .map_err(|error| Error::kafka("building the assignment", error))?;
-                }
-            }
+        let assignment = if self.is_embedded() {
+            every_partition(&consumer, topics)?
+        } else {
+            None
+        };
+        if let Some(assignment) = assignment {
             consumer
                 .assign(&assignment)
                 .map_err(|error| Error::kafka("assigning partitions", error))?;
@@ -401,6 +399,35 @@ impl Cluster {
         }
         Ok(marks)
     }
+}
+
+/// Every partition of `topics` at the group's committed offsets, or `None` when a topic does
+/// not exist (yet): subscribing then picks it up once it does.
+fn every_partition(
+    consumer: &StageConsumer,
+    topics: &[String],
+) -> Result<Option<TopicPartitionList>> {
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|error| Error::kafka(format!("metadata of {topic}"), error))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|found| found.error().is_none())
+            .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Ok(None);
+        }
+        for partition in partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Stored)
+                .map_err(|error| Error::kafka("building the assignment", error))?;
+        }
+    }
+    Ok(Some(assignment))
 }
 
 /// At most this many messages wait for delivery reports before `send` awaits the oldest.
