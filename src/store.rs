@@ -429,7 +429,7 @@ impl Store {
             let column = |field: fn(&Envelope) -> &str| -> Vec<&str> {
                 latest.iter().map(|event| field(event)).collect()
             };
-            let events: Vec<Json<&Envelope>> = latest.iter().map(|event| Json(*event)).collect();
+            let bodies: Vec<Json<&Envelope>> = latest.iter().map(|event| Json(*event)).collect();
             transaction
                 .execute(
                     UPSERT_SOURCE_RECORDS,
@@ -437,7 +437,7 @@ impl Store {
                         &column(|event| event.payload.kind().as_str()),
                         &column(|event| &event.source_ref.allocated_by),
                         &column(|event| &event.source_ref.id),
-                        &events,
+                        &bodies,
                     ],
                 )
                 .await

@@ -298,14 +298,10 @@ pub async fn consume<E>(
                     .increment(1);
             }
         }
+        let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone())
-            .record(started.elapsed().as_secs_f64());
-        tracing::debug!(
-            stage,
-            messages = messages.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "batch applied"
-        );
+            .record(seconds);
+        tracing::debug!(stage, messages = messages.len(), seconds, "batch applied");
         metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
             .increment(batch.dead_letters.len() as u64);
         let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
