@@ -18,17 +18,17 @@
 --                                  date, not cancelled) with at least one appointment made
 --                                  (any slot date, not cancelled) / those work orders
 WITH made AS (
-    SELECT outcome, evidenced FROM appointment_outcomes
+    SELECT outcome, evidenced, appointments FROM appointment_days
     WHERE slot_date BETWEEN $from AND $to
       AND (outcome IS NULL OR outcome <> 'cancelled')
 ),
 counts AS (
     SELECT
-        CAST(COUNT(*) AS DOUBLE) AS made,
-        CAST(COALESCE(SUM(CASE WHEN outcome IN ('kept_completed', 'kept_not_completed', 'aborted', 'no_access') THEN 1 ELSE 0 END), 0) AS DOUBLE) AS kept,
-        CAST(COALESCE(SUM(CASE WHEN outcome = 'no_access' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS no_access,
-        CAST(COALESCE(SUM(CASE WHEN outcome = 'no_access' AND NOT evidenced THEN 1 ELSE 0 END), 0) AS DOUBLE) AS unverified,
-        CAST(COALESCE(SUM(CASE WHEN outcome = 'missed' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS missed
+        CAST(COALESCE(SUM(appointments), 0) AS DOUBLE) AS made,
+        CAST(COALESCE(SUM(CASE WHEN outcome IN ('kept_completed', 'kept_not_completed', 'aborted', 'no_access') THEN appointments ELSE 0 END), 0) AS DOUBLE) AS kept,
+        CAST(COALESCE(SUM(CASE WHEN outcome = 'no_access' THEN appointments ELSE 0 END), 0) AS DOUBLE) AS no_access,
+        CAST(COALESCE(SUM(CASE WHEN outcome = 'no_access' AND NOT evidenced THEN appointments ELSE 0 END), 0) AS DOUBLE) AS unverified,
+        CAST(COALESCE(SUM(CASE WHEN outcome = 'missed' THEN appointments ELSE 0 END), 0) AS DOUBLE) AS missed
     FROM made
 ),
 orders AS (

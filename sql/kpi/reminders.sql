@@ -9,18 +9,18 @@
 -- reminder_effect_pp              = not reminded rate - reminded rate (percentage points; positive:
 --                                   reminders cut no-access)
 WITH attended AS (
-    SELECT COALESCE(reminder_sent, false) AS reminded,
-        CASE WHEN outcome = 'no_access' THEN 1 ELSE 0 END AS no_access
-    FROM appointment_outcomes
+    SELECT reminded, appointments,
+        CASE WHEN outcome = 'no_access' THEN appointments ELSE 0 END AS no_access
+    FROM appointment_days
     WHERE slot_date BETWEEN $from AND $to
       AND outcome IN ('kept_completed', 'kept_not_completed', 'aborted', 'no_access')
 ),
 counts AS (
     SELECT
         CAST(COALESCE(SUM(CASE WHEN reminded THEN no_access ELSE 0 END), 0) AS DOUBLE) AS reminded_no_access,
-        CAST(COALESCE(SUM(CASE WHEN reminded THEN 1 ELSE 0 END), 0) AS DOUBLE) AS reminded,
+        CAST(COALESCE(SUM(CASE WHEN reminded THEN appointments ELSE 0 END), 0) AS DOUBLE) AS reminded,
         CAST(COALESCE(SUM(CASE WHEN NOT reminded THEN no_access ELSE 0 END), 0) AS DOUBLE) AS other_no_access,
-        CAST(COALESCE(SUM(CASE WHEN NOT reminded THEN 1 ELSE 0 END), 0) AS DOUBLE) AS other
+        CAST(COALESCE(SUM(CASE WHEN NOT reminded THEN appointments ELSE 0 END), 0) AS DOUBLE) AS other
     FROM attended
 )
 -- One row per KPI: the counts are computed once and spread over the rows (a UNION of

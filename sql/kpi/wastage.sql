@@ -14,20 +14,12 @@
 -- delay_days_added                 = sum over rebooked appointments of the days from the failed
 --                                    slot to the next one
 -- wastage_total_gbp                = trip cost + compensation + rebooking cost
-WITH ordered AS (
-    SELECT outcome, slot_date,
-        LEAD(slot_date) OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS next_slot_date
-    FROM appointment_outcomes
-),
-failed AS (
+WITH failed AS (
     SELECT
-        CASE WHEN outcome IN ('no_access', 'aborted') THEN 1 ELSE 0 END AS wasted_trip,
-        CASE WHEN outcome = 'missed' THEN 1 ELSE 0 END AS landlord_missed,
-        CASE WHEN next_slot_date IS NOT NULL THEN 1 ELSE 0 END AS rebooked,
-        CASE WHEN next_slot_date IS NOT NULL
-             THEN (date_part('epoch', CAST(next_slot_date AS TIMESTAMP)) - date_part('epoch', CAST(slot_date AS TIMESTAMP))) / 86400
-             ELSE 0 END AS delay_days
-    FROM ordered
+        CASE WHEN outcome IN ('no_access', 'aborted') THEN appointments ELSE 0 END AS wasted_trip,
+        CASE WHEN outcome = 'missed' THEN appointments ELSE 0 END AS landlord_missed,
+        rebooked, delay_days
+    FROM appointment_days
     WHERE slot_date BETWEEN $from AND $to
       AND outcome IN ('no_access', 'aborted', 'missed', 'cancelled')
 ),

@@ -12,12 +12,7 @@
 --   property), weekday_slot ("Mon am"), slot_width (hours between earliest and latest arrival).
 -- no_access_rate_by_weekday_slot / no_access_rate_by_slot_width: value = 100 * no_access /
 --   attended (kept_completed, kept_not_completed, aborted, no_access) in the group.
-WITH ordered AS (
-    SELECT *,
-        LEAD(slot_date) OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS next_slot_date
-    FROM appointment_outcomes
-),
-appointment AS (
+WITH appointment AS (
     SELECT
         CASE
             WHEN outcome = 'no_access' AND evidenced THEN 'no_access_verified'
@@ -34,15 +29,15 @@ appointment AS (
             WHEN 4 THEN 'Thu' WHEN 5 THEN 'Fri' ELSE 'Sat' END || ' ' || slot AS weekday_slot,
         CASE WHEN slot_hours IS NULL THEN 'unknown'
              ELSE CAST(CAST(ROUND(slot_hours) AS BIGINT) AS VARCHAR) || 'h' END AS slot_width,
-        CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled') THEN 1 ELSE 0 END AS failed,
-        CASE WHEN outcome IS NULL OR outcome <> 'cancelled' THEN 1 ELSE 0 END AS made,
-        CASE WHEN outcome IN ('kept_completed', 'kept_not_completed', 'aborted', 'no_access') THEN 1 ELSE 0 END AS attended,
-        CASE WHEN outcome = 'no_access' THEN 1 ELSE 0 END AS no_access,
-        CASE WHEN outcome IN ('no_access', 'aborted') THEN $no_access_cost ELSE 0 END
-          + CASE WHEN outcome = 'missed' THEN $landlord_missed_compensation ELSE 0 END
-          + CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled') AND next_slot_date IS NOT NULL
-                 THEN $rebooking_cost ELSE 0 END AS cost
-    FROM ordered
+        CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled') THEN appointments ELSE 0 END AS failed,
+        CASE WHEN outcome IS NULL OR outcome <> 'cancelled' THEN appointments ELSE 0 END AS made,
+        CASE WHEN outcome IN ('kept_completed', 'kept_not_completed', 'aborted', 'no_access') THEN appointments ELSE 0 END AS attended,
+        CASE WHEN outcome = 'no_access' THEN appointments ELSE 0 END AS no_access,
+        CASE WHEN outcome IN ('no_access', 'aborted') THEN appointments * $no_access_cost ELSE 0 END
+          + CASE WHEN outcome = 'missed' THEN appointments * $landlord_missed_compensation ELSE 0 END
+          + CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled')
+                 THEN rebooked * $rebooking_cost ELSE 0 END AS cost
+    FROM appointment_days
     WHERE slot_date BETWEEN $from AND $to
 ),
 -- Every dimension in one pass (GROUPING SETS), then one row per (KPI, group).

@@ -788,7 +788,39 @@ mod tests {
         assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 0);
     }
 
-    /// The `latest_` tables kept as events arrive hold exactly what their views in
+    /// Asserts that every table goldthread keeps (the `latest_` tables, `appointment_days`)
+    /// holds exactly what its view in `sql/views/current.sql` computes from the history.
+    async fn assert_kept_tables_equal_their_definitions(analytics: &Analytics, context: &str) {
+        for statement in VIEWS.split(';').filter(|s| crate::tables::kept(s)) {
+            let name = statement
+                .split("CREATE VIEW ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            let definition = statement.split_once(" AS\n").unwrap().1;
+            let count = |sql: String| async move {
+                let batches = analytics.query(&sql).await.unwrap();
+                batches[0].column(0).as_primitive::<Int64Type>().value(0)
+            };
+            let kept = format!("SELECT * FROM {name}");
+            for (left, right) in [(kept.as_str(), definition), (definition, kept.as_str())] {
+                assert_eq!(
+                    count(format!("SELECT COUNT(*) FROM (({left}) EXCEPT ({right}))")).await,
+                    0,
+                    "{name} {context}: rows of\n{left}\nnot in\n{right}"
+                );
+            }
+            assert_eq!(
+                count(format!("SELECT COUNT(*) FROM {name}")).await,
+                count(format!("SELECT COUNT(*) FROM ({definition})")).await,
+                "{name} {context}"
+            );
+        }
+    }
+
+    /// The tables kept as events arrive hold exactly what their views in
     /// `sql/views/current.sql` compute from the history (which other engines run).
     #[tokio::test]
     async fn the_latest_tables_equal_their_view_definitions() {
@@ -802,46 +834,7 @@ mod tests {
         again.extend(appointment("A1", "2025-01-12", Some("missed")));
         again.extend(appointment("A2", "2025-01-12", None));
         analytics.append(&again).unwrap();
-        for statement in VIEWS
-            .split(';')
-            .filter(|s| s.contains("CREATE VIEW latest_"))
-        {
-            let name = statement
-                .split("CREATE VIEW ")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            let definition = statement.split_once(" AS\n").unwrap().1;
-            let analytics = &analytics;
-            let count = |sql: String| async move {
-                let batches = analytics.query(&sql).await.unwrap();
-                batches[0].column(0).as_primitive::<Int64Type>().value(0)
-            };
-            let kept = format!("SELECT * FROM {name}");
-            assert_eq!(
-                count(format!(
-                    "SELECT COUNT(*) FROM (({kept}) EXCEPT ({definition}))"
-                ))
-                .await,
-                0,
-                "{name}"
-            );
-            assert_eq!(
-                count(format!(
-                    "SELECT COUNT(*) FROM (({definition}) EXCEPT ({kept}))"
-                ))
-                .await,
-                0,
-                "{name}"
-            );
-            assert_eq!(
-                count(format!("SELECT COUNT(*) FROM {name}")).await,
-                count(format!("SELECT COUNT(*) FROM ({definition})")).await,
-                "{name}"
-            );
-        }
+        assert_kept_tables_equal_their_definitions(&analytics, "").await;
         let outcomes = analytics
             .query("SELECT outcome, slot_date FROM appointment_outcomes WHERE ref = 'A1'")
             .await
@@ -852,6 +845,114 @@ mod tests {
             "missed",
             "the latest version wins"
         );
+    }
+
+    /// `appointment_days` follows its definition whatever arrives in whatever order:
+    /// appointments moving between work orders, visits before their appointments, work orders
+    /// changing contractor, trade and property, properties changing postcode, several versions
+    /// in one batch.
+    #[tokio::test]
+    async fn appointment_days_follow_their_definition_through_random_changes() {
+        use pipeline::entity::Property;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        let pick = |rng: &mut rand_chacha::ChaCha8Rng, options: &[&str]| -> Option<String> {
+            let index = rng.random_range(0..=options.len());
+            options.get(index).map(|option| option.to_string())
+        };
+        for round in 0..10 {
+            // Properties named before any work order, and never again.
+            let mut batch: Vec<Envelope> = ["Q0", "Q1"]
+                .iter()
+                .filter(|_| round == 0)
+                .map(|property| {
+                    event(
+                        property,
+                        Payload::Property(Property {
+                            postcode: Some(format!("{property} 1AA")),
+                            ..Default::default()
+                        }),
+                    )
+                })
+                .collect();
+            for _ in 0..rng.random_range(1..80) {
+                let day = NaiveDate::from_ymd_opt(2025, 1, rng.random_range(1..6)).unwrap();
+                let hour = |rng: &mut rand_chacha::ChaCha8Rng, hours: std::ops::Range<u32>| {
+                    rng.random_bool(0.8).then(|| {
+                        day.and_hms_opt(rng.random_range(hours), 0, 0)
+                            .unwrap()
+                            .and_utc()
+                    })
+                };
+                let appointment = format!("A{}", rng.random_range(0..20));
+                let order = format!("WO{}", rng.random_range(0..3));
+                let property = format!("P{}", rng.random_range(0..4));
+                let named = ["P0", "P1", "Q0", "Q1"][rng.random_range(0..4)].to_string();
+                // Some batches hold properties only.
+                let kinds = if round % 3 == 0 { 3..4 } else { 0..4 };
+                batch.push(match rng.random_range(kinds) {
+                    0 => event(
+                        &appointment,
+                        Payload::Appointment(Appointment {
+                            work_order_ref: order,
+                            slot_date: day,
+                            slot: pick(&mut rng, &["am", "pm"]),
+                            window_start: hour(&mut rng, 8..12),
+                            window_end: hour(&mut rng, 12..18),
+                            booked_at: None,
+                            reminder_sent: rng.random_bool(0.7).then(|| rng.random_bool(0.5)),
+                        }),
+                    ),
+                    1 => event(
+                        &appointment,
+                        Payload::Visit(Visit {
+                            appointment_ref: appointment.clone(),
+                            work_order_ref: None,
+                            outcome: pick(
+                                &mut rng,
+                                &["no_access", "kept_completed", "missed", "cancelled"],
+                            )
+                            .unwrap_or_else(|| "aborted".into()),
+                            attribution: pick(&mut rng, &["resident", "landlord"]),
+                            arrived_at: hour(&mut rng, 7..19),
+                            contact_attempts: rng.random_bool(0.8).then(|| rng.random_range(0..3)),
+                            card_left: rng.random_bool(0.7).then(|| rng.random_bool(0.5)),
+                            photo: None,
+                        }),
+                    ),
+                    2 => event(
+                        &order,
+                        Payload::WorkOrder(WorkOrder {
+                            repair_request_ref: None,
+                            property_ref: named,
+                            priority: 4,
+                            raised_at: at("2024-12-30T09:00:00Z"),
+                            contractor: pick(&mut rng, &["North", "Aire"]),
+                            trade: pick(&mut rng, &["gas", "roofing"]),
+                            work_class: None,
+                            parent_ref: None,
+                        }),
+                    ),
+                    _ => event(
+                        &property,
+                        Payload::Property(Property {
+                            postcode: pick(&mut rng, &["LS1 4AB", "LS2 7XY", "BD1"]),
+                            ..Default::default()
+                        }),
+                    ),
+                });
+            }
+            analytics.append(&batch).unwrap();
+            assert_kept_tables_equal_their_definitions(&analytics, &format!("after batch {round}"))
+                .await;
+        }
+        let rows = analytics
+            .query("SELECT SUM(appointments), SUM(rebooked) FROM appointment_days")
+            .await
+            .unwrap();
+        let total = rows[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert!(total > 0, "the scenario books appointments");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 
 pub mod calendar;
 pub mod config;
+mod days;
 pub mod error;
 pub mod kpi;
 pub mod query;

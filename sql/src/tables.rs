@@ -18,6 +18,7 @@ use datafusion::prelude::SessionContext;
 use pipeline::{Envelope, Payload};
 
 use crate::config::AnalyticsConfig;
+use crate::days::{AppointmentDays, AppointmentDaysTable};
 use crate::error::Error;
 
 fn timestamp() -> DataType {
@@ -259,6 +260,12 @@ const LATEST: &[(&str, bool)] = &[
     ("vulnerabilities", true),
 ];
 
+/// Whether a statement of `sql/views/current.sql` defines a view that goldthread keeps as
+/// a table instead (the `latest_` tables and `appointment_days`).
+pub(crate) fn kept(statement: &str) -> bool {
+    statement.contains("CREATE VIEW latest_") || statement.contains("CREATE VIEW appointment_days")
+}
+
 fn write_partition(provider: &MemTable) -> tokio::sync::RwLockWriteGuard<'_, Vec<RecordBatch>> {
     // A query copies the list under the same lock for a moment when it starts.
     loop {
@@ -420,6 +427,8 @@ pub struct Analytics {
     calendar: crate::calendar::Calendar,
     tables: Mutex<BTreeMap<&'static str, Table>>,
     sequence: Mutex<i64>,
+    /// `appointment_days`, kept as events arrive.
+    days: Arc<AppointmentDays>,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -523,6 +532,11 @@ impl Analytics {
             };
             tables.insert(name, table);
         }
+        let days = Arc::new(AppointmentDays::new());
+        context.register_table(
+            "appointment_days",
+            Arc::new(AppointmentDaysTable(days.clone())),
+        )?;
         for (name, table) in &tables {
             context.register_table(*name, table.provider.clone())?;
             if let Some(latest) = &table.latest {
@@ -533,8 +547,8 @@ impl Analytics {
             let code = statement
                 .lines()
                 .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"));
-            // The `latest_` views are the tables kept above.
-            if code && !statement.contains("CREATE VIEW latest_") {
+            // The views goldthread keeps as tables are registered above.
+            if code && !kept(statement) {
                 context.sql(statement).await?;
             }
         }
@@ -545,6 +559,7 @@ impl Analytics {
             calendar,
             tables: Mutex::new(tables),
             sequence: Mutex::new(0),
+            days,
         })
     }
 
@@ -686,6 +701,7 @@ impl Analytics {
             let table = tables.get_mut(name).expect("every table is registered");
             table.append(batch)?;
         }
+        self.days.apply(envelopes);
         Ok(appended)
     }
 

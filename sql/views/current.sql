@@ -4,9 +4,9 @@
 -- (sql/duckdb/compare.py), and the results must agree.
 --
 -- `latest_<table>`: the latest version of each record (by `ref`, or by `source` and `ref` for
--- tenancies and vulnerabilities), every column of the table. goldthread keeps these up to
--- date as events arrive instead of running these definitions (`sql::tables`), and any other
--- engine runs them as written.
+-- tenancies and vulnerabilities), every column of the table. goldthread keeps these, and
+-- `appointment_days`, up to date as events arrive instead of running their definitions
+-- (`sql::tables`, `sql::days`), and any other engine runs them as written.
 
 CREATE VIEW latest_repair_requests AS
 SELECT ref, source, seq, changed_at, property_ref, reported_at, priority, channel, due_at FROM (
@@ -90,6 +90,33 @@ FROM latest_appointments a
 LEFT JOIN latest_visits v ON v.ref = a.ref
 LEFT JOIN current_work_orders w ON w.ref = a.work_order_ref
 LEFT JOIN current_properties p ON p.ref = w.property_ref;
+
+-- Appointments per slot date and group: what the appointment KPIs count. An appointment's
+-- next one is the next of the same work order by slot date, window start and reference
+-- (whatever its slot date): a failed appointment with a next one was rebooked, and the
+-- days between the two slots are the delay it added. Attribution is kept for appointments
+-- that did not go ahead, evidence for no-access, and `reminded` says whether a reminder was sent.
+-- goldthread keeps this table as events arrive instead of running this definition
+-- (`sql::days`), and any other engine runs it as written.
+CREATE VIEW appointment_days AS
+SELECT slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, reminded,
+    contractor, trade, patch,
+    COUNT(*) AS appointments,
+    SUM(CASE WHEN next_slot_date IS NOT NULL THEN 1 ELSE 0 END) AS rebooked,
+    SUM(CASE WHEN next_slot_date IS NOT NULL
+             THEN (date_part('epoch', CAST(next_slot_date AS TIMESTAMP)) - date_part('epoch', CAST(slot_date AS TIMESTAMP))) / 86400
+             ELSE 0 END) AS delay_days
+FROM (
+    SELECT slot_date, weekday, slot, slot_hours, outcome,
+        CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled') THEN attribution END AS attribution,
+        CASE WHEN outcome = 'no_access' THEN evidenced END AS evidenced,
+        COALESCE(reminder_sent, false) AS reminded,
+        contractor, trade, patch,
+        LEAD(slot_date) OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS next_slot_date
+    FROM appointment_outcomes
+) appointment
+GROUP BY slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, reminded,
+    contractor, trade, patch;
 
 CREATE VIEW current_tenancies AS
 SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;
