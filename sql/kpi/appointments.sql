@@ -32,14 +32,10 @@ counts AS (
     FROM made
 ),
 orders AS (
-    SELECT CAST(COUNT(*) AS DOUBLE) AS raised,
-        CAST(COALESCE(SUM(CASE WHEN booked.work_order_ref IS NOT NULL THEN 1 ELSE 0 END), 0) AS DOUBLE) AS with_appointment
-    FROM repairs r
-    LEFT JOIN (
-        SELECT DISTINCT work_order_ref FROM appointment_outcomes
-        WHERE outcome IS NULL OR outcome <> 'cancelled'
-    ) booked ON booked.work_order_ref = r.ref
-    WHERE CAST(r.raised_at AS DATE) BETWEEN $from AND $to AND r.cancelled_at IS NULL
+    SELECT CAST(COALESCE(SUM(orders), 0) AS DOUBLE) AS raised,
+        CAST(COALESCE(SUM(CASE WHEN booked THEN orders ELSE 0 END), 0) AS DOUBLE) AS with_appointment
+    FROM order_days
+    WHERE raised_on BETWEEN $from AND $to AND NOT cancelled
 )
 -- One row per KPI: the counts are computed once and spread over the rows (a UNION of
 -- SELECTs from the same CTE would compute it once per branch).

@@ -10,24 +10,11 @@
 --   would have to be excluded by mapping them to their own work orders.)
 -- Numerator: repairs whose first visit was kept_completed.
 -- first_visit_fix_pct = 100 * numerator / repairs.
-WITH completed AS (
-    SELECT ref FROM repairs
-    WHERE completed_at IS NOT NULL AND cancelled_at IS NULL
-      AND work_class = 'responsive'
-      AND CAST(completed_at AS DATE) BETWEEN $from AND $to
-),
-first_visit AS (
-    SELECT work_order_ref, outcome FROM (
-        SELECT work_order_ref, outcome,
-            ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
-        FROM appointment_outcomes
-        WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
-    ) visits WHERE visit = 1
-),
-counts AS (
-    SELECT CAST(COUNT(*) AS DOUBLE) AS repairs,
-        CAST(COALESCE(SUM(CASE WHEN f.outcome = 'kept_completed' THEN 1 ELSE 0 END), 0) AS DOUBLE) AS fixed
-    FROM completed c LEFT JOIN first_visit f ON f.work_order_ref = c.ref
+WITH counts AS (
+    SELECT CAST(COALESCE(SUM(repairs), 0) AS DOUBLE) AS repairs,
+        CAST(COALESCE(SUM(CASE WHEN first_visit_outcome = 'kept_completed' THEN repairs ELSE 0 END), 0) AS DOUBLE) AS fixed
+    FROM repair_days
+    WHERE work_class = 'responsive' AND completed_on BETWEEN $from AND $to
 )
 SELECT 1 AS ordinal, 'hmpi101_first_visit_fix_pct' AS kpi, CAST(NULL AS VARCHAR) AS key,
        100 * fixed / NULLIF(repairs, 0) AS value, fixed AS numerator, repairs AS denominator

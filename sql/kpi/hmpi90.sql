@@ -7,14 +7,10 @@
 --   repair request arrived) to the completion day, counting both the first and last day
 --   (reported and completed the same day = 1 day).
 WITH completed AS (
-    SELECT CAST(
-        (date_part('epoch', date_trunc('day', completed_at))
-         - date_part('epoch', date_trunc('day', clock_start))) / 86400 + 1 AS DOUBLE) AS days
-    FROM repairs
-    WHERE completed_at IS NOT NULL AND cancelled_at IS NULL
-      AND work_class = 'responsive'
-      AND CAST(completed_at AS DATE) BETWEEN $from AND $to
+    SELECT days, repairs FROM repair_days
+    WHERE work_class = 'responsive' AND completed_on BETWEEN $from AND $to
 )
 SELECT 1 AS ordinal, 'hmpi90_avg_end_to_end_days' AS kpi, CAST(NULL AS VARCHAR) AS key,
-       AVG(days) AS value, COALESCE(SUM(days), 0) AS numerator, CAST(COUNT(*) AS DOUBLE) AS denominator
+       SUM(days * repairs) / SUM(repairs) AS value, COALESCE(SUM(days * repairs), 0) AS numerator,
+       CAST(COALESCE(SUM(repairs), 0) AS DOUBLE) AS denominator
 FROM completed

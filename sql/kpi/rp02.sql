@@ -16,20 +16,19 @@
 -- Emergency: the priority codes in analytics.emergency_priorities.
 -- A priority with no configured target counts in the denominator and never within target.
 WITH completed AS (
-    SELECT COALESCE(t.emergency, false) AS emergency,
-        CASE WHEN r.due_at IS NOT NULL AND r.completed_at <= r.due_at THEN 1 ELSE 0 END AS within_target
-    FROM repairs r
-    LEFT JOIN repair_targets t ON t.priority = r.priority
-    WHERE r.completed_at IS NOT NULL AND r.cancelled_at IS NULL
-      AND r.work_class = 'responsive'
-      AND CAST(r.completed_at AS DATE) BETWEEN $from AND $to
+    SELECT COALESCE(t.emergency, false) AS emergency, d.repairs,
+        CASE WHEN d.within_target THEN d.repairs ELSE 0 END AS within_target
+    FROM repair_days d
+    LEFT JOIN repair_targets t ON t.priority = d.priority
+    WHERE d.work_class = 'responsive'
+      AND d.completed_on BETWEEN $from AND $to
 ),
 counts AS (
     SELECT
         CAST(COALESCE(SUM(CASE WHEN emergency THEN within_target ELSE 0 END), 0) AS DOUBLE) AS emergency_within,
-        CAST(COALESCE(SUM(CASE WHEN emergency THEN 1 ELSE 0 END), 0) AS DOUBLE) AS emergency_total,
+        CAST(COALESCE(SUM(CASE WHEN emergency THEN repairs ELSE 0 END), 0) AS DOUBLE) AS emergency_total,
         CAST(COALESCE(SUM(CASE WHEN NOT emergency THEN within_target ELSE 0 END), 0) AS DOUBLE) AS other_within,
-        CAST(COALESCE(SUM(CASE WHEN NOT emergency THEN 1 ELSE 0 END), 0) AS DOUBLE) AS other_total
+        CAST(COALESCE(SUM(CASE WHEN NOT emergency THEN repairs ELSE 0 END), 0) AS DOUBLE) AS other_total
     FROM completed
 )
 -- One row per KPI: the counts are computed once and spread over the rows (a UNION of

@@ -791,7 +791,7 @@ mod tests {
     /// Asserts that every table goldthread keeps (the `latest_` tables, `appointment_days`)
     /// holds exactly what its view in `sql/views/current.sql` computes from the history.
     async fn assert_kept_tables_equal_their_definitions(analytics: &Analytics, context: &str) {
-        for statement in VIEWS.split(';').filter(|s| crate::tables::kept(s)) {
+        for statement in VIEWS.split(';').filter(|s| crate::tables::is_kept(s)) {
             let name = statement
                 .split("CREATE VIEW ")
                 .nth(1)
@@ -847,12 +847,14 @@ mod tests {
         );
     }
 
-    /// `appointment_days` follows its definition whatever arrives in whatever order:
-    /// appointments moving between work orders, visits before their appointments, work orders
-    /// changing contractor, trade and property, properties changing postcode, several versions
-    /// in one batch.
+    /// The kept tables (`appointment_days`, `repair_days`, `order_days`) follow their
+    /// definitions whatever arrives in whatever order: appointments moving between work
+    /// orders, visits before their appointments, work orders changing contractor, trade,
+    /// property, request, priority and class, requests changing priority and report time,
+    /// completions and cancellations, properties changing postcode, several versions in one
+    /// batch.
     #[tokio::test]
-    async fn appointment_days_follow_their_definition_through_random_changes() {
+    async fn kept_tables_follow_their_definitions_through_random_changes() {
         use pipeline::entity::Property;
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -861,7 +863,8 @@ mod tests {
             let index = rng.random_range(0..=options.len());
             options.get(index).map(|option| option.to_string())
         };
-        for round in 0..10 {
+        let mut filled = std::collections::BTreeSet::new();
+        for round in 0..16 {
             // Properties named before any work order, and never again.
             let mut batch: Vec<Envelope> = ["Q0", "Q1"]
                 .iter()
@@ -876,7 +879,9 @@ mod tests {
                     )
                 })
                 .collect();
-            for _ in 0..rng.random_range(1..80) {
+            // Large batches, and small ones in which a single change has to reach every row.
+            let size = if round % 2 == 0 { 1..80 } else { 1..3 };
+            for _ in 0..rng.random_range(size) {
                 let day = NaiveDate::from_ymd_opt(2025, 1, rng.random_range(1..6)).unwrap();
                 let hour = |rng: &mut rand_chacha::ChaCha8Rng, hours: std::ops::Range<u32>| {
                     rng.random_bool(0.8).then(|| {
@@ -886,11 +891,16 @@ mod tests {
                     })
                 };
                 let appointment = format!("A{}", rng.random_range(0..20));
-                let order = format!("WO{}", rng.random_range(0..3));
+                // Reports, raisings and completions over ten days, at any hour.
+                let instant = |rng: &mut rand_chacha::ChaCha8Rng| {
+                    at("2024-12-28T00:00:00Z")
+                        + chrono::Duration::minutes(rng.random_range(0..10 * 24 * 60))
+                };
+                let order = format!("WO{}", rng.random_range(0..8));
                 let property = format!("P{}", rng.random_range(0..4));
                 let named = ["P0", "P1", "Q0", "Q1"][rng.random_range(0..4)].to_string();
                 // Some batches hold properties only.
-                let kinds = if round % 3 == 0 { 3..4 } else { 0..4 };
+                let kinds = if round % 3 == 0 { 3..4 } else { 0..6 };
                 batch.push(match rng.random_range(kinds) {
                     0 => event(
                         &appointment,
@@ -924,14 +934,41 @@ mod tests {
                     2 => event(
                         &order,
                         Payload::WorkOrder(WorkOrder {
-                            repair_request_ref: None,
+                            repair_request_ref: pick(&mut rng, &["R0", "R1", "R2"]),
                             property_ref: named,
-                            priority: 4,
-                            raised_at: at("2024-12-30T09:00:00Z"),
+                            priority: rng.random_range(1..5),
+                            raised_at: instant(&mut rng),
                             contractor: pick(&mut rng, &["North", "Aire"]),
                             trade: pick(&mut rng, &["gas", "roofing"]),
-                            work_class: None,
+                            work_class: pick(&mut rng, &["responsive", "void"]),
                             parent_ref: None,
+                        }),
+                    ),
+                    3 if round % 3 != 0 => event(
+                        &format!("R{}", rng.random_range(0..3)),
+                        Payload::RepairRequest(RepairRequest {
+                            property_ref: named,
+                            reported_at: instant(&mut rng),
+                            priority: rng.random_bool(0.8).then(|| rng.random_range(1..5)),
+                            description: None,
+                            channel: None,
+                        }),
+                    ),
+                    4 => event(
+                        &order,
+                        Payload::WorkOrderUpdate(WorkOrderUpdate {
+                            work_order_ref: order.clone(),
+                            // Cancellations are for good: few, so most orders can complete.
+                            status: if rng.random_bool(0.03) {
+                                "cancelled".into()
+                            } else if rng.random_bool(0.8) {
+                                "completed".into()
+                            } else {
+                                "in_progress".into()
+                            },
+                            status_at: instant(&mut rng),
+                            type_code: None,
+                            follow_on_ref: None,
                         }),
                     ),
                     _ => event(
@@ -946,13 +983,30 @@ mod tests {
             analytics.append(&batch).unwrap();
             assert_kept_tables_equal_their_definitions(&analytics, &format!("after batch {round}"))
                 .await;
+            for (table, column) in [
+                ("appointment_days", "rebooked"),
+                ("repair_days", "repairs"),
+                ("order_days", "orders"),
+            ] {
+                let rows = analytics
+                    .query(&format!("SELECT COALESCE(SUM({column}), 0) FROM {table}"))
+                    .await
+                    .unwrap();
+                if rows[0].column(0).as_primitive::<Int64Type>().value(0) > 0 {
+                    filled.insert(table);
+                }
+            }
         }
-        let rows = analytics
-            .query("SELECT SUM(appointments), SUM(rebooked) FROM appointment_days")
-            .await
-            .unwrap();
-        let total = rows[0].column(0).as_primitive::<Int64Type>().value(0);
-        assert!(total > 0, "the scenario books appointments");
+        for (table, column) in [
+            ("appointment_days", "rebooked"),
+            ("repair_days", "repairs"),
+            ("order_days", "orders"),
+        ] {
+            assert!(
+                filled.contains(&table),
+                "the scenario fills {table}.{column}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@
 
 pub mod calendar;
 pub mod config;
-mod days;
 pub mod error;
+mod kept;
 pub mod kpi;
 pub mod query;
 pub mod tables;

@@ -18,8 +18,8 @@ use datafusion::prelude::SessionContext;
 use pipeline::{Envelope, Payload};
 
 use crate::config::AnalyticsConfig;
-use crate::days::{AppointmentDays, AppointmentDaysTable};
 use crate::error::Error;
+use crate::kept::{Kept, KeptTable};
 
 fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -261,9 +261,12 @@ const LATEST: &[(&str, bool)] = &[
 ];
 
 /// Whether a statement of `sql/views/current.sql` defines a view that goldthread keeps as
-/// a table instead (the `latest_` tables and `appointment_days`).
-pub(crate) fn kept(statement: &str) -> bool {
-    statement.contains("CREATE VIEW latest_") || statement.contains("CREATE VIEW appointment_days")
+/// a table instead (the `latest_` tables, `sql::kept`'s tables).
+pub(crate) fn is_kept(statement: &str) -> bool {
+    statement.contains("CREATE VIEW latest_")
+        || crate::kept::Table::ALL
+            .iter()
+            .any(|table| statement.contains(&format!("CREATE VIEW {} AS", table.name())))
 }
 
 fn write_partition(provider: &MemTable) -> tokio::sync::RwLockWriteGuard<'_, Vec<RecordBatch>> {
@@ -427,8 +430,8 @@ pub struct Analytics {
     calendar: crate::calendar::Calendar,
     tables: Mutex<BTreeMap<&'static str, Table>>,
     sequence: Mutex<i64>,
-    /// `appointment_days`, kept as events arrive.
-    days: Arc<AppointmentDays>,
+    /// `appointment_days`, `repair_days` and `order_days`, kept as events arrive.
+    kept: Arc<Kept>,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -532,11 +535,14 @@ impl Analytics {
             };
             tables.insert(name, table);
         }
-        let days = Arc::new(AppointmentDays::new());
-        context.register_table(
-            "appointment_days",
-            Arc::new(AppointmentDaysTable(days.clone())),
-        )?;
+        let kept = Arc::new(Kept::new());
+        for table in crate::kept::Table::ALL {
+            let provider = KeptTable {
+                kept: kept.clone(),
+                table,
+            };
+            context.register_table(table.name(), Arc::new(provider))?;
+        }
         for (name, table) in &tables {
             context.register_table(*name, table.provider.clone())?;
             if let Some(latest) = &table.latest {
@@ -548,7 +554,7 @@ impl Analytics {
                 .lines()
                 .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"));
             // The views goldthread keeps as tables are registered above.
-            if code && !kept(statement) {
+            if code && !is_kept(statement) {
                 context.sql(statement).await?;
             }
         }
@@ -559,7 +565,7 @@ impl Analytics {
             calendar,
             tables: Mutex::new(tables),
             sequence: Mutex::new(0),
-            days,
+            kept,
         })
     }
 
@@ -701,7 +707,8 @@ impl Analytics {
             let table = tables.get_mut(name).expect("every table is registered");
             table.append(batch)?;
         }
-        self.days.apply(envelopes);
+        self.kept
+            .apply(envelopes, &|priority, at| self.due(priority, at));
         Ok(appended)
     }
 

@@ -5,8 +5,9 @@
 --
 -- `latest_<table>`: the latest version of each record (by `ref`, or by `source` and `ref` for
 -- tenancies and vulnerabilities), every column of the table. goldthread keeps these, and
--- `appointment_days`, up to date as events arrive instead of running their definitions
--- (`sql::tables`, `sql::days`), and any other engine runs them as written.
+-- `appointment_days`, `repair_days` and `order_days`, up to date as events arrive instead
+-- of running their definitions (`sql::tables`, `sql::kept`), and any other engine runs them
+-- as written.
 
 CREATE VIEW latest_repair_requests AS
 SELECT ref, source, seq, changed_at, property_ref, reported_at, priority, channel, due_at FROM (
@@ -97,7 +98,7 @@ LEFT JOIN current_properties p ON p.ref = w.property_ref;
 -- days between the two slots are the delay it added. Attribution is kept for appointments
 -- that did not go ahead, evidence for no-access, and `reminded` says whether a reminder was sent.
 -- goldthread keeps this table as events arrive instead of running this definition
--- (`sql::days`), and any other engine runs it as written.
+-- (`sql::kept`), and any other engine runs it as written.
 CREATE VIEW appointment_days AS
 SELECT slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, reminded,
     contractor, trade, patch,
@@ -117,6 +118,50 @@ FROM (
 ) appointment
 GROUP BY slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, reminded,
     contractor, trade, patch;
+
+-- Completed repairs (a completion and no cancellation) per completion day and group: what
+-- RP02, HMPI 90 and HMPI 101 count. `days` is the end-to-end time in calendar days from the
+-- report day (the raised day when no request arrived) to the completion day, counting both;
+-- `first_visit_outcome` is the outcome of the work order's earliest appointment (slot date,
+-- window start, reference) at which an operative attended and worked, if any. Kept by
+-- goldthread (`sql::kept`), as `appointment_days`.
+CREATE VIEW repair_days AS
+SELECT completed_on, priority, work_class, within_target, days, first_visit_outcome,
+    COUNT(*) AS repairs
+FROM (
+    SELECT CAST(r.completed_at AS DATE) AS completed_on, r.priority, r.work_class,
+        CASE WHEN r.due_at IS NOT NULL AND r.completed_at <= r.due_at THEN true ELSE false END AS within_target,
+        CAST((date_part('epoch', date_trunc('day', r.completed_at))
+              - date_part('epoch', date_trunc('day', r.clock_start))) / 86400 + 1 AS DOUBLE) AS days,
+        f.outcome AS first_visit_outcome
+    FROM repairs r
+    LEFT JOIN (
+        SELECT work_order_ref, outcome FROM (
+            SELECT work_order_ref, outcome,
+                ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
+            FROM appointment_outcomes
+            WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
+        ) visits WHERE visit = 1
+    ) f ON f.work_order_ref = r.ref
+    WHERE r.completed_at IS NOT NULL AND r.cancelled_at IS NULL
+) repair
+GROUP BY completed_on, priority, work_class, within_target, days, first_visit_outcome;
+
+-- Work orders per raised day: cancelled or not, and booked (an appointment not cancelled,
+-- any slot date) or not. Kept by goldthread (`sql::kept`), as `appointment_days`.
+CREATE VIEW order_days AS
+SELECT raised_on, cancelled, booked, COUNT(*) AS orders
+FROM (
+    SELECT CAST(r.raised_at AS DATE) AS raised_on,
+        CASE WHEN r.cancelled_at IS NOT NULL THEN true ELSE false END AS cancelled,
+        CASE WHEN b.work_order_ref IS NOT NULL THEN true ELSE false END AS booked
+    FROM repairs r
+    LEFT JOIN (
+        SELECT DISTINCT work_order_ref FROM appointment_outcomes
+        WHERE outcome IS NULL OR outcome <> 'cancelled'
+    ) b ON b.work_order_ref = r.ref
+) work_order
+GROUP BY raised_on, cancelled, booked;
 
 CREATE VIEW current_tenancies AS
 SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;

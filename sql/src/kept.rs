@@ -1,0 +1,819 @@
+//! The tables goldthread keeps as events arrive instead of computing them per query:
+//! `appointment_days` (the appointments per slot date and group that the appointment KPIs
+//! count, with their rebookings), `repair_days` (completed repairs per completion day and
+//! group, with their first visit's outcome) and `order_days` (work orders per raised day,
+//! cancelled or not, with an appointment or not). `sql/views/current.sql` defines each over
+//! the history (other engines run those definitions); this module keeps the same counts so
+//! that a KPI reads a few hundred thousand groups instead of joining every appointment to
+//! its visit, work order and property, every work order to its request and status, and
+//! ranking each work order's appointments.
+//!
+//! Per batch: the work orders it touches (an appointment's old and new work order, the work
+//! order of a visit's appointment, a work order, its status updates, the work orders of a
+//! repair request, the work orders at a property) have their rows taken out, the batch is
+//! applied, and their rows are put back. A table is built from its counts when a query scans
+//! it after a change.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use pipeline::{Envelope, Payload};
+
+/// Outcomes at which an appointment did not go ahead (their attribution is kept).
+const FAILED: &[&str] = &["no_access", "aborted", "missed", "cancelled"];
+
+/// Outcomes at which an operative attended and worked: a visit, for the first-visit measures.
+const VISITED: &[&str] = &["kept_completed", "kept_not_completed", "aborted"];
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The day (since 1970-01-01) of an instant in microseconds.
+fn day(micros: i64) -> i32 {
+    micros.div_euclid(MICROS_PER_DAY) as i32
+}
+
+/// Rows per Arrow batch of the built table, so that a scan spreads over the cores.
+const BATCH_ROWS: usize = 8192;
+
+/// Dense ids for references, with the reference kept once.
+#[derive(Debug, Default)]
+struct Ids {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Ids {
+    fn get(&self, name: &str) -> Option<usize> {
+        self.ids.get(name).map(|id| *id as usize)
+    }
+
+    /// The id of `name`, and whether it is new.
+    fn id(&mut self, name: &str) -> (usize, bool) {
+        if let Some(id) = self.get(name) {
+            return (id, false);
+        }
+        let name: Arc<str> = name.into();
+        let id = self.names.len();
+        self.ids.insert(name.clone(), id as u32);
+        self.names.push(name);
+        (id, true)
+    }
+}
+
+/// The latest version of an appointment, as far as the counts need it.
+#[derive(Debug)]
+struct Booking {
+    order: u32,
+    slot_date: i32,
+    slot: Option<Arc<str>>,
+    window_start: Option<i64>,
+    window_end: Option<i64>,
+    reminder_sent: Option<bool>,
+}
+
+/// The latest visit (outcome) of an appointment.
+#[derive(Debug)]
+struct Outcome {
+    outcome: Arc<str>,
+    attribution: Option<Arc<str>>,
+    arrived_at: Option<i64>,
+    contact_attempts: Option<i64>,
+    card_left: Option<bool>,
+}
+
+/// The latest version of a work order.
+#[derive(Debug)]
+struct Order {
+    contractor: Option<Arc<str>>,
+    trade: Option<Arc<str>>,
+    property: u32,
+    request: Option<u32>,
+    priority: i64,
+    raised_at: i64,
+    work_class: Option<Arc<str>>,
+    due_at: Option<i64>,
+}
+
+/// The latest version of a repair request.
+#[derive(Debug)]
+struct Request {
+    reported_at: i64,
+    priority: Option<i64>,
+    due_at: Option<i64>,
+}
+
+/// A work order's status: its latest completion and cancellation (any version).
+#[derive(Debug, Default, Clone, Copy)]
+struct Status {
+    completed_at: Option<i64>,
+    cancelled_at: Option<i64>,
+}
+
+/// One row of `repair_days` without its count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RepairKey {
+    completed_on: i32,
+    priority: i64,
+    work_class: Arc<str>,
+    within_target: bool,
+    days: i64,
+    first_visit_outcome: Option<Arc<str>>,
+}
+
+/// One row of `order_days` without its count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct OrderKey {
+    raised_on: i32,
+    cancelled: bool,
+    booked: bool,
+}
+
+/// One row of `appointment_days` without its counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    slot_date: i32,
+    slot: Arc<str>,
+    /// The bits of the slot's width in hours (an f64).
+    slot_hours: Option<u64>,
+    outcome: Option<Arc<str>>,
+    attribution: Option<Arc<str>>,
+    evidenced: Option<bool>,
+    reminded: bool,
+    contractor: Option<Arc<str>>,
+    trade: Option<Arc<str>>,
+    patch: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    appointments: i64,
+    rebooked: i64,
+    delay_days: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    appointment_ids: Ids,
+    bookings: Vec<Option<Booking>>,
+    outcomes: Vec<Option<Outcome>>,
+    order_ids: Ids,
+    orders: Vec<Option<Order>>,
+    statuses: Vec<Status>,
+    /// Per work order: the appointments whose latest version names it.
+    members: Vec<Vec<u32>>,
+    request_ids: Ids,
+    requests: Vec<Option<Request>>,
+    /// Per repair request: the work orders whose latest version names it.
+    request_orders: Vec<Vec<u32>>,
+    property_ids: Ids,
+    /// Per property: its patch (postcode district), if the property and its postcode are known.
+    patches: Vec<Option<Arc<str>>>,
+    /// Per property: the work orders whose latest version names it.
+    property_orders: Vec<Vec<u32>>,
+    strings: HashSet<Arc<str>>,
+    counts: HashMap<Key, Counts>,
+    repairs: HashMap<RepairKey, i64>,
+    raised: HashMap<OrderKey, i64>,
+    /// Each table built from its counts, until the next change.
+    built: [Option<Vec<RecordBatch>>; 3],
+}
+
+/// Kleene AND of SQL booleans (NULL is unknown).
+fn all(terms: &[Option<bool>]) -> Option<bool> {
+    if terms.contains(&Some(false)) {
+        Some(false)
+    } else if terms.contains(&None) {
+        None
+    } else {
+        Some(true)
+    }
+}
+
+impl State {
+    fn intern(&mut self, value: &str) -> Arc<str> {
+        if let Some(interned) = self.strings.get(value) {
+            return interned.clone();
+        }
+        let interned: Arc<str> = value.into();
+        self.strings.insert(interned.clone());
+        interned
+    }
+
+    fn intern_option(&mut self, value: &Option<String>) -> Option<Arc<str>> {
+        value.as_deref().map(|value| self.intern(value))
+    }
+
+    fn appointment(&mut self, reference: &str) -> usize {
+        let (id, new) = self.appointment_ids.id(reference);
+        if new {
+            self.bookings.push(None);
+            self.outcomes.push(None);
+        }
+        id
+    }
+
+    fn order(&mut self, reference: &str) -> usize {
+        let (id, new) = self.order_ids.id(reference);
+        if new {
+            self.orders.push(None);
+            self.statuses.push(Status::default());
+            self.members.push(Vec::new());
+        }
+        id
+    }
+
+    fn request(&mut self, reference: &str) -> usize {
+        let (id, new) = self.request_ids.id(reference);
+        if new {
+            self.requests.push(None);
+            self.request_orders.push(Vec::new());
+        }
+        id
+    }
+
+    fn property(&mut self, reference: &str) -> usize {
+        let (id, new) = self.property_ids.id(reference);
+        if new {
+            self.patches.push(None);
+            self.property_orders.push(Vec::new());
+        }
+        id
+    }
+
+    /// The work orders whose appointments' rows an event changes, before it is applied.
+    fn touched(&mut self, envelope: &Envelope, touched: &mut BTreeSet<usize>) {
+        match &envelope.payload {
+            Payload::Appointment(appointment) => {
+                let id = self.appointment(&envelope.source_ref.id);
+                if let Some(booking) = &self.bookings[id] {
+                    touched.insert(booking.order as usize);
+                }
+                touched.insert(self.order(&appointment.work_order_ref));
+            }
+            Payload::Visit(visit) => {
+                let id = self.appointment(&visit.appointment_ref);
+                if let Some(booking) = &self.bookings[id] {
+                    touched.insert(booking.order as usize);
+                }
+            }
+            Payload::WorkOrder(_) => {
+                touched.insert(self.order(&envelope.source_ref.id));
+            }
+            Payload::WorkOrderUpdate(update) => {
+                touched.insert(self.order(&update.work_order_ref));
+            }
+            Payload::RepairRequest(_) => {
+                let id = self.request(&envelope.source_ref.id);
+                touched.extend(self.request_orders[id].iter().map(|order| *order as usize));
+            }
+            Payload::Property(_) => {
+                let id = self.property(&envelope.source_ref.id);
+                touched.extend(self.property_orders[id].iter().map(|order| *order as usize));
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies an event: the latest version replaces the one before. `due` is the target
+    /// instant of a report (priority, when) as the live tables store it.
+    fn apply(&mut self, envelope: &Envelope, due: &Due<'_>) {
+        let micros = |instant: Option<chrono::DateTime<chrono::Utc>>| {
+            instant.map(|instant| instant.timestamp_micros())
+        };
+        match &envelope.payload {
+            Payload::Appointment(appointment) => {
+                let id = self.appointment(&envelope.source_ref.id);
+                let order = self.order(&appointment.work_order_ref);
+                match self.bookings[id]
+                    .as_ref()
+                    .map(|booking| booking.order as usize)
+                {
+                    Some(old) if old == order => {}
+                    old => {
+                        if let Some(old) = old {
+                            self.members[old].retain(|member| *member as usize != id);
+                        }
+                        self.members[order].push(id as u32);
+                    }
+                }
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+                self.bookings[id] = Some(Booking {
+                    order: order as u32,
+                    slot_date: (appointment.slot_date - epoch).num_days() as i32,
+                    slot: self.intern_option(&appointment.slot),
+                    window_start: micros(appointment.window_start),
+                    window_end: micros(appointment.window_end),
+                    reminder_sent: appointment.reminder_sent,
+                });
+            }
+            Payload::Visit(visit) => {
+                let id = self.appointment(&visit.appointment_ref);
+                self.outcomes[id] = Some(Outcome {
+                    outcome: self.intern(&visit.outcome),
+                    attribution: self.intern_option(&visit.attribution),
+                    arrived_at: micros(visit.arrived_at),
+                    contact_attempts: visit.contact_attempts,
+                    card_left: visit.card_left,
+                });
+            }
+            Payload::WorkOrder(order) => {
+                let id = self.order(&envelope.source_ref.id);
+                let property = self.property(&order.property_ref);
+                let old = self.orders[id].as_ref();
+                let (old_property, old_request) = (
+                    old.map(|old| old.property as usize),
+                    old.map(|old| old.request),
+                );
+                if old_property != Some(property) {
+                    if let Some(old) = old_property {
+                        self.property_orders[old].retain(|member| *member as usize != id);
+                    }
+                    self.property_orders[property].push(id as u32);
+                }
+                let request = order
+                    .repair_request_ref
+                    .as_deref()
+                    .map(|request| self.request(request) as u32);
+                if old_request != Some(request) {
+                    if let Some(Some(old)) = old_request {
+                        self.request_orders[old as usize].retain(|member| *member as usize != id);
+                    }
+                    if let Some(request) = request {
+                        self.request_orders[request as usize].push(id as u32);
+                    }
+                }
+                self.orders[id] = Some(Order {
+                    contractor: self.intern_option(&order.contractor),
+                    trade: self.intern_option(&order.trade),
+                    property: property as u32,
+                    request,
+                    priority: order.priority,
+                    raised_at: order.raised_at.timestamp_micros(),
+                    work_class: self.intern_option(&order.work_class),
+                    due_at: micros(due(Some(order.priority), order.raised_at)),
+                });
+            }
+            Payload::WorkOrderUpdate(update) => {
+                let id = self.order(&update.work_order_ref);
+                let at = Some(update.status_at.timestamp_micros());
+                let status = &mut self.statuses[id];
+                match update.status.as_str() {
+                    "completed" => status.completed_at = status.completed_at.max(at),
+                    "cancelled" => status.cancelled_at = status.cancelled_at.max(at),
+                    _ => {}
+                }
+            }
+            Payload::RepairRequest(request) => {
+                let id = self.request(&envelope.source_ref.id);
+                self.requests[id] = Some(Request {
+                    reported_at: request.reported_at.timestamp_micros(),
+                    priority: request.priority,
+                    due_at: micros(due(request.priority, request.reported_at)),
+                });
+            }
+            Payload::Property(property) => {
+                let id = self.property(&envelope.source_ref.id);
+                self.patches[id] = property
+                    .postcode
+                    .as_deref()
+                    .map(|postcode| self.intern(postcode.split(' ').next().unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds (`sign` 1) or takes out (-1) the rows of a work order's appointments.
+    fn contribute(&mut self, order: usize, sign: i64) {
+        let mut members: Vec<(&Booking, usize)> = self.members[order]
+            .iter()
+            .filter_map(|id| Some((self.bookings[*id as usize].as_ref()?, *id as usize)))
+            .collect();
+        // The view's LEAD order: slot date, window start (NULLs last), reference.
+        members.sort_by(|(a, a_id), (b, b_id)| {
+            (a.slot_date, a.window_start.is_none(), a.window_start)
+                .cmp(&(b.slot_date, b.window_start.is_none(), b.window_start))
+                .then_with(|| {
+                    self.appointment_ids.names[*a_id].cmp(&self.appointment_ids.names[*b_id])
+                })
+        });
+        let work_order = self.orders[order].as_ref();
+        let unknown: Arc<str> = "unknown".into();
+        let patch = work_order
+            .and_then(|order| self.patches[order.property as usize].clone())
+            .unwrap_or_else(|| unknown.clone());
+        let mut rows = Vec::with_capacity(members.len());
+        for (index, (booking, id)) in members.iter().enumerate() {
+            let visit = self.outcomes[*id].as_ref();
+            let outcome = visit.map(|visit| visit.outcome.clone());
+            let failed = outcome
+                .as_deref()
+                .is_some_and(|outcome| FAILED.contains(&outcome));
+            let no_access = outcome.as_deref() == Some("no_access");
+            let evidenced = visit.filter(|_| no_access).and_then(|visit| {
+                let compare = |bound: Option<i64>, after: bool| {
+                    visit.arrived_at.zip(bound).map(|(arrived, bound)| {
+                        if after {
+                            arrived >= bound
+                        } else {
+                            arrived <= bound
+                        }
+                    })
+                };
+                all(&[
+                    Some(visit.arrived_at.is_some()),
+                    compare(booking.window_start, true),
+                    compare(booking.window_end, false),
+                    Some(visit.contact_attempts.unwrap_or(0) >= 1),
+                    Some(visit.card_left.unwrap_or(false)),
+                ])
+            });
+            let next = members.get(index + 1).map(|(next, _)| next.slot_date);
+            let key = Key {
+                slot_date: booking.slot_date,
+                slot: booking.slot.clone().unwrap_or_else(|| unknown.clone()),
+                slot_hours: booking
+                    .window_start
+                    .zip(booking.window_end)
+                    .map(|(start, end)| {
+                        ((end as f64 / 1e6 - start as f64 / 1e6) / 3600.0).to_bits()
+                    }),
+                attribution: visit
+                    .filter(|_| failed)
+                    .and_then(|visit| visit.attribution.clone()),
+                outcome,
+                evidenced: if no_access { evidenced } else { None },
+                reminded: booking.reminder_sent.unwrap_or(false),
+                contractor: work_order.and_then(|order| order.contractor.clone()),
+                trade: work_order.and_then(|order| order.trade.clone()),
+                patch: patch.clone(),
+            };
+            let delay = next.map(|next| i64::from(next - booking.slot_date));
+            rows.push((key, delay));
+        }
+        let booked = members.iter().any(|(_, id)| {
+            self.outcomes[*id]
+                .as_ref()
+                .is_none_or(|visit| &*visit.outcome != "cancelled")
+        });
+        let first_visit = members.iter().find_map(|(_, id)| {
+            self.outcomes[*id]
+                .as_ref()
+                .filter(|visit| VISITED.contains(&&*visit.outcome))
+                .map(|visit| visit.outcome.clone())
+        });
+        if let Some(work_order) = work_order {
+            // As the `repairs` view: the request's report time, priority and target first.
+            let request = work_order
+                .request
+                .and_then(|request| self.requests[request as usize].as_ref());
+            let status = self.statuses[order];
+            let raised = OrderKey {
+                raised_on: day(work_order.raised_at),
+                cancelled: status.cancelled_at.is_some(),
+                booked,
+            };
+            let repair = match (status.completed_at, status.cancelled_at) {
+                (Some(completed_at), None) => {
+                    let clock_start = request.map_or(work_order.raised_at, |r| r.reported_at);
+                    let due_at = request.and_then(|r| r.due_at).or(work_order.due_at);
+                    Some(RepairKey {
+                        completed_on: day(completed_at),
+                        priority: request
+                            .and_then(|r| r.priority)
+                            .unwrap_or(work_order.priority),
+                        work_class: work_order
+                            .work_class
+                            .clone()
+                            .unwrap_or_else(|| "responsive".into()),
+                        within_target: due_at.is_some_and(|due| completed_at <= due),
+                        days: i64::from(day(completed_at) - day(clock_start)) + 1,
+                        first_visit_outcome: first_visit,
+                    })
+                }
+                _ => None,
+            };
+            add(&mut self.raised, raised, sign);
+            if let Some(repair) = repair {
+                add(&mut self.repairs, repair, sign);
+            }
+        }
+        for (key, delay) in rows {
+            let (rebooked, delay_days) = (i64::from(delay.is_some()), delay.unwrap_or(0));
+            match self.counts.entry(key) {
+                Entry::Occupied(mut entry) => {
+                    let counts = entry.get_mut();
+                    counts.appointments += sign;
+                    counts.rebooked += sign * rebooked;
+                    counts.delay_days += sign * delay_days;
+                    if counts.appointments == 0 {
+                        entry.remove();
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    debug_assert_eq!(sign, 1, "a row is taken out only after it was added");
+                    entry.insert(Counts {
+                        appointments: sign,
+                        rebooked: sign * rebooked,
+                        delay_days: sign * delay_days,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Adds `sign` to a count, dropping it at zero.
+fn add<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, i64>, key: K, sign: i64) {
+    match counts.entry(key) {
+        Entry::Occupied(mut entry) => {
+            *entry.get_mut() += sign;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+        Entry::Vacant(entry) => {
+            debug_assert_eq!(sign, 1, "a row is taken out only after it was added");
+            entry.insert(sign);
+        }
+    }
+}
+
+/// The target instant of a report (priority, when), as the live tables store it.
+pub(crate) type Due<'a> = dyn Fn(Option<i64>, chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>>
+    + 'a;
+
+/// The kept tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Appointments = 0,
+    Repairs = 1,
+    Orders = 2,
+}
+
+impl Table {
+    pub(crate) const ALL: [Table; 3] = [Table::Appointments, Table::Repairs, Table::Orders];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Appointments => "appointment_days",
+            Table::Repairs => "repair_days",
+            Table::Orders => "order_days",
+        }
+    }
+}
+
+/// The kept tables' state, applied batch by batch and scanned as tables.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    state: Mutex<State>,
+    schemas: [SchemaRef; 3],
+}
+
+/// Arrow columns of one kept table, filled row by row.
+enum Builder {
+    Date(Date32Builder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+}
+
+/// One cell of a kept table's row.
+enum Value<'a> {
+    Date(i32),
+    Int(i64),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+    Text(Option<&'a str>),
+}
+
+impl Builder {
+    fn new(data_type: &DataType) -> Builder {
+        match data_type {
+            DataType::Date32 => Builder::Date(Date32Builder::new()),
+            DataType::Int64 => Builder::Int(Int64Builder::new()),
+            DataType::Float64 => Builder::Float(Float64Builder::new()),
+            DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            _ => Builder::Text(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, value: Value<'_>) {
+        match (self, value) {
+            (Builder::Date(builder), Value::Date(value)) => builder.append_value(value),
+            (Builder::Int(builder), Value::Int(value)) => builder.append_value(value),
+            (Builder::Float(builder), Value::Float(value)) => builder.append_option(value),
+            (Builder::Bool(builder), Value::Bool(value)) => builder.append_option(value),
+            (Builder::Text(builder), Value::Text(value)) => builder.append_option(value),
+            _ => unreachable!("values follow the schema"),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Date(builder) => Arc::new(builder.finish()),
+            Builder::Int(builder) => Arc::new(builder.finish()),
+            Builder::Float(builder) => Arc::new(builder.finish()),
+            Builder::Bool(builder) => Arc::new(builder.finish()),
+            Builder::Text(builder) => Arc::new(builder.finish()),
+        }
+    }
+}
+
+/// Batches of `BATCH_ROWS` rows, in key order.
+fn build<K: Ord, C>(
+    schema: &SchemaRef,
+    counts: &HashMap<K, C>,
+    row: impl for<'a> Fn(&'a K, &'a C) -> Vec<Value<'a>>,
+) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+    let mut rows: Vec<(&K, &C)> = counts.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut batches = Vec::new();
+    for chunk in rows.chunks(BATCH_ROWS) {
+        let mut builders: Vec<Builder> = schema
+            .fields()
+            .iter()
+            .map(|field| Builder::new(field.data_type()))
+            .collect();
+        for (key, counts) in chunk {
+            for (builder, value) in builders.iter_mut().zip(row(key, counts)) {
+                builder.push(value);
+            }
+        }
+        let columns = builders.iter_mut().map(Builder::finish).collect();
+        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(batches)
+}
+
+impl Kept {
+    pub(crate) fn new() -> Kept {
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let int = |name: &str| Field::new(name, DataType::Int64, true);
+        let date = |name: &str| Field::new(name, DataType::Date32, true);
+        let float = |name: &str| Field::new(name, DataType::Float64, true);
+        let boolean = |name: &str| Field::new(name, DataType::Boolean, true);
+        Kept {
+            state: Mutex::new(State::default()),
+            schemas: [
+                Arc::new(Schema::new(vec![
+                    date("slot_date"),
+                    int("weekday"),
+                    text("slot"),
+                    float("slot_hours"),
+                    text("outcome"),
+                    text("attribution"),
+                    boolean("evidenced"),
+                    boolean("reminded"),
+                    text("contractor"),
+                    text("trade"),
+                    text("patch"),
+                    int("appointments"),
+                    int("rebooked"),
+                    float("delay_days"),
+                ])),
+                Arc::new(Schema::new(vec![
+                    date("completed_on"),
+                    int("priority"),
+                    text("work_class"),
+                    boolean("within_target"),
+                    float("days"),
+                    text("first_visit_outcome"),
+                    int("repairs"),
+                ])),
+                Arc::new(Schema::new(vec![
+                    date("raised_on"),
+                    boolean("cancelled"),
+                    boolean("booked"),
+                    int("orders"),
+                ])),
+            ],
+        }
+    }
+
+    /// Applies a batch of events (any kinds; those that change no row are only recorded).
+    /// `due` gives a report's target instant as the live tables store it.
+    pub(crate) fn apply(&self, envelopes: &[Envelope], due: &Due<'_>) {
+        let mut state = self.state.lock().expect("kept tables lock");
+        let mut touched = BTreeSet::new();
+        for envelope in envelopes {
+            state.touched(envelope, &mut touched);
+        }
+        for order in &touched {
+            state.contribute(*order, -1);
+        }
+        // Every event is applied, whether or not it changes a row now: a property's postcode
+        // matters once a work order names it.
+        for envelope in envelopes {
+            state.apply(envelope, due);
+        }
+        for order in &touched {
+            state.contribute(*order, 1);
+        }
+        if !touched.is_empty() {
+            state.built = Default::default();
+        }
+    }
+
+    /// A table as it is now, built if it changed since it was last built.
+    fn batches(
+        &self,
+        table: Table,
+    ) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+        let mut state = self.state.lock().expect("kept tables lock");
+        if let Some(built) = &state.built[table as usize] {
+            return Ok(built.clone());
+        }
+        let schema = &self.schemas[table as usize];
+        let batches = match table {
+            Table::Appointments => build(schema, &state.counts, |key, counts| {
+                vec![
+                    Value::Date(key.slot_date),
+                    // 1970-01-01 was a Thursday; Sunday is 0, as date_part('dow', ...) counts.
+                    Value::Int(i64::from((key.slot_date + 4).rem_euclid(7))),
+                    Value::Text(Some(&key.slot)),
+                    Value::Float(key.slot_hours.map(f64::from_bits)),
+                    Value::Text(key.outcome.as_deref()),
+                    Value::Text(key.attribution.as_deref()),
+                    Value::Bool(key.evidenced),
+                    Value::Bool(Some(key.reminded)),
+                    Value::Text(key.contractor.as_deref()),
+                    Value::Text(key.trade.as_deref()),
+                    Value::Text(Some(&key.patch)),
+                    Value::Int(counts.appointments),
+                    Value::Int(counts.rebooked),
+                    Value::Float(Some(counts.delay_days as f64)),
+                ]
+            })?,
+            Table::Repairs => build(schema, &state.repairs, |key, repairs| {
+                vec![
+                    Value::Date(key.completed_on),
+                    Value::Int(key.priority),
+                    Value::Text(Some(&key.work_class)),
+                    Value::Bool(Some(key.within_target)),
+                    Value::Float(Some(key.days as f64)),
+                    Value::Text(key.first_visit_outcome.as_deref()),
+                    Value::Int(*repairs),
+                ]
+            })?,
+            Table::Orders => build(schema, &state.raised, |key, orders| {
+                vec![
+                    Value::Date(key.raised_on),
+                    Value::Bool(Some(key.cancelled)),
+                    Value::Bool(Some(key.booked)),
+                    Value::Int(*orders),
+                ]
+            })?,
+        };
+        state.built[table as usize] = Some(batches.clone());
+        Ok(batches)
+    }
+}
+
+/// A kept table for the session: a scan sees the counts as they are when it is planned.
+#[derive(Debug)]
+pub(crate) struct KeptTable {
+    pub(crate) kept: Arc<Kept>,
+    pub(crate) table: Table,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for KeptTable {
+    fn schema(&self) -> SchemaRef {
+        self.kept.schemas[self.table as usize].clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.kept.batches(self.table)?;
+        // Spread the batches over the session's partitions so that a scan uses every core.
+        let partitions = state.config().target_partitions().max(1);
+        let mut spread = vec![Vec::new(); partitions];
+        for (index, batch) in batches.into_iter().enumerate() {
+            spread[index % partitions].push(batch);
+        }
+        MemTable::try_new(self.schema(), spread)?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
