@@ -2,7 +2,8 @@
 //! `appointment_days` (the appointments per slot date and group that the appointment KPIs
 //! count, with their rebookings), `repair_days` (completed repairs per completion day and
 //! group, with their first visit's outcome) and `order_days` (work orders per raised day,
-//! cancelled or not, with an appointment or not). `sql/views/current.sql` defines each over
+//! cancelled or not, with an appointment or not) and `hazard_days` (Awaab's Law hazards per
+//! report day, with their completion and first visit). `sql/views/current.sql` defines each over
 //! the history (other engines run those definitions); this module keeps the same counts so
 //! that a KPI reads a few hundred thousand groups instead of joining every appointment to
 //! its visit, work order and property, every work order to its request and status, and
@@ -21,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::datasource::{MemTable, TableProvider};
@@ -131,6 +133,18 @@ struct RepairKey {
     first_visit_outcome: Option<Arc<str>>,
 }
 
+/// One row of `hazard_days` without its count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct HazardKey {
+    reported_on: i32,
+    emergency: bool,
+    significant: bool,
+    completed_on: Option<i32>,
+    made_safe_24h: bool,
+    open_since: Option<i64>,
+    investigated_on: Option<i32>,
+}
+
 /// One row of `order_days` without its count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct OrderKey {
@@ -185,8 +199,13 @@ struct State {
     counts: HashMap<Key, Counts>,
     repairs: HashMap<RepairKey, i64>,
     raised: HashMap<OrderKey, i64>,
+    hazards: HashMap<HazardKey, i64>,
     /// Each table built from its counts, until the next change.
-    built: [Option<Vec<RecordBatch>>; 3],
+    built: [Option<Vec<RecordBatch>>; 4],
+    /// Priorities whose repairs are Awaab's Law emergency hazards (`repair_targets`).
+    awaab_emergency: BTreeSet<i64>,
+    /// Trades whose repairs are significant hazards (`hazard_trades`).
+    hazard_trades: BTreeSet<String>,
 }
 
 /// Kleene AND of SQL booleans (NULL is unknown).
@@ -466,11 +485,15 @@ impl State {
                 .as_ref()
                 .is_none_or(|visit| &*visit.outcome != "cancelled")
         });
-        let first_visit = members.iter().find_map(|(_, id)| {
+        // The first visit: its outcome and the day of the visit (the arrival, else the slot).
+        let first_visit = members.iter().find_map(|(booking, id)| {
             self.outcomes[*id]
                 .as_ref()
                 .filter(|visit| VISITED.contains(&&*visit.outcome))
-                .map(|visit| visit.outcome.clone())
+                .map(|visit| {
+                    let on = visit.arrived_at.map_or(booking.slot_date, day);
+                    (visit.outcome.clone(), on)
+                })
         });
         if let Some(work_order) = work_order {
             // As the `repairs` view: the request's report time, priority and target first.
@@ -483,29 +506,55 @@ impl State {
                 cancelled: status.cancelled_at.is_some(),
                 booked,
             };
+            let clock_start = request.map_or(work_order.raised_at, |r| r.reported_at);
+            let priority = request
+                .and_then(|r| r.priority)
+                .unwrap_or(work_order.priority);
+            let work_class = work_order
+                .work_class
+                .clone()
+                .unwrap_or_else(|| "responsive".into());
             let repair = match (status.completed_at, status.cancelled_at) {
                 (Some(completed_at), None) => {
-                    let clock_start = request.map_or(work_order.raised_at, |r| r.reported_at);
                     let due_at = request.and_then(|r| r.due_at).or(work_order.due_at);
                     Some(RepairKey {
                         completed_on: day(completed_at),
-                        priority: request
-                            .and_then(|r| r.priority)
-                            .unwrap_or(work_order.priority),
-                        work_class: work_order
-                            .work_class
-                            .clone()
-                            .unwrap_or_else(|| "responsive".into()),
+                        priority,
+                        work_class: work_class.clone(),
                         within_target: due_at.is_some_and(|due| completed_at <= due),
                         days: i64::from(day(completed_at) - day(clock_start)) + 1,
-                        first_visit_outcome: first_visit,
+                        first_visit_outcome: first_visit
+                            .as_ref()
+                            .map(|(outcome, _)| outcome.clone()),
                     })
                 }
                 _ => None,
             };
+            let emergency = self.awaab_emergency.contains(&priority);
+            let significant = work_order
+                .trade
+                .as_deref()
+                .is_some_and(|trade| self.hazard_trades.contains(trade));
+            let hazard = (status.cancelled_at.is_none()
+                && &*work_class == "responsive"
+                && (emergency || significant))
+                .then(|| HazardKey {
+                    reported_on: day(clock_start),
+                    emergency,
+                    significant,
+                    completed_on: status.completed_at.map(day),
+                    made_safe_24h: status
+                        .completed_at
+                        .is_some_and(|completed| completed - clock_start <= MICROS_PER_DAY),
+                    open_since: status.completed_at.is_none().then_some(clock_start),
+                    investigated_on: first_visit.map(|(_, on)| on),
+                });
             add(&mut self.raised, raised, sign);
             if let Some(repair) = repair {
                 add(&mut self.repairs, repair, sign);
+            }
+            if let Some(hazard) = hazard {
+                add(&mut self.hazards, hazard, sign);
             }
         }
         for (key, delay) in rows {
@@ -559,16 +608,23 @@ pub(crate) enum Table {
     Appointments = 0,
     Repairs = 1,
     Orders = 2,
+    Hazards = 3,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 3] = [Table::Appointments, Table::Repairs, Table::Orders];
+    pub(crate) const ALL: [Table; 4] = [
+        Table::Appointments,
+        Table::Repairs,
+        Table::Orders,
+        Table::Hazards,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Table::Appointments => "appointment_days",
             Table::Repairs => "repair_days",
             Table::Orders => "order_days",
+            Table::Hazards => "hazard_days",
         }
     }
 }
@@ -577,12 +633,13 @@ impl Table {
 #[derive(Debug)]
 pub(crate) struct Kept {
     state: Mutex<State>,
-    schemas: [SchemaRef; 3],
+    schemas: [SchemaRef; 4],
 }
 
 /// Arrow columns of one kept table, filled row by row.
 enum Builder {
     Date(Date32Builder),
+    Instant(TimestampMicrosecondBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
@@ -591,7 +648,8 @@ enum Builder {
 
 /// One cell of a kept table's row.
 enum Value<'a> {
-    Date(i32),
+    Date(Option<i32>),
+    Instant(Option<i64>),
     Int(i64),
     Float(Option<f64>),
     Bool(Option<bool>),
@@ -602,6 +660,7 @@ impl Builder {
     fn new(data_type: &DataType) -> Builder {
         match data_type {
             DataType::Date32 => Builder::Date(Date32Builder::new()),
+            DataType::Timestamp(..) => Builder::Instant(TimestampMicrosecondBuilder::new()),
             DataType::Int64 => Builder::Int(Int64Builder::new()),
             DataType::Float64 => Builder::Float(Float64Builder::new()),
             DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
@@ -611,7 +670,8 @@ impl Builder {
 
     fn push(&mut self, value: Value<'_>) {
         match (self, value) {
-            (Builder::Date(builder), Value::Date(value)) => builder.append_value(value),
+            (Builder::Date(builder), Value::Date(value)) => builder.append_option(value),
+            (Builder::Instant(builder), Value::Instant(value)) => builder.append_option(value),
             (Builder::Int(builder), Value::Int(value)) => builder.append_value(value),
             (Builder::Float(builder), Value::Float(value)) => builder.append_option(value),
             (Builder::Bool(builder), Value::Bool(value)) => builder.append_option(value),
@@ -623,6 +683,7 @@ impl Builder {
     fn finish(&mut self) -> ArrayRef {
         match self {
             Builder::Date(builder) => Arc::new(builder.finish()),
+            Builder::Instant(builder) => Arc::new(builder.finish()),
             Builder::Int(builder) => Arc::new(builder.finish()),
             Builder::Float(builder) => Arc::new(builder.finish()),
             Builder::Bool(builder) => Arc::new(builder.finish()),
@@ -658,14 +719,20 @@ fn build<K: Ord, C>(
 }
 
 impl Kept {
-    pub(crate) fn new() -> Kept {
+    /// `awaab_emergency`: the priorities `repair_targets` marks as Awaab's Law emergency
+    /// hazards; `hazard_trades`: the trades of significant hazards.
+    pub(crate) fn new(awaab_emergency: BTreeSet<i64>, hazard_trades: BTreeSet<String>) -> Kept {
         let text = |name: &str| Field::new(name, DataType::Utf8, true);
         let int = |name: &str| Field::new(name, DataType::Int64, true);
         let date = |name: &str| Field::new(name, DataType::Date32, true);
         let float = |name: &str| Field::new(name, DataType::Float64, true);
         let boolean = |name: &str| Field::new(name, DataType::Boolean, true);
         Kept {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                awaab_emergency,
+                hazard_trades,
+                ..State::default()
+            }),
             schemas: [
                 Arc::new(Schema::new(vec![
                     date("slot_date"),
@@ -697,6 +764,20 @@ impl Kept {
                     boolean("cancelled"),
                     boolean("booked"),
                     int("orders"),
+                ])),
+                Arc::new(Schema::new(vec![
+                    date("reported_on"),
+                    boolean("emergency"),
+                    boolean("significant"),
+                    date("completed_on"),
+                    boolean("made_safe_24h"),
+                    Field::new(
+                        "open_since",
+                        DataType::Timestamp(TimeUnit::Microsecond, None),
+                        true,
+                    ),
+                    date("investigated_on"),
+                    int("repairs"),
                 ])),
             ],
         }
@@ -739,7 +820,7 @@ impl Kept {
         let batches = match table {
             Table::Appointments => build(schema, &state.counts, |key, counts| {
                 vec![
-                    Value::Date(key.slot_date),
+                    Value::Date(Some(key.slot_date)),
                     // 1970-01-01 was a Thursday; Sunday is 0, as date_part('dow', ...) counts.
                     Value::Int(i64::from((key.slot_date + 4).rem_euclid(7))),
                     Value::Text(Some(&key.slot)),
@@ -758,7 +839,7 @@ impl Kept {
             })?,
             Table::Repairs => build(schema, &state.repairs, |key, repairs| {
                 vec![
-                    Value::Date(key.completed_on),
+                    Value::Date(Some(key.completed_on)),
                     Value::Int(key.priority),
                     Value::Text(Some(&key.work_class)),
                     Value::Bool(Some(key.within_target)),
@@ -767,9 +848,21 @@ impl Kept {
                     Value::Int(*repairs),
                 ]
             })?,
+            Table::Hazards => build(schema, &state.hazards, |key, repairs| {
+                vec![
+                    Value::Date(Some(key.reported_on)),
+                    Value::Bool(Some(key.emergency)),
+                    Value::Bool(Some(key.significant)),
+                    Value::Date(key.completed_on),
+                    Value::Bool(Some(key.made_safe_24h)),
+                    Value::Instant(key.open_since),
+                    Value::Date(key.investigated_on),
+                    Value::Int(*repairs),
+                ]
+            })?,
             Table::Orders => build(schema, &state.raised, |key, orders| {
                 vec![
-                    Value::Date(key.raised_on),
+                    Value::Date(Some(key.raised_on)),
                     Value::Bool(Some(key.cancelled)),
                     Value::Bool(Some(key.booked)),
                     Value::Int(*orders),

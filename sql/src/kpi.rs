@@ -858,7 +858,11 @@ mod tests {
         use pipeline::entity::Property;
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        let mut config = AnalyticsConfig::default();
+        config.awaab.emergency_priorities = vec![1, 2];
+        // Listed twice: a hazard is still counted once.
+        config.awaab.significant_hazard_trades = vec!["roofing".into(), "roofing".into()];
+        let analytics = Analytics::new(config).await.unwrap();
         let pick = |rng: &mut rand_chacha::ChaCha8Rng, options: &[&str]| -> Option<String> {
             let index = rng.random_range(0..=options.len());
             options.get(index).map(|option| option.to_string())
@@ -891,10 +895,10 @@ mod tests {
                     })
                 };
                 let appointment = format!("A{}", rng.random_range(0..20));
-                // Reports, raisings and completions over ten days, at any hour.
+                // Reports, raisings and completions over three days, at any hour.
                 let instant = |rng: &mut rand_chacha::ChaCha8Rng| {
-                    at("2024-12-28T00:00:00Z")
-                        + chrono::Duration::minutes(rng.random_range(0..10 * 24 * 60))
+                    at("2024-12-31T00:00:00Z")
+                        + chrono::Duration::minutes(rng.random_range(0..3 * 24 * 60))
                 };
                 let order = format!("WO{}", rng.random_range(0..8));
                 let property = format!("P{}", rng.random_range(0..4));
@@ -925,7 +929,10 @@ mod tests {
                             )
                             .unwrap_or_else(|| "aborted".into()),
                             attribution: pick(&mut rng, &["resident", "landlord"]),
-                            arrived_at: hour(&mut rng, 7..19),
+                            // Some arrivals are on another day than the slot.
+                            arrived_at: hour(&mut rng, 7..19).map(|arrived| {
+                                arrived + chrono::Duration::days(rng.random_range(-1..=1))
+                            }),
                             contact_attempts: rng.random_bool(0.8).then(|| rng.random_range(0..3)),
                             card_left: rng.random_bool(0.7).then(|| rng.random_bool(0.5)),
                             photo: None,
@@ -987,6 +994,7 @@ mod tests {
                 ("appointment_days", "rebooked"),
                 ("repair_days", "repairs"),
                 ("order_days", "orders"),
+                ("hazard_days", "repairs"),
             ] {
                 let rows = analytics
                     .query(&format!("SELECT COALESCE(SUM({column}), 0) FROM {table}"))
@@ -1001,6 +1009,7 @@ mod tests {
             ("appointment_days", "rebooked"),
             ("repair_days", "repairs"),
             ("order_days", "orders"),
+            ("hazard_days", "repairs"),
         ] {
             assert!(
                 filled.contains(&table),

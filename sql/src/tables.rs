@@ -486,8 +486,13 @@ impl Analytics {
                 "hazard_trades",
                 vec![(
                     "trade",
+                    // Each trade once, whatever the configuration repeats.
                     Arc::new(StringArray::from_iter_values(
-                        config.awaab.significant_hazard_trades.iter(),
+                        config
+                            .awaab
+                            .significant_hazard_trades
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>(),
                     )),
                 )],
             ),
@@ -535,7 +540,19 @@ impl Analytics {
             };
             tables.insert(name, table);
         }
-        let kept = Arc::new(Kept::new());
+        let kept = Arc::new(Kept::new(
+            targets
+                .keys()
+                .filter(|code| config.awaab.emergency_priorities.contains(code))
+                .copied()
+                .collect(),
+            config
+                .awaab
+                .significant_hazard_trades
+                .iter()
+                .cloned()
+                .collect(),
+        ));
         for table in crate::kept::Table::ALL {
             let provider = KeptTable {
                 kept: kept.clone(),

@@ -5,9 +5,9 @@
 --
 -- `latest_<table>`: the latest version of each record (by `ref`, or by `source` and `ref` for
 -- tenancies and vulnerabilities), every column of the table. goldthread keeps these, and
--- `appointment_days`, `repair_days` and `order_days`, up to date as events arrive instead
--- of running their definitions (`sql::tables`, `sql::kept`), and any other engine runs them
--- as written.
+-- `appointment_days`, `repair_days`, `order_days` and `hazard_days`, up to date as events
+-- arrive instead of running their definitions (`sql::tables`, `sql::kept`), and any other
+-- engine runs them as written.
 
 CREATE VIEW latest_repair_requests AS
 SELECT ref, source, seq, changed_at, property_ref, reported_at, priority, channel, due_at FROM (
@@ -121,7 +121,7 @@ GROUP BY slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, 
 
 -- Completed repairs (a completion and no cancellation) per completion day and group: what
 -- RP02, HMPI 90 and HMPI 101 count. `days` is the end-to-end time in calendar days from the
--- report day (the raised day when no request arrived) to the completion day, counting both;
+-- report day (the raised day when no request arrived) to the completion day, counting both.
 -- `first_visit_outcome` is the outcome of the work order's earliest appointment (slot date,
 -- window start, reference) at which an operative attended and worked, if any. Kept by
 -- goldthread (`sql::kept`), as `appointment_days`.
@@ -162,6 +162,42 @@ FROM (
     ) b ON b.work_order_ref = r.ref
 ) work_order
 GROUP BY raised_on, cancelled, booked;
+
+-- Awaab's Law hazards per report day: responsive repairs, not cancelled, whose priority at
+-- report time `repair_targets` marks as an emergency hazard or whose trade is in
+-- `hazard_trades`. The clock starts at the report (the raised time when no request arrived).
+-- `made_safe_24h`: completed within 24 hours of it. `open_since`: the clock start of a repair
+-- not completed yet. `investigated_on`: the day of the first visit (its arrival, else its slot
+-- date), as in `repair_days`. Kept by goldthread (`sql::kept`), as `appointment_days`.
+CREATE VIEW hazard_days AS
+SELECT reported_on, emergency, significant, completed_on, made_safe_24h, open_since,
+    investigated_on, COUNT(*) AS repairs
+FROM (
+    SELECT CAST(r.clock_start AS DATE) AS reported_on,
+        COALESCE(t.awaab_emergency, false) AS emergency,
+        CASE WHEN h.trade IS NOT NULL THEN true ELSE false END AS significant,
+        CAST(r.completed_at AS DATE) AS completed_on,
+        CASE WHEN r.completed_at IS NOT NULL
+              AND date_part('epoch', r.completed_at) - date_part('epoch', r.clock_start) <= 86400
+             THEN true ELSE false END AS made_safe_24h,
+        CASE WHEN r.completed_at IS NULL THEN r.clock_start END AS open_since,
+        COALESCE(CAST(f.arrived_at AS DATE), f.slot_date) AS investigated_on
+    FROM repairs r
+    LEFT JOIN repair_targets t ON t.priority = r.priority
+    LEFT JOIN hazard_trades h ON h.trade = r.trade
+    LEFT JOIN (
+        SELECT work_order_ref, arrived_at, slot_date FROM (
+            SELECT work_order_ref, arrived_at, slot_date,
+                ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
+            FROM appointment_outcomes
+            WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
+        ) visits WHERE visit = 1
+    ) f ON f.work_order_ref = r.ref
+    WHERE r.cancelled_at IS NULL AND r.work_class = 'responsive'
+      AND (COALESCE(t.awaab_emergency, false) OR h.trade IS NOT NULL)
+) hazard
+GROUP BY reported_on, emergency, significant, completed_on, made_safe_24h, open_since,
+    investigated_on;
 
 CREATE VIEW current_tenancies AS
 SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;
