@@ -204,6 +204,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "{appointments} appointments, {n} work orders, {events} events appended in {load:.1} s ({:.0} events/s)",
         events as f64 / load
     );
+    // What the KPI files read: the counts kept as events arrive.
+    let kept: Vec<String> = analytics
+        .kept_rows()
+        .iter()
+        .map(|(table, rows)| format!("{table} {rows}"))
+        .collect();
+    println!("kept tables (rows): {}", kept.join(", "));
     let (from, to) = (start, start + Duration::days(400));
     let as_of = crate::run::as_of(to);
     // Each file alone, best of `repeat`, through the suite's own runner.

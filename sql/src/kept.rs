@@ -807,6 +807,22 @@ impl Kept {
         }
     }
 
+    /// Rows per kept table.
+    pub(crate) fn rows(&self) -> Vec<(&'static str, usize)> {
+        let state = self.state.lock().expect("kept tables lock");
+        let rows = [
+            state.counts.len(),
+            state.repairs.len(),
+            state.raised.len(),
+            state.hazards.len(),
+        ];
+        Table::ALL
+            .iter()
+            .map(|table| table.name())
+            .zip(rows)
+            .collect()
+    }
+
     /// A table as it is now, built if it changed since it was last built.
     fn batches(
         &self,

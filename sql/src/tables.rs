@@ -779,6 +779,11 @@ impl Analytics {
         Ok(())
     }
 
+    /// Rows held per table that goldthread keeps for the KPI files (`sql::kept`).
+    pub fn kept_rows(&self) -> Vec<(&'static str, usize)> {
+        self.kept.rows()
+    }
+
     /// Rows held per table.
     pub fn row_counts(&self) -> BTreeMap<&'static str, usize> {
         let live = schemas();
