@@ -12,7 +12,15 @@
 --   property), weekday_slot ("Mon am"), slot_width (hours between earliest and latest arrival).
 -- no_access_rate_by_weekday_slot / no_access_rate_by_slot_width: value = 100 * no_access /
 --   attended (kept_completed, kept_not_completed, aborted, no_access) in the group.
-WITH appointment AS (
+-- The period's appointments per group first (the days folded together), then the labels.
+WITH period AS (
+    SELECT outcome, evidenced, attribution, contractor, trade, patch, weekday, slot, slot_hours,
+        SUM(appointments) AS appointments, SUM(rebooked) AS rebooked
+    FROM appointment_days
+    WHERE slot_date BETWEEN $from AND $to
+    GROUP BY outcome, evidenced, attribution, contractor, trade, patch, weekday, slot, slot_hours
+),
+appointment AS (
     SELECT
         CASE
             WHEN outcome = 'no_access' AND evidenced THEN 'no_access_verified'
@@ -37,8 +45,7 @@ WITH appointment AS (
           + CASE WHEN outcome = 'missed' THEN appointments * $landlord_missed_compensation ELSE 0 END
           + CASE WHEN outcome IN ('no_access', 'aborted', 'missed', 'cancelled')
                  THEN rebooked * $rebooking_cost ELSE 0 END AS cost
-    FROM appointment_days
-    WHERE slot_date BETWEEN $from AND $to
+    FROM period
 ),
 -- Every dimension in one pass (GROUPING SETS), then one row per (KPI, group).
 grouped AS (

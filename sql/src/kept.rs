@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::datasource::{MemTable, TableProvider};
@@ -644,6 +644,7 @@ enum Builder {
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Text(StringBuilder),
+    Dictionary(StringDictionaryBuilder<Int32Type>),
 }
 
 /// One cell of a kept table's row.
@@ -664,6 +665,7 @@ impl Builder {
             DataType::Int64 => Builder::Int(Int64Builder::new()),
             DataType::Float64 => Builder::Float(Float64Builder::new()),
             DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            DataType::Dictionary(..) => Builder::Dictionary(StringDictionaryBuilder::new()),
             _ => Builder::Text(StringBuilder::new()),
         }
     }
@@ -676,6 +678,7 @@ impl Builder {
             (Builder::Float(builder), Value::Float(value)) => builder.append_option(value),
             (Builder::Bool(builder), Value::Bool(value)) => builder.append_option(value),
             (Builder::Text(builder), Value::Text(value)) => builder.append_option(value),
+            (Builder::Dictionary(builder), Value::Text(value)) => builder.append_option(value),
             _ => unreachable!("values follow the schema"),
         }
     }
@@ -688,6 +691,7 @@ impl Builder {
             Builder::Float(builder) => Arc::new(builder.finish()),
             Builder::Bool(builder) => Arc::new(builder.finish()),
             Builder::Text(builder) => Arc::new(builder.finish()),
+            Builder::Dictionary(builder) => Arc::new(builder.finish()),
         }
     }
 }
@@ -723,6 +727,12 @@ impl Kept {
     /// hazards; `hazard_trades`: the trades of significant hazards.
     pub(crate) fn new(awaab_emergency: BTreeSet<i64>, hazard_trades: BTreeSet<String>) -> Kept {
         let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        // The outcome, which most files filter on, is dictionary-encoded.
+        let outcome = |name: &str| {
+            let dictionary =
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            Field::new(name, dictionary, true)
+        };
         let int = |name: &str| Field::new(name, DataType::Int64, true);
         let date = |name: &str| Field::new(name, DataType::Date32, true);
         let float = |name: &str| Field::new(name, DataType::Float64, true);
@@ -739,7 +749,7 @@ impl Kept {
                     int("weekday"),
                     text("slot"),
                     float("slot_hours"),
-                    text("outcome"),
+                    outcome("outcome"),
                     text("attribution"),
                     boolean("evidenced"),
                     boolean("reminded"),
@@ -756,7 +766,7 @@ impl Kept {
                     text("work_class"),
                     boolean("within_target"),
                     float("days"),
-                    text("first_visit_outcome"),
+                    outcome("first_visit_outcome"),
                     int("repairs"),
                 ])),
                 Arc::new(Schema::new(vec![
