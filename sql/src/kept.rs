@@ -19,12 +19,10 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chrono::NaiveDate;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    StringDictionaryBuilder, TimestampMicrosecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate};
+
+use crate::tables::{BatchBuilder, Cell};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::datasource::{MemTable, TableProvider};
@@ -39,6 +37,11 @@ const FAILED: &[&str] = &["no_access", "aborted", "missed", "cancelled"];
 const VISITED: &[&str] = &["kept_completed", "kept_not_completed", "aborted"];
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The date `days` after 1970-01-01.
+fn date(days: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::Duration::days(days.into())
+}
 
 /// The day (since 1970-01-01) of an instant in microseconds.
 fn day(micros: i64) -> i32 {
@@ -170,13 +173,6 @@ struct Key {
 }
 
 #[derive(Debug, Default)]
-struct Counts {
-    appointments: i64,
-    rebooked: i64,
-    delay_days: i64,
-}
-
-#[derive(Debug, Default)]
 struct State {
     appointment_ids: Ids,
     bookings: Vec<Option<Booking>>,
@@ -196,10 +192,11 @@ struct State {
     /// Per property: the work orders whose latest version names it.
     property_orders: Vec<Vec<u32>>,
     strings: HashSet<Arc<str>>,
-    counts: HashMap<Key, Counts>,
-    repairs: HashMap<RepairKey, i64>,
-    raised: HashMap<OrderKey, i64>,
-    hazards: HashMap<HazardKey, i64>,
+    /// Per `appointment_days` row: appointments, rebooked, delay days.
+    counts: HashMap<Key, [i64; 3]>,
+    repairs: HashMap<RepairKey, [i64; 1]>,
+    raised: HashMap<OrderKey, [i64; 1]>,
+    hazards: HashMap<HazardKey, [i64; 1]>,
     /// Each table built from its counts, until the next change.
     built: [Option<Vec<RecordBatch>>; 4],
     /// Priorities whose repairs are Awaab's Law emergency hazards (`repair_targets`).
@@ -549,51 +546,44 @@ impl State {
                     open_since: status.completed_at.is_none().then_some(clock_start),
                     investigated_on: first_visit.map(|(_, on)| on),
                 });
-            add(&mut self.raised, raised, sign);
+            add(&mut self.raised, raised, [sign]);
             if let Some(repair) = repair {
-                add(&mut self.repairs, repair, sign);
+                add(&mut self.repairs, repair, [sign]);
             }
             if let Some(hazard) = hazard {
-                add(&mut self.hazards, hazard, sign);
+                add(&mut self.hazards, hazard, [sign]);
             }
         }
         for (key, delay) in rows {
             let (rebooked, delay_days) = (i64::from(delay.is_some()), delay.unwrap_or(0));
-            match self.counts.entry(key) {
-                Entry::Occupied(mut entry) => {
-                    let counts = entry.get_mut();
-                    counts.appointments += sign;
-                    counts.rebooked += sign * rebooked;
-                    counts.delay_days += sign * delay_days;
-                    if counts.appointments == 0 {
-                        entry.remove();
-                    }
-                }
-                Entry::Vacant(entry) => {
-                    debug_assert_eq!(sign, 1, "a row is taken out only after it was added");
-                    entry.insert(Counts {
-                        appointments: sign,
-                        rebooked: sign * rebooked,
-                        delay_days: sign * delay_days,
-                    });
-                }
-            }
+            add(
+                &mut self.counts,
+                key,
+                [sign, sign * rebooked, sign * delay_days],
+            );
         }
     }
 }
 
-/// Adds `sign` to a count, dropping it at zero.
-fn add<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, i64>, key: K, sign: i64) {
+/// Adds a row's counts (taken out: negative) to its group; the first count is the group's
+/// number of rows, and a group that has none left is dropped.
+fn add<K: std::hash::Hash + Eq, const N: usize>(
+    counts: &mut HashMap<K, [i64; N]>,
+    key: K,
+    delta: [i64; N],
+) {
     match counts.entry(key) {
         Entry::Occupied(mut entry) => {
-            *entry.get_mut() += sign;
-            if *entry.get() == 0 {
+            for (count, delta) in entry.get_mut().iter_mut().zip(delta) {
+                *count += delta;
+            }
+            if entry.get()[0] == 0 {
                 entry.remove();
             }
         }
         Entry::Vacant(entry) => {
-            debug_assert_eq!(sign, 1, "a row is taken out only after it was added");
-            entry.insert(sign);
+            debug_assert_eq!(delta[0], 1, "a row is taken out only after it was added");
+            entry.insert(delta);
         }
     }
 }
@@ -636,88 +626,21 @@ pub(crate) struct Kept {
     schemas: [SchemaRef; 4],
 }
 
-/// Arrow columns of one kept table, filled row by row.
-enum Builder {
-    Date(Date32Builder),
-    Instant(TimestampMicrosecondBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    Text(StringBuilder),
-    Dictionary(StringDictionaryBuilder<Int32Type>),
-}
-
-/// One cell of a kept table's row.
-enum Value<'a> {
-    Date(Option<i32>),
-    Instant(Option<i64>),
-    Int(i64),
-    Float(Option<f64>),
-    Bool(Option<bool>),
-    Text(Option<&'a str>),
-}
-
-impl Builder {
-    fn new(data_type: &DataType) -> Builder {
-        match data_type {
-            DataType::Date32 => Builder::Date(Date32Builder::new()),
-            DataType::Timestamp(..) => Builder::Instant(TimestampMicrosecondBuilder::new()),
-            DataType::Int64 => Builder::Int(Int64Builder::new()),
-            DataType::Float64 => Builder::Float(Float64Builder::new()),
-            DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
-            DataType::Dictionary(..) => Builder::Dictionary(StringDictionaryBuilder::new()),
-            _ => Builder::Text(StringBuilder::new()),
-        }
-    }
-
-    fn push(&mut self, value: Value<'_>) {
-        match (self, value) {
-            (Builder::Date(builder), Value::Date(value)) => builder.append_option(value),
-            (Builder::Instant(builder), Value::Instant(value)) => builder.append_option(value),
-            (Builder::Int(builder), Value::Int(value)) => builder.append_value(value),
-            (Builder::Float(builder), Value::Float(value)) => builder.append_option(value),
-            (Builder::Bool(builder), Value::Bool(value)) => builder.append_option(value),
-            (Builder::Text(builder), Value::Text(value)) => builder.append_option(value),
-            (Builder::Dictionary(builder), Value::Text(value)) => builder.append_option(value),
-            _ => unreachable!("values follow the schema"),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Date(builder) => Arc::new(builder.finish()),
-            Builder::Instant(builder) => Arc::new(builder.finish()),
-            Builder::Int(builder) => Arc::new(builder.finish()),
-            Builder::Float(builder) => Arc::new(builder.finish()),
-            Builder::Bool(builder) => Arc::new(builder.finish()),
-            Builder::Text(builder) => Arc::new(builder.finish()),
-            Builder::Dictionary(builder) => Arc::new(builder.finish()),
-        }
-    }
-}
-
 /// Batches of `BATCH_ROWS` rows, in key order.
 fn build<K: Ord, C>(
     schema: &SchemaRef,
     counts: &HashMap<K, C>,
-    row: impl for<'a> Fn(&'a K, &'a C) -> Vec<Value<'a>>,
-) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+    row: impl for<'a> Fn(&'a K, &'a C) -> Vec<Cell<'a>>,
+) -> Result<Vec<RecordBatch>, crate::Error> {
     let mut rows: Vec<(&K, &C)> = counts.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut batches = Vec::new();
     for chunk in rows.chunks(BATCH_ROWS) {
-        let mut builders: Vec<Builder> = schema
-            .fields()
-            .iter()
-            .map(|field| Builder::new(field.data_type()))
-            .collect();
+        let mut builder = BatchBuilder::new(schema.clone());
         for (key, counts) in chunk {
-            for (builder, value) in builders.iter_mut().zip(row(key, counts)) {
-                builder.push(value);
-            }
+            builder.push(&row(key, counts));
         }
-        let columns = builders.iter_mut().map(Builder::finish).collect();
-        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        batches.push(builder.finish()?);
     }
     Ok(batches)
 }
@@ -846,55 +769,57 @@ impl Kept {
         let batches = match table {
             Table::Appointments => build(schema, &state.counts, |key, counts| {
                 vec![
-                    Value::Date(Some(key.slot_date)),
+                    Cell::Date(Some(date(key.slot_date))),
                     // 1970-01-01 was a Thursday; Sunday is 0, as date_part('dow', ...) counts.
-                    Value::Int(i64::from((key.slot_date + 4).rem_euclid(7))),
-                    Value::Text(Some(&key.slot)),
-                    Value::Float(key.slot_hours.map(f64::from_bits)),
-                    Value::Text(key.outcome.as_deref()),
-                    Value::Text(key.attribution.as_deref()),
-                    Value::Bool(key.evidenced),
-                    Value::Bool(Some(key.reminded)),
-                    Value::Text(key.contractor.as_deref()),
-                    Value::Text(key.trade.as_deref()),
-                    Value::Text(Some(&key.patch)),
-                    Value::Int(counts.appointments),
-                    Value::Int(counts.rebooked),
-                    Value::Float(Some(counts.delay_days as f64)),
+                    Cell::Int(Some(i64::from((key.slot_date + 4).rem_euclid(7)))),
+                    Cell::Text(Some(&key.slot)),
+                    Cell::Float(key.slot_hours.map(f64::from_bits)),
+                    Cell::Text(key.outcome.as_deref()),
+                    Cell::Text(key.attribution.as_deref()),
+                    Cell::Bool(key.evidenced),
+                    Cell::Bool(Some(key.reminded)),
+                    Cell::Text(key.contractor.as_deref()),
+                    Cell::Text(key.trade.as_deref()),
+                    Cell::Text(Some(&key.patch)),
+                    Cell::Int(Some(counts[0])),
+                    Cell::Int(Some(counts[1])),
+                    Cell::Float(Some(counts[2] as f64)),
                 ]
-            })?,
+            }),
             Table::Repairs => build(schema, &state.repairs, |key, repairs| {
                 vec![
-                    Value::Date(Some(key.completed_on)),
-                    Value::Int(key.priority),
-                    Value::Text(Some(&key.work_class)),
-                    Value::Bool(Some(key.within_target)),
-                    Value::Float(Some(key.days as f64)),
-                    Value::Text(key.first_visit_outcome.as_deref()),
-                    Value::Int(*repairs),
+                    Cell::Date(Some(date(key.completed_on))),
+                    Cell::Int(Some(key.priority)),
+                    Cell::Text(Some(&key.work_class)),
+                    Cell::Bool(Some(key.within_target)),
+                    Cell::Float(Some(key.days as f64)),
+                    Cell::Text(key.first_visit_outcome.as_deref()),
+                    Cell::Int(Some(repairs[0])),
                 ]
-            })?,
+            }),
             Table::Hazards => build(schema, &state.hazards, |key, repairs| {
                 vec![
-                    Value::Date(Some(key.reported_on)),
-                    Value::Bool(Some(key.emergency)),
-                    Value::Bool(Some(key.significant)),
-                    Value::Date(key.completed_on),
-                    Value::Bool(Some(key.made_safe_24h)),
-                    Value::Instant(key.open_since),
-                    Value::Date(key.investigated_on),
-                    Value::Int(*repairs),
+                    Cell::Date(Some(date(key.reported_on))),
+                    Cell::Bool(Some(key.emergency)),
+                    Cell::Bool(Some(key.significant)),
+                    Cell::Date(key.completed_on.map(date)),
+                    Cell::Bool(Some(key.made_safe_24h)),
+                    Cell::Instant(key.open_since.and_then(DateTime::from_timestamp_micros)),
+                    Cell::Date(key.investigated_on.map(date)),
+                    Cell::Int(Some(repairs[0])),
                 ]
-            })?,
+            }),
             Table::Orders => build(schema, &state.raised, |key, orders| {
                 vec![
-                    Value::Date(Some(key.raised_on)),
-                    Value::Bool(Some(key.cancelled)),
-                    Value::Bool(Some(key.booked)),
-                    Value::Int(*orders),
+                    Cell::Date(Some(date(key.raised_on))),
+                    Cell::Bool(Some(key.cancelled)),
+                    Cell::Bool(Some(key.booked)),
+                    Cell::Int(Some(orders[0])),
                 ]
-            })?,
+            }),
         };
+        let batches = batches
+            .map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))?;
         state.built[table as usize] = Some(batches.clone());
         Ok(batches)
     }

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -150,7 +150,10 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
 /// Column builders for one batch of one table.
 enum Column {
     Text(StringBuilder),
+    /// Text with few distinct values, dictionary-encoded.
+    Dictionary(StringDictionaryBuilder<Int32Type>),
     Int(Int64Builder),
+    Float(Float64Builder),
     Bool(BooleanBuilder),
     Date(Date32Builder),
     Instant(TimestampMicrosecondBuilder),
@@ -158,26 +161,31 @@ enum Column {
 
 /// A value for one cell.
 pub(crate) enum Cell<'a> {
+    /// For a text or a dictionary column.
     Text(Option<&'a str>),
     Int(Option<i64>),
+    Float(Option<f64>),
     Bool(Option<bool>),
     Date(Option<NaiveDate>),
     Instant(Option<DateTime<Utc>>),
 }
 
-struct BatchBuilder {
+/// Builds one batch of a table row by row.
+pub(crate) struct BatchBuilder {
     schema: SchemaRef,
     columns: Vec<Column>,
 }
 
 impl BatchBuilder {
-    fn new(schema: SchemaRef) -> Self {
+    pub(crate) fn new(schema: SchemaRef) -> Self {
         let columns = schema
             .fields()
             .iter()
             .map(|field| match field.data_type() {
                 DataType::Utf8 => Column::Text(StringBuilder::new()),
+                DataType::Dictionary(..) => Column::Dictionary(StringDictionaryBuilder::new()),
                 DataType::Int64 => Column::Int(Int64Builder::new()),
+                DataType::Float64 => Column::Float(Float64Builder::new()),
                 DataType::Boolean => Column::Bool(BooleanBuilder::new()),
                 DataType::Date32 => Column::Date(Date32Builder::new()),
                 _ => Column::Instant(TimestampMicrosecondBuilder::new()),
@@ -187,13 +195,15 @@ impl BatchBuilder {
     }
 
     /// Appends one row; `cells` follow the schema's column order.
-    fn push(&mut self, cells: &[Cell<'_>]) {
+    pub(crate) fn push(&mut self, cells: &[Cell<'_>]) {
         debug_assert_eq!(cells.len(), self.columns.len());
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
         for (column, cell) in self.columns.iter_mut().zip(cells) {
             match (column, cell) {
                 (Column::Text(builder), Cell::Text(value)) => builder.append_option(*value),
+                (Column::Dictionary(builder), Cell::Text(value)) => builder.append_option(*value),
                 (Column::Int(builder), Cell::Int(value)) => builder.append_option(*value),
+                (Column::Float(builder), Cell::Float(value)) => builder.append_option(*value),
                 (Column::Bool(builder), Cell::Bool(value)) => builder.append_option(*value),
                 (Column::Date(builder), Cell::Date(value)) => {
                     builder.append_option(value.map(|date| (date - epoch).num_days() as i32));
@@ -206,14 +216,16 @@ impl BatchBuilder {
         }
     }
 
-    fn finish(mut self) -> Result<RecordBatch, Error> {
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, Error> {
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
             .map(|column| -> ArrayRef {
                 match column {
                     Column::Text(builder) => Arc::new(builder.finish()),
+                    Column::Dictionary(builder) => Arc::new(builder.finish()),
                     Column::Int(builder) => Arc::new(builder.finish()),
+                    Column::Float(builder) => Arc::new(builder.finish()),
                     Column::Bool(builder) => Arc::new(builder.finish()),
                     Column::Date(builder) => Arc::new(builder.finish()),
                     Column::Instant(builder) => Arc::new(builder.finish()),
