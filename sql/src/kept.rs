@@ -468,7 +468,7 @@ impl State {
                     .filter(|_| failed)
                     .and_then(|visit| visit.attribution.clone()),
                 outcome,
-                evidenced: if no_access { evidenced } else { None },
+                evidenced,
                 reminded: booking.reminder_sent.unwrap_or(false),
                 contractor: work_order.and_then(|order| order.contractor.clone()),
                 trade: work_order.and_then(|order| order.trade.clone()),
