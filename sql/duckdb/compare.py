@@ -20,7 +20,7 @@ import time
 import duckdb
 
 SQL = pathlib.Path(__file__).resolve().parent.parent
-# The views goldthread keeps as tables, updated as events arrive (sql::tables, sql::days).
+# The views goldthread keeps as tables, updated as events arrive (sql::tables, sql::kept).
 KEPT = ("latest_", "appointment_days", "repair_days", "order_days", "hazard_days")
 
 

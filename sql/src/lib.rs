@@ -1,7 +1,8 @@
 //! goldthread analytics: a DataFusion session over live tables of repair requests, work
 //! orders, status updates, appointments, visits, properties, tenancies, vulnerability dates
 //! and golden records, appended as events arrive (every version kept, the latest kept
-//! apart); the KPI suite (`sql/kpi/*.sql`) for any date range, the data exception rules
+//! apart, and the KPIs' per-day counts kept too: `kept`); the KPI suite (`sql/kpi/*.sql`)
+//! for any date range, the data exception rules
 //! (`sql/exceptions/*.sql`), the dashboard's trend and analysts' read-only queries.
 //!
 //! Architecture invariant: no network IO, and no file IO but `Analytics::export`, which
