@@ -127,7 +127,12 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
     generate(data.path(), 150, 6);
     // Small batches for the run that is killed, so the kill lands between commits.
     // A killed member holds its partitions until its session times out: keep that short.
-    let on_broker = broker.config() + "\"session.timeout.ms\" = \"6000\"\n";
+    // A rebalance may wait for a member it knows up to that member's max.poll.interval.ms
+    // (librdkafka's default 300 s). Once, under CI's load, the restarted run below made no
+    // progress for over 4 minutes after reading its positions, likely waiting on the killed
+    // member so: bound that wait too.
+    let on_broker = broker.config()
+        + "\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"10000\"\n";
     let small_batches = data.path().join("small-batches.toml");
     std::fs::write(
         &small_batches,
