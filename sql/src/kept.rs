@@ -1,7 +1,7 @@
 //! The tables goldthread keeps as events arrive instead of computing them per query:
 //! `appointment_days` (the appointments per slot date and group that the appointment KPIs
 //! count, with their rebookings), `repair_days` (completed repairs per completion day and
-//! group, with their first visit's outcome) and `order_days` (work orders per raised day,
+//! group, with their first visit's outcome), `order_days` (work orders per raised day,
 //! cancelled or not, with an appointment or not) and `hazard_days` (Awaab's Law hazards per
 //! report day, with their completion and first visit). `sql/views/current.sql` defines each over
 //! the history (other engines run those definitions); this module keeps the same counts so
@@ -205,6 +205,19 @@ struct State {
     hazard_trades: BTreeSet<String>,
 }
 
+/// Moves `member` from the list of `old` to the list of `new` (either may be none).
+fn relink(lists: &mut [Vec<u32>], member: usize, old: Option<usize>, new: Option<usize>) {
+    if old == new {
+        return;
+    }
+    if let Some(old) = old {
+        lists[old].retain(|other| *other as usize != member);
+    }
+    if let Some(new) = new {
+        lists[new].push(member as u32);
+    }
+}
+
 /// Kleene AND of SQL booleans (NULL is unknown).
 fn all(terms: &[Option<bool>]) -> Option<bool> {
     if terms.contains(&Some(false)) {
@@ -311,18 +324,10 @@ impl State {
             Payload::Appointment(appointment) => {
                 let id = self.appointment(&envelope.source_ref.id);
                 let order = self.order(&appointment.work_order_ref);
-                match self.bookings[id]
+                let old = self.bookings[id]
                     .as_ref()
-                    .map(|booking| booking.order as usize)
-                {
-                    Some(old) if old == order => {}
-                    old => {
-                        if let Some(old) = old {
-                            self.members[old].retain(|member| *member as usize != id);
-                        }
-                        self.members[order].push(id as u32);
-                    }
-                }
+                    .map(|booking| booking.order as usize);
+                relink(&mut self.members, id, old, Some(order));
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
                 self.bookings[id] = Some(Booking {
                     order: order as u32,
@@ -346,34 +351,23 @@ impl State {
             Payload::WorkOrder(order) => {
                 let id = self.order(&envelope.source_ref.id);
                 let property = self.property(&order.property_ref);
-                let old = self.orders[id].as_ref();
-                let (old_property, old_request) = (
-                    old.map(|old| old.property as usize),
-                    old.map(|old| old.request),
-                );
-                if old_property != Some(property) {
-                    if let Some(old) = old_property {
-                        self.property_orders[old].retain(|member| *member as usize != id);
-                    }
-                    self.property_orders[property].push(id as u32);
-                }
                 let request = order
                     .repair_request_ref
                     .as_deref()
-                    .map(|request| self.request(request) as u32);
-                if old_request != Some(request) {
-                    if let Some(Some(old)) = old_request {
-                        self.request_orders[old as usize].retain(|member| *member as usize != id);
-                    }
-                    if let Some(request) = request {
-                        self.request_orders[request as usize].push(id as u32);
-                    }
-                }
+                    .map(|request| self.request(request));
+                let old = self.orders[id].as_ref();
+                let (old_property, old_request) = (
+                    old.map(|old| old.property as usize),
+                    old.and_then(|old| old.request)
+                        .map(|request| request as usize),
+                );
+                relink(&mut self.property_orders, id, old_property, Some(property));
+                relink(&mut self.request_orders, id, old_request, request);
                 self.orders[id] = Some(Order {
                     contractor: self.intern_option(&order.contractor),
                     trade: self.intern_option(&order.trade),
                     property: property as u32,
-                    request,
+                    request: request.map(|request| request as u32),
                     priority: order.priority,
                     raised_at: order.raised_at.timestamp_micros(),
                     work_class: self.intern_option(&order.work_class),
@@ -411,6 +405,7 @@ impl State {
 
     /// Adds (`sign` 1) or takes out (-1) the rows of a work order's appointments.
     fn contribute(&mut self, order: usize, sign: i64) {
+        let unknown = self.intern("unknown");
         let mut members: Vec<(&Booking, usize)> = self.members[order]
             .iter()
             .filter_map(|id| Some((self.bookings[*id as usize].as_ref()?, *id as usize)))
@@ -424,7 +419,6 @@ impl State {
                 })
         });
         let work_order = self.orders[order].as_ref();
-        let unknown: Arc<str> = "unknown".into();
         let patch = work_order
             .and_then(|order| self.patches[order.property as usize].clone())
             .unwrap_or_else(|| unknown.clone());

@@ -3,7 +3,7 @@
 //! beside it (`latest_*`), settings tables from `[analytics]`, and golden-record tables
 //! replaced from the MDM stage's snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -442,7 +442,7 @@ pub struct Analytics {
     calendar: crate::calendar::Calendar,
     tables: Mutex<BTreeMap<&'static str, Table>>,
     sequence: Mutex<i64>,
-    /// `appointment_days`, `repair_days` and `order_days`, kept as events arrive.
+    /// The KPIs' per-day counts, kept as events arrive (`sql::kept`).
     kept: Arc<Kept>,
 }
 
@@ -464,6 +464,19 @@ impl Analytics {
         let context = SessionContext::new();
         let targets = config.targets()?;
         let calendar = config.calendar();
+        // Awaab's Law hazards: the priorities with a target that it counts as emergencies,
+        // and the significant hazards' trades, each once.
+        let awaab_emergency: BTreeSet<i64> = targets
+            .keys()
+            .filter(|code| config.awaab.emergency_priorities.contains(code))
+            .copied()
+            .collect();
+        let hazard_trades: BTreeSet<String> = config
+            .awaab
+            .significant_hazard_trades
+            .iter()
+            .cloned()
+            .collect();
         let settings: Vec<(&str, Vec<(&str, ArrayRef)>)> = vec![
             (
                 "repair_targets",
@@ -488,9 +501,11 @@ impl Analytics {
                     ),
                     (
                         "awaab_emergency",
-                        Arc::new(BooleanArray::from_iter(targets.keys().map(|code| {
-                            Some(config.awaab.emergency_priorities.contains(code))
-                        }))),
+                        Arc::new(BooleanArray::from_iter(
+                            targets
+                                .keys()
+                                .map(|code| Some(awaab_emergency.contains(code))),
+                        )),
                     ),
                 ],
             ),
@@ -498,14 +513,7 @@ impl Analytics {
                 "hazard_trades",
                 vec![(
                     "trade",
-                    // Each trade once, whatever the configuration repeats.
-                    Arc::new(StringArray::from_iter_values(
-                        config
-                            .awaab
-                            .significant_hazard_trades
-                            .iter()
-                            .collect::<std::collections::BTreeSet<_>>(),
-                    )),
+                    Arc::new(StringArray::from_iter_values(hazard_trades.iter())),
                 )],
             ),
             {
@@ -552,19 +560,7 @@ impl Analytics {
             };
             tables.insert(name, table);
         }
-        let kept = Arc::new(Kept::new(
-            targets
-                .keys()
-                .filter(|code| config.awaab.emergency_priorities.contains(code))
-                .copied()
-                .collect(),
-            config
-                .awaab
-                .significant_hazard_trades
-                .iter()
-                .cloned()
-                .collect(),
-        ));
+        let kept = Arc::new(Kept::new(awaab_emergency, hazard_trades));
         for table in crate::kept::Table::ALL {
             let provider = KeptTable {
                 kept: kept.clone(),
