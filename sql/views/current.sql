@@ -119,12 +119,21 @@ FROM (
 GROUP BY slot_date, weekday, slot, slot_hours, outcome, attribution, evidenced, reminded,
     contractor, trade, patch;
 
+-- Per work order: its first visit, the earliest appointment (slot date, window start,
+-- reference) at which an operative attended and worked.
+CREATE VIEW first_visits AS
+SELECT work_order_ref, outcome, arrived_at, slot_date FROM (
+    SELECT work_order_ref, outcome, arrived_at, slot_date,
+        ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
+    FROM appointment_outcomes
+    WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
+) visits WHERE visit = 1;
+
 -- Completed repairs (a completion and no cancellation) per completion day and group: what
 -- RP02, HMPI 90 and HMPI 101 count. `days` is the end-to-end time in calendar days from the
 -- report day (the raised day when no request arrived) to the completion day, counting both.
--- `first_visit_outcome` is the outcome of the work order's earliest appointment (slot date,
--- window start, reference) at which an operative attended and worked, if any. Kept by
--- goldthread (`sql::kept`), as `appointment_days`.
+-- `first_visit_outcome` is the outcome of the work order's first visit (`first_visits`), if
+-- any. Kept by goldthread (`sql::kept`), as `appointment_days`.
 CREATE VIEW repair_days AS
 SELECT completed_on, priority, work_class, within_target, days, first_visit_outcome,
     COUNT(*) AS repairs
@@ -135,14 +144,7 @@ FROM (
               - date_part('epoch', date_trunc('day', r.clock_start))) / 86400 + 1 AS DOUBLE) AS days,
         f.outcome AS first_visit_outcome
     FROM repairs r
-    LEFT JOIN (
-        SELECT work_order_ref, outcome FROM (
-            SELECT work_order_ref, outcome,
-                ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
-            FROM appointment_outcomes
-            WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
-        ) visits WHERE visit = 1
-    ) f ON f.work_order_ref = r.ref
+    LEFT JOIN first_visits f ON f.work_order_ref = r.ref
     WHERE r.completed_at IS NOT NULL AND r.cancelled_at IS NULL
 ) repair
 GROUP BY completed_on, priority, work_class, within_target, days, first_visit_outcome;
@@ -168,7 +170,7 @@ GROUP BY raised_on, cancelled, booked;
 -- `hazard_trades`. The clock starts at the report (the raised time when no request arrived).
 -- `made_safe_24h`: completed within 24 hours of it. `open_since`: the clock start of a repair
 -- not completed yet. `investigated_on`: the day of the first visit (its arrival, else its slot
--- date), as in `repair_days`. Kept by goldthread (`sql::kept`), as `appointment_days`.
+-- date, from `first_visits`). Kept by goldthread (`sql::kept`), as `appointment_days`.
 CREATE VIEW hazard_days AS
 SELECT reported_on, emergency, significant, completed_on, made_safe_24h, open_since,
     investigated_on, COUNT(*) AS repairs
@@ -185,14 +187,7 @@ FROM (
     FROM repairs r
     LEFT JOIN repair_targets t ON t.priority = r.priority
     LEFT JOIN hazard_trades h ON h.trade = r.trade
-    LEFT JOIN (
-        SELECT work_order_ref, arrived_at, slot_date FROM (
-            SELECT work_order_ref, arrived_at, slot_date,
-                ROW_NUMBER() OVER (PARTITION BY work_order_ref ORDER BY slot_date, window_start, ref) AS visit
-            FROM appointment_outcomes
-            WHERE outcome IN ('kept_completed', 'kept_not_completed', 'aborted')
-        ) visits WHERE visit = 1
-    ) f ON f.work_order_ref = r.ref
+    LEFT JOIN first_visits f ON f.work_order_ref = r.ref
     WHERE r.cancelled_at IS NULL AND r.work_class = 'responsive'
       AND (COALESCE(t.awaab_emergency, false) OR h.trade IS NOT NULL)
 ) hazard
