@@ -16,10 +16,13 @@ use std::sync::Mutex;
 
 use mdm::{Changes, Entity, Hub, StewardVerdict};
 use pipeline::Envelope;
+use pipeline::Reference;
+use pipeline::entity::{Tenancy, Vulnerability};
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
 use sql::KpiTable;
-use tokio_postgres::types::Json;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -76,9 +79,10 @@ const UPSERT_SOURCE_RECORDS: &str = "INSERT INTO goldthread.source_record
 
 /// Writes the cross-reference rows of the records that changed (`changed_record`, their
 /// current rows in `new_xref`): closes the history rows whose golden id changed and opens new
-/// ones; records merges (new redirects) and unmerges (redirects gone) from `new_redirect`.
+/// ones; replaces the redirects of `changed_redirect` with `new_redirect`, recording merges
+/// (redirects new or moved) and unmerges (redirects gone).
 const WRITE_XREF: &str = "
-    ANALYZE changed_record, new_xref, new_redirect;
+    ANALYZE changed_record, new_xref, changed_redirect, new_redirect;
     UPDATE goldthread.xref_history h SET valid_to = now()
       FROM changed_record c LEFT JOIN new_xref n USING (entity, source, source_id)
      WHERE h.valid_to IS NULL
@@ -96,12 +100,16 @@ const WRITE_XREF: &str = "
     INSERT INTO goldthread.xref SELECT * FROM new_xref;
     INSERT INTO goldthread.merge_history
     SELECT now(), n.entity, 'merged', n.golden_id, n.survivor_id FROM new_redirect n
-    EXCEPT SELECT now(), r.entity, 'merged', r.golden_id, r.survivor_id FROM goldthread.redirect r;
+     WHERE NOT EXISTS (SELECT 1 FROM goldthread.redirect r
+                        WHERE (r.entity, r.golden_id, r.survivor_id)
+                            = (n.entity, n.golden_id, n.survivor_id));
     INSERT INTO goldthread.merge_history
-    SELECT now(), r.entity, 'unmerged', r.golden_id, r.survivor_id FROM goldthread.redirect r
+    SELECT now(), r.entity, 'unmerged', r.golden_id, r.survivor_id
+      FROM goldthread.redirect r JOIN changed_redirect c USING (entity, golden_id)
      WHERE NOT EXISTS (SELECT 1 FROM new_redirect n
                         WHERE (n.entity, n.golden_id) = (r.entity, r.golden_id));
-    TRUNCATE goldthread.redirect;
+    DELETE FROM goldthread.redirect r USING changed_redirect c
+     WHERE (r.entity, r.golden_id) = (c.entity, c.golden_id);
     INSERT INTO goldthread.redirect SELECT * FROM new_redirect;";
 
 /// Records consumed positions (a JSON array of `{topic, partition, next_offset}`). A position
@@ -813,32 +821,71 @@ fn positions_json(positions: &Positions) -> Value {
     )
 }
 
-/// Writes the rows of a snapshot: deletes what changed, inserts what is live now.
+/// Writes the rows of a snapshot: deletes what changed, inserts what is live now. The large
+/// tables are filled with binary `COPY` and the keys are passed as typed arrays: PostgreSQL
+/// then parses no JSON for them.
 async fn write_snapshot(
     transaction: &tokio_postgres::Transaction<'_>,
     snapshot: &Snapshot,
 ) -> anyhow::Result<()> {
-    for (table, select, rows) in [
+    let records = &snapshot.records;
+    let xref = &snapshot.xref;
+    let redirects = &snapshot.redirects;
+    let redirect_keys = &snapshot.redirect_keys;
+    let stagings: [(&str, &str, Vec<Vec<&str>>); 4] = [
         (
             "changed_record",
-            "SELECT * FROM jsonb_to_recordset($1) AS c(entity text, source text, source_id text)",
-            &snapshot.records,
+            "entity, source, source_id",
+            vec![
+                column(records, |(entity, _)| entity.as_str()),
+                column(records, |(_, reference)| &reference.allocated_by),
+                column(records, |(_, reference)| &reference.id),
+            ],
         ),
         (
             "new_xref",
-            "SELECT * FROM jsonb_populate_recordset(NULL::goldthread.xref, $1)",
-            &snapshot.xref,
+            "entity, source, source_id, golden_id",
+            vec![
+                column(xref, |(entity, _, _)| entity.as_str()),
+                column(xref, |(_, reference, _)| &reference.allocated_by),
+                column(xref, |(_, reference, _)| &reference.id),
+                column(xref, |(_, _, golden_id)| golden_id),
+            ],
+        ),
+        (
+            "changed_redirect",
+            "entity, golden_id",
+            vec![
+                column(redirect_keys, |(entity, _)| entity.as_str()),
+                column(redirect_keys, |(_, golden_id)| golden_id),
+            ],
         ),
         (
             "new_redirect",
-            "SELECT * FROM jsonb_populate_recordset(NULL::goldthread.redirect, $1)",
-            &snapshot.redirects,
+            "entity, golden_id, survivor_id",
+            vec![
+                column(redirects, |(entity, _, _)| entity.as_str()),
+                column(redirects, |(_, golden_id, _)| golden_id),
+                column(redirects, |(_, _, survivor_id)| survivor_id),
+            ],
         ),
-    ] {
+    ];
+    for (table, names, columns) in &stagings {
+        let arrays: Vec<String> = (1..=columns.len())
+            .map(|n| format!("${n}::text[]"))
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> = columns
+            .iter()
+            .map(|column| column as &(dyn ToSql + Sync))
+            .collect();
         transaction
             .execute(
-                &format!("CREATE TEMP TABLE {table} ON COMMIT DROP AS {select}"),
-                &[rows],
+                &format!(
+                    "CREATE TEMP TABLE {table} ON COMMIT DROP AS
+                     SELECT * FROM unnest({}) AS s({names})",
+                    arrays.join(", ")
+                ),
+                &params,
             )
             .await
             .with_context(|| format!("staging {table}"))?;
@@ -847,7 +894,9 @@ async fn write_snapshot(
         .batch_execute(WRITE_XREF)
         .await
         .context("writing the cross-reference and its history")?;
-    let deletes: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 5] = [
+    let tenancy_keys = &snapshot.tenancy_keys;
+    let vulnerability_keys = &snapshot.vulnerability_keys;
+    let deletes: [(&str, &[&(dyn ToSql + Sync)]); 5] = [
         (
             "DELETE FROM goldthread.golden_person WHERE golden_id = ANY($1)",
             &[&snapshot.person_ids],
@@ -864,33 +913,197 @@ async fn write_snapshot(
         ),
         (
             "DELETE FROM goldthread.tenancy_record t
-              USING jsonb_to_recordset($1) AS k(source text, tenancy_id text)
+              USING unnest($1::text[], $2::text[]) AS k(source, tenancy_id)
               WHERE (t.source, t.tenancy_id) = (k.source, k.tenancy_id)",
-            &[&snapshot.tenancy_keys],
+            &[
+                &column(tenancy_keys, |key| &key.allocated_by),
+                &column(tenancy_keys, |key| &key.id),
+            ],
         ),
         (
             "DELETE FROM goldthread.vulnerability_record v
-              USING jsonb_to_recordset($1) AS k(source text, vulnerability_id text)
+              USING unnest($1::text[], $2::text[]) AS k(source, vulnerability_id)
               WHERE (v.source, v.vulnerability_id) = (k.source, k.vulnerability_id)",
-            &[&snapshot.vulnerability_keys],
+            &[
+                &column(vulnerability_keys, |key| &key.allocated_by),
+                &column(vulnerability_keys, |key| &key.id),
+            ],
         ),
     ];
     for (sql, params) in deletes {
         transaction.execute(sql, params).await?;
     }
+    copy_rows(
+        transaction,
+        "golden_person (golden_id, title, given_name, middle_name, family_name, date_of_birth,
+                        nino, phone, email, postcode, sources, lineage)",
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::DATE,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+            Type::JSONB,
+        ],
+        &snapshot.persons,
+        |golden| {
+            vec![
+                Box::new(&golden.golden_id),
+                Box::new(&golden.title),
+                Box::new(&golden.given_name),
+                Box::new(&golden.middle_name),
+                Box::new(&golden.family_name),
+                Box::new(golden.date_of_birth),
+                Box::new(&golden.nino),
+                Box::new(&golden.phone),
+                Box::new(&golden.email),
+                Box::new(&golden.postcode),
+                Box::new(Json(&golden.sources)),
+                Box::new(Json(&golden.lineage)),
+            ]
+        },
+    )
+    .await?;
+    copy_rows(
+        transaction,
+        "golden_property (golden_id, uprn, parent_uprn, parent_golden_id, saon, paon, street,
+                          locality, town, postcode, property_type, sources, lineage)",
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+            Type::JSONB,
+        ],
+        &snapshot.properties,
+        |golden| {
+            vec![
+                Box::new(&golden.golden_id),
+                Box::new(&golden.uprn),
+                Box::new(&golden.parent_uprn),
+                Box::new(&golden.parent_golden_id),
+                Box::new(&golden.saon),
+                Box::new(&golden.paon),
+                Box::new(&golden.street),
+                Box::new(&golden.locality),
+                Box::new(&golden.town),
+                Box::new(&golden.postcode),
+                Box::new(&golden.property_type),
+                Box::new(Json(&golden.sources)),
+                Box::new(Json(&golden.lineage)),
+            ]
+        },
+    )
+    .await?;
+    copy_rows(
+        transaction,
+        "match_decision (entity, golden_id, source_a, source_id_a, source_b, source_id_b,
+                         decided_by, probability, explanation)",
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::JSONB,
+        ],
+        &snapshot.decisions,
+        |decision| {
+            vec![
+                Box::new(decision.entity.as_str()),
+                Box::new(&decision.golden_id),
+                Box::new(&decision.a.allocated_by),
+                Box::new(&decision.a.id),
+                Box::new(&decision.b.allocated_by),
+                Box::new(&decision.b.id),
+                Box::new(decision.decided_by),
+                Box::new(decision.probability),
+                Box::new(&decision.explanation),
+            ]
+        },
+    )
+    .await?;
+    copy_rows(
+        transaction,
+        "tenancy_record (source, tenancy_id, property_ref, party_refs, start_date, end_date,
+                         tenure)",
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::DATE,
+            Type::DATE,
+            Type::TEXT,
+        ],
+        &snapshot.tenancies,
+        |(reference, tenancy)| {
+            vec![
+                Box::new(&reference.allocated_by),
+                Box::new(&reference.id),
+                Box::new(&tenancy.property_ref),
+                Box::new(&tenancy.party_refs),
+                Box::new(tenancy.start_date),
+                Box::new(tenancy.end_date),
+                Box::new(&tenancy.tenure),
+            ]
+        },
+    )
+    .await?;
+    copy_rows(
+        transaction,
+        "vulnerability_record (source, vulnerability_id, person_ref, code, description,
+                               start_date, end_date, review_date)",
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::DATE,
+            Type::DATE,
+            Type::DATE,
+        ],
+        &snapshot.vulnerabilities,
+        |(reference, vulnerability)| {
+            vec![
+                Box::new(&reference.allocated_by),
+                Box::new(&reference.id),
+                Box::new(&vulnerability.person_ref),
+                Box::new(&vulnerability.code),
+                Box::new(&vulnerability.description),
+                Box::new(vulnerability.start_date),
+                Box::new(vulnerability.end_date),
+                Box::new(vulnerability.review_date),
+            ]
+        },
+    )
+    .await?;
+    // The review queue and the verdicts are small and written whole.
     transaction
         .batch_execute("TRUNCATE goldthread.review_queue, goldthread.steward_verdict")
         .await?;
     for (table, rows) in [
-        ("golden_person", &snapshot.persons),
-        ("golden_property", &snapshot.properties),
-        ("match_decision", &snapshot.decisions),
-        ("tenancy_record", &snapshot.tenancies),
-        ("vulnerability_record", &snapshot.vulnerabilities),
         ("review_queue", &snapshot.review),
         ("steward_verdict", &snapshot.verdicts),
     ] {
-        // One round trip per table: the rows as a JSON array, typed by the table.
         transaction
             .execute(
                 &format!(
@@ -905,26 +1118,85 @@ async fn write_snapshot(
     Ok(())
 }
 
+/// One text column of some rows, for a `text[]` parameter.
+fn column<'a, T>(rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
+    rows.iter().map(field).collect()
+}
+
+/// A row's values for `copy_rows`, in the order of its columns.
+type Cells<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
+
+/// Appends rows to `goldthread.<target>` (a table and its columns) with binary `COPY`.
+async fn copy_rows<'a, T>(
+    transaction: &tokio_postgres::Transaction<'_>,
+    target: &str,
+    types: &[Type],
+    rows: &'a [T],
+    cells: impl Fn(&'a T) -> Cells<'a>,
+) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let table = target.split_whitespace().next().unwrap_or(target);
+    let sink = transaction
+        .copy_in(&format!("COPY goldthread.{target} FROM STDIN BINARY"))
+        .await
+        .with_context(|| format!("writing goldthread.{table}"))?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    let mut writer = std::pin::pin!(writer);
+    for row in rows {
+        let values = cells(row);
+        let values: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|value| &**value as &(dyn ToSql + Sync))
+            .collect();
+        writer
+            .as_mut()
+            .write(&values)
+            .await
+            .with_context(|| format!("writing goldthread.{table}"))?;
+    }
+    writer
+        .finish()
+        .await
+        .with_context(|| format!("writing goldthread.{table}"))?;
+    Ok(())
+}
+
+/// A row of `goldthread.match_decision`: a link inside a golden record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub entity: Entity,
+    pub golden_id: String,
+    pub a: Reference,
+    pub b: Reference,
+    pub decided_by: &'static str,
+    pub probability: Option<f64>,
+    pub explanation: Value,
+}
+
 /// The rows a write replaces, from the hub's state and what changed in it: the golden
-/// records, decisions, cross-reference, tenancies and vulnerabilities that changed (ids and
-/// keys to delete, rows to insert), and the small tables whole (review queue, redirects,
+/// records, decisions, cross-reference, redirects, tenancies and vulnerabilities that changed
+/// (ids and keys to delete, rows to insert), and the small tables whole (review queue,
 /// steward verdicts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub person_ids: Vec<String>,
-    pub persons: Value,
+    pub persons: Vec<mdm::GoldenPerson>,
     pub property_ids: Vec<String>,
-    pub properties: Value,
-    pub decisions: Value,
-    /// `{entity, source, source_id}` of the records whose xref rows are replaced.
-    pub records: Value,
-    pub xref: Value,
-    pub tenancy_keys: Value,
-    pub tenancies: Value,
-    pub vulnerability_keys: Value,
-    pub vulnerabilities: Value,
+    pub properties: Vec<mdm::GoldenProperty>,
+    pub decisions: Vec<Decision>,
+    /// The records whose xref rows are replaced, and those rows now.
+    pub records: Vec<(Entity, Reference)>,
+    pub xref: Vec<(Entity, Reference, String)>,
+    pub tenancy_keys: Vec<Reference>,
+    pub tenancies: Vec<(Reference, Tenancy)>,
+    pub vulnerability_keys: Vec<Reference>,
+    pub vulnerabilities: Vec<(Reference, Vulnerability)>,
+    /// The redirect rows replaced (`(entity, golden_id)`), and those rows now.
+    pub redirect_keys: Vec<(Entity, String)>,
+    pub redirects: Vec<(Entity, String, String)>,
     pub review: Value,
-    pub redirects: Value,
     pub verdicts: Value,
 }
 
@@ -959,72 +1231,47 @@ impl Snapshot {
         let mut decisions = Vec::new();
         for (entity, golden_id) in live {
             for link in hub.explain(entity, golden_id).unwrap_or_default() {
-                decisions.push(json!({
-                    "entity": entity.as_str(), "golden_id": golden_id,
-                    "source_a": link.a.allocated_by, "source_id_a": link.a.id,
-                    "source_b": link.b.allocated_by, "source_id_b": link.b.id,
-                    "decided_by": link.decided_by,
-                    "probability": link.score.as_ref().map(|score| score.probability),
-                    "explanation": link.score.as_ref().map_or_else(
-                        || json!({"key": link.key}),
-                        |score| serde_json::to_value(score).unwrap_or(Value::Null),
-                    ),
-                }));
+                let explanation = match &link.score {
+                    Some(score) => serde_json::to_value(score)?,
+                    None => json!({"key": link.key}),
+                };
+                decisions.push(Decision {
+                    entity,
+                    golden_id: golden_id.clone(),
+                    probability: link.score.as_ref().map(|score| score.probability),
+                    a: link.a,
+                    b: link.b,
+                    decided_by: link.decided_by,
+                    explanation,
+                });
             }
         }
         let mut records = Vec::new();
         let mut xref = Vec::new();
         for (entity, references) in [
-            ("person", &changes.person_records),
-            ("property", &changes.property_records),
+            (Entity::Person, &changes.person_records),
+            (Entity::Property, &changes.property_records),
         ] {
             for reference in references {
-                let row = |golden_id: Option<&str>| {
-                    json!({
-                        "entity": entity, "source": reference.allocated_by,
-                        "source_id": reference.id, "golden_id": golden_id,
-                    })
-                };
-                records.push(row(None));
-                let current = hub.golden_ids_of(reference).into_iter();
+                records.push((entity, reference.clone()));
                 xref.extend(
-                    current
-                        .filter(|(kind, _)| *kind == entity)
-                        .map(|(_, golden_id)| row(Some(golden_id))),
+                    hub.golden_ids_of(reference)
+                        .into_iter()
+                        .filter(|(kind, _)| *kind == entity.as_str())
+                        .map(|(_, golden_id)| (entity, reference.clone(), golden_id.to_string())),
                 );
             }
         }
-        let keys = |references: &[pipeline::Reference], id: &str| -> Value {
-            references
-                .iter()
-                .map(|reference| json!({"source": reference.allocated_by, id: reference.id}))
-                .collect()
-        };
         let tenancies = changes
             .tenancies
             .iter()
-            .filter_map(|reference| Some((reference, hub.tenancy(reference)?)))
-            .map(|(reference, tenancy)| {
-                json!({
-                    "source": reference.allocated_by, "tenancy_id": reference.id,
-                    "property_ref": tenancy.property_ref, "party_refs": tenancy.party_refs,
-                    "start_date": tenancy.start_date, "end_date": tenancy.end_date,
-                    "tenure": tenancy.tenure,
-                })
-            })
+            .filter_map(|reference| Some((reference.clone(), hub.tenancy(reference)?.clone())))
             .collect();
         let vulnerabilities = changes
             .vulnerabilities
             .iter()
-            .filter_map(|reference| Some((reference, hub.vulnerability(reference)?)))
-            .map(|(reference, vulnerability)| {
-                json!({
-                    "source": reference.allocated_by, "vulnerability_id": reference.id,
-                    "person_ref": vulnerability.person_ref, "code": vulnerability.code,
-                    "description": vulnerability.description,
-                    "start_date": vulnerability.start_date, "end_date": vulnerability.end_date,
-                    "review_date": vulnerability.review_date,
-                })
+            .filter_map(|reference| {
+                Some((reference.clone(), hub.vulnerability(reference)?.clone()))
             })
             .collect();
         let review = hub
@@ -1042,13 +1289,21 @@ impl Snapshot {
                 })
             })
             .collect();
-        let redirects = hub
-            .redirects()
-            .into_iter()
-            .map(|(entity, golden_id, survivor_id)| {
-                json!({"entity": entity.as_str(), "golden_id": golden_id, "survivor_id": survivor_id})
-            })
-            .collect();
+        // The redirects through a changed id, and the keys of every row they may replace:
+        // theirs and the changed ids' own (an id merged back no longer redirects).
+        let redirects = hub.redirects_changed(changes);
+        let redirect_keys = [
+            (Entity::Person, &changes.persons),
+            (Entity::Property, &changes.properties),
+        ]
+        .into_iter()
+        .flat_map(|(entity, ids)| ids.iter().map(move |id| (entity, id.clone())))
+        .chain(
+            redirects
+                .iter()
+                .map(|(entity, from, _)| (*entity, from.clone())),
+        )
+        .collect();
         let verdicts = hub
             .verdicts()
             .into_iter()
@@ -1063,18 +1318,19 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             person_ids: changes.persons.clone(),
-            persons: serde_json::to_value(persons)?,
+            persons,
             property_ids: changes.properties.clone(),
-            properties: serde_json::to_value(properties)?,
-            decisions: Value::Array(decisions),
-            records: Value::Array(records),
-            xref: Value::Array(xref),
-            tenancy_keys: keys(&changes.tenancies, "tenancy_id"),
+            properties,
+            decisions,
+            records,
+            xref,
+            tenancy_keys: changes.tenancies.clone(),
             tenancies,
-            vulnerability_keys: keys(&changes.vulnerabilities, "vulnerability_id"),
+            vulnerability_keys: changes.vulnerabilities.clone(),
             vulnerabilities,
-            review,
+            redirect_keys,
             redirects,
+            review,
             verdicts,
         })
     }

@@ -145,7 +145,9 @@ impl ClusterIndex {
         }
         let slot = self.slots.len();
         let golden_id = self.golden_id_for(reference);
-        self.redirects.remove(&golden_id);
+        if self.redirects.remove(&golden_id).is_some() && self.track_changes {
+            self.changed_ids.insert(golden_id.clone());
+        }
         self.by_golden_id.insert(golden_id.clone(), slot);
         self.clusters.insert(
             slot,
@@ -645,6 +647,33 @@ impl ClusterIndex {
             .collect()
     }
 
+    /// The absorbed ids whose chain of redirects passes through one of `changed` (itself
+    /// included), with the live id each resolves to now: the only redirect rows that can
+    /// differ from before those ids changed, since a chain's links change only at ids
+    /// recorded as changed.
+    pub fn redirects_through(&self, changed: &FxHashSet<&str>) -> Vec<(&str, String)> {
+        let mut rows: Vec<(&str, String)> = self
+            .redirects
+            .keys()
+            .filter(|from| {
+                let mut id = from.as_str();
+                for _ in 0..=self.redirects.len() {
+                    if changed.contains(id) {
+                        return true;
+                    }
+                    match self.redirects.get(id) {
+                        Some(next) if !self.by_golden_id.contains_key(id) => id = next,
+                        _ => return false,
+                    }
+                }
+                false
+            })
+            .filter_map(|from| Some((from.as_str(), self.resolve(from)?)))
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
     pub fn n_records(&self) -> usize {
         self.slots.len() - self.retired.len()
     }
@@ -863,6 +892,66 @@ mod tests {
             }
             index.undecide(a, b, conflict);
             prop_assert_eq!(before, snapshot(&index));
+        }
+
+        /// Replacing only the redirects `redirects_through` names after each change (and
+        /// deleting those of the changed ids) keeps a stored copy equal to every redirect.
+        #[test]
+        fn redirects_through_the_changed_ids_keep_a_stored_copy_whole(
+            (n, edges, conflicts) in graph(),
+            steps in proptest::collection::vec((any::<usize>(), any::<usize>(), 0u8..5), 1..12),
+        ) {
+            let mut index = ClusterIndex::new("GP");
+            index.track_changes();
+            let mut stored: BTreeMap<String, String> = BTreeMap::new();
+            let conflict = |x: usize, y: usize| {
+                conflicts.contains(&(x, y)) || conflicts.contains(&(y, x))
+            };
+            let mut slots: Vec<usize> = (0..n)
+                .map(|record| index.register(&reference(&format!("r{record:02}"))).0)
+                .collect();
+            for (i, j, op) in steps {
+                let (a, b) = (slots[i % n], slots[j % n]);
+                match op {
+                    // Links as the edges say, or a fresh strong link between the two.
+                    0 | 1 => {
+                        let mut links: Vec<(usize, f64)> = edges
+                            .iter()
+                            .filter(|&&(x, _, _)| x == i % n)
+                            .map(|&(_, y, w)| (slots[y], f64::from(w)))
+                            .filter(|&(other, _)| !index.retired.contains(&other))
+                            .collect();
+                        if op == 1 {
+                            links.push((b, 3.0));
+                        }
+                        if !index.retired.contains(&a) {
+                            index.relink(a, links, conflict);
+                        }
+                    }
+                    2 if a != b => { index.decide(a, b, i % 2 == 0, conflict); }
+                    3 if a != b => { index.undecide(a, b, conflict); }
+                    4 if !index.retired.contains(&a) => {
+                        index.retire(a, conflict);
+                        // The reference comes back as a new record later.
+                        slots[i % n] = index.register(&reference(&format!("r{:02}", i % n))).0;
+                    }
+                    _ => {}
+                }
+                let changes = index.take_changes();
+                let changed: FxHashSet<&str> =
+                    changes.golden_ids.iter().map(String::as_str).collect();
+                let rows = index.redirects_through(&changed);
+                for id in changed.iter().copied().chain(rows.iter().map(|(from, _)| *from)) {
+                    stored.remove(id);
+                }
+                stored.extend(rows.into_iter().map(|(from, to)| (from.to_string(), to)));
+                let whole: BTreeMap<String, String> = index
+                    .redirects()
+                    .into_keys()
+                    .filter_map(|from| Some((from.to_string(), index.resolve(from)?)))
+                    .collect();
+                prop_assert_eq!(&stored, &whole);
+            }
         }
     }
 }

@@ -8,6 +8,8 @@ use pipeline::entity::{Person, Property, Tenancy, Vulnerability};
 use pipeline::{Envelope, Payload, Reference};
 use serde::{Deserialize, Serialize};
 
+use rustc_hash::FxHashSet;
+
 use crate::address;
 use crate::cluster::ClusterIndex;
 use crate::config::{MdmConfig, SurvivorshipRule};
@@ -1395,6 +1397,24 @@ impl Hub {
                 })
             })
             .collect()
+    }
+
+    /// The redirects that may have changed with `changes` (see
+    /// `ClusterIndex::redirects_through`), as `redirects` gives them.
+    pub fn redirects_changed(&self, changes: &Changes) -> Vec<(Entity, String, String)> {
+        [
+            (Entity::Person, &changes.persons),
+            (Entity::Property, &changes.properties),
+        ]
+        .into_iter()
+        .flat_map(|(entity, ids)| {
+            let changed: FxHashSet<&str> = ids.iter().map(String::as_str).collect();
+            self.index(entity)
+                .redirects_through(&changed)
+                .into_iter()
+                .map(move |(from, to)| (entity, from.to_string(), to))
+        })
+        .collect()
     }
 
     /// Every steward verdict in force (`Same` or `Different`), by entity then pair: what a
