@@ -73,7 +73,7 @@ pub fn start(
                         produced += batch.events.len() as u64;
                         metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => source.name.clone(), "topic" => topic.clone())
                             .increment(batch.events.len() as u64);
-                        Ok::<(), pipeline::Error>(())
+                        Ok::<_, pipeline::Error>(stage::Handled::Written)
                     },
                 )
                 .await

@@ -98,6 +98,18 @@ impl Shared {
         Ok(kept)
     }
 
+    /// A batch's output is written (`kept`: which of its events were applied): the
+    /// dashboard shows it, and the main task's progress moves on.
+    fn batch_written(&self, batch: &stage::Batch, kept: &[bool]) {
+        let earliest = batch.events.iter().zip(kept).filter(|(_, kept)| **kept);
+        self.live
+            .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
+        self.progress.send_modify(|progress| {
+            progress.batches += 1;
+            progress.positions = batch.positions.clone();
+        });
+    }
+
     /// Applies what the group's other processes committed (nothing unless the store is
     /// coordinated): their records' latest events, their erasures, and the steward verdicts
     /// in force, except on pairs with a record in `acting_on` (the steward action being
@@ -490,14 +502,7 @@ pub async fn run(
                 stop_rx,
                 shutdown_rx,
                 |message| stage::canonical("mdm_analytics", message),
-                |batch| {
-                    apply_batch(&shared, batch)?;
-                    shared.progress.send_modify(|progress| {
-                        progress.batches += 1;
-                        progress.positions = batch.positions.clone();
-                    });
-                    Ok::<(), anyhow::Error>(())
-                },
+                |batch| apply_batch(&shared, batch),
             )
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))
@@ -773,18 +778,54 @@ async fn restore(
     Ok(restored)
 }
 
-/// The MDM and analytics stages' work on one batch; returns once the output is written.
-fn apply_batch(shared: &Shared, batch: &stage::Batch) -> anyhow::Result<()> {
-    let kept = match &shared.store {
-        None => shared.apply_events(&batch.events)?,
-        Some(store) => write_batch(shared, store, batch)?,
-    };
-    // The dashboard shows what is durable.
-    let earliest = batch.events.iter().zip(&kept).filter(|(_, kept)| **kept);
-    shared
-        .live
-        .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
-    Ok(())
+/// The MDM and analytics stages' work on one batch. In memory, or with a store the group
+/// shares, the output is written when this returns. With a store only this process writes,
+/// the batch is applied now and its PostgreSQL write returned, for the stage to run while it
+/// handles the next batch.
+fn apply_batch(
+    shared: &Arc<Shared>,
+    batch: &Arc<stage::Batch>,
+) -> anyhow::Result<stage::Handled<anyhow::Error>> {
+    match &shared.store {
+        None => {
+            let kept = shared.apply_events(&batch.events)?;
+            shared.batch_written(batch, &kept);
+            return Ok(stage::Handled::Written);
+        }
+        Some(store) if store.is_coordinated() => {
+            let kept = write_batch(shared, store, batch)?;
+            shared.batch_written(batch, &kept);
+            return Ok(stage::Handled::Written);
+        }
+        Some(_) => {}
+    }
+    // Nobody else writes to the store, so applying needs nothing from it. The write takes
+    // the hub's changes when it starts: this batch's, and any of the next batch's applied
+    // by then, whose events and positions that batch's own write stores.
+    let kept = shared.apply_events(&batch.events)?;
+    let (shared, batch, retry_for) = (shared.clone(), batch.clone(), shared.store_retry_for);
+    Ok(stage::Handled::Writing(Box::pin(async move {
+        let store = shared.store.as_ref().expect("a store");
+        let write = crate::store::Write {
+            positions: Some(&batch.consumed),
+            ..Default::default()
+        };
+        let mut stored = |_: &crate::store::Peers| {
+            Ok(batch
+                .events
+                .iter()
+                .zip(&kept)
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event)
+                .collect())
+        };
+        store
+            .write_with_retry(&shared.hub, &write, retry_for, &mut stored)
+            .await
+            .context("writing the batch to PostgreSQL")?;
+        shared.batch_written(&batch, &kept);
+        Ok(())
+    })))
 }
 
 /// Applies a batch inside the PostgreSQL transaction that stores it; returns which of its

@@ -25,6 +25,8 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("embedded broker: {0}")]
     Embedded(String),
+    #[error("a batch's write stopped: {0}")]
+    WriteTask(String),
 }
 
 impl Error {
@@ -38,7 +40,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Kafka { .. } | Error::KafkaTimeout(_) => ErrorClass::External,
-            Error::Encode(_) | Error::Embedded(_) => ErrorClass::Internal,
+            Error::Encode(_) | Error::Embedded(_) | Error::WriteTask(_) => ErrorClass::Internal,
         }
     }
 }

@@ -90,9 +90,6 @@ pub struct ConsumeReport {
     pub batches: u64,
 }
 
-/// Consumes `topics` as the configured group until `stop` says so (or `shutdown` turns true),
-/// calling `handle` on each batch and committing after it returns `Ok`. An `Err` from
-/// `handle` stops the stage without committing that batch, so it is consumed again.
 /// One consumed message, as a decoder sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
@@ -151,11 +148,37 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
     }
 }
 
-/// Consumes `topics` in consumer group `group` in batches: each message is decoded, dead
-/// letters go to the dead-letter topic, `handle` gets the batch, and only then are the
-/// batch's offsets committed.
+/// What a stage's handler made of a batch.
+pub enum Handled<E> {
+    /// Its output is written: the batch's offsets may be committed.
+    Written,
+    /// Its output is written by this future. The stage runs it while it consumes and handles
+    /// the next batch, and commits the batch's offsets once it succeeds. At most one is in
+    /// flight: the next batch's is started only after this one succeeded, so writes land in
+    /// batch order.
+    Writing(Pending<E>),
+}
+
+impl<E> std::fmt::Debug for Handled<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Written => f.write_str("Written"),
+            Handled::Writing(_) => f.write_str("Writing(..)"),
+        }
+    }
+}
+
+/// A batch's write still to finish (`Handled::Writing`).
+pub type Pending<E> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), E>> + Send>>;
+
+/// Consumes `topics` in consumer group `group` in batches until `stop` says so (or
+/// `shutdown` turns true): each message is decoded, dead letters go to the dead-letter topic,
+/// `handle` gets the batch, and only once its output is written are the batch's offsets
+/// committed. An `Err` from `handle` or from its write stops the stage without committing
+/// that batch, so it is consumed again.
 #[allow(clippy::too_many_arguments)]
-pub async fn consume<E>(
+pub async fn consume<E: Send + 'static>(
     cluster: &Cluster,
     stage: &str,
     group: &str,
@@ -164,7 +187,7 @@ pub async fn consume<E>(
     mut stop: watch::Receiver<StopWhen>,
     mut shutdown: watch::Receiver<bool>,
     mut decode: impl FnMut(&Message<'_>) -> Decoded,
-    mut handle: impl FnMut(&Batch) -> std::result::Result<(), E>,
+    mut handle: impl FnMut(&Arc<Batch>) -> std::result::Result<Handled<E>, E>,
 ) -> Result<ConsumeReport, StageError<E>> {
     let consumer = cluster.consumer(group, topics)?;
     let mut dead_letters = cluster.producer()?;
@@ -172,8 +195,9 @@ pub async fn consume<E>(
     let mut report = ConsumeReport::default();
     let stage_label = stage.to_string();
     let mut stop_open = true;
-    // While a batch is applied, a ticker reports how long it has been waiting: a stage held
-    // back by a slow sink shows it even though nothing completes.
+    // While a batch is handled or its write is in flight, a ticker reports how long the stage
+    // has been waiting: a stage held back by a slow sink shows it even though nothing
+    // completes.
     let epoch = Instant::now();
     let busy_since = Arc::new(AtomicU64::new(IDLE));
     let ticker = {
@@ -194,6 +218,11 @@ pub async fn consume<E>(
         })
     };
     let _stop_ticker = AbortOnDrop(ticker);
+    let finished = Finished {
+        stage: &stage_label,
+        consumer: &consumer,
+    };
+    let mut in_flight: Option<InFlight<E>> = None;
     loop {
         if let StopWhen::Reached(targets) = &*stop.borrow()
             && reached(&positions, targets)
@@ -203,10 +232,19 @@ pub async fn consume<E>(
         if *shutdown.borrow() {
             break;
         }
-        // Wait for the first message, a stop target or a shutdown; then fill the batch. A
-        // dropped shutdown sender means shut down; a dropped stop sender keeps its last word.
+        // Wait for the first message, the write in flight, a stop target or a shutdown; then
+        // fill the batch. A dropped shutdown sender means shut down; a dropped stop sender
+        // keeps its last word.
         let first = tokio::select! {
             message = consumer.recv() => Some(message),
+            written = async { (&mut in_flight.as_mut().expect("in flight").task).await },
+                if in_flight.is_some() => {
+                joined(written)?;
+                let previous = in_flight.take().expect("in flight");
+                finished.written(&previous.handed, &mut report)?;
+                busy_since.store(IDLE, Ordering::Relaxed);
+                None
+            }
             changed = stop.changed(), if stop_open => {
                 stop_open = changed.is_ok();
                 None
@@ -274,10 +312,82 @@ pub async fn consume<E>(
             dead_letters.send_dead_letter(dead_letter).await?;
         }
         dead_letters.flush().await?;
-        busy_since.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let handled = handle(&batch);
-        busy_since.store(IDLE, Ordering::Relaxed);
-        handled.map_err(StageError::Stage)?;
+        let mut bytes: BTreeMap<String, u64> = BTreeMap::new();
+        for message in &messages {
+            *bytes.entry(message.topic().to_string()).or_default() +=
+                message.payload().map_or(0, <[u8]>::len) as u64;
+        }
+        drop(messages);
+        let batch = Arc::new(batch);
+        if in_flight.is_none() {
+            busy_since.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        let handled = handle(&batch).map_err(StageError::Stage)?;
+        // The previous batch's write finishes before this one's starts.
+        if let Some(previous) = in_flight.take() {
+            joined(previous.task.await)?;
+            finished.written(&previous.handed, &mut report)?;
+        }
+        let handed = Handed {
+            batch,
+            bytes,
+            started,
+        };
+        match handled {
+            Handled::Written => {
+                finished.written(&handed, &mut report)?;
+                busy_since.store(IDLE, Ordering::Relaxed);
+            }
+            Handled::Writing(write) => {
+                in_flight = Some(InFlight {
+                    handed,
+                    task: tokio::spawn(write),
+                });
+            }
+        }
+    }
+    if let Some(last) = in_flight.take() {
+        joined(last.task.await)?;
+        finished.written(&last.handed, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// A batch the handler has had.
+struct Handed {
+    batch: Arc<Batch>,
+    /// Bytes consumed per topic.
+    bytes: BTreeMap<String, u64>,
+    started: Instant,
+}
+
+/// A handled batch whose write is running.
+struct InFlight<E> {
+    handed: Handed,
+    task: tokio::task::JoinHandle<std::result::Result<(), E>>,
+}
+
+/// The outcome of a batch's write task.
+fn joined<E>(
+    written: std::result::Result<std::result::Result<(), E>, tokio::task::JoinError>,
+) -> Result<(), StageError<E>> {
+    match written {
+        Ok(result) => result.map_err(StageError::Stage),
+        Err(error) => Err(StageError::Pipeline(Error::WriteTask(error.to_string()))),
+    }
+}
+
+/// What the stage does once a batch's output is written.
+struct Finished<'a> {
+    stage: &'a str,
+    consumer: &'a crate::kafka::StageConsumer,
+}
+
+impl Finished<'_> {
+    /// Commits a batch's offsets (its output is written) and counts it.
+    fn written(&self, done: &Handed, report: &mut ConsumeReport) -> Result<()> {
+        let stage = self.stage;
+        let batch = &done.batch;
         let mut commit = TopicPartitionList::new();
         for ((topic, partition), next) in &batch.consumed {
             commit
@@ -287,39 +397,35 @@ pub async fn consume<E>(
         // A commit fails when a rebalance took the partitions away meanwhile (another member
         // of the group goes on from the last committed offset). The batch stands: applying
         // its events again is harmless, and a store fences what it already holds.
-        match consumer.commit(&commit, CommitMode::Sync) {
+        match self.consumer.commit(&commit, CommitMode::Sync) {
             Ok(()) => {
-                metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage_label.clone())
+                metrics::counter!(names::STAGE_COMMITS_TOTAL, "stage" => stage.to_string())
                     .increment(1);
             }
             Err(error) => {
                 tracing::warn!(stage, %error, "committing offsets failed; the next owner of the partitions consumes the batch again");
-                metrics::counter!(names::STAGE_COMMIT_FAILURES_TOTAL, "stage" => stage_label.clone())
+                metrics::counter!(names::STAGE_COMMIT_FAILURES_TOTAL, "stage" => stage.to_string())
                     .increment(1);
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
-        metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage_label.clone())
+        let seconds = done.started.elapsed().as_secs_f64();
+        metrics::histogram!(names::STAGE_BATCH_SECONDS, "stage" => stage.to_string())
             .record(seconds);
-        tracing::debug!(stage, messages = messages.len(), seconds, "batch applied");
-        metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage_label.clone())
+        let messages: u64 = batch.per_topic.values().sum();
+        tracing::debug!(stage, messages, seconds, "batch applied");
+        metrics::counter!(names::STAGE_DEAD_LETTERS_TOTAL, "stage" => stage.to_string())
             .increment(batch.dead_letters.len() as u64);
-        let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
-        for message in &messages {
-            *bytes.entry(message.topic()).or_default() +=
-                message.payload().map_or(0, <[u8]>::len) as u64;
-        }
         for (topic, count) in &batch.per_topic {
-            metrics::counter!(names::STAGE_EVENTS_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
+            metrics::counter!(names::STAGE_EVENTS_CONSUMED_TOTAL, "stage" => stage.to_string(), "topic" => topic.clone())
                 .increment(*count);
-            metrics::counter!(names::STAGE_BYTES_CONSUMED_TOTAL, "stage" => stage_label.clone(), "topic" => topic.clone())
-                .increment(bytes.get(topic.as_str()).copied().unwrap_or(0));
+            metrics::counter!(names::STAGE_BYTES_CONSUMED_TOTAL, "stage" => stage.to_string(), "topic" => topic.clone())
+                .increment(done.bytes.get(topic).copied().unwrap_or(0));
             *report.consumed_per_topic.entry(topic.clone()).or_default() += count;
         }
         report.dead_letters += batch.dead_letters.len() as u64;
         report.batches += 1;
+        Ok(())
     }
-    Ok(report)
 }
 
 /// `busy_since` when no batch is being applied.
@@ -424,7 +530,7 @@ mod tests {
             |message| canonical("test", message),
             |batch| {
                 seen += batch.events.len();
-                Ok::<(), String>(())
+                Ok::<_, String>(Handled::Written)
             },
         )
         .await
