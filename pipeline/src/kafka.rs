@@ -566,13 +566,33 @@ impl EmbeddedBroker {
                         return;
                     }
                 };
-                for topic in &topics {
-                    if let Err(error) = cluster.create_topic(topic, partitions, 1) {
-                        let _ = ready_tx.send(Err(format!("creating topic {topic}: {error}")));
-                        return;
-                    }
+                // librdkafka's mock thread can miss the wake-up of a request queued while it
+                // reads the previous one's, and then sleeps out its 1 s poll: creating 11
+                // topics took 3 s in some runs. A connection to the listener wakes it too, so
+                // one is made every few milliseconds while the topics are created.
+                let bootstrap_servers = cluster.bootstrap_servers();
+                let created = std::sync::atomic::AtomicBool::new(false);
+                let outcome = std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        let address = bootstrap_servers.split(',').next().unwrap_or_default();
+                        while !created.load(std::sync::atomic::Ordering::Relaxed) {
+                            let _ = std::net::TcpStream::connect(address);
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                    });
+                    let outcome = topics.iter().try_for_each(|topic| {
+                        cluster
+                            .create_topic(topic, partitions, 1)
+                            .map_err(|error| format!("creating topic {topic}: {error}"))
+                    });
+                    created.store(true, std::sync::atomic::Ordering::Relaxed);
+                    outcome
+                });
+                if let Err(error) = outcome {
+                    let _ = ready_tx.send(Err(error));
+                    return;
                 }
-                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                let _ = ready_tx.send(Ok(bootstrap_servers));
                 // Keep the cluster alive until asked to stop (or the owner is gone).
                 let _ = stop_rx.recv();
             })
