@@ -1,6 +1,6 @@
 //! The pipeline against a standalone Kafka-protocol broker (tansu, a separate process), with
-//! change events written by an independent client (kcat) in the Debezium envelope, and a
-//! kill -9 mid-stream that resumes from the positions stored in PostgreSQL.
+//! change events written by an independent client (kcat) in the Debezium envelope, a kill -9
+//! mid-stream that resumes from the positions stored in PostgreSQL, and TLS.
 
 mod common;
 
@@ -585,4 +585,71 @@ fields = { property_ref = "property", priority = "priority", raised_at = "raised
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     assert_eq!(stored(), ORDERS);
+}
+
+/// Kafka over TLS (`[kafka.security] protocol = "ssl"`): the broker's certificate is
+/// verified against `ca_file` and every event goes through, giving the golden records of a
+/// run on the embedded broker; a CA that did not sign the certificate is refused at startup,
+/// and the error names the failed handshake.
+#[test]
+fn a_run_over_tls_verifies_the_brokers_certificate() {
+    let (broker, ca) = Broker::start_behind_tls();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 40, 6);
+    let reference = tempfile::tempdir().unwrap();
+    let expected = run_once(data.path(), reference.path(), &[]);
+    let config = |ca: &std::path::Path| {
+        let path = data.path().join("tls.toml");
+        let security = format!(
+            "\n[kafka.security]\nprotocol = \"ssl\"\nca_file = \"{}\"\n",
+            ca.display()
+        );
+        std::fs::write(&path, broker.config() + &security).unwrap();
+        path
+    };
+
+    let out = tempfile::tempdir().unwrap();
+    let summary = run_once(
+        data.path(),
+        out.path(),
+        &["--config", config(&ca).to_str().unwrap()],
+    );
+    assert!(
+        summary["broker"]
+            .as_str()
+            .unwrap()
+            .contains(&broker.address)
+    );
+    let consumed = |summary: &serde_json::Value| -> u64 {
+        summary["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|topic| topic["consumed"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(consumed(&summary) > 0);
+    assert_eq!(consumed(&summary), consumed(&expected));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("xref.csv")).unwrap(),
+        std::fs::read_to_string(reference.path().join("xref.csv")).unwrap()
+    );
+
+    let other = data.path().join("other.crt");
+    self_signed(&other, &data.path().join("other.key"), "other");
+    let refused = goldthread()
+        .args(["run", "--once", "--data-dir", data.path().to_str().unwrap()])
+        .args(["--config", config(&other).to_str().unwrap()])
+        .args([
+            "--out",
+            tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("SSL handshake failed") && stderr.contains("certificate verify failed"),
+        "{stderr}"
+    );
 }

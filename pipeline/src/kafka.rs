@@ -205,6 +205,75 @@ impl rdkafka::ClientContext for LagContext {
 
 impl rdkafka::consumer::ConsumerContext for LagContext {}
 
+/// Asks the cluster for its metadata within `timeout`. On failure the error names what
+/// librdkafka last reported about the connection (a refused certificate, a failed login, a
+/// refused connection): a timed-out request alone would not. Blocking.
+fn probe(config: ClientConfig, timeout: Duration) -> Result<()> {
+    let bootstrap = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    let client: rdkafka::producer::BaseProducer<ConnectContext> = config
+        .clone()
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+        .create_with_context(ConnectContext::default())
+        .map_err(|error| Error::kafka("creating metadata client", error))?;
+    let Err(error) = client.client().fetch_metadata(None, timeout) else {
+        return Ok(());
+    };
+    // The connection's logs and errors wait on the main queue, which polling serves.
+    client.poll(Duration::from_millis(100));
+    let reason = client
+        .context()
+        .last_error()
+        .map(|reason| format!("; the connection reported: {reason}"))
+        .unwrap_or_default();
+    Err(Error::kafka(
+        format!("no answer from {bootstrap} within {timeout:?}{reason}"),
+        error,
+    ))
+}
+
+/// A metadata client's context: remembers the last error librdkafka reported about the
+/// client's connections.
+#[derive(Debug, Default)]
+struct ConnectContext {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ConnectContext {
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("last error lock").clone()
+    }
+}
+
+impl rdkafka::ClientContext for ConnectContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        if matches!(
+            level,
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error | Level::Warning
+        ) {
+            tracing::debug!(facility, message, "kafka connection");
+            *self.last_error.lock().expect("last error lock") = Some(message.to_string());
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka connection");
+        // "All brokers are down" sums up the failures; keep the failure itself.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last_error.lock().expect("last error lock") = Some(reason.to_string());
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ConnectContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// A connected cluster: the bootstrap address, and the embedded broker if we run one.
 #[derive(Debug)]
 pub struct Cluster {
@@ -231,6 +300,12 @@ impl Cluster {
             embedded,
         };
         if cluster.embedded.is_none() {
+            // A broker that does not answer is named with the reason its connection gave
+            // (a refused certificate or login), not as a timed-out topic creation.
+            let client = cluster.client_config();
+            tokio::task::spawn_blocking(move || probe(client, Duration::from_secs(15)))
+                .await
+                .map_err(|error| Error::WriteTask(error.to_string()))??;
             cluster.create_topics(topics).await?;
         }
         Ok(cluster)
@@ -365,14 +440,7 @@ impl Cluster {
     /// Whether the cluster answers a metadata request within `timeout` (for `/ready`).
     /// Blocking: call it off the async runtime.
     pub fn reachable(&self, timeout: Duration) -> Result<()> {
-        let client: rdkafka::consumer::BaseConsumer = self
-            .client_config()
-            .create()
-            .map_err(|error| Error::kafka("creating metadata client", error))?;
-        client
-            .fetch_metadata(None, timeout)
-            .map(drop)
-            .map_err(|error| Error::kafka("metadata", error))
+        probe(self.client_config(), timeout)
     }
 
     /// The high watermark of every partition of `topics`: the offsets a consumer must reach

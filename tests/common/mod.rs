@@ -161,23 +161,11 @@ impl Postgres {
     pub fn start_tls_only() -> (Postgres, PathBuf) {
         let server = Postgres::init();
         let data = server.dir.path().join("data");
-        let output = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(data.join("server.key"))
-            .arg("-out")
-            .arg(data.join("server.crt"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "openssl: {output:?}");
+        self_signed(
+            &data.join("server.crt"),
+            &data.join("server.key"),
+            "127.0.0.1",
+        );
         let mut conf = std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
@@ -443,6 +431,46 @@ pub fn serve(command: &mut Command) -> (Running, String, String, Box<dyn Iterato
     (running, address, ready, Box::new(lines))
 }
 
+/// Writes a self-signed certificate for `name` (an IP address is also its subject
+/// alternative name) and its key.
+pub fn self_signed(cert: &Path, key: &Path, name: &str) {
+    let mut command = Command::new("openssl");
+    command.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    ]);
+    command.args(["-subj", &format!("/CN={name}")]);
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        command.args(["-addext", &format!("subjectAltName=IP:{name}")]);
+    }
+    let output = command
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "openssl: {output:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_listener(address: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while TcpStream::connect(address).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on {address}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A standalone Kafka-protocol broker (tansu, in-memory storage) on a free loopback port,
 /// stopped when dropped. `tests/run` installs tansu when it is absent; `GOLDTHREAD_TANSU`
 /// names the binary, else it is looked up on PATH and in `~/.cargo/bin`.
@@ -450,10 +478,46 @@ pub struct Broker {
     process: std::process::Child,
     pub address: String,
     binary: PathBuf,
+    /// The TLS proxy in front of the broker (`start_behind_tls`), with the CA clients trust.
+    tls: Option<(std::process::Child, tempfile::TempDir)>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
+        let address = format!("127.0.0.1:{}", free_port());
+        Broker::start_advertising(&address, &address)
+    }
+
+    /// A broker that clients reach over TLS only: socat terminates TLS on `address` and
+    /// forwards to tansu on a port of its own, which advertises `address` in its metadata.
+    /// tansu 0.6's own TLS cannot be switched on from its command line (its `--cert` and
+    /// `--key` are declared mutually exclusive).
+    pub fn start_behind_tls() -> (Broker, PathBuf) {
+        let address = format!("127.0.0.1:{}", free_port());
+        let inner = format!("127.0.0.1:{}", free_port());
+        let mut broker = Broker::start_advertising(&inner, &address);
+        broker.address = address.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("broker.crt"), dir.path().join("broker.key"));
+        self_signed(&cert, &key, "127.0.0.1");
+        let port = address.rsplit(':').next().unwrap();
+        let proxy = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:{inner}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat starts (tests/run installs it)");
+        wait_for_listener(&address, "socat");
+        broker.tls = Some((proxy, dir));
+        (broker, cert)
+    }
+
+    fn start_advertising(listen: &str, advertised: &str) -> Broker {
         let binary = std::env::var_os("GOLDTHREAD_TANSU")
             .map(PathBuf::from)
             .or_else(|| which("tansu").ok())
@@ -463,32 +527,20 @@ impl Broker {
                     .filter(|path| path.is_file())
             })
             .expect("tansu is not installed: run tests/run, which installs it (cargo install tansu --locked --features dynostore)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
         let process = Command::new(&binary)
             .args(["broker", "--storage-engine=memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &format!("tcp://{listen}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("tansu starts");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tansu did not listen on {address}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for_listener(listen, "tansu");
         Broker {
             process,
-            address,
+            address: listen.to_string(),
             binary,
+            tls: None,
         }
     }
 
@@ -551,6 +603,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if let Some((proxy, _)) = &mut self.tls {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
