@@ -935,22 +935,9 @@ async fn write_snapshot(
     }
     copy_rows(
         transaction,
-        "golden_person (golden_id, title, given_name, middle_name, family_name, date_of_birth,
-                        nino, phone, email, postcode, sources, lineage)",
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::DATE,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::JSONB,
-            Type::JSONB,
-        ],
+        "golden_person",
+        "golden_id, title, given_name, middle_name, family_name, date_of_birth, nino, phone, \
+         email, postcode, sources, lineage",
         &snapshot.persons,
         |golden| {
             vec![
@@ -972,23 +959,9 @@ async fn write_snapshot(
     .await?;
     copy_rows(
         transaction,
-        "golden_property (golden_id, uprn, parent_uprn, parent_golden_id, saon, paon, street,
-                          locality, town, postcode, property_type, sources, lineage)",
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::JSONB,
-            Type::JSONB,
-        ],
+        "golden_property",
+        "golden_id, uprn, parent_uprn, parent_golden_id, saon, paon, street, locality, town, \
+         postcode, property_type, sources, lineage",
         &snapshot.properties,
         |golden| {
             vec![
@@ -1011,19 +984,9 @@ async fn write_snapshot(
     .await?;
     copy_rows(
         transaction,
-        "match_decision (entity, golden_id, source_a, source_id_a, source_b, source_id_b,
-                         decided_by, probability, explanation)",
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::FLOAT8,
-            Type::JSONB,
-        ],
+        "match_decision",
+        "entity, golden_id, source_a, source_id_a, source_b, source_id_b, decided_by, \
+         probability, explanation",
         &snapshot.decisions,
         |decision| {
             vec![
@@ -1042,17 +1005,8 @@ async fn write_snapshot(
     .await?;
     copy_rows(
         transaction,
-        "tenancy_record (source, tenancy_id, property_ref, party_refs, start_date, end_date,
-                         tenure)",
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT_ARRAY,
-            Type::DATE,
-            Type::DATE,
-            Type::TEXT,
-        ],
+        "tenancy_record",
+        "source, tenancy_id, property_ref, party_refs, start_date, end_date, tenure",
         &snapshot.tenancies,
         |(reference, tenancy)| {
             vec![
@@ -1069,18 +1023,9 @@ async fn write_snapshot(
     .await?;
     copy_rows(
         transaction,
-        "vulnerability_record (source, vulnerability_id, person_ref, code, description,
-                               start_date, end_date, review_date)",
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::DATE,
-            Type::DATE,
-            Type::DATE,
-        ],
+        "vulnerability_record",
+        "source, vulnerability_id, person_ref, code, description, start_date, end_date, \
+         review_date",
         &snapshot.vulnerabilities,
         |(reference, vulnerability)| {
             vec![
@@ -1126,23 +1071,33 @@ fn column<'a, T>(rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str
 /// A row's values for `copy_rows`, in the order of its columns.
 type Cells<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
 
-/// Appends rows to `goldthread.<target>` (a table and its columns) with binary `COPY`.
+/// Appends rows to `goldthread.<table>` with binary `COPY`: `cells` gives a row's values in
+/// the order of `columns`, whose types are read from the table.
 async fn copy_rows<'a, T>(
     transaction: &tokio_postgres::Transaction<'_>,
-    target: &str,
-    types: &[Type],
+    table: &str,
+    columns: &str,
     rows: &'a [T],
     cells: impl Fn(&'a T) -> Cells<'a>,
 ) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let table = target.split_whitespace().next().unwrap_or(target);
+    let types: Vec<Type> = transaction
+        .prepare(&format!("SELECT {columns} FROM goldthread.{table}"))
+        .await
+        .with_context(|| format!("writing goldthread.{table}"))?
+        .columns()
+        .iter()
+        .map(|column| column.type_().clone())
+        .collect();
     let sink = transaction
-        .copy_in(&format!("COPY goldthread.{target} FROM STDIN BINARY"))
+        .copy_in(&format!(
+            "COPY goldthread.{table} ({columns}) FROM STDIN BINARY"
+        ))
         .await
         .with_context(|| format!("writing goldthread.{table}"))?;
-    let writer = BinaryCopyInWriter::new(sink, types);
+    let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
     for row in rows {
         let values = cells(row);

@@ -637,13 +637,11 @@ fn a_run_over_tls_verifies_the_brokers_certificate() {
 
     let other = data.path().join("other.crt");
     self_signed(&other, &data.path().join("other.key"), "other");
+    let refused_out = tempfile::tempdir().unwrap();
     let refused = goldthread()
         .args(["run", "--once", "--data-dir", data.path().to_str().unwrap()])
         .args(["--config", config(&other).to_str().unwrap()])
-        .args([
-            "--out",
-            tempfile::tempdir().unwrap().path().to_str().unwrap(),
-        ])
+        .args(["--out", refused_out.path().to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!refused.status.success());

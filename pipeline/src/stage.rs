@@ -319,8 +319,10 @@ pub async fn consume<E: Send + 'static>(
         }
         drop(messages);
         let batch = Arc::new(batch);
+        // The stage waits on the oldest batch not yet written: a write in flight, else this.
+        let handled_at = epoch.elapsed().as_millis() as u64;
         if in_flight.is_none() {
-            busy_since.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            busy_since.store(handled_at, Ordering::Relaxed);
         }
         let handled = handle(&batch).map_err(StageError::Stage)?;
         // The previous batch's write finishes before this one's starts.
@@ -339,6 +341,7 @@ pub async fn consume<E: Send + 'static>(
                 busy_since.store(IDLE, Ordering::Relaxed);
             }
             Handled::Writing(write) => {
+                busy_since.store(handled_at, Ordering::Relaxed);
                 in_flight = Some(InFlight {
                     handed,
                     task: tokio::spawn(write),
