@@ -831,7 +831,24 @@ async fn write_snapshot(
     let records = &snapshot.records;
     let xref = &snapshot.xref;
     let redirects = &snapshot.redirects;
-    let redirect_keys = &snapshot.redirect_keys;
+    // The redirect rows replaced: the changed ids' own (an id merged back no longer
+    // redirects) and those of every redirect through a changed id.
+    let redirect_keys: Vec<(Entity, &str)> = snapshot
+        .person_ids
+        .iter()
+        .map(|id| (Entity::Person, id.as_str()))
+        .chain(
+            snapshot
+                .property_ids
+                .iter()
+                .map(|id| (Entity::Property, id.as_str())),
+        )
+        .chain(
+            redirects
+                .iter()
+                .map(|(entity, from, _)| (*entity, from.as_str())),
+        )
+        .collect();
     let stagings: [(&str, &str, Vec<Vec<&str>>); 4] = [
         (
             "changed_record",
@@ -856,8 +873,8 @@ async fn write_snapshot(
             "changed_redirect",
             "entity, golden_id",
             vec![
-                column(redirect_keys, |(entity, _)| entity.as_str()),
-                column(redirect_keys, |(_, golden_id)| golden_id),
+                column(&redirect_keys, |(entity, _)| entity.as_str()),
+                column(&redirect_keys, |(_, golden_id)| golden_id),
             ],
         ),
         (
@@ -1148,8 +1165,7 @@ pub struct Snapshot {
     pub tenancies: Vec<(Reference, Tenancy)>,
     pub vulnerability_keys: Vec<Reference>,
     pub vulnerabilities: Vec<(Reference, Vulnerability)>,
-    /// The redirect rows replaced (`(entity, golden_id)`), and those rows now.
-    pub redirect_keys: Vec<(Entity, String)>,
+    /// The redirects through a changed id, as they are now.
     pub redirects: Vec<(Entity, String, String)>,
     pub review: Value,
     pub verdicts: Value,
@@ -1244,21 +1260,7 @@ impl Snapshot {
                 })
             })
             .collect();
-        // The redirects through a changed id, and the keys of every row they may replace:
-        // theirs and the changed ids' own (an id merged back no longer redirects).
         let redirects = hub.redirects_changed(changes);
-        let redirect_keys = [
-            (Entity::Person, &changes.persons),
-            (Entity::Property, &changes.properties),
-        ]
-        .into_iter()
-        .flat_map(|(entity, ids)| ids.iter().map(move |id| (entity, id.clone())))
-        .chain(
-            redirects
-                .iter()
-                .map(|(entity, from, _)| (*entity, from.clone())),
-        )
-        .collect();
         let verdicts = hub
             .verdicts()
             .into_iter()
@@ -1283,7 +1285,6 @@ impl Snapshot {
             tenancies,
             vulnerability_keys: changes.vulnerabilities.clone(),
             vulnerabilities,
-            redirect_keys,
             redirects,
             review,
             verdicts,

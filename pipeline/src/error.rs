@@ -25,8 +25,9 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("embedded broker: {0}")]
     Embedded(String),
-    #[error("a batch's write stopped: {0}")]
-    WriteTask(String),
+    /// A task the pipeline spawned panicked or was cancelled: what it was, and why.
+    #[error("{0} stopped: {1}")]
+    Task(&'static str, String),
 }
 
 impl Error {
@@ -40,7 +41,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Kafka { .. } | Error::KafkaTimeout(_) => ErrorClass::External,
-            Error::Encode(_) | Error::Embedded(_) | Error::WriteTask(_) => ErrorClass::Internal,
+            Error::Encode(_) | Error::Embedded(_) | Error::Task(..) => ErrorClass::Internal,
         }
     }
 }

@@ -208,13 +208,12 @@ impl rdkafka::consumer::ConsumerContext for LagContext {}
 /// Asks the cluster for its metadata within `timeout`. On failure the error names what
 /// librdkafka last reported about the connection (a refused certificate, a failed login, a
 /// refused connection): a timed-out request alone would not. Blocking.
-fn probe(config: ClientConfig, timeout: Duration) -> Result<()> {
+fn probe(mut config: ClientConfig, timeout: Duration) -> Result<()> {
     let bootstrap = config
         .get("bootstrap.servers")
         .unwrap_or_default()
         .to_string();
     let client: rdkafka::producer::BaseProducer<ConnectContext> = config
-        .clone()
         .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
         .create_with_context(ConnectContext::default())
         .map_err(|error| Error::kafka("creating metadata client", error))?;
@@ -245,6 +244,10 @@ impl ConnectContext {
     fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("last error lock").clone()
     }
+
+    fn remember(&self, reason: &str) {
+        *self.last_error.lock().expect("last error lock") = Some(reason.to_string());
+    }
 }
 
 impl rdkafka::ClientContext for ConnectContext {
@@ -255,7 +258,7 @@ impl rdkafka::ClientContext for ConnectContext {
             Level::Emerg | Level::Alert | Level::Critical | Level::Error | Level::Warning
         ) {
             tracing::debug!(facility, message, "kafka connection");
-            *self.last_error.lock().expect("last error lock") = Some(message.to_string());
+            self.remember(message);
         }
     }
 
@@ -263,7 +266,7 @@ impl rdkafka::ClientContext for ConnectContext {
         tracing::debug!(%error, reason, "kafka connection");
         // "All brokers are down" sums up the failures; keep the failure itself.
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
-            *self.last_error.lock().expect("last error lock") = Some(reason.to_string());
+            self.remember(reason);
         }
     }
 }
@@ -305,7 +308,7 @@ impl Cluster {
             let client = cluster.client_config();
             tokio::task::spawn_blocking(move || probe(client, Duration::from_secs(15)))
                 .await
-                .map_err(|error| Error::WriteTask(error.to_string()))??;
+                .map_err(|error| Error::Task("the broker probe", error.to_string()))??;
             cluster.create_topics(topics).await?;
         }
         Ok(cluster)

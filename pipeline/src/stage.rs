@@ -376,7 +376,10 @@ fn joined<E>(
 ) -> Result<(), StageError<E>> {
     match written {
         Ok(result) => result.map_err(StageError::Stage),
-        Err(error) => Err(StageError::Pipeline(Error::WriteTask(error.to_string()))),
+        Err(error) => Err(StageError::Pipeline(Error::Task(
+            "a batch's write",
+            error.to_string(),
+        ))),
     }
 }
 
