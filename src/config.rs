@@ -54,6 +54,16 @@ pub struct HttpConfig {
     pub listen: String,
     /// API tokens; every endpoint but `/health` needs one.
     pub tokens: Vec<crate::auth::TokenConfig>,
+    /// Connections served at once; further ones wait in the listen backlog. At startup the
+    /// process raises its open-file limit to the hard limit, and keeps this under it.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this is closed (also
+    /// the idle time allowed between keep-alive requests).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: std::time::Duration,
+    /// A request (reading its body, and its answer) taking longer is answered 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +81,9 @@ impl Default for HttpConfig {
                 token("steward", Role::Steward, "GOLDTHREAD_STEWARD_TOKEN"),
                 token("admin", Role::Admin, "GOLDTHREAD_ADMIN_TOKEN"),
             ],
+            max_connections: 10_000,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -21,6 +21,18 @@ use crate::run::Shared;
 struct AppState {
     shared: Arc<Shared>,
     metrics: Option<PrometheusHandle>,
+    /// The last readiness check and when it was made: `/ready` checks at most once per
+    /// [`READY_FOR`], however often it is asked.
+    ready: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>>,
+}
+
+/// How long a readiness check's answer is served again.
+const READY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Clone)]
+struct Readiness {
+    up: bool,
+    body: serde_json::Value,
 }
 
 /// One steward action: who did what, when and why. Source references, not personal data.
@@ -88,9 +100,14 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .route("/api/admin/erasures", post(erase))
         .route_layer(guard(Role::Admin));
     // Contractors' systems: their webhooks (the handler checks the token is listed).
+    // Bodies a little over the largest message are read, answered 413 and dead-lettered;
+    // larger ones are refused unread.
     let contractor = Router::new()
         .route("/webhooks/{name}", post(webhook))
-        .route_layer(guard(Role::Contractor));
+        .route_layer(guard(Role::Contractor))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            4 * pipeline::MAX_ROW_BYTES,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/dashboard", get(dashboard_page))
@@ -99,7 +116,116 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .merge(viewer)
         .merge(steward)
         .merge(admin)
-        .with_state(AppState { shared, metrics })
+        .with_state(AppState {
+            shared,
+            metrics,
+            ready: Default::default(),
+        })
+}
+
+/// The `[http]` bounds the server keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+}
+
+/// Open files kept for everything but connections: the store's pool, Kafka's sockets, the
+/// sources' files.
+const RESERVED_FILES: u64 = 512;
+
+/// Serves `router` on `listener` until `shutdown`, keeping `limits`: at most
+/// `max_connections` at once (fewer if the open-file limit is lower; it is raised to the
+/// hard limit first), each closed when its request head does not arrive within
+/// `header_read_timeout`. Idle or slow clients then cannot starve `/health` or the webhooks.
+/// In-flight requests get up to 10 s to finish at shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let room = usize::try_from(files.saturating_sub(RESERVED_FILES).max(64)).unwrap_or(usize::MAX);
+    let max_connections = limits.max_connections.min(room);
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            max_connections,
+            open_files = files,
+            "http.max_connections lowered to what the open-file limit allows"
+        );
+    }
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let router = router.layer(middleware::from_fn_with_state(
+        limits.request_timeout,
+        request_timeout,
+    ));
+    let stopped = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut stopped => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was taken.
+                    tracing::warn!(%error, "accepting a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // Owned by `graceful`, which waits for it at shutdown.
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight 10 s after shutdown were cut");
+    }
+    Ok(())
+}
+
+/// Answers 408 when a request (reading its body, and the answer) takes longer than allowed.
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {limit:?} (http.request_timeout)"),
+        ),
+    }
 }
 
 async fn health() -> &'static str {
@@ -108,15 +234,35 @@ async fn health() -> &'static str {
 
 /// `GET /ready`: 200 when the broker and PostgreSQL (when configured) answer within two
 /// seconds, else 503; the body says which. Open like `/health`, for load balancers and
-/// orchestrators: it tells only up or down.
+/// orchestrators: it tells only up or down. Checked at most every two seconds: concurrent
+/// callers share one check.
 async fn ready(State(state): State<AppState>) -> Response {
+    let mut last = state.ready.lock().await;
+    let readiness = match last.as_ref() {
+        Some((at, readiness)) if at.elapsed() < READY_FOR => readiness.clone(),
+        _ => {
+            let readiness = check_ready(&state.shared).await;
+            *last = Some((std::time::Instant::now(), readiness.clone()));
+            readiness
+        }
+    };
+    drop(last);
+    let status = if readiness.up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness.body)).into_response()
+}
+
+async fn check_ready(shared: &Arc<Shared>) -> Readiness {
     let timeout = std::time::Duration::from_secs(2);
-    let cluster = state.shared.cluster.clone();
+    let cluster = shared.cluster.clone();
     let broker = tokio::task::spawn_blocking(move || cluster.reachable(timeout))
         .await
         .map_err(|error| error.to_string())
         .and_then(|reached| reached.map_err(|error| error.to_string()));
-    let postgres = match &state.shared.store {
+    let postgres = match &shared.store {
         None => None,
         Some(store) => Some(store.reachable(timeout).await),
     };
@@ -135,12 +281,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     if let Some(Err(error)) = &postgres {
         tracing::warn!(%error, "not ready: postgres");
     }
-    let status = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    Readiness { up, body }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
@@ -244,18 +385,20 @@ struct AnalystQuery {
 
 /// `POST /api/sql` `{"sql": "SELECT ..."}`: one read-only query over the live tables and
 /// views, cut at `analytics.sql_row_limit` rows (`truncated` says so) and stopped after
-/// `analytics.sql_timeout` (408).
+/// `analytics.sql_timeout` (408); 503 while `analytics.sql_concurrency` queries run and as
+/// many wait.
 async fn analyst_sql(State(state): State<AppState>, Json(query): Json<AnalystQuery>) -> Response {
-    let config = &state.shared.analytics_config;
-    match state
-        .shared
-        .analytics
-        .analyst_query(&query.sql, config.sql_row_limit, config.sql_timeout)
-        .await
-    {
+    match state.shared.analytics.analyst_query(&query.sql).await {
         Ok(result) => Json(result).into_response(),
         Err(failure @ sql::Error::Timeout(_)) => {
             error(StatusCode::REQUEST_TIMEOUT, failure.to_string())
+        }
+        Err(failure @ sql::Error::Busy) => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, failure.to_string());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
         }
         Err(failure) => error(StatusCode::BAD_REQUEST, failure.to_string()),
     }

@@ -58,8 +58,6 @@ pub struct Shared {
     pub store_retry_for: std::time::Duration,
     /// The dashboard's live results.
     pub live: crate::live::Live,
-    /// `[analytics]`, for the analyst endpoint's limits.
-    pub analytics_config: sql::AnalyticsConfig,
 }
 
 impl std::fmt::Debug for Shared {
@@ -479,7 +477,6 @@ pub async fn run(
         webhooks: crate::webhook::Webhooks::new(config.webhooks.clone()),
         store_retry_for: config.postgres.retry_for,
         live: crate::live::Live::default(),
-        analytics_config: config.analytics.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -529,14 +526,17 @@ pub async fn run(
             );
         }
         let router = http::router(shared.clone(), metrics.clone(), tokens);
-        let mut shutdown = shutdown_rx.clone();
-        Some(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await
-        }))
+        let limits = http::Limits {
+            max_connections: config.http.max_connections,
+            header_read_timeout: config.http.header_read_timeout,
+            request_timeout: config.http.request_timeout,
+        };
+        Some(tokio::spawn(http::serve(
+            listener,
+            router,
+            limits,
+            shutdown_rx.clone(),
+        )))
     };
 
     let mut stage_task = stage_task;

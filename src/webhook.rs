@@ -1,9 +1,11 @@
 //! `POST /webhooks/<name>`: contractors' systems post job updates. A message is answered
 //! 202 only once its event is acknowledged by the broker; a retry of a message id already
-//! accepted is answered 200 and produces nothing; a message that does not map is answered
-//! 422 with the reason and goes to the dead-letter topic too.
+//! accepted is answered 200 and produces nothing, and the same id with another body 409; a
+//! message that does not map is answered 422 (413 when it is larger than
+//! `pipeline::MAX_ROW_BYTES`) with the reason and goes to the dead-letter topic too.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use axum::http::StatusCode;
@@ -32,8 +34,24 @@ pub struct Webhooks {
 
 #[derive(Debug, Default)]
 struct Accepted {
-    ids: HashSet<String>,
+    /// Message id -> a hash of the body accepted with it.
+    ids: HashMap<String, u64>,
     order: VecDeque<String>,
+}
+
+/// What an earlier message with the same id says of this one.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    New,
+    Retry,
+    /// The id was accepted with another body.
+    Conflict,
+}
+
+fn body_hash(body: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Webhooks {
@@ -45,17 +63,26 @@ impl Webhooks {
         }
     }
 
-    fn seen(&self, webhook: &str, message_id: &str) -> bool {
+    fn seen(&self, webhook: &str, message_id: &str, body: &[u8]) -> Seen {
         let accepted = self.accepted.lock().expect("webhook lock");
-        accepted
+        match accepted
             .get(webhook)
-            .is_some_and(|accepted| accepted.ids.contains(message_id))
+            .and_then(|accepted| accepted.ids.get(message_id))
+        {
+            None => Seen::New,
+            Some(&hash) if hash == body_hash(body) => Seen::Retry,
+            Some(_) => Seen::Conflict,
+        }
     }
 
-    fn remember(&self, webhook: &str, message_id: String) {
+    fn remember(&self, webhook: &str, message_id: String, body: &[u8]) {
         let mut accepted = self.accepted.lock().expect("webhook lock");
         let accepted = accepted.entry(webhook.to_string()).or_default();
-        if accepted.ids.insert(message_id.clone()) {
+        if accepted
+            .ids
+            .insert(message_id.clone(), body_hash(body))
+            .is_none()
+        {
             accepted.order.push_back(message_id);
         }
         while accepted.order.len() > REMEMBERED_IDS {
@@ -94,10 +121,19 @@ pub async fn receive(
         }
     }
     let producer = producer.as_mut().expect("created above");
-    match config.decode(body) {
-        Ok((message_id, _)) if webhooks.seen(name, &message_id) => (
+    let decoded = config.decode(body);
+    let seen = match &decoded {
+        Ok((message_id, _)) => webhooks.seen(name, message_id, body),
+        Err(_) => Seen::New,
+    };
+    match decoded {
+        Ok((message_id, _)) if seen == Seen::Retry => (
             StatusCode::OK,
             json!({"message_id": message_id, "duplicate": true}),
+        ),
+        Ok((message_id, _)) if seen == Seen::Conflict => (
+            StatusCode::CONFLICT,
+            json!({"error": format!("message id `{message_id}` was accepted with another body: a new message needs a new id"), "message_id": message_id}),
         ),
         Ok((message_id, event)) => {
             let topic = shared
@@ -112,7 +148,7 @@ pub async fn receive(
             if let Err(error) = sent {
                 return unavailable(error);
             }
-            webhooks.remember(name, message_id.clone());
+            webhooks.remember(name, message_id.clone(), body);
             metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => name.to_string(), "topic" => topic)
                 .increment(1);
             (
@@ -142,8 +178,13 @@ pub async fn receive(
             }
             metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => name.to_string())
                 .increment(1);
+            let status = if body.len() > pipeline::MAX_ROW_BYTES {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
             (
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 json!({"error": refused.rejected.reason, "field": refused.rejected.field}),
             )
         }

@@ -54,7 +54,9 @@ enum Reader {
         headers: Vec<String>,
     },
     Jsonl {
-        lines: std::io::Split<BufReader<File>>,
+        reader: BufReader<File>,
+        /// The current line, cut at `MAX_ROW_BYTES` (its full length is returned apart).
+        buffer: Vec<u8>,
         line: u64,
     },
 }
@@ -116,7 +118,8 @@ impl FileSource {
                 Reader::Csv { reader, headers }
             }
             Format::Jsonl => Reader::Jsonl {
-                lines: BufReader::new(file).split(b'\n'),
+                reader: BufReader::new(file),
+                buffer: Vec::new(),
                 line: 0,
             },
         };
@@ -139,6 +142,8 @@ impl FileSource {
     }
 
     /// The next record, an IO error that stops the source, or `None` at the end of the file.
+    /// A row longer than [`pipeline::MAX_ROW_BYTES`] is a dead letter; a JSON lines file is
+    /// read a bounded line at a time, whatever its lines' lengths.
     pub fn next_record(&mut self) -> Option<Result<Record, Error>> {
         let result = match &mut self.reader {
             Reader::Csv { reader, headers } => {
@@ -148,7 +153,18 @@ impl FileSource {
                     Ok(true) => {
                         let line = row.position().map_or(0, |position| position.line());
                         let headers = headers.clone();
-                        Ok(self.csv_record(&headers, &row, line))
+                        let bytes = row.as_slice().len();
+                        if bytes > pipeline::MAX_ROW_BYTES {
+                            let raw = String::from_utf8_lossy(row.as_slice()).into_owned();
+                            Ok(Record::DeadLetter(self.dead_letter(
+                                line,
+                                None,
+                                too_long(bytes),
+                                raw,
+                            )))
+                        } else {
+                            Ok(self.csv_record(&headers, &row, line))
+                        }
                     }
                     Err(error) => match error.kind() {
                         csv::ErrorKind::Io(_) => Err(Error::Csv {
@@ -167,16 +183,29 @@ impl FileSource {
                     },
                 }
             }
-            Reader::Jsonl { lines, line } => match lines.next()? {
-                Err(error) => Err(Error::io(&self.path, error)),
-                Ok(bytes) => {
-                    *line += 1;
-                    let line = *line;
-                    if bytes.iter().all(u8::is_ascii_whitespace) {
+            Reader::Jsonl {
+                reader,
+                buffer,
+                line,
+            } => loop {
+                match read_line(reader, buffer, pipeline::MAX_ROW_BYTES) {
+                    Err(error) => break Err(Error::io(&self.path, error)),
+                    Ok(None) => return None,
+                    Ok(Some(length)) => {
+                        *line += 1;
                         // A blank line is not a row; it is neither read nor dead-lettered.
-                        return self.next_record();
+                        if buffer.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let (bytes, line) = (std::mem::take(buffer), *line);
+                        let record = if length > pipeline::MAX_ROW_BYTES {
+                            let raw = String::from_utf8_lossy(&bytes).into_owned();
+                            Record::DeadLetter(self.dead_letter(line, None, too_long(length), raw))
+                        } else {
+                            self.json_record(&bytes, line)
+                        };
+                        break Ok(record);
                     }
-                    Ok(self.json_record(&bytes, line))
                 }
             },
         };
@@ -205,6 +234,7 @@ impl FileSource {
             raw,
             rejected_at: Utc::now(),
         }
+        .clipped()
     }
 
     fn csv_record(&self, headers: &[String], row: &csv::ByteRecord, line: u64) -> Record {
@@ -323,6 +353,45 @@ impl FileSource {
         };
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         self.map_record(mapping, lookup, line, raw)
+    }
+}
+
+fn too_long(bytes: usize) -> String {
+    format!(
+        "the row is {bytes} bytes, more than the {} a row may have",
+        pipeline::MAX_ROW_BYTES
+    )
+}
+
+/// Reads one line (without its `\n`) into `buffer`, keeping at most `limit` bytes of it and
+/// skipping the rest; returns the line's whole length, or `None` at the end of the input.
+fn read_line(
+    reader: &mut impl BufRead,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<usize>> {
+    buffer.clear();
+    let (mut length, mut started) = (0, false);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(started.then_some(length));
+        }
+        started = true;
+        let end = available.iter().position(|&byte| byte == b'\n');
+        let content = &available[..end.unwrap_or(available.len())];
+        let room = limit.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&content[..content.len().min(room)]);
+        length += content.len();
+        let consumed = end.map_or(available.len(), |end| end + 1);
+        reader.consume(consumed);
+        if end.is_some() {
+            return Ok(Some(length));
+        }
     }
 }
 
@@ -475,6 +544,80 @@ mod tests {
                 "status: required value is missing".into()
             )
         );
+    }
+
+    #[test]
+    fn a_million_blank_lines_and_rows_over_the_bound_are_read_without_harm() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = r#"
+            name = "feed"
+            system = "repairs"
+            path = "feed.jsonl"
+            format = "jsonl"
+            [mapping]
+            entity = "work_order_update"
+            id = "ref"
+            fields = { work_order_ref = "ref", status = "status", status_at = "at" }
+        "#;
+        let event = r#"{"ref":"WO1","at":"2025-01-02T10:00:00Z","status":"completed"}"#;
+        // Blank lines are skipped in a loop (they recursed, and a million overflowed the stack).
+        let mut body = "\n".repeat(1_000_000);
+        body.push_str(event);
+        body.push('\n');
+        let huge = format!(
+            r#"{{"ref":"WO2","at":"2025-01-02T10:00:00Z","status":"{}"}}"#,
+            "x".repeat(2 * 1024 * 1024)
+        );
+        body.push_str(&huge);
+        body.push('\n');
+        body.push_str(event);
+        let records = drain(source(dir.path(), "feed.jsonl", &body, config));
+        assert_eq!(records.len(), 3);
+        assert!(records[0].event().is_some());
+        let dead = records[1].dead_letter().unwrap();
+        assert_eq!(dead.position, "feed.jsonl:1000002");
+        assert!(
+            dead.reason
+                .starts_with(&format!("the row is {} bytes", huge.len())),
+            "{}",
+            dead.reason
+        );
+        assert!(dead.raw.len() < pipeline::MAX_DEAD_LETTER_RAW_BYTES + 64);
+        assert_eq!(
+            records[2].event().unwrap().source.position,
+            "feed.jsonl:1000003"
+        );
+
+        // One CSV field over a megabyte: a dead letter, and the next row is read.
+        let body = format!(
+            "ref,forename,surname,dob\nT1,{},Smith,02/03/1970\nT2,Bob,Jones,02/03/1970\n",
+            "a".repeat(1024 * 1024 + 1)
+        );
+        let records = drain(source(dir.path(), "tenants.csv", &body, PERSONS));
+        assert_eq!(records.len(), 2);
+        let dead = records[0].dead_letter().unwrap();
+        assert_eq!(dead.position, "tenants.csv:2");
+        assert!(
+            dead.reason.contains("more than the 262144 a row may have"),
+            "{}",
+            dead.reason
+        );
+        assert_eq!(records[1].event().unwrap().source_ref.id, "T2");
+    }
+
+    #[test]
+    fn dates_outside_the_years_a_landlord_keeps_are_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "ref,forename,surname,dob\nT1,Ann,Smith,02/03/1700\nT2,Bob,Jones,02/03/1970\n";
+        let records = drain(source(dir.path(), "tenants.csv", body, PERSONS));
+        let dead = records[0].dead_letter().unwrap();
+        assert_eq!(dead.field.as_deref(), Some("dob"));
+        assert!(
+            dead.reason.contains("outside the years 1800-2199"),
+            "{}",
+            dead.reason
+        );
+        assert!(records[1].event().is_some());
     }
 
     proptest::proptest! {

@@ -141,8 +141,8 @@ impl Mapper<'_> {
                             NaiveDate::from_ymd_opt(1970, 1, 1)?
                                 .checked_add_signed(chrono::Duration::try_days(days)?)
                         })
-                        .map(|date| Value::String(date.to_string()))
-                        .ok_or_else(|| format!("{number} is not a day number")),
+                        .ok_or_else(|| format!("{number} is not a day number"))
+                        .and_then(date_value),
                     (FieldKind::DateTime, Value::Number(number)) => number
                         .as_i64()
                         .and_then(|count| {
@@ -152,12 +152,8 @@ impl Mapper<'_> {
                                 DateTime::from_timestamp_millis(count)
                             }
                         })
-                        .map(|instant| {
-                            Value::String(
-                                instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                            )
-                        })
-                        .ok_or_else(|| format!("{number} is not an epoch time")),
+                        .ok_or_else(|| format!("{number} is not an epoch time"))
+                        .and_then(instant_value),
                     (FieldKind::List, Value::Array(items)) => items
                         .iter()
                         .map(|item| match item {
@@ -189,13 +185,13 @@ impl Mapper<'_> {
                 .date_formats
                 .iter()
                 .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
-                .map(|date| Value::String(date.to_string()))
                 .ok_or_else(|| {
                     format!(
                         "cannot parse `{text}` as a date with formats [{}]",
                         self.date_formats.join(", ")
                     )
-                }),
+                })
+                .and_then(date_value),
             FieldKind::DateTime => DateTime::parse_from_rfc3339(text)
                 .map(|instant| instant.with_timezone(&Utc))
                 .ok()
@@ -205,9 +201,6 @@ impl Mapper<'_> {
                         .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
                         .map(|naive| naive.and_utc())
                 })
-                .map(|instant| {
-                    Value::String(instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                })
                 .ok_or_else(|| {
                     let mut formats = vec!["RFC 3339".to_string()];
                     formats.extend(self.datetime_formats.iter().cloned());
@@ -215,7 +208,8 @@ impl Mapper<'_> {
                         "cannot parse `{text}` as a date-time with formats [{}]",
                         formats.join(", ")
                     )
-                }),
+                })
+                .and_then(instant_value),
             FieldKind::List => Ok(Value::Array(
                 text.split(';')
                     .map(str::trim)
@@ -225,6 +219,21 @@ impl Mapper<'_> {
             )),
         }
     }
+}
+
+/// A parsed date as its canonical JSON value, if it lies in `pipeline::entity::YEARS`.
+fn date_value(date: NaiveDate) -> Result<Value, String> {
+    pipeline::entity::check_date(date)?;
+    Ok(Value::String(date.to_string()))
+}
+
+/// A parsed instant as its canonical JSON value (RFC 3339, UTC), if it lies in
+/// `pipeline::entity::YEARS`.
+fn instant_value(instant: DateTime<Utc>) -> Result<Value, String> {
+    pipeline::entity::check_instant(instant)?;
+    Ok(Value::String(
+        instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ))
 }
 
 /// The mapping of one JSON message: the only one, or the one for its type (`type_field`).

@@ -99,6 +99,17 @@ impl WebhookConfig {
                 reason,
             },
         };
+        if body.len() > pipeline::MAX_ROW_BYTES {
+            return Err(refuse(
+                None,
+                None,
+                format!(
+                    "the message is {} bytes, more than the {} a message may have",
+                    body.len(),
+                    pipeline::MAX_ROW_BYTES
+                ),
+            ));
+        }
         let text =
             std::str::from_utf8(body).map_err(|_| refuse(None, None, "not valid UTF-8".into()))?;
         let value: Value = match serde_json::from_str(text) {
@@ -191,6 +202,9 @@ mod tests {
             (br#"{"messageType": "JobStatusUpdate"}"#, "the message id is missing"),
             (br#"{"messageId": "M1", "messageType": "Invoice"}"#, "no mapping for message type `Invoice`"),
             (br#"{"messageId": "M1", "messageType": "JobStatusUpdate", "job": {"reference": "W1"}, "status": "completed", "statusAt": "noon"}"#, "status_at: cannot parse `noon`"),
+            // Microseconds since the epoch, in the year 262,150: refused, not computed with.
+            (br#"{"messageId": "M1", "messageType": "JobStatusUpdate", "job": {"reference": "W1"}, "status": "completed", "statusAt": 8210266833600000000}"#, "outside the years 1800-2199"),
+            (br#"{"messageId": "M1", "messageType": "JobStatusUpdate", "job": {"reference": "W1"}, "status": "completed", "statusAt": "1212-01-01T00:00:00Z"}"#, "outside the years 1800-2199"),
         ] {
             let refused = config().decode(body).unwrap_err();
             assert!(refused.rejected.reason.contains(reason), "{}", refused.rejected.reason);

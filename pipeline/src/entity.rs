@@ -413,6 +413,74 @@ impl Payload {
     }
 }
 
+/// The years a date or instant may fall in (inclusive). A value outside is a mapping error,
+/// not an event: no landlord record predates 1800 or is due after 2199, and every derived
+/// time (a repair's target, a working day) stays far inside what chrono and Arrow represent.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1800..=2199;
+
+/// Checks a date against [`YEARS`].
+pub fn check_date(date: NaiveDate) -> Result<(), String> {
+    use chrono::Datelike;
+    if YEARS.contains(&date.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{date} is outside the years {}-{}",
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
+/// Checks an instant against [`YEARS`].
+pub fn check_instant(instant: DateTime<Utc>) -> Result<(), String> {
+    check_date(instant.date_naive())
+}
+
+impl Payload {
+    /// Checks every date and instant of the payload against [`YEARS`]; the error names the
+    /// field.
+    pub fn check_times(&self) -> Result<(), (&'static str, String)> {
+        let mut dates: Vec<(&'static str, NaiveDate)> = Vec::new();
+        let mut instants: Vec<(&'static str, DateTime<Utc>)> = Vec::new();
+        match self {
+            Payload::Person(person) => {
+                dates.extend(person.date_of_birth.map(|d| ("date_of_birth", d)))
+            }
+            Payload::Tenancy(tenancy) => {
+                dates.extend(tenancy.start_date.map(|d| ("start_date", d)));
+                dates.extend(tenancy.end_date.map(|d| ("end_date", d)));
+            }
+            Payload::Property(_) => {}
+            Payload::RepairRequest(request) => instants.push(("reported_at", request.reported_at)),
+            Payload::WorkOrder(order) => instants.push(("raised_at", order.raised_at)),
+            Payload::WorkOrderUpdate(update) => instants.push(("status_at", update.status_at)),
+            Payload::Appointment(appointment) => {
+                dates.push(("slot_date", appointment.slot_date));
+                instants.extend(appointment.window_start.map(|t| ("window_start", t)));
+                instants.extend(appointment.window_end.map(|t| ("window_end", t)));
+                instants.extend(appointment.booked_at.map(|t| ("booked_at", t)));
+            }
+            Payload::Visit(visit) => instants.extend(visit.arrived_at.map(|t| ("arrived_at", t))),
+            Payload::Vulnerability(vulnerability) => {
+                dates.extend(vulnerability.start_date.map(|d| ("start_date", d)));
+                dates.extend(vulnerability.end_date.map(|d| ("end_date", d)));
+                dates.extend(vulnerability.review_date.map(|d| ("review_date", d)));
+            }
+        }
+        let dates = dates
+            .into_iter()
+            .map(|(field, date)| (field, check_date(date)));
+        let instants = instants
+            .into_iter()
+            .map(|(field, instant)| (field, check_instant(instant)));
+        match dates.chain(instants).find(|(_, checked)| checked.is_err()) {
+            Some((field, Err(reason))) => Err((field, reason)),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,5 +529,27 @@ mod tests {
             assert_eq!(EntityKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(EntityKind::parse("tenant"), None);
+    }
+
+    #[test]
+    fn times_outside_the_window_are_named() {
+        let fields: serde_json::Map<_, _> = EntityKind::Appointment
+            .fields()
+            .iter()
+            .map(|spec| (spec.name.to_string(), sample_value(spec.kind)))
+            .collect();
+        let payload = Payload::from_fields(EntityKind::Appointment, fields).unwrap();
+        assert_eq!(payload.check_times(), Ok(()));
+        let Payload::Appointment(mut appointment) = payload else {
+            panic!("an appointment")
+        };
+        // The reproduction's `dateReported`, read as microseconds since the epoch.
+        appointment.booked_at = DateTime::from_timestamp_micros(8_210_266_833_600_000_000);
+        let payload = Payload::Appointment(appointment);
+        let (field, reason) = payload.check_times().unwrap_err();
+        assert_eq!(field, "booked_at");
+        assert!(reason.contains("outside the years 1800-2199"), "{reason}");
+        assert!(check_date(NaiveDate::from_ymd_opt(1799, 12, 31).unwrap()).is_err());
+        assert!(check_date(NaiveDate::from_ymd_opt(2199, 12, 31).unwrap()).is_ok());
     }
 }

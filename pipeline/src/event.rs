@@ -79,7 +79,31 @@ impl Envelope {
     pub fn key(&self) -> String {
         self.source_ref.key()
     }
+
+    /// Checks the event's dates and instants against [`crate::entity::YEARS`]; the error
+    /// names the field.
+    pub fn check_times(&self) -> Result<(), (&'static str, String)> {
+        let envelope_times = [
+            ("occurred_at", self.occurred_at),
+            ("recorded_at", self.recorded_at),
+            ("ingested_at", Some(self.ingested_at)),
+        ];
+        for (field, instant) in envelope_times {
+            if let Some(instant) = instant {
+                crate::entity::check_instant(instant).map_err(|reason| (field, reason))?;
+            }
+        }
+        self.payload.check_times()
+    }
 }
+
+/// The largest source row (a CSV record, a JSON line, a posted body) that becomes an event.
+/// A larger one is a dead letter: its event would not fit a Kafka message (1 MB by default).
+pub const MAX_ROW_BYTES: usize = 256 * 1024;
+
+/// The most of a rejected row a dead letter keeps: enough to find and fix it, small enough
+/// for the dead-letter topic.
+pub const MAX_DEAD_LETTER_RAW_BYTES: usize = 16 * 1024;
 
 /// A record that could not become a canonical event, with everything needed to fix it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +118,24 @@ pub struct DeadLetter {
     /// The raw row or message, as read.
     pub raw: String,
     pub rejected_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// The dead letter with its raw row cut to [`MAX_DEAD_LETTER_RAW_BYTES`] (at a character
+    /// boundary), saying how long it was.
+    pub fn clipped(mut self) -> DeadLetter {
+        if self.raw.len() > MAX_DEAD_LETTER_RAW_BYTES {
+            let total = self.raw.len();
+            let mut end = MAX_DEAD_LETTER_RAW_BYTES;
+            while !self.raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.raw.truncate(end);
+            self.raw
+                .push_str(&format!("... [cut: {total} bytes in all]"));
+        }
+        self
+    }
 }
 
 impl std::fmt::Display for DeadLetter {
@@ -154,5 +196,29 @@ mod tests {
             Envelope::event_id_for("a", "f:1"),
             Envelope::event_id_for("a", "f:2")
         );
+    }
+
+    #[test]
+    fn dead_letters_keep_a_bounded_raw_row() {
+        let dead_letter = |raw: String| DeadLetter {
+            source: "s".into(),
+            position: "f:1".into(),
+            field: None,
+            reason: "r".into(),
+            raw,
+            rejected_at: Utc::now(),
+        };
+        assert_eq!(dead_letter("short".into()).clipped().raw, "short");
+        let long = "é".repeat(MAX_DEAD_LETTER_RAW_BYTES);
+        let clipped = dead_letter(long).clipped().raw;
+        assert!(
+            clipped.len() < MAX_DEAD_LETTER_RAW_BYTES + 64,
+            "{}",
+            clipped.len()
+        );
+        assert!(clipped.ends_with(&format!(
+            "[cut: {} bytes in all]",
+            2 * MAX_DEAD_LETTER_RAW_BYTES
+        )));
     }
 }

@@ -544,8 +544,9 @@ impl EventProducer {
     }
 
     /// Sends one dead letter to the dead-letter topic, keyed by its source.
+    /// Its raw row is cut to [`crate::MAX_DEAD_LETTER_RAW_BYTES`].
     pub async fn send_dead_letter(&mut self, dead_letter: &DeadLetter) -> Result<()> {
-        let payload = serde_json::to_vec(dead_letter)?;
+        let payload = serde_json::to_vec(&dead_letter.clone().clipped())?;
         let topic = self.dead_letter_topic.clone();
         self.send_raw(&topic, &dead_letter.source, &payload).await
     }

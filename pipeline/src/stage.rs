@@ -123,14 +123,17 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
         return Decoded::Skip;
     };
     let dead = |field: Option<&str>, reason: String| {
-        Decoded::DeadLetter(DeadLetter {
-            source: stage.to_string(),
-            position: message.position(),
-            field: field.map(str::to_string),
-            reason,
-            raw: String::from_utf8_lossy(payload).into_owned(),
-            rejected_at: Utc::now(),
-        })
+        Decoded::DeadLetter(
+            DeadLetter {
+                source: stage.to_string(),
+                position: message.position(),
+                field: field.map(str::to_string),
+                reason,
+                raw: String::from_utf8_lossy(payload).into_owned(),
+                rejected_at: Utc::now(),
+            }
+            .clipped(),
+        )
     };
     match serde_json::from_slice::<Envelope>(payload) {
         // A version this build does not know may mean fields it would misread.
@@ -143,7 +146,10 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
                 envelope.payload.kind().event_type()
             ),
         ),
-        Ok(envelope) => Decoded::Event(Box::new(envelope)),
+        Ok(envelope) => match envelope.check_times() {
+            Ok(()) => Decoded::Event(Box::new(envelope)),
+            Err((field, reason)) => dead(Some(field), reason),
+        },
         Err(error) => dead(None, format!("not a canonical event: {error}")),
     }
 }
@@ -485,6 +491,17 @@ mod tests {
             dead.reason
         );
         assert_eq!(dead.position, "t/0@3");
+        // An instant no landlord could mean is refused before any stage computes with it.
+        let far = event.replacen(
+            r#""recorded_at":null"#,
+            r#""recorded_at":"1066-10-14T09:00:00Z""#,
+            1,
+        );
+        let Decoded::DeadLetter(dead) = decode(far.as_bytes()) else {
+            panic!("a dead letter: {far}");
+        };
+        assert_eq!(dead.field.as_deref(), Some("recorded_at"));
+        assert!(dead.reason.contains("outside the years"), "{}", dead.reason);
         for garbage in [&b"\xff\xfe"[..], b"{}", b"[]", b"null"] {
             assert!(matches!(decode(garbage), Decoded::DeadLetter(_)));
         }

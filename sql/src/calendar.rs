@@ -133,17 +133,18 @@ impl Calendar {
         !is_weekend(day) && !self.extra.contains(&day) && !bank_holidays(day.year()).contains(&day)
     }
 
-    /// The `n`th working day after `day` (`day` itself not counted); `day` when `n` is 0.
-    pub fn add_working_days(&self, day: NaiveDate, n: u32) -> NaiveDate {
+    /// The `n`th working day after `day` (`day` itself not counted); `day` when `n` is 0;
+    /// `None` past the last date chrono represents.
+    pub fn add_working_days(&self, day: NaiveDate, n: u32) -> Option<NaiveDate> {
         let mut current = day;
         let mut left = n;
         while left > 0 {
-            current += Duration::days(1);
+            current = current.succ_opt()?;
             if self.is_working_day(current) {
                 left -= 1;
             }
         }
-        current
+        Some(current)
     }
 
     /// Every day from `first` to `last` with its running count of working days (the count
@@ -281,21 +282,21 @@ mod tests {
         // Thursday 17 April 2025 + 1: Good Friday and Easter Monday are skipped.
         assert_eq!(
             calendar.add_working_days(day("2025-04-17"), 1),
-            day("2025-04-22")
+            Some(day("2025-04-22"))
         );
         // Friday + 5 working days = next Friday.
         assert_eq!(
             calendar.add_working_days(day("2025-01-10"), 5),
-            day("2025-01-17")
+            Some(day("2025-01-17"))
         );
         assert_eq!(
             calendar.add_working_days(day("2025-01-10"), 0),
-            day("2025-01-10")
+            Some(day("2025-01-10"))
         );
         let extra = Calendar::new([day("2025-01-13")]);
         assert_eq!(
             extra.add_working_days(day("2025-01-10"), 1),
-            day("2025-01-14")
+            Some(day("2025-01-14"))
         );
         let listed = calendar.days(day("2025-04-17"), day("2025-04-22"));
         assert_eq!(

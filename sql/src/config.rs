@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Days, Duration, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
 
 use crate::calendar::Calendar;
@@ -19,16 +19,28 @@ pub enum Target {
 }
 
 impl Target {
-    /// When a repair reported at `reported_at` is due.
-    pub fn due(self, reported_at: DateTime<Utc>, calendar: &Calendar) -> DateTime<Utc> {
-        let end_of = |day: NaiveDate| (day + Duration::days(1)).and_time(NaiveTime::MIN).and_utc();
+    /// When a repair reported at `reported_at` is due; `None` past the last instant chrono
+    /// represents (events are checked against `pipeline::entity::YEARS` before they get here:
+    /// this keeps a bad one from ever panicking).
+    pub fn due(self, reported_at: DateTime<Utc>, calendar: &Calendar) -> Option<DateTime<Utc>> {
+        let end_of = |day: NaiveDate| {
+            Some(
+                day.checked_add_days(Days::new(1))?
+                    .and_time(NaiveTime::MIN)
+                    .and_utc(),
+            )
+        };
         match self {
-            Target::Hours(hours) => reported_at + Duration::hours(i64::from(hours)),
-            Target::CalendarDays(days) => {
-                end_of(reported_at.date_naive() + Duration::days(i64::from(days)))
+            Target::Hours(hours) => {
+                reported_at.checked_add_signed(Duration::hours(i64::from(hours)))
             }
+            Target::CalendarDays(days) => end_of(
+                reported_at
+                    .date_naive()
+                    .checked_add_days(Days::new(u64::from(days)))?,
+            ),
             Target::WorkingDays(days) => {
-                end_of(calendar.add_working_days(reported_at.date_naive(), days))
+                end_of(calendar.add_working_days(reported_at.date_naive(), days)?)
             }
         }
     }
@@ -81,10 +93,20 @@ pub struct AnalyticsConfig {
     /// Bank holidays announced after this release, added to England and Wales's.
     pub extra_bank_holidays: Vec<NaiveDate>,
     pub awaab: AwaabConfig,
-    /// The analyst SQL endpoint: rows returned at most, and how long a query may run.
+    /// The analyst SQL endpoint (`POST /api/sql`): rows returned at most.
     pub sql_row_limit: usize,
+    /// How long an analyst query may run (`10s`).
     #[serde(with = "humantime_serde")]
     pub sql_timeout: std::time::Duration,
+    /// The longest query text accepted, in bytes.
+    pub sql_max_length: usize,
+    /// The most an answer may hold, in bytes of Arrow data; more rows are cut (`truncated`).
+    pub sql_max_response_bytes: usize,
+    /// Memory the analysts' queries may take together, MiB; a query that needs more fails.
+    pub sql_memory_limit_mib: usize,
+    /// Analyst queries run at once (each on a thread of its own); as many more may wait,
+    /// and further ones are answered 503 at once.
+    pub sql_concurrency: usize,
 }
 
 impl Default for AnalyticsConfig {
@@ -108,6 +130,10 @@ impl Default for AnalyticsConfig {
             awaab: AwaabConfig::default(),
             sql_row_limit: 10_000,
             sql_timeout: std::time::Duration::from_secs(10),
+            sql_max_length: 64 * 1024,
+            sql_max_response_bytes: 16 * 1024 * 1024,
+            sql_memory_limit_mib: 512,
+            sql_concurrency: 2,
         }
     }
 }
@@ -142,11 +168,20 @@ mod tests {
     fn targets_are_hours_calendar_days_or_working_days() {
         let calendar = Calendar::default();
         let reported: DateTime<Utc> = "2025-04-17T10:00:00Z".parse().unwrap();
-        let due = |target: Target| target.due(reported, &calendar).to_rfc3339();
+        let due = |target: Target| target.due(reported, &calendar).unwrap().to_rfc3339();
         assert_eq!(due(Target::Hours(24)), "2025-04-18T10:00:00+00:00");
         assert_eq!(due(Target::CalendarDays(1)), "2025-04-19T00:00:00+00:00");
         // Good Friday and Easter Monday are not working days.
         assert_eq!(due(Target::WorkingDays(1)), "2025-04-23T00:00:00+00:00");
+        // At the end of chrono's range a target is unknown, not a panic.
+        let last = DateTime::<Utc>::MAX_UTC;
+        for target in [
+            Target::Hours(24),
+            Target::CalendarDays(28),
+            Target::WorkingDays(5),
+        ] {
+            assert_eq!(target.due(last, &calendar), None);
+        }
         let parsed: AnalyticsConfig = toml::from_str(
             "[targets]\n\"3\" = { working_days = 5 }\n\"4\" = { calendar_days = 20 }\n",
         )

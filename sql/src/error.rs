@@ -16,12 +16,19 @@ pub enum Error {
     Config(String),
     #[error("the query ran longer than {0:?} and was stopped")]
     Timeout(std::time::Duration),
+    /// An analyst query goldthread will not run (too long, an answer too large).
+    #[error("{0}")]
+    Refused(String),
+    /// Every analysts' thread is busy and as many queries wait: try again shortly.
+    #[error("analysts' queries are all busy; try again shortly (analytics.sql_concurrency)")]
+    Busy,
 }
 
 impl Error {
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
-            Error::Config(_) | Error::Timeout(_) => pipeline::ErrorClass::User,
+            Error::Config(_) | Error::Timeout(_) | Error::Refused(_) => pipeline::ErrorClass::User,
+            Error::Busy => pipeline::ErrorClass::External,
             _ => pipeline::ErrorClass::Internal,
         }
     }

@@ -444,6 +444,8 @@ pub struct Analytics {
     sequence: Mutex<i64>,
     /// The KPIs' per-day counts, kept as events arrive (`sql::kept`).
     kept: Arc<Kept>,
+    /// The threads and bounded session of analysts' queries.
+    pub(crate) analysts: crate::query::Analysts,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -583,7 +585,9 @@ impl Analytics {
                 context.sql(statement).await?;
             }
         }
+        let analysts = crate::query::Analysts::start(&context, &config)?;
         Ok(Analytics {
+            analysts,
             context,
             config,
             targets,
@@ -597,7 +601,7 @@ impl Analytics {
     /// When a repair reported at `at` with `priority` is due, if the priority has a target.
     fn due(&self, priority: Option<i64>, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let target = self.targets.get(&priority?)?;
-        Some(target.due(at, &self.calendar))
+        target.due(at, &self.calendar)
     }
 
     /// Appends the repairs events among `envelopes` to their tables, one batch per table.
