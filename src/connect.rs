@@ -226,6 +226,22 @@ async fn poll_table(
         Some(store) => store.source_position(&source.name).await?,
         None => None,
     };
+    for row in client.query(&source.null_cursor_query(), &[]).await? {
+        let json: String = row.get(0);
+        let dead_letter = pipeline::DeadLetter {
+            source: source.name.clone(),
+            position: format!("{}@NULL", source.table),
+            field: Some(cursor.to_string()),
+            reason: format!(
+                "the cursor column `{cursor}` is NULL: polling cannot read this row until it has a value"
+            ),
+            raw: json,
+            rejected_at: chrono::Utc::now(),
+        };
+        output
+            .emit(&source.name, connectors::Record::DeadLetter(dead_letter))
+            .await?;
+    }
     loop {
         let rows = client.query(&query, &[&position]).await?;
         for row in &rows {

@@ -460,6 +460,7 @@ fn a_polled_source_table_resumes_from_its_confirmed_position() {
         "hmsdb",
         "CREATE TABLE tenants (tenant_id text, forename text, surname text, dob date,
                                row_version bigserial);
+         ALTER TABLE tenants ALTER COLUMN row_version DROP NOT NULL;
          INSERT INTO tenants (tenant_id, forename, surname, dob) VALUES
            ('T1', 'Ann', 'Lee', '1970-02-03'), ('T2', 'Bob', 'Mensah', '1968-11-23'),
            ('T3', 'Chloe', 'Pryce', '1971-07-30'), ('T4', NULL, 'Nobody', '1980-01-01');",
@@ -497,6 +498,50 @@ fn a_polled_source_table_resumes_from_its_confirmed_position() {
     assert_eq!(
         pg.query_in("store", "SELECT given_name FROM goldthread.golden_person g JOIN goldthread.xref x USING (golden_id) WHERE x.source_id = 'T2'"),
         "Robert"
+    );
+
+    // A transaction takes a cursor value and stays open while a later one commits: polling
+    // waits for it rather than moving past its row (which it would then never read).
+    let mut open = std::process::Command::new("psql")
+        .args(["-At", "-v", "ON_ERROR_STOP=1", &source_db])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut session = open.stdin.take().unwrap();
+    use std::io::Write;
+    writeln!(
+        session,
+        "BEGIN; INSERT INTO tenants (tenant_id, forename, surname, dob) VALUES ('T6', 'Eve', 'Ahmed', '1985-09-09'); SELECT 'inserted';"
+    )
+    .unwrap();
+    let mut reply = std::io::BufReader::new(open.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("inserted") {
+        line.clear();
+        std::io::BufRead::read_line(&mut reply, &mut line).unwrap();
+    }
+    // T7 takes the next value and commits; a NULL cursor is reported, never skipped unseen
+    // (it was a panic).
+    pg.query_in(
+        "hmsdb",
+        "INSERT INTO tenants (tenant_id, forename, surname, dob) VALUES ('T7', 'Fay', 'Brown', '1975-01-01');
+         INSERT INTO tenants (tenant_id, forename, surname, dob, row_version) VALUES ('T8', 'Gus', 'Null', '1960-01-01', NULL);",
+    );
+    let held = run();
+    assert_eq!(held["events_produced"], 0, "{held}");
+    assert_eq!(held["dead_letters"], 1, "the NULL cursor: {held}");
+    writeln!(session, "COMMIT;").unwrap();
+    drop(session);
+    assert!(open.wait().unwrap().success());
+    let after = run();
+    assert_eq!(after["events_produced"], 2, "T6 and T7: {after}");
+    assert_eq!(
+        pg.query_in(
+            "store",
+            "SELECT string_agg(source_id, ',' ORDER BY source_id) FROM goldthread.xref WHERE source_id IN ('T6', 'T7')"
+        ),
+        "T6,T7"
     );
 }
 

@@ -153,14 +153,34 @@ impl PgSourceConfig {
 
     /// The query of one poll: rows after the cursor `$1` (its text, cast to the column's
     /// type), in cursor order; each as (cursor as text, row as JSON text).
+    ///
+    /// The cursor contract: the column is set by the statement that writes the row (a
+    /// sequence default, a trigger) and grows. A transaction may take its value and commit
+    /// after a later one did, so a row is read only once every transaction older than the
+    /// one that wrote it has ended (its `xmin` is older than the oldest running
+    /// transaction's): a poll never moves past a value an open transaction may still
+    /// commit. A transaction left open therefore holds polling back until it ends. Rows
+    /// whose cursor is NULL are never polled (`null_cursor_query` finds them).
     pub fn query(&self, cursor_type: &str) -> String {
         format!(
             "SELECT t.{cursor}::text, row_to_json(t)::text FROM {table} t
-              WHERE $1::text IS NULL OR t.{cursor} > $1::text::{cursor_type}
+              WHERE t.{cursor} IS NOT NULL
+                AND ($1::text IS NULL OR t.{cursor} > $1::text::{cursor_type})
+                AND age(t.xmin) > age((pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text::xid)
               ORDER BY t.{cursor} LIMIT {limit}",
             cursor = self.cursor.as_deref().unwrap_or_default(),
             table = self.table,
             limit = self.batch_size
+        )
+    }
+
+    /// The rows polling cannot read, their cursor being NULL (as JSON text): each becomes a
+    /// dead letter when the source starts, rather than being skipped unseen.
+    pub fn null_cursor_query(&self) -> String {
+        format!(
+            "SELECT row_to_json(t)::text FROM {table} t WHERE t.{cursor} IS NULL",
+            cursor = self.cursor.as_deref().unwrap_or_default(),
+            table = self.table,
         )
     }
 
