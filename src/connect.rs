@@ -6,6 +6,7 @@
 //! replayed change is harmless.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use connectors::DebeziumConfig;
@@ -26,63 +27,110 @@ pub struct Connector {
     pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64)>>,
 }
 
-/// Starts a connector per `[[debezium]]` source.
+/// Whether each supervised source is running: `/ready` and the `connector_up` gauge.
+#[derive(Debug, Default)]
+pub struct SourceHealth(std::sync::Mutex<std::collections::BTreeMap<String, bool>>);
+
+impl SourceHealth {
+    fn set(&self, source: &str, up: bool) {
+        self.0
+            .lock()
+            .expect("source health lock")
+            .insert(source.to_string(), up);
+        metrics::gauge!(names::CONNECTOR_UP, "source" => source.to_string()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// Each source and whether it runs.
+    pub fn sources(&self) -> std::collections::BTreeMap<String, bool> {
+        self.0.lock().expect("source health lock").clone()
+    }
+}
+
+/// The longest wait between two attempts of a failing source.
+const MOST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a source's `attempt` under supervision. With `once` the first failure is the
+/// source's answer (a run that reads to the end fails fast). Otherwise a failure (a topic
+/// that does not exist yet, a database or broker down) is logged and the source retried
+/// after 1 s, 2 s, ... up to 30 s, for as long as the process serves: start order and
+/// outages do not stop it for good. `health` shows it down meanwhile.
+async fn supervise<T, F>(
+    name: &str,
+    once: bool,
+    health: &SourceHealth,
+    shutdown: &mut watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        health.set(name, true);
+        let started = std::time::Instant::now();
+        let error = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error) if once => {
+                tracing::error!(source = name, error = %format!("{error:#}"), "source stopped");
+                health.set(name, false);
+                return Err(error);
+            }
+            Err(error) => error,
+        };
+        health.set(name, false);
+        // A source that ran a while before failing starts its backoff over.
+        if started.elapsed() > MOST_BACKOFF {
+            backoff = std::time::Duration::from_secs(1);
+        }
+        tracing::error!(source = name, error = %format!("{error:#}"), retry_in = ?backoff, "source failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Err(error),
+        }
+        backoff = (backoff * 2).min(MOST_BACKOFF);
+    }
+}
+
+/// Starts a supervised connector per `[[debezium]]` source (see [`supervise`]).
 pub fn start(
     cluster: &Arc<Cluster>,
     sources: &[DebeziumConfig],
     stage_config: &StageConfig,
+    once: bool,
+    health: &Arc<SourceHealth>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<Connector> {
     sources
         .iter()
         .map(|config| {
             let (stop, stop_rx) = watch::channel(StopWhen::Never);
-            let (cluster, source, stage_config, shutdown) = (
+            let (cluster, source, stage_config, health, shutdown) = (
                 cluster.clone(),
                 config.clone(),
                 stage_config.clone(),
+                health.clone(),
                 shutdown.clone(),
             );
             let task = tokio::spawn(async move {
-                let topic = cluster.config.topic(
-                    &source.system,
-                    source.entity().expect("validated: entity is known"),
-                );
-                let group = format!("{}.connect.{}", cluster.config.group_id, source.name);
-                let mut producer = cluster.producer()?;
-                let mut produced = 0u64;
-                let report = stage::consume(
-                    &cluster,
-                    &source.name,
-                    &group,
-                    &source.topics,
-                    &stage_config,
-                    stop_rx,
-                    shutdown,
-                    |message| source.decode(message),
-                    |batch| {
-                        // Offsets are committed after this returns: every event acknowledged.
-                        tokio::task::block_in_place(|| {
-                            tokio::runtime::Handle::current().block_on(async {
-                                for event in &batch.events {
-                                    producer.send(&topic, event).await?;
-                                }
-                                producer.flush().await
-                            })
-                        })?;
-                        produced += batch.events.len() as u64;
-                        metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => source.name.clone(), "topic" => topic.clone())
-                            .increment(batch.events.len() as u64);
-                        Ok::<_, pipeline::Error>(stage::Handled::Written)
-                    },
-                )
-                .await
-                .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name));
-                if let Err(error) = &report {
-                    // Said when it happens: a served run goes on without this source.
-                    tracing::error!(error = %format!("{error:#}"), "source stopped");
-                }
-                Ok((report?, produced))
+                let produced = AtomicU64::new(0);
+                let (cluster, source, stage_config, produced) =
+                    (&cluster, &source, &stage_config, &produced);
+                let report = supervise(&source.name, once, &health, &mut shutdown.clone(), || {
+                    consume_debezium(
+                        cluster,
+                        source,
+                        stage_config,
+                        stop_rx.clone(),
+                        shutdown.clone(),
+                        produced,
+                    )
+                })
+                .await;
+                Ok((report?, produced.load(Ordering::Relaxed)))
             });
             Connector {
                 config: config.clone(),
@@ -91,6 +139,51 @@ pub fn start(
             }
         })
         .collect()
+}
+
+/// One attempt of a Debezium source: consume its topics, produce each change's event, and
+/// commit once the broker acknowledged them; `produced` counts what was produced.
+async fn consume_debezium(
+    cluster: &Cluster,
+    source: &DebeziumConfig,
+    stage_config: &StageConfig,
+    stop: watch::Receiver<StopWhen>,
+    shutdown: watch::Receiver<bool>,
+    produced: &AtomicU64,
+) -> anyhow::Result<ConsumeReport> {
+    let topic = cluster.config.topic(
+        &source.system,
+        source.entity().expect("validated: entity is known"),
+    );
+    let group = format!("{}.connect.{}", cluster.config.group_id, source.name);
+    let mut producer = cluster.producer()?;
+    stage::consume(
+        cluster,
+        &source.name,
+        &group,
+        &source.topics,
+        stage_config,
+        stop,
+        shutdown,
+        |message| source.decode(message),
+        |batch| {
+            // Offsets are committed after this returns: every event acknowledged.
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    for event in &batch.events {
+                        producer.send(&topic, event).await?;
+                    }
+                    producer.flush().await
+                })
+            })?;
+            produced.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => source.name.clone(), "topic" => topic.clone())
+                .increment(batch.events.len() as u64);
+            Ok::<_, pipeline::Error>(stage::Handled::Written)
+        },
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name))
 }
 
 impl Connector {
@@ -129,6 +222,7 @@ pub struct Poller {
 /// finds no more rows; otherwise it polls every `poll_interval` until shutdown. Positions are
 /// confirmed in the goldthread store after the rows are in Kafka; without a store each run
 /// reads the table from the start (applying a row again is harmless).
+/// Each is supervised ([`supervise`]): a database that is down is retried, not given up.
 pub fn start_pollers(
     shared: &Arc<crate::run::Shared>,
     sources: &[connectors::PgSourceConfig],
@@ -138,16 +232,24 @@ pub fn start_pollers(
     sources
         .iter()
         .map(|source| {
-            let (shared, source, mut shutdown) = (shared.clone(), source.clone(), shutdown.clone());
+            let (shared, source, shutdown) = (shared.clone(), source.clone(), shutdown.clone());
             let task = tokio::spawn(async move {
-                let result = poll(&shared, &source, once, &mut shutdown)
-                    .await
-                    .with_context(|| format!("postgres source `{}`", source.name));
-                if let Err(error) = &result {
-                    // Said when it happens: a served run goes on without this source.
-                    tracing::error!(error = %format!("{error:#}"), "source stopped");
-                }
-                result
+                let (shared, source) = (&shared, &source);
+                supervise(
+                    &source.name,
+                    once,
+                    &shared.sources,
+                    &mut shutdown.clone(),
+                    || {
+                        let mut shutdown = shutdown.clone();
+                        async move {
+                            poll(shared, source, once, &mut shutdown)
+                                .await
+                                .with_context(|| format!("postgres source `{}`", source.name))
+                        }
+                    },
+                )
+                .await
             });
             Poller { task }
         })

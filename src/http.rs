@@ -233,7 +233,8 @@ async fn health() -> &'static str {
 }
 
 /// `GET /ready`: 200 when the broker and PostgreSQL (when configured) answer within two
-/// seconds, else 503; the body says which. Open like `/health`, for load balancers and
+/// seconds and every Debezium and PostgreSQL source runs, else 503; the body says which
+/// (a failed source is being retried). Open like `/health`, for load balancers and
 /// orchestrators: it tells only up or down. Checked at most every two seconds: concurrent
 /// callers share one check.
 async fn ready(State(state): State<AppState>) -> Response {
@@ -266,14 +267,22 @@ async fn check_ready(shared: &Arc<Shared>) -> Readiness {
         None => None,
         Some(store) => Some(store.reachable(timeout).await),
     };
-    let up = broker.is_ok() && postgres.as_ref().is_none_or(Result::is_ok);
+    let sources = shared.sources.sources();
+    let up = broker.is_ok()
+        && postgres.as_ref().is_none_or(Result::is_ok)
+        && sources.values().all(|&up| up);
     let describe = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
         Err(_) => "unreachable".to_string(),
     };
+    let sources: serde_json::Map<String, serde_json::Value> = sources
+        .into_iter()
+        .map(|(name, up)| (name, if up { "ok" } else { "retrying" }.into()))
+        .collect();
     let body = serde_json::json!({
         "broker": describe(&broker),
         "postgres": postgres.as_ref().map(describe),
+        "sources": sources,
     });
     if let Err(error) = &broker {
         tracing::warn!(%error, "not ready: broker");

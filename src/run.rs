@@ -58,6 +58,8 @@ pub struct Shared {
     pub store_retry_for: std::time::Duration,
     /// The dashboard's live results.
     pub live: crate::live::Live,
+    /// Whether each Debezium and PostgreSQL source runs (`/ready`).
+    pub sources: Arc<crate::connect::SourceHealth>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -441,6 +443,9 @@ pub async fn run(
         cluster.bootstrap_servers.clone()
     };
     tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
+    if !options.once {
+        println!("broker: {broker}");
+    }
     if options.no_sources && (cluster.is_embedded() || store.is_none()) {
         bail!(
             "--no-sources makes this process one more member of a consumer group: it needs a real broker (kafka.bootstrap_servers) and the store the group shares (postgres.url)"
@@ -477,6 +482,7 @@ pub async fn run(
         webhooks: crate::webhook::Webhooks::new(config.webhooks.clone()),
         store_retry_for: config.postgres.retry_for,
         live: crate::live::Live::default(),
+        sources: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -545,7 +551,14 @@ pub async fn run(
     } else {
         (&config.debezium[..], &config.postgres_sources[..])
     };
-    let connectors = crate::connect::start(&cluster, debezium, &config.stage, &shutdown_rx);
+    let connectors = crate::connect::start(
+        &cluster,
+        debezium,
+        &config.stage,
+        options.once,
+        &shared.sources,
+        &shutdown_rx,
+    );
     let pollers =
         crate::connect::start_pollers(&shared, postgres_sources, options.once, &shutdown_rx);
     let ingested = async {

@@ -194,6 +194,60 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
 
 /// The broker hangs for 10 s, then PostgreSQL stops for 10 s, while a contractor posts job
 /// updates: `/ready` and the metrics show each outage, nothing is lost, nothing doubled.
+/// Debezium creates its topics when its connector first runs: a source started before
+/// then is retried (and shows so) until the topic exists, then reads it.
+#[test]
+fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
+    const ADMIN: &str = "admin-secret-for-start-order";
+    let broker = Broker::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 20, 6);
+    let topic = "hmsdb.dbo.tenants";
+    let config = data.path().join("debezium.toml");
+    std::fs::write(&config, config_with_debezium_tenants(&broker, topic)).unwrap();
+    let (_running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
+            .stderr(std::process::Stdio::null()),
+    );
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !check() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let ready = || request(&address, "GET", "/ready", None, None);
+    wait_for("the source to show as retrying", &|| {
+        let (status, body) = ready();
+        status == 503 && body.contains(r#""hms_tenants_cdc":"retrying""#)
+    });
+
+    broker.create_topic(topic, 2);
+    broker.produce(topic, &tenants_as_change_events(data.path()));
+    let last = read_csv(&data.path().join("hms/tenants.csv"))
+        .last()
+        .unwrap()["person_ref"]
+        .clone();
+    wait_for("the last tenant's change to be applied", &|| {
+        request(
+            &address,
+            "GET",
+            &format!("/api/xref/hms/{last}"),
+            Some(ADMIN),
+            None,
+        )
+        .0 == 200
+    });
+    wait_for("ready", &|| ready().0 == 200);
+}
+
 #[test]
 fn broker_and_postgres_outages_lose_nothing_and_show_in_readiness_and_metrics() {
     const VIEWER: &str = "viewer-secret";
@@ -257,7 +311,9 @@ fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
     assert_eq!(ready().0, 200, "{:?}", ready());
 
     // The broker hangs: not ready; a message posted meanwhile is answered once it is in.
+    // (`/ready` checks at most every 2 s: it may answer from its last check meanwhile.)
     broker.pause();
+    wait_for("not ready", &|| ready().0 == 503);
     let (status, body) = ready();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"broker\":\"unreachable\""), "{body}");
@@ -269,11 +325,12 @@ fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
     });
     assert_eq!(during.0, 202, "{}", during.1);
     wait_for("M-1 in PostgreSQL", &|| stored("M-1") == "1");
-    assert_eq!(ready().0, 200);
+    wait_for("ready again", &|| ready().0 == 200);
 
     // PostgreSQL stops: not ready; the broker still takes messages, and the stage holds
     // them (committing nothing) until the database is back.
     pg.stop();
+    wait_for("not ready", &|| ready().0 == 503);
     let (status, body) = ready();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"postgres\":\"unreachable\""), "{body}");

@@ -162,3 +162,126 @@ fn hostile_requests_and_idle_clients_leave_the_process_serving() {
         "the process is still running"
     );
 }
+
+/// The tenants export as Debezium change events (`op` r), keyed by tenant, for kcat.
+fn tenants_as_change_events(data: &std::path::Path) -> Vec<String> {
+    read_csv(&data.join("hms/tenants.csv"))
+        .iter()
+        .map(|row| {
+            let after: serde_json::Map<String, serde_json::Value> = row
+                .iter()
+                .map(|(column, value)| (column.clone(), value.clone().into()))
+                .collect();
+            let change = serde_json::json!({"before": null, "after": after, "op": "r", "ts_ms": 1_735_689_600_123_i64});
+            format!("{}\t{change}", row["person_ref"])
+        })
+        .collect()
+}
+
+/// The built-in configuration with the HMS tenants read from the Debezium topic `topic`
+/// instead of their export.
+fn config_with_debezium_tenants(topic: &str) -> String {
+    let mut config: toml::Table = include_str!("../config/default.toml").parse().unwrap();
+    let sources = config["sources"].as_array_mut().unwrap();
+    let at = sources
+        .iter()
+        .position(|source| source["name"].as_str() == Some("hms_tenants"))
+        .unwrap();
+    let tenants = sources.remove(at);
+    let mut debezium = toml::Table::new();
+    debezium.insert("name".into(), "hms_tenants_cdc".into());
+    debezium.insert("system".into(), "hms".into());
+    debezium.insert("topics".into(), vec![toml::Value::from(topic)].into());
+    debezium.insert("date_formats".into(), tenants["date_formats"].clone());
+    debezium.insert("mapping".into(), tenants["mapping"].clone());
+    config.insert("debezium".into(), vec![toml::Value::Table(debezium)].into());
+    toml::to_string(&config).unwrap()
+}
+
+#[test]
+fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
+    const ADMIN: &str = "admin-secret-for-hardening-3";
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 20, 6);
+    let config = data.path().join("debezium.toml");
+    let topic = "hmsdb.dbo.tenants";
+    std::fs::write(&config, config_with_debezium_tenants(topic)).unwrap();
+    let mut child = goldthread()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let _running = Running(child);
+    let mut lines = std::io::BufRead::lines(stdout).map(Result::unwrap);
+    let broker = lines
+        .by_ref()
+        .find_map(|line| {
+            line.strip_prefix("broker: embedded (")
+                .map(|rest| rest.trim_end_matches(')').to_string())
+        })
+        .expect("the embedded broker's address is printed");
+    let address = lines
+        .by_ref()
+        .find_map(|line| {
+            line.strip_prefix("listening on http://")
+                .map(str::to_string)
+        })
+        .unwrap();
+    lines.find(|line| line.starts_with("ready:")).unwrap();
+
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The topic does not exist: the source is retried, and readiness says so.
+    let ready = || request(&address, "GET", "/ready", None, None);
+    wait_for("the source to show as retrying", &|| {
+        let (status, body) = ready();
+        status == 503 && body.contains(r#""hms_tenants_cdc":"retrying""#)
+    });
+    let (_, metrics) = request(&address, "GET", "/metrics", Some(ADMIN), None);
+    assert!(
+        metrics.contains(r#"connector_up{source="hms_tenants_cdc"} 0"#),
+        "{metrics}"
+    );
+
+    // Debezium starts later and creates the topic with its first changes (kcat here).
+    let events = tenants_as_change_events(data.path());
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-P", "-b", &broker, "-t", topic, "-K", "\t"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat runs (tests/run installs it)");
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all((events.join("\n") + "\n").as_bytes())
+        .unwrap();
+    assert!(kcat.wait().unwrap().success());
+
+    let last = read_csv(&data.path().join("hms/tenants.csv"))
+        .last()
+        .unwrap()["person_ref"]
+        .clone();
+    wait_for("the last tenant's change to be applied", &|| {
+        request(
+            &address,
+            "GET",
+            &format!("/api/xref/hms/{last}"),
+            Some(ADMIN),
+            None,
+        )
+        .0 == 200
+    });
+    wait_for("ready", &|| ready().0 == 200);
+    let (_, body) = ready();
+    assert!(body.contains(r#""hms_tenants_cdc":"ok""#), "{body}");
+}

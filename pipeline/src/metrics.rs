@@ -8,6 +8,9 @@ pub const CONNECTOR_ROWS_READ_TOTAL: &str = "connector_rows_read_total";
 pub const CONNECTOR_EVENTS_PRODUCED_TOTAL: &str = "connector_events_produced_total";
 /// Rows or messages sent to the dead-letter topic. Labels: `source`.
 pub const CONNECTOR_DEAD_LETTERS_TOTAL: &str = "connector_dead_letters_total";
+/// 1 while a supervised source (Debezium topics, a PostgreSQL table) runs, 0 while it waits
+/// to be retried after a failure.
+pub const CONNECTOR_UP: &str = "connector_up";
 /// Events consumed by a downstream stage. Labels: `stage`, `topic`.
 pub const STAGE_EVENTS_CONSUMED_TOTAL: &str = "stage_events_consumed_total";
 /// Payload bytes consumed by a stage. Labels: `stage`, `topic`.
@@ -110,6 +113,10 @@ pub fn describe() {
     describe_counter!(
         STORE_WRITE_FAILURES_TOTAL,
         "Failed attempts to write a batch to PostgreSQL (retried)"
+    );
+    describe_gauge!(
+        CONNECTOR_UP,
+        "1 while a source runs, 0 while it waits to be retried after a failure"
     );
     describe_gauge!(
         STORE_UP,
