@@ -59,18 +59,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// The shortest secret accepted: 16 characters (`openssl rand -hex 16` gives 32). A shorter
+/// one could be guessed; the process refuses to start with it.
+pub const MIN_SECRET_LENGTH: usize = 16;
+
 impl Tokens {
     /// Reads each token's secret from its environment variable (through `lookup`, so tests need
     /// not touch the process environment). Returns the active tokens and the names of the
-    /// inactive ones.
+    /// inactive ones, or every token whose secret is shorter than [`MIN_SECRET_LENGTH`].
     pub fn load(
         configs: &[TokenConfig],
         lookup: impl Fn(&str) -> Option<String>,
-    ) -> (Tokens, Vec<String>) {
+    ) -> Result<(Tokens, Vec<String>), String> {
         let mut active = Vec::new();
         let mut inactive = Vec::new();
+        let mut short = Vec::new();
         for config in configs {
             match lookup(&config.secret_env).filter(|secret| !secret.is_empty()) {
+                Some(secret) if secret.chars().count() < MIN_SECRET_LENGTH => short.push(format!(
+                    "{} ({}: {} characters)",
+                    config.name,
+                    config.secret_env,
+                    secret.chars().count()
+                )),
                 Some(secret) => active.push((
                     Caller {
                         name: config.name.clone(),
@@ -81,7 +92,13 @@ impl Tokens {
                 None => inactive.push(format!("{} ({} unset)", config.name, config.secret_env)),
             }
         }
-        (Tokens { active }, inactive)
+        if !short.is_empty() {
+            return Err(format!(
+                "token secrets must have at least {MIN_SECRET_LENGTH} characters (`openssl rand -hex 16` makes one): {}",
+                short.join(", ")
+            ));
+        }
+        Ok((Tokens { active }, inactive))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,19 +156,25 @@ mod tests {
 
     #[test]
     fn bearer_tokens_map_to_callers_and_unset_secrets_are_inactive() {
+        let short = Tokens::load(&configs(), |name| {
+            (name == "V").then(|| "short".to_string())
+        })
+        .unwrap_err();
+        assert!(short.contains("dashboards (V: 5 characters)"), "{short}");
         let (tokens, inactive) = Tokens::load(&configs(), |name| {
-            (name == "V").then(|| "viewer-secret".to_string())
-        });
+            (name == "V").then(|| "viewer-secret-0123".to_string())
+        })
+        .unwrap();
         assert_eq!(inactive, vec!["ops (A unset)".to_string()]);
-        let caller = tokens.caller(Some("Bearer viewer-secret")).unwrap();
+        let caller = tokens.caller(Some("Bearer viewer-secret-0123")).unwrap();
         assert_eq!(
             (caller.name.as_str(), caller.role),
             ("dashboards", Role::Viewer)
         );
-        assert_eq!(tokens.caller(Some("Bearer viewer-secreT")), None);
-        assert_eq!(tokens.caller(Some("viewer-secret")), None);
+        assert_eq!(tokens.caller(Some("Bearer viewer-secret-012T")), None);
+        assert_eq!(tokens.caller(Some("viewer-secret-0123")), None);
         assert_eq!(tokens.caller(None), None);
-        assert!(!format!("{tokens:?}").contains("viewer-secret"));
+        assert!(!format!("{tokens:?}").contains("viewer-secret-0123"));
         assert!(Role::Admin > Role::Steward && Role::Steward > Role::Viewer);
     }
 

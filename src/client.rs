@@ -19,6 +19,10 @@ pub struct Connection {
     /// Environment variable holding the API token (never a flag: flags show in `ps`).
     #[arg(long, global = true, default_value = "GOLDTHREAD_TOKEN")]
     token_env: String,
+    /// With an `https://` URL: a PEM certificate to trust besides the system's (a
+    /// self-signed one in front of the API).
+    #[arg(long, global = true, env = "GOLDTHREAD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -160,8 +164,12 @@ pub async fn kpis(
 }
 
 impl Connection {
-    pub fn new(url: String, token_env: String) -> Connection {
-        Connection { url, token_env }
+    pub fn new(url: String, token_env: String, ca_file: Option<std::path::PathBuf>) -> Connection {
+        Connection {
+            url,
+            token_env,
+            ca_file,
+        }
     }
 
     /// One request; the parsed JSON answer, or the server's message as the error.
@@ -171,22 +179,28 @@ impl Connection {
         let uri: hyper::Uri = format!("{}{path}", self.url.trim_end_matches('/'))
             .parse()
             .with_context(|| format!("--url {}: not a URL", self.url))?;
-        if uri.scheme_str() != Some("http") {
-            bail!(
-                "--url {}: only http:// is supported (put TLS in front of the API)",
-                self.url
-            );
-        }
         let host = uri.host().context("--url: no host")?.to_string();
-        let port = uri.port_u16().unwrap_or(80);
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            // The token would cross the network in clear.
+            Some("http") if loopback => false,
+            Some("http") => bail!(
+                "--url {}: use https:// for a remote instance (the token would travel in clear); http:// only to this machine",
+                self.url
+            ),
+            _ => bail!("--url {}: an http:// or https:// URL", self.url),
+        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .with_context(|| {
                 format!("connecting to {} (is `goldthread run` serving?)", self.url)
             })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
         let request = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -196,13 +210,50 @@ impl Connection {
             .body(Full::new(Bytes::from(
                 body.map(|body| body.to_string()).unwrap_or_default(),
             )))?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let (status, bytes) = if https {
+            let mut builder = native_tls::TlsConnector::builder();
+            if let Some(path) = &self.ca_file {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("--ca-file: reading {}", path.display()))?;
+                builder.add_root_certificate(
+                    native_tls::Certificate::from_pem(&pem).with_context(|| {
+                        format!("--ca-file: {} is not a PEM certificate", path.display())
+                    })?,
+                );
+            }
+            let connector = tokio_native_tls::TlsConnector::from(builder.build()?);
+            let stream = connector
+                .connect(host.trim_matches(['[', ']']), stream)
+                .await
+                .with_context(|| format!("TLS with {}", self.url))?;
+            exchange(stream, request).await?
+        } else {
+            exchange(stream, request).await?
+        };
         let text = String::from_utf8_lossy(&bytes);
         if !status.is_success() {
             bail!("{method} {path}: {status}: {}", text.trim());
         }
         serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
     }
+}
+
+/// Sends one request over `stream` (plain or TLS): the status and the body.
+async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<(hyper::StatusCode, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    // Ends with the exchange: dropping `sender` closes the connection.
+    let driving = tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    drop(sender);
+    let _ = driving.await;
+    Ok((status, bytes))
 }

@@ -20,6 +20,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 pub struct Config {
     /// Folder the sources' paths are relative to.
     pub data_dir: PathBuf,
+    /// Serve webhooks and logical replication on the embedded broker without PostgreSQL,
+    /// knowing that what they acknowledge is forgotten when the process stops (demos and
+    /// tests). Without it such a run is refused at startup.
+    #[serde(default)]
+    pub allow_volatile_acknowledgements: bool,
     #[serde(default)]
     pub kafka: KafkaConfig,
     #[serde(default)]

@@ -288,7 +288,7 @@ async fn poll(
     };
     match source.mode {
         connectors::pg::Mode::Logical => {
-            replicate(source, &client, &mut output, once, shutdown).await?;
+            replicate(shared, source, &client, &mut output, once, shutdown).await?;
         }
         connectors::pg::Mode::Polling => {
             poll_table(shared, source, &client, &mut output, once, shutdown).await?;
@@ -354,8 +354,15 @@ async fn poll_table(
             position = Some(cursor);
         }
         output.producer.flush().await?;
-        // Confirmed only now that every row up to it is acknowledged by the broker.
+        // Confirmed only now that every row up to it is acknowledged by the broker (and, on
+        // the embedded broker, stored).
         if let (Some(store), Some(position), false) = (&shared.store, &position, rows.is_empty()) {
+            shared
+                .wait_durable(
+                    std::slice::from_ref(&output.topic),
+                    crate::run::DURABLE_WITHIN,
+                )
+                .await?;
             store.set_source_position(&source.name, position).await?;
         }
         if !read_on(rows.len(), source, once, shutdown).await {
@@ -371,6 +378,7 @@ async fn poll_table(
 /// read from the slot and the slot is advanced past them once they are in Kafka, so a
 /// restart resumes from its confirmed position.
 async fn replicate(
+    shared: &crate::run::Shared,
     source: &connectors::PgSourceConfig,
     client: &tokio_postgres::Client,
     output: &mut Output,
@@ -454,8 +462,15 @@ async fn replicate(
             last = Some(lsn);
         }
         output.producer.flush().await?;
-        // Confirmed only now that every change up to it is acknowledged by the broker.
+        // Confirmed only now that every change up to it is acknowledged by the broker (and,
+        // on the embedded broker, stored).
         if let Some(lsn) = &last {
+            shared
+                .wait_durable(
+                    std::slice::from_ref(&output.topic),
+                    crate::run::DURABLE_WITHIN,
+                )
+                .await?;
             client
                 .execute(
                     "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",

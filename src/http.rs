@@ -660,6 +660,13 @@ async fn erase(
     Extension(caller): Extension<Caller>,
     Json(request): Json<EraseRequest>,
 ) -> Response {
+    // In memory only, a restart would bring the person back from the topics or files.
+    if state.shared.store.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "erasure needs the PostgreSQL store (postgres.url): without it a restart would serve the person again",
+        );
+    }
     let subject = request.subject.clone();
     steward_action(
         &state,

@@ -431,8 +431,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     output::write_master_data(&args.out, &hub)?;
-    let mut dead =
-        std::io::BufWriter::new(std::fs::File::create(args.out.join("dead_letters.jsonl"))?);
+    let mut dead = output::create(&args.out, "dead_letters.jsonl")?;
     for dead_letter in &input.dead_letters {
         serde_json::to_writer(&mut dead, dead_letter)?;
         dead.write_all(b"\n")?;
@@ -457,11 +456,12 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     report
         .seconds
         .insert("report", started.elapsed().as_secs_f64());
-    std::fs::write(
-        args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
+    output::write_file(
+        &args.out,
+        "report.json",
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    std::fs::write(args.out.join("report.html"), html(&report))?;
+    output::write_file(&args.out, "report.html", html(&report).as_bytes())?;
     print_summary(&report, &args.out);
     Ok(())
 }

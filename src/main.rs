@@ -223,12 +223,15 @@ struct KpiArgs {
     /// With --url: the environment variable holding the API token (viewer role or above).
     #[arg(long, default_value = "GOLDTHREAD_TOKEN")]
     token_env: String,
+    /// With an `https://` --url: a PEM certificate to trust besides the system's.
+    #[arg(long, env = "GOLDTHREAD_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 async fn kpi(args: KpiArgs) -> anyhow::Result<()> {
     let table = match args.url {
         Some(url) => {
-            let connection = client::Connection::new(url, args.token_env);
+            let connection = client::Connection::new(url, args.token_env, args.ca_file);
             client::kpis(&connection, args.from, args.to).await?
         }
         None => {

@@ -20,7 +20,7 @@ pub fn write(
     std::fs::create_dir_all(out)?;
     let file = |name: &str| create(out, name);
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
-    std::fs::write(out.join("kpis.csv"), summary.kpis.to_csv())?;
+    write_file(out, "kpis.csv", summary.kpis.to_csv().as_bytes())?;
     let mut writer = csv::Writer::from_writer(file("exceptions.csv")?);
     for exception in exceptions {
         writer.serialize(exception)?;
@@ -53,11 +53,21 @@ pub fn write(
         })?;
     }
     vulnerabilities.flush()?;
+    drop(vulnerabilities);
     let mut alerts = csv::Writer::from_writer(file("contractor_alerts.csv")?);
     for alert in hub.contractor_alerts(today) {
         alerts.serialize(alert)?;
     }
     alerts.flush()?;
+    drop(alerts);
+    make_formula_safe(
+        out,
+        &[
+            "exceptions.csv",
+            "vulnerabilities.csv",
+            "contractor_alerts.csv",
+        ],
+    )?;
     write_master_data(out, hub)
 }
 
@@ -75,11 +85,74 @@ struct VulnerabilityRow<'a> {
     review_overdue: bool,
 }
 
-fn create(out: &Path, name: &str) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+/// Creates (or empties) `out/name`, readable by its owner only: the files hold personal
+/// data.
+pub fn create(out: &Path, name: &str) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = out.join(name);
-    Ok(std::io::BufWriter::new(
-        std::fs::File::create(&path).with_context(|| path.display().to_string())?,
-    ))
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    // A file left by an earlier version keeps its mode when reopened.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| path.display().to_string())?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+/// Writes `text` to `out/name` as [`create`] does.
+pub fn write_file(out: &Path, name: &str, text: &[u8]) -> anyhow::Result<()> {
+    let mut file = create(out, name)?;
+    file.write_all(text)?;
+    file.flush()?;
+    Ok(())
+}
+
+/// A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return
+/// as a formula: such a cell (unless it is a number) is written with a leading `'`, which
+/// spreadsheets show as text. Source data is not trusted to be free of them.
+fn formula_safe(cell: &[u8]) -> Option<Vec<u8>> {
+    let risky = matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    let number = std::str::from_utf8(cell).is_ok_and(|text| text.parse::<f64>().is_ok());
+    (risky && !number).then(|| [&b"'"[..], cell].concat())
+}
+
+/// Rewrites the CSV files `names` in `out` with formula-safe cells ([`formula_safe`]); a
+/// file that needs no change is left as it is.
+pub fn make_formula_safe(out: &Path, names: &[&str]) -> anyhow::Result<()> {
+    for name in names {
+        let path = out.join(name);
+        let read = || {
+            csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_path(&path)
+                .with_context(|| path.display().to_string())
+        };
+        let needs = read()?.byte_records().any(|record| {
+            record.is_ok_and(|record| record.iter().any(|cell| formula_safe(cell).is_some()))
+        });
+        if !needs {
+            continue;
+        }
+        let records: Vec<csv::ByteRecord> = read()?.byte_records().collect::<Result<_, _>>()?;
+        let mut writer = csv::Writer::from_writer(create(out, name)?);
+        for record in &records {
+            let cells: Vec<std::borrow::Cow<'_, [u8]>> = record
+                .iter()
+                .map(|cell| formula_safe(cell).map_or(cell.into(), Into::into))
+                .collect();
+            writer.write_record(cells.iter().map(|cell| cell.as_ref()))?;
+        }
+        writer.flush()?;
+    }
+    Ok(())
 }
 
 /// The master data files `run --out` and `link` share: xref.csv, golden_persons.csv,
@@ -276,7 +349,18 @@ pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
         ])?;
     }
     review.flush()?;
-    Ok(())
+    drop(review);
+    make_formula_safe(
+        out,
+        &[
+            "xref.csv",
+            "golden_persons.csv",
+            "golden_properties.csv",
+            "tenancies.csv",
+            "links.csv",
+            "review_queue.csv",
+        ],
+    )
 }
 
 /// A score in one line: each comparison's level and weight after the prior.
@@ -294,4 +378,38 @@ fn explain(score: &mdm::model::Scored) -> String {
         )
     }));
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_private_and_cells_cannot_become_formulas() {
+        use std::os::unix::fs::PermissionsExt;
+        let out = tempfile::tempdir().unwrap();
+        write_file(
+            out.path(),
+            "people.csv",
+            b"id,name,balance\nT1,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-12.5\nT2,@SUM(A1),+3\nT3,Ann,-\n",
+        )
+        .unwrap();
+        make_formula_safe(out.path(), &["people.csv"]).unwrap();
+        let path = out.path().join("people.csv");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(&path)
+            .unwrap()
+            .records()
+            .map(|record| record.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        assert_eq!(rows[1][1], "'=HYPERLINK(\"http://x\",\"y\")");
+        assert_eq!(rows[1][2], "-12.5", "numbers stay numbers");
+        assert_eq!(rows[2][1..], ["'@SUM(A1)", "+3"]);
+        assert_eq!(rows[3][1..], ["Ann", "'-"]);
+    }
 }

@@ -200,7 +200,7 @@ impl Shared {
             .map(|golden| {
                 serde_json::json!({
                     "golden_id": golden.golden_id,
-                    "postcode": golden.postcode,
+                    "postcode_district": golden.postcode.as_deref().and_then(|postcode| postcode.split(' ').next()),
                     "n_sources": golden.sources.len(),
                 })
             })
@@ -233,6 +233,31 @@ impl Shared {
             }
         }
         producer.flush().await?;
+        Ok(())
+    }
+
+    /// Waits until what was produced to `topics` so far is as durable as this configuration
+    /// makes anything: on a real broker, already (the broker acknowledged it); on the
+    /// embedded broker with a store, once the stage has written it to PostgreSQL (stopping
+    /// at `timeout`); without a store, at once (nothing outlives the process: startup
+    /// refused the paths that promise otherwise, unless allowed).
+    pub async fn wait_durable(
+        &self,
+        topics: &[String],
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        if !self.cluster.is_embedded() || self.store.is_none() {
+            return Ok(());
+        }
+        let targets = self.cluster.high_watermarks(topics)?;
+        let mut progress = self.progress.subscribe();
+        tokio::time::timeout(
+            timeout,
+            progress.wait_for(|progress| stage::reached(&progress.positions, &targets)),
+        )
+        .await
+        .context("waiting for the stage to store what was produced")?
+        .context("the stage stopped")?;
         Ok(())
     }
 
@@ -276,6 +301,10 @@ pub fn as_of(day: NaiveDate) -> chrono::NaiveDateTime {
         .and_time(chrono::NaiveTime::MIN);
     end.min(chrono::Utc::now().naive_utc())
 }
+
+/// How long a source waits for what it produced to be stored before it gives up (and
+/// retries) rather than confirm it.
+pub const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How far the stage has got.
 #[derive(Debug, Clone, Default)]
@@ -351,6 +380,15 @@ pub async fn run(
             loaded.origin
         );
     }
+    // A served run's API tokens: a secret too short to be safe stops it before anything moves.
+    let tokens = if options.once {
+        None
+    } else {
+        let loaded =
+            crate::auth::Tokens::load(&config.http.tokens, |name| std::env::var(name).ok())
+                .map_err(|problem| anyhow::anyhow!("{}: http.tokens: {problem}", loaded.origin))?;
+        Some(loaded)
+    };
     // Open every source first: a missing file or column stops the run before anything moves.
     // A drop folder's files are opened one by one; each is read once (`drop_key`).
     let mut sources = Vec::new();
@@ -364,6 +402,13 @@ pub async fn run(
             }
         };
         for file in files {
+            if file.dropped {
+                // A file still being written is read once it is complete.
+                let path = config.data_dir.join(&file.path);
+                while std::fs::metadata(&path).is_ok_and(|metadata| !settled(&metadata)) {
+                    tokio::time::sleep(SETTLE / 4).await;
+                }
+            }
             match FileSource::open(&file, &config.data_dir) {
                 Ok(opened) => sources.push(opened),
                 Err(error) => problems.push(error.to_string()),
@@ -446,10 +491,55 @@ pub async fn run(
     if !options.once {
         println!("broker: {broker}");
     }
+    // What a sender or a source is told is kept must outlive the process: on the embedded
+    // broker only the store holds it.
+    if cluster.is_embedded() && store.is_none() && !config.allow_volatile_acknowledgements {
+        let mut volatile: Vec<String> = Vec::new();
+        if !options.once {
+            volatile.extend(
+                config
+                    .webhooks
+                    .iter()
+                    .map(|webhook| format!("webhook `{}` answers 202", webhook.name)),
+            );
+        }
+        volatile.extend(
+            config
+                .postgres_sources
+                .iter()
+                .filter(|source| source.mode == connectors::pg::Mode::Logical)
+                .map(|source| {
+                    format!(
+                        "postgres source `{}` advances its replication slot",
+                        source.name
+                    )
+                }),
+        );
+        if !volatile.is_empty() {
+            bail!(
+                "{}: {}, but on the embedded broker without PostgreSQL what is acknowledged is lost when the process stops. Set postgres.url (or --postgres) to keep it, or kafka.bootstrap_servers for a real broker and postgres.url; or set allow_volatile_acknowledgements = true to accept the loss (demos, tests)",
+                loaded.origin,
+                volatile.join("; ")
+            );
+        }
+    }
     if options.no_sources && (cluster.is_embedded() || store.is_none()) {
         bail!(
             "--no-sources makes this process one more member of a consumer group: it needs a real broker (kafka.bootstrap_servers) and the store the group shares (postgres.url)"
         );
+    }
+    if !cluster.is_embedded() && store.is_none() {
+        // The hub lives in memory only: each start rebuilds it from the topics' beginning,
+        // so the group's committed offsets (which an in-memory apply moved on) are reset.
+        let beginning: stage::Positions = cluster
+            .high_watermarks(&entity_topics)?
+            .into_keys()
+            .map(|partition| (partition, 0))
+            .collect();
+        cluster
+            .commit_positions(&beginning)
+            .context("resetting the group's offsets to the topics' beginning (no store)")?;
+        tracing::info!("no store: consuming every topic from its beginning to rebuild the hub");
     }
     if let Some(restored) = &restored {
         if cluster.is_embedded() {
@@ -521,8 +611,7 @@ pub async fn run(
             .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
         let address = listener.local_addr()?;
         println!("listening on http://{address}");
-        let (tokens, inactive) =
-            crate::auth::Tokens::load(&config.http.tokens, |name| std::env::var(name).ok());
+        let (tokens, inactive) = tokens.expect("loaded for a served run");
         if !inactive.is_empty() {
             tracing::info!(tokens = %inactive.join(", "), "API tokens inactive");
         }
@@ -564,8 +653,10 @@ pub async fn run(
     let ingested = async {
         let (mut source_counts, mut topic_produced, dead_letters) =
             ingest(&cluster, &mut sources).await?;
-        // Every event is acknowledged now: the drop-folder files read count as read.
+        // Every event is acknowledged (and, on the embedded broker, stored) now: the
+        // drop-folder files read count as read.
         if let Some(store) = &shared.store {
+            shared.wait_durable(&entity_topics, DURABLE_WITHIN).await?;
             for source in &sources {
                 if let Some(key) = source.config().drop_key() {
                     store.set_source_position(&key, "read").await?;
@@ -914,6 +1005,19 @@ fn write_batch(
     Ok(applied.unwrap_or_default())
 }
 
+/// How long a dropped file must go unmodified before it is read: the rest of a file still
+/// being written would otherwise be lost (its first part read, the file remembered as read).
+/// Writing under a name the pattern does not match (or starting with `.`) and renaming it
+/// into place also works, at once.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a file has gone unmodified for [`SETTLE`].
+fn settled(metadata: &std::fs::Metadata) -> bool {
+    metadata
+        .modified()
+        .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age >= SETTLE))
+}
+
 /// Reads every source to the end, producing events and dead letters.
 /// In a served run, looks in each watched drop folder (`watch`) for files not read yet and
 /// reads them as they arrive.
@@ -941,6 +1045,10 @@ fn watch_drop_folders(
                 .cloned()
                 .collect();
             tokio::spawn(async move {
+                // A new file's size and modification time at the previous look: it is read
+                // once they have not changed since, and it has settled.
+                let mut seen: std::collections::BTreeMap<String, (u64, std::time::SystemTime)> =
+                    Default::default();
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
@@ -950,11 +1058,22 @@ fn watch_drop_folders(
                         let mut new = Vec::new();
                         for file in config.expand(&data_dir)? {
                             let key = file.drop_key().unwrap_or_default();
+                            if known.contains(&key) {
+                                continue;
+                            }
+                            let metadata = std::fs::metadata(data_dir.join(&file.path))?;
+                            let state = (metadata.len(), metadata.modified()?);
+                            let unchanged = seen.insert(key.clone(), state) == Some(state);
+                            if !unchanged || !settled(&metadata) {
+                                continue;
+                            }
                             let done = match &shared.store {
                                 Some(store) => store.source_position(&key).await?.is_some(),
                                 None => false,
                             };
-                            if !done && !known.contains(&key) {
+                            if done {
+                                known.insert(key);
+                            } else {
                                 new.push(FileSource::open(&file, &data_dir)?);
                             }
                         }
@@ -962,11 +1081,13 @@ fn watch_drop_folders(
                             return anyhow::Ok(());
                         }
                         let (counts, _, _) = ingest(&shared.cluster, &mut new).await?;
+                        shared.wait_durable(&shared.topics, DURABLE_WITHIN).await?;
                         for source in &new {
                             let key = source.config().drop_key().unwrap_or_default();
                             if let Some(store) = &shared.store {
                                 store.set_source_position(&key, "read").await?;
                             }
+                            seen.remove(&key);
                             known.insert(key);
                         }
                         for count in counts {

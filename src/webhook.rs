@@ -113,14 +113,14 @@ pub async fn receive(
             json!({"error": format!("token `{}` may not post to webhook `{name}`", caller.name)}),
         );
     }
-    let mut producer = webhooks.producer.lock().await;
-    if producer.is_none() {
+    let mut guard = webhooks.producer.lock().await;
+    if guard.is_none() {
         match shared.cluster.producer() {
-            Ok(created) => *producer = Some(created),
+            Ok(created) => *guard = Some(created),
             Err(error) => return unavailable(error),
         }
     }
-    let producer = producer.as_mut().expect("created above");
+    let producer = guard.as_mut().expect("created above");
     let decoded = config.decode(body);
     let seen = match &decoded {
         Ok((message_id, _)) => webhooks.seen(name, message_id, body),
@@ -147,6 +147,19 @@ pub async fn receive(
             .await;
             if let Err(error) = sent {
                 return unavailable(error);
+            }
+            drop(guard);
+            // On the embedded broker, 202 waits for the store (a retry meanwhile is the same
+            // event, applied once).
+            let durable = shared
+                .wait_durable(std::slice::from_ref(&topic), crate::run::DURABLE_WITHIN)
+                .await;
+            if let Err(error) = durable {
+                tracing::error!(error = %format!("{error:#}"), "webhook: storing the event");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": format!("not stored yet, retry: {error:#}")}),
+                );
             }
             webhooks.remember(name, message_id.clone(), body);
             metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => name.to_string(), "topic" => topic)

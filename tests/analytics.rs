@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const VIEWER: &str = "viewer-secret-1";
-const CONTRACTOR: &str = "contractor-secret-4";
+const VIEWER: &str = "viewer-secret-0001";
+const CONTRACTOR: &str = "contractor-secret-0004";
 
 fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     match (a.as_f64(), b.as_f64()) {

@@ -194,6 +194,48 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
 
 /// The broker hangs for 10 s, then PostgreSQL stops for 10 s, while a contractor posts job
 /// updates: `/ready` and the metrics show each outage, nothing is lost, nothing doubled.
+/// A real broker without a store: the hub lives in memory, so a restart rebuilds it from
+/// the topics' beginning rather than from offsets an in-memory apply had committed (which
+/// left the second run without the first run's change events).
+#[test]
+fn without_a_store_a_restart_rebuilds_the_hub_from_the_topics() {
+    let broker = Broker::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 40, 8);
+    let topic = "hmsdb.dbo.tenants";
+    broker.create_topic(topic, 2);
+    broker.produce(topic, &tenants_as_change_events(data.path()));
+    let config = data.path().join("debezium.toml");
+    std::fs::write(&config, config_with_debezium_tenants(&broker, topic)).unwrap();
+    let run = || {
+        let out = tempfile::tempdir().unwrap();
+        let summary = run_once(
+            data.path(),
+            out.path(),
+            &["--config", config.to_str().unwrap()],
+        );
+        let xref = std::fs::read_to_string(out.path().join("xref.csv")).unwrap();
+        (summary, xref)
+    };
+    let (first, first_xref) = run();
+    let (second, second_xref) = run();
+    // The second run's Debezium source has nothing new to read: the tenants come from the
+    // canonical topic, read again from its beginning.
+    let read = |summary: &serde_json::Value| {
+        summary["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|source| source["name"] == "hms_tenants_cdc")
+            .unwrap()["rows_read"]
+            .clone()
+    };
+    assert!(read(&first).as_u64().unwrap() > 0);
+    assert_eq!(read(&second), 0);
+    assert_eq!(first["mdm"], second["mdm"]);
+    assert_eq!(first_xref, second_xref);
+}
+
 /// Debezium creates its topics when its connector first runs: a source started before
 /// then is retried (and shows so) until the topic exists, then reads it.
 #[test]
@@ -250,8 +292,8 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
 
 #[test]
 fn broker_and_postgres_outages_lose_nothing_and_show_in_readiness_and_metrics() {
-    const VIEWER: &str = "viewer-secret";
-    const CONTRACTOR: &str = "contractor-secret";
+    const VIEWER: &str = "viewer-secret-0001";
+    const CONTRACTOR: &str = "contractor-secret-0001";
     let broker = Broker::start();
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
@@ -361,8 +403,8 @@ fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
 /// process's run, and a steward verdict given through either process holds in both.
 #[test]
 fn two_processes_in_one_group_share_the_partitions_and_write_the_rows_of_one_run() {
-    const VIEWER: &str = "viewer-secret";
-    const STEWARD: &str = "steward-secret";
+    const VIEWER: &str = "viewer-secret-0001";
+    const STEWARD: &str = "steward-secret-0001";
     let broker = Broker::start();
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
@@ -486,7 +528,7 @@ fn rss(pid: u32) -> u64 {
 /// in the metrics, and once the sink is free every event is stored.
 #[test]
 fn a_slow_sink_holds_memory_to_the_configured_bounds_and_loses_nothing() {
-    const VIEWER: &str = "viewer-secret";
+    const VIEWER: &str = "viewer-secret-0001";
     const ORDERS: usize = 250_000;
     let broker = Broker::start();
     let pg = Postgres::start();

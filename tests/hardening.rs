@@ -30,7 +30,9 @@ fields = { work_order_ref = "job.reference", status = "status", status_at = "sta
     );
     std::fs::write(
         &config,
-        include_str!("../config/default.toml").to_string() + &webhook,
+        "allow_volatile_acknowledgements = true\n".to_string()
+            + include_str!("../config/default.toml")
+            + &webhook,
     )
     .unwrap();
     config
@@ -105,6 +107,17 @@ fn hostile_requests_and_idle_clients_leave_the_process_serving() {
     );
     let (status, body) = post("/api/sql", VIEWER, r#"{"sql": "SELECT 1 + 1 AS two"}"#);
     assert_eq!((status, body.contains(r#""two":2"#)), (200, true), "{body}");
+    // Viewers see a person's postcode district, as BI does, not the postcode.
+    let (status, body) = post(
+        "/api/sql",
+        VIEWER,
+        r#"{"sql": "SELECT * FROM golden_persons LIMIT 1"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""columns":["golden_id","postcode_district","n_sources"]"#),
+        "{body}"
+    );
 
     // An instant in the year 262,150 (microseconds since the epoch) was answered 202, then
     // ended the process when the stage computed its target.
@@ -284,4 +297,100 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
     wait_for("ready", &|| ready().0 == 200);
     let (_, body) = ready();
     assert!(body.contains(r#""hms_tenants_cdc":"ok""#), "{body}");
+}
+
+#[test]
+fn acknowledging_without_a_durable_place_is_refused_at_startup() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 5, 7);
+    let config = webhook_config(data.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("allow_volatile_acknowledgements = true\n", "");
+    std::fs::write(&config, text).unwrap();
+    let output = goldthread()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("webhook `contractor_a` answers 202")
+            && stderr.contains("Set postgres.url"),
+        "{stderr}"
+    );
+}
+
+/// The command line reaches a remote instance over TLS only: `https://` (with a CA file for
+/// a self-signed certificate in front of the API), and never sends a token over plain
+/// `http://` to another machine.
+#[test]
+fn the_cli_calls_a_remote_instance_over_https_only() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 20, 5);
+    let (_running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+            .stderr(std::process::Stdio::null()),
+    );
+    // TLS in front of the API, as a reverse proxy would put it.
+    let certificates = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        certificates.path().join("api.crt"),
+        certificates.path().join("api.key"),
+    );
+    self_signed(&cert, &key, "127.0.0.1");
+    let front = format!("127.0.0.1:{}", free_port());
+    let port = front.rsplit(':').next().unwrap();
+    let proxy = std::process::Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            cert.display(),
+            key.display()
+        ))
+        .arg(format!("TCP:{address}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("socat starts (tests/run installs it)");
+    let _proxy = Running(proxy);
+    wait_for_listener(&front, "socat");
+
+    let kpi = |url: &str, ca_file: Option<&std::path::Path>| {
+        let mut command = goldthread();
+        command
+            .args(["kpi", "--url", url])
+            .env("GOLDTHREAD_TOKEN", VIEWER);
+        if let Some(ca_file) = ca_file {
+            command.arg("--ca-file").arg(ca_file);
+        }
+        command.output().unwrap()
+    };
+    let https = format!("https://{front}");
+    let trusted = kpi(&https, Some(&cert));
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert!(
+        String::from_utf8_lossy(&trusted.stdout).contains("appointments_made"),
+        "{trusted:?}"
+    );
+    // A certificate nobody vouched for is refused.
+    let untrusted = kpi(&https, None);
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("TLS with"),
+        "{untrusted:?}"
+    );
+    // Plain http:// to this machine works; to another it is refused before anything is
+    // sent.
+    assert!(kpi(&format!("http://{address}"), None).status.success());
+    let remote = kpi("http://steward.example.org:8080", None);
+    assert!(!remote.status.success());
+    assert!(
+        String::from_utf8_lossy(&remote.stderr).contains("use https://"),
+        "{remote:?}"
+    );
 }

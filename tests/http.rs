@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 
-const VIEWER: &str = "viewer-secret-1";
-const STEWARD: &str = "steward-secret-2";
-const ADMIN: &str = "admin-secret-3";
+const VIEWER: &str = "viewer-secret-0001";
+const STEWARD: &str = "steward-secret-0002";
+const ADMIN: &str = "admin-secret-0003";
 
 /// A GET as the admin.
 fn get(address: &str, path: &str) -> (u16, String) {
@@ -248,7 +248,7 @@ fn the_running_pipeline_serves_health_kpis_golden_records_and_metrics() {
 /// a retry is answered without a second event, a bad message is refused with its reason.
 #[test]
 fn a_contractor_posts_job_updates_to_its_webhook() {
-    const CONTRACTOR: &str = "contractor-secret-4";
+    const CONTRACTOR: &str = "contractor-secret-0004";
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 40, 4);
     let config = config_with_contractor_webhook(

@@ -189,7 +189,7 @@ fn steward_actions_are_audited_in_postgres() {
         goldthread()
             .args(["run", "--data-dir", data.path().to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--postgres", &url])
-            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
+            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret-0001")
             .stderr(std::process::Stdio::null()),
     );
     // A served run keeps the live periods' results in PostgreSQL.
@@ -215,7 +215,7 @@ fn steward_actions_are_audited_in_postgres() {
         &address,
         "POST",
         "/api/steward/decisions",
-        Some("steward-secret"),
+        Some("steward-secret-0001"),
         Some(&body),
     );
     assert_eq!(status, 200, "{response}");
@@ -348,8 +348,8 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
         goldthread()
             .args(["run", "--data-dir", data.path().to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--postgres", &url])
-            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret")
-            .env("GOLDTHREAD_ADMIN_TOKEN", "admin-secret")
+            .env("GOLDTHREAD_STEWARD_TOKEN", "steward-secret-0001")
+            .env("GOLDTHREAD_ADMIN_TOKEN", "admin-secret-0001")
             .stderr(std::process::Stdio::null()),
     );
     let cli = |token: &str, args: &[&str]| {
@@ -361,7 +361,7 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
             .unwrap()
     };
     // The steward CLI reads the review queue through the running instance.
-    let review = cli("steward-secret", &["steward", "review"]);
+    let review = cli("steward-secret-0001", &["steward", "review"]);
     assert!(review.status.success(), "{review:?}");
     assert!(String::from_utf8_lossy(&review.stdout).contains("pairs; decide with"));
 
@@ -376,14 +376,17 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
     assert_ne!(pg.query(&held), "0");
 
     // Erasure is an admin's: a steward is refused.
-    let refused = cli("steward-secret", &["erase", &subject, "--reason", "ERQ-17"]);
+    let refused = cli(
+        "steward-secret-0001",
+        &["erase", &subject, "--reason", "ERQ-17"],
+    );
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("403"),
         "{refused:?}"
     );
     let erased = cli(
-        "admin-secret",
+        "admin-secret-0001",
         &["erase", &subject, "--reason", "ERQ-17 granted"],
     );
     assert!(erased.status.success(), "{erased:?}");
@@ -647,6 +650,36 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
         pg.query("SELECT string_agg(source, ',' ORDER BY source) FROM goldthread.source_position"),
         "legacy_drops/tenants-001.csv,legacy_drops/tenants-002.csv,legacy_drops/tenants-003.csv,legacy_drops/tenants-004.csv"
     );
+
+    // A file written in two parts, a second apart: read once complete (its first part was
+    // read, the file remembered as read, and its last row lost).
+    let path = drops.join("tenants-005.csv");
+    std::fs::write(
+        &path,
+        "person_ref,forename,surname,dob\nA7,Gus,Hale,1970-01-02\nA8,Ha",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap(),
+        b"l,Ito,1970-01-02\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg.query("SELECT count(*) FROM goldthread.golden_person") != "8" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file written in two parts was not read whole"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.query("SELECT count(*) FROM goldthread.source_record WHERE source = 'acorn' AND source_id = 'A8'"),
+        "1"
+    );
 }
 
 #[test]
@@ -756,4 +789,57 @@ fn the_store_connects_over_tls_and_verifies_the_server_certificate() {
     .unwrap();
     let untrusted = run(Some(&config), &format!("{}?sslmode=require", pg.url()));
     assert!(!untrusted.status.success(), "{untrusted:?}");
+}
+
+/// On the embedded broker a webhook's 202 waits for the store: once answered, the event is
+/// in PostgreSQL, so a kill -9 right after loses nothing. Without PostgreSQL such a run is
+/// refused (`tests/hardening.rs`).
+#[test]
+fn a_webhooks_202_on_the_embedded_broker_means_the_event_is_stored() {
+    const CONTRACTOR: &str = "contractor-secret-stored-5";
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 10, 3);
+    let config = data.path().join("webhook.toml");
+    std::fs::write(
+        &config,
+        include_str!("../config/default.toml").to_string()
+            + &contractor_webhook(
+                r#"[webhooks.mapping]
+entity = "work_order_update"
+id = "messageId"
+fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
+"#,
+            ),
+    )
+    .unwrap();
+    let (running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
+            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
+            .stderr(std::process::Stdio::null()),
+    );
+    for id in ["M-1", "M-2", "M-3"] {
+        let body = format!(
+            r#"{{"messageId": "{id}", "job": "WO000001", "status": "in_progress", "statusAt": "2025-03-04T10:15:00Z"}}"#
+        );
+        let (status, answer) = request(
+            &address,
+            "POST",
+            "/webhooks/contractor_a",
+            Some(CONTRACTOR),
+            Some(&body),
+        );
+        assert_eq!(status, 202, "{answer}");
+        // No wait: answered means stored.
+        assert_eq!(
+            pg.query(&format!(
+                "SELECT count(*) FROM goldthread.source_record WHERE source = 'repairs' AND source_id = '{id}'"
+            )),
+            "1"
+        );
+    }
+    drop(running);
 }

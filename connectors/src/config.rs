@@ -230,8 +230,11 @@ impl SourceConfig {
             .filter_map(Result::ok)
             .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            // A hidden name is a file still being written (rsync, editors): it is renamed
+            // into place when done.
             .filter(|name| {
-                name.len() >= prefix.len() + suffix.len()
+                !name.starts_with('.')
+                    && name.len() >= prefix.len() + suffix.len()
                     && name.starts_with(prefix)
                     && name.ends_with(suffix)
             })

@@ -472,6 +472,46 @@ impl Cluster {
     }
 }
 
+/// The group's committed offset of each partition of `topics` that has one (topics that do
+/// not exist yet have none): where the consumer starts, so a stage whose group has already
+/// read to a target knows it has reached it without consuming anything.
+pub fn committed_positions(
+    consumer: &StageConsumer,
+    topics: &[String],
+) -> Result<BTreeMap<(String, i32), i64>> {
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|error| Error::kafka(format!("metadata of {topic}"), error))?;
+        for found in metadata
+            .topics()
+            .iter()
+            .filter(|found| found.error().is_none())
+        {
+            for partition in found.partitions() {
+                partitions.add_partition(topic, partition.id());
+            }
+        }
+    }
+    if partitions.count() == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(30))
+        .map_err(|error| Error::kafka("the group's committed offsets", error))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(offset) => {
+                Some(((element.topic().to_string(), element.partition()), offset))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// Every partition of `topics` at the group's committed offsets, or `None` when a topic does
 /// not exist (yet): subscribing then picks it up once it does.
 fn every_partition(

@@ -198,6 +198,8 @@ pub async fn consume<E: Send + 'static>(
     let consumer = cluster.consumer(group, topics)?;
     let mut dead_letters = cluster.producer()?;
     let mut positions: Positions = BTreeMap::new();
+    // Whether `positions` include where the group started (read once a target is set).
+    let mut started_from_committed = false;
     let mut report = ConsumeReport::default();
     let stage_label = stage.to_string();
     let mut stop_open = true;
@@ -230,10 +232,22 @@ pub async fn consume<E: Send + 'static>(
     };
     let mut in_flight: Option<InFlight<E>> = None;
     loop {
-        if let StopWhen::Reached(targets) = &*stop.borrow()
-            && reached(&positions, targets)
-        {
-            break;
+        let target = match &*stop.borrow() {
+            StopWhen::Reached(targets) => Some(targets.clone()),
+            StopWhen::Never => None,
+        };
+        if let Some(targets) = &target {
+            // A partition with nothing left to read since the group's last commit yields no
+            // message: where the group started counts as read.
+            if !started_from_committed {
+                for (partition, offset) in crate::kafka::committed_positions(&consumer, topics)? {
+                    positions.entry(partition).or_insert(offset);
+                }
+                started_from_committed = true;
+            }
+            if reached(&positions, targets) {
+                break;
+            }
         }
         if *shutdown.borrow() {
             break;

@@ -138,9 +138,10 @@ fn schemas() -> BTreeMap<&'static str, SchemaRef> {
         ),
         (
             "golden_persons",
+            // As BI sees them (`bi.golden_person`): a person's postcode district only.
             Arc::new(Schema::new(vec![
                 Field::new("golden_id", DataType::Utf8, false),
-                text("postcode"),
+                text("postcode_district"),
                 int("n_sources"),
             ])),
         ),

@@ -452,7 +452,7 @@ pub fn self_signed(cert: &Path, key: &Path, name: &str) {
     assert!(output.status.success(), "openssl: {output:?}");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -460,7 +460,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_listener(address: &str, what: &str) {
+pub fn wait_for_listener(address: &str, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while TcpStream::connect(address).is_err() {
         assert!(
@@ -690,7 +690,8 @@ pub fn config_with_contractor_webhook(dir: &Path, job_status_update: &str) -> Pa
     let config = dir.join("webhook.toml");
     std::fs::write(
         &config,
-        include_str!("../../config/default.toml").to_string()
+        "allow_volatile_acknowledgements = true\n".to_string()
+            + include_str!("../../config/default.toml")
             + &contractor_webhook(
                 &("type_field = \"messageType\"\n[webhooks.messages.JobStatusUpdate]\n"
                     .to_string()
