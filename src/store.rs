@@ -69,11 +69,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 ];
 
 /// Upserts source records, one per key: parallel arrays of kinds, sources, source ids and
-/// events (typed parameters, so nothing is parsed twice on either side).
+/// events (typed parameters, so nothing is parsed twice on either side). A record erased
+/// meanwhile is never written, even when its event was applied before the erasure and is
+/// written after it.
 const UPSERT_SOURCE_RECORDS: &str = "INSERT INTO goldthread.source_record
      SELECT r.kind, r.source, r.source_id, nextval('goldthread.source_record_seq'), r.event
        FROM unnest($1::text[], $2::text[], $3::text[], $4::json[])
             AS r(kind, source, source_id, event)
+      WHERE NOT EXISTS (SELECT 1 FROM goldthread.erasure e
+                         WHERE (e.entity, e.source, e.source_id) = (r.kind, r.source, r.source_id))
      ON CONFLICT (kind, source, source_id)
      DO UPDATE SET seq = EXCLUDED.seq, event = EXCLUDED.event";
 

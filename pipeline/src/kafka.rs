@@ -39,6 +39,10 @@ pub struct KafkaConfig {
     /// Extra librdkafka client properties, passed through as given (after `security`, so
     /// they can override it).
     pub properties: BTreeMap<String, String>,
+    /// Entities whose topics goldthread creates compacted (`cleanup.policy=compact`): the
+    /// latest event of each record is kept, and an erasure's tombstones remove the rest.
+    /// Master data by default; repairs topics keep their history (KPIs read every version).
+    pub compacted: Vec<crate::EntityKind>,
 }
 
 /// `[kafka.security]`: how goldthread authenticates to and encrypts its traffic with a real
@@ -152,6 +156,12 @@ impl Default for KafkaConfig {
             embedded_brokers: 1,
             security: KafkaSecurity::default(),
             properties: BTreeMap::new(),
+            compacted: vec![
+                crate::EntityKind::Person,
+                crate::EntityKind::Property,
+                crate::EntityKind::Tenancy,
+                crate::EntityKind::Vulnerability,
+            ],
         }
     }
 }
@@ -330,11 +340,17 @@ impl Cluster {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|topic| {
-                NewTopic::new(
+                let new = NewTopic::new(
                     topic,
                     self.config.partitions,
                     TopicReplication::Fixed(self.config.replication_factor),
-                )
+                );
+                let entity = topic.rsplit('.').next().and_then(crate::EntityKind::parse);
+                if entity.is_some_and(|entity| self.config.compacted.contains(&entity)) {
+                    new.set("cleanup.policy", "compact")
+                } else {
+                    new
+                }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
