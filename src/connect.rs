@@ -374,9 +374,10 @@ async fn poll_table(
 /// Logical replication through the `pgoutput` plugin, over SQL (`pg_logical_slot_peek_binary_changes`
 /// and `pg_replication_slot_advance`), so it needs no replication connection: on first start
 /// the slot is created and then the table is read whole (the snapshot; changes after the
-/// slot's creation follow, and applying a row twice is harmless); after that, changes are
-/// read from the slot and the slot is advanced past them once they are in Kafka, so a
-/// restart resumes from its confirmed position.
+/// slot's creation follow, and applying a row twice is harmless), again at the next start
+/// until the snapshot is recorded as durable; after that, changes are read from the slot
+/// and the slot is advanced past them once they are durable, so a restart resumes from its
+/// confirmed position.
 async fn replicate(
     shared: &crate::run::Shared,
     source: &connectors::PgSourceConfig,
@@ -391,22 +392,37 @@ async fn replicate(
         .clone()
         .expect("validated: logical mode has a publication");
     let table = source.qualified_table();
-    let exists = client
+    // The slot is created before the snapshot, so the changes made while the table is read
+    // follow in it; the snapshot counts as done only once it is durable (recorded in the
+    // store), so a crash mid-snapshot reads it again at the next start. Without a store
+    // every start reads it again (applying a row twice is harmless).
+    let snapshot_key = format!("{}#snapshot", source.name);
+    let snapshot_done = match &shared.store {
+        Some(store) => store.source_position(&snapshot_key).await?.is_some(),
+        None => false,
+    };
+    let existing: Option<String> = client
         .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
         .await?
-        .is_some();
-    if !exists {
-        let created = client
-            .query_one(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[&slot],
-            )
-            .await
-            .with_context(|| format!("creating replication slot `{slot}` (needs wal_level = logical and the REPLICATION privilege)"))?;
-        let start: String = created.get(0);
+        .map(|row| row.get(0));
+    let start = match existing {
+        Some(start) => start,
+        None => {
+            let created = client
+                .query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&slot],
+                )
+                .await
+                .with_context(|| format!("creating replication slot `{slot}` (needs wal_level = logical and the REPLICATION privilege)"))?;
+            tracing::info!(%slot, "replication slot created");
+            created.get(0)
+        }
+    };
+    if !snapshot_done {
         let rows = client
             .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
             .await
@@ -422,7 +438,16 @@ async fn replicate(
             output.emit(&source.name, record).await?;
         }
         output.producer.flush().await?;
-        tracing::info!(%slot, rows = rows.len(), "replication slot created; snapshot read");
+        if let Some(store) = &shared.store {
+            shared
+                .wait_durable(
+                    std::slice::from_ref(&output.topic),
+                    crate::run::DURABLE_WITHIN,
+                )
+                .await?;
+            store.set_source_position(&snapshot_key, &start).await?;
+        }
+        tracing::info!(%slot, rows = rows.len(), "snapshot read");
     }
     let mut decoder = connectors::pg::PgOutput::default();
     loop {

@@ -30,9 +30,10 @@ fields = { work_order_ref = "job.reference", status = "status", status_at = "sta
     );
     std::fs::write(
         &config,
-        "allow_volatile_acknowledgements = true\n".to_string()
-            + include_str!("../config/default.toml")
-            + &webhook,
+        include_str!("../config/default.toml").replace(
+            "allow_volatile_acknowledgements = false",
+            "allow_volatile_acknowledgements = true",
+        ) + &webhook,
     )
     .unwrap();
     config
@@ -304,9 +305,10 @@ fn acknowledging_without_a_durable_place_is_refused_at_startup() {
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 5, 7);
     let config = webhook_config(data.path());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("allow_volatile_acknowledgements = true\n", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "allow_volatile_acknowledgements = true",
+        "allow_volatile_acknowledgements = false",
+    );
     std::fs::write(&config, text).unwrap();
     let output = goldthread()
         .args(["run", "--config", config.to_str().unwrap()])

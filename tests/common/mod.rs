@@ -690,13 +690,13 @@ pub fn config_with_contractor_webhook(dir: &Path, job_status_update: &str) -> Pa
     let config = dir.join("webhook.toml");
     std::fs::write(
         &config,
-        "allow_volatile_acknowledgements = true\n".to_string()
-            + include_str!("../../config/default.toml")
-            + &contractor_webhook(
-                &("type_field = \"messageType\"\n[webhooks.messages.JobStatusUpdate]\n"
-                    .to_string()
-                    + job_status_update),
-            ),
+        include_str!("../../config/default.toml").replace(
+            "allow_volatile_acknowledgements = false",
+            "allow_volatile_acknowledgements = true",
+        ) + &contractor_webhook(
+            &("type_field = \"messageType\"\n[webhooks.messages.JobStatusUpdate]\n".to_string()
+                + job_status_update),
+        ),
     )
     .unwrap();
     config
