@@ -7,49 +7,9 @@ mod common;
 use common::*;
 
 /// The built-in configuration pointed at `broker`, with the HMS tenants read from a
-/// Debezium topic instead of their CSV export (same columns, same mapping).
+/// Debezium topic instead of their CSV export.
 fn config_with_debezium_tenants(broker: &Broker, topic: &str) -> String {
-    let mut config: toml::Table = broker.config().parse().unwrap();
-    let sources = config["sources"].as_array_mut().unwrap();
-    let at = sources
-        .iter()
-        .position(|source| source["name"].as_str() == Some("hms_tenants"))
-        .unwrap();
-    let tenants = sources.remove(at);
-    let mut debezium = toml::Table::new();
-    debezium.insert("name".into(), "hms_tenants_cdc".into());
-    debezium.insert("system".into(), "hms".into());
-    debezium.insert("topics".into(), vec![toml::Value::from(topic)].into());
-    debezium.insert("date_formats".into(), tenants["date_formats"].clone());
-    debezium.insert("mapping".into(), tenants["mapping"].clone());
-    config.insert("debezium".into(), vec![toml::Value::Table(debezium)].into());
-    toml::to_string(&config).unwrap()
-}
-
-/// The tenants export as Debezium change events (`op` r, with the JSON converter's schema
-/// wrapper on every other one), keyed by tenant.
-fn tenants_as_change_events(data: &std::path::Path) -> Vec<String> {
-    read_csv(&data.join("hms/tenants.csv"))
-        .iter()
-        .enumerate()
-        .map(|(index, row)| {
-            let after: serde_json::Map<String, serde_json::Value> = row
-                .iter()
-                .map(|(column, value)| (column.clone(), value.clone().into()))
-                .collect();
-            let change = serde_json::json!({
-                "before": null, "after": after, "op": "r",
-                "source": {"connector": "sqlserver", "db": "hmsdb", "table": "tenants", "ts_ms": 1_735_689_600_000_i64},
-                "ts_ms": 1_735_689_600_123_i64,
-            });
-            let value = if index % 2 == 0 {
-                serde_json::json!({"schema": {"type": "struct", "name": "hmsdb.dbo.tenants.Envelope"}, "payload": change})
-            } else {
-                change
-            };
-            format!("{}\t{value}", row["person_ref"])
-        })
-        .collect()
+    with_debezium_tenants(&broker.config(), topic)
 }
 
 #[test]
@@ -255,16 +215,7 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
             .env("GOLDTHREAD_ADMIN_TOKEN", ADMIN)
             .stderr(std::process::Stdio::null()),
     );
-    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while !check() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| wait_for(what, 120, check);
     let ready = || request(&address, "GET", "/ready", None, None);
     wait_for("the source to show as retrying", &|| {
         let (status, body) = ready();

@@ -177,41 +177,6 @@ fn hostile_requests_and_idle_clients_leave_the_process_serving() {
     );
 }
 
-/// The tenants export as Debezium change events (`op` r), keyed by tenant, for kcat.
-fn tenants_as_change_events(data: &std::path::Path) -> Vec<String> {
-    read_csv(&data.join("hms/tenants.csv"))
-        .iter()
-        .map(|row| {
-            let after: serde_json::Map<String, serde_json::Value> = row
-                .iter()
-                .map(|(column, value)| (column.clone(), value.clone().into()))
-                .collect();
-            let change = serde_json::json!({"before": null, "after": after, "op": "r", "ts_ms": 1_735_689_600_123_i64});
-            format!("{}\t{change}", row["person_ref"])
-        })
-        .collect()
-}
-
-/// The built-in configuration with the HMS tenants read from the Debezium topic `topic`
-/// instead of their export.
-fn config_with_debezium_tenants(topic: &str) -> String {
-    let mut config: toml::Table = include_str!("../config/default.toml").parse().unwrap();
-    let sources = config["sources"].as_array_mut().unwrap();
-    let at = sources
-        .iter()
-        .position(|source| source["name"].as_str() == Some("hms_tenants"))
-        .unwrap();
-    let tenants = sources.remove(at);
-    let mut debezium = toml::Table::new();
-    debezium.insert("name".into(), "hms_tenants_cdc".into());
-    debezium.insert("system".into(), "hms".into());
-    debezium.insert("topics".into(), vec![toml::Value::from(topic)].into());
-    debezium.insert("date_formats".into(), tenants["date_formats"].clone());
-    debezium.insert("mapping".into(), tenants["mapping"].clone());
-    config.insert("debezium".into(), vec![toml::Value::Table(debezium)].into());
-    toml::to_string(&config).unwrap()
-}
-
 #[test]
 fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
     const ADMIN: &str = "admin-secret-for-hardening-3";
@@ -219,7 +184,11 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
     generate(data.path(), 20, 6);
     let config = data.path().join("debezium.toml");
     let topic = "hmsdb.dbo.tenants";
-    std::fs::write(&config, config_with_debezium_tenants(topic)).unwrap();
+    std::fs::write(
+        &config,
+        with_debezium_tenants(include_str!("../config/default.toml"), topic),
+    )
+    .unwrap();
     let mut child = goldthread()
         .args(["run", "--config", config.to_str().unwrap()])
         .args(["--data-dir", data.path().to_str().unwrap()])
@@ -248,13 +217,7 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
         .unwrap();
     lines.find(|line| line.starts_with("ready:")).unwrap();
 
-    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| wait_for(what, 90, check);
     // The topic does not exist: the source is retried, and readiness says so.
     let ready = || request(&address, "GET", "/ready", None, None);
     wait_for("the source to show as retrying", &|| {
@@ -348,19 +311,7 @@ fn the_cli_calls_a_remote_instance_over_https_only() {
     self_signed(&cert, &key, "127.0.0.1");
     let front = format!("127.0.0.1:{}", free_port());
     let port = front.rsplit(':').next().unwrap();
-    let proxy = std::process::Command::new("socat")
-        .arg(format!(
-            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
-            cert.display(),
-            key.display()
-        ))
-        .arg(format!("TCP:{address}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("socat starts (tests/run installs it)");
-    let _proxy = Running(proxy);
-    wait_for_listener(&front, "socat");
+    let _proxy = tls_proxy(port, &address, &cert, &key);
 
     let kpi = |url: &str, ca_file: Option<&std::path::Path>| {
         let mut command = goldthread();

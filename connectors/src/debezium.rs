@@ -130,7 +130,8 @@ impl DebeziumConfig {
         let lookup = |path: &str| json_path(row, path).map(Raw::Json);
         match mapper.map(&self.mapping, lookup, message.position(), op) {
             Ok(mut event) => {
-                // When the database committed the change, unless the mapping says otherwise.
+                // When the database committed the change, unless the mapping says otherwise;
+                // a commit time outside the years goldthread accepts is garbage, not a time.
                 if event.recorded_at.is_none() {
                     event.recorded_at = envelope
                         .get("source")
@@ -138,6 +139,11 @@ impl DebeziumConfig {
                         .or_else(|| envelope.get("ts_ms"))
                         .and_then(Value::as_i64)
                         .and_then(DateTime::from_timestamp_millis);
+                    if let Some(Err(reason)) =
+                        event.recorded_at.map(pipeline::entity::check_instant)
+                    {
+                        return dead(Some("ts_ms"), reason);
+                    }
                 }
                 Decoded::Event(Box::new(event))
             }
@@ -245,6 +251,12 @@ mod tests {
             (
                 br#"{"op": "c", "after": {"tenant_id": 1, "forename": ["Ann"], "surname": "Lee"}}"#,
                 "given_name: expected text",
+            ),
+            // Found by `fuzz/` (debezium): a commit time in the year 2518 became the
+            // event's recorded time, which the stage then refused.
+            (
+                br#"{"schema":{"type":"struct"},"payload":{"before":null,"after":{"tenant_id":"T1","forename":"Ann","dob":60627},"op":"c","ts_ms":17303778721505}}"#,
+                "outside the years 1800-2199",
             ),
         ] {
             match decode(payload) {

@@ -187,7 +187,23 @@ impl Analysts {
                         if job.answer.is_closed() {
                             continue;
                         }
-                        let answer = runtime.block_on(answer(&session, &job.sql, limits));
+                        // A panic inside the engine (a bug of its own on some odd query)
+                        // fails that query, not the thread: the pool keeps its size.
+                        let answered =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                runtime.block_on(answer(&session, &job.sql, limits))
+                            }));
+                        let answer = answered.unwrap_or_else(|panic| {
+                            let reason = panic
+                                .downcast_ref::<&str>()
+                                .map(|text| text.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            tracing::error!(%reason, "an analyst query panicked in the engine");
+                            Err(Error::Refused(format!(
+                                "the query failed inside the engine: {reason}"
+                            )))
+                        });
                         let _ = job.answer.send(answer);
                     }
                 })
@@ -518,5 +534,30 @@ mod tests {
                 Err(error) => panic!("{error}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_the_engine_fails_the_query_not_the_thread() {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{Volatility, create_udf};
+        let context = SessionContext::new();
+        context.register_udf(create_udf(
+            "engine_bug",
+            vec![],
+            DataType::Int64,
+            Volatility::Volatile,
+            Arc::new(|_| panic!("an engine bug")),
+        ));
+        let config = AnalyticsConfig {
+            sql_concurrency: 1,
+            ..AnalyticsConfig::default()
+        };
+        let analysts = Analysts::start(&context, &config).unwrap();
+        for _ in 0..3 {
+            let failed = analysts.run("SELECT engine_bug()").await.unwrap_err();
+            assert!(failed.to_string().contains("an engine bug"), "{failed}");
+        }
+        // The one thread is still there.
+        assert!(analysts.run("SELECT 1").await.is_ok());
     }
 }

@@ -479,7 +479,8 @@ pub struct Broker {
     pub address: String,
     binary: PathBuf,
     /// The TLS proxy in front of the broker (`start_behind_tls`), with the CA clients trust.
-    tls: Option<(std::process::Child, tempfile::TempDir)>,
+    /// The TLS proxy in front (dropped, it is killed) and its certificate's folder.
+    tls: Option<(Running, tempfile::TempDir)>,
 }
 
 impl Broker {
@@ -501,18 +502,7 @@ impl Broker {
         let (cert, key) = (dir.path().join("broker.crt"), dir.path().join("broker.key"));
         self_signed(&cert, &key, "127.0.0.1");
         let port = address.rsplit(':').next().unwrap();
-        let proxy = Command::new("socat")
-            .arg(format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
-                cert.display(),
-                key.display()
-            ))
-            .arg(format!("TCP:{inner}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("socat starts (tests/run installs it)");
-        wait_for_listener(&address, "socat");
+        let proxy = tls_proxy(port, &inner, &cert, &key);
         broker.tls = Some((proxy, dir));
         (broker, cert)
     }
@@ -603,10 +593,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some((proxy, _)) = &mut self.tls {
-            let _ = proxy.kill();
-            let _ = proxy.wait();
-        }
+        self.tls = None;
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
@@ -728,6 +715,81 @@ pub fn checksums_in(pg: &Postgres, database: &str) -> Vec<String> {
                     table.replace('\'', "")
                 ),
             )
+        })
+        .collect()
+}
+
+/// Waits (up to `seconds`) until `check` holds; fails naming `what`.
+pub fn wait_for(what: &str, seconds: u64, check: &dyn Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// socat terminating TLS on `port` (127.0.0.1) with `cert` and `key`, forwarding to `target`.
+pub fn tls_proxy(port: &str, target: &str, cert: &Path, key: &Path) -> Running {
+    let proxy = Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            cert.display(),
+            key.display()
+        ))
+        .arg(format!("TCP:{target}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("socat starts (tests/run installs it)");
+    wait_for_listener(&format!("127.0.0.1:{port}"), "socat");
+    Running(proxy)
+}
+
+/// `config` (TOML) with the HMS tenants read from the Debezium topic `topic` instead of
+/// their CSV export (same columns, same mapping).
+pub fn with_debezium_tenants(config: &str, topic: &str) -> String {
+    let mut config: toml::Table = config.parse().unwrap();
+    let sources = config["sources"].as_array_mut().unwrap();
+    let at = sources
+        .iter()
+        .position(|source| source["name"].as_str() == Some("hms_tenants"))
+        .unwrap();
+    let tenants = sources.remove(at);
+    let mut debezium = toml::Table::new();
+    debezium.insert("name".into(), "hms_tenants_cdc".into());
+    debezium.insert("system".into(), "hms".into());
+    debezium.insert("topics".into(), vec![toml::Value::from(topic)].into());
+    debezium.insert("date_formats".into(), tenants["date_formats"].clone());
+    debezium.insert("mapping".into(), tenants["mapping"].clone());
+    config.insert("debezium".into(), vec![toml::Value::Table(debezium)].into());
+    toml::to_string(&config).unwrap()
+}
+
+/// The tenants export as Debezium change events (`op` r, with the JSON converter's schema
+/// wrapper on every other one), keyed by tenant, as kcat reads them (`key<TAB>value`).
+pub fn tenants_as_change_events(data: &Path) -> Vec<String> {
+    read_csv(&data.join("hms/tenants.csv"))
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let after: serde_json::Map<String, serde_json::Value> = row
+                .iter()
+                .map(|(column, value)| (column.clone(), value.clone().into()))
+                .collect();
+            let change = serde_json::json!({
+                "before": null, "after": after, "op": "r",
+                "source": {"connector": "sqlserver", "db": "hmsdb", "table": "tenants", "ts_ms": 1_735_689_600_000_i64},
+                "ts_ms": 1_735_689_600_123_i64,
+            });
+            let value = if index % 2 == 0 {
+                serde_json::json!({"schema": {"type": "struct", "name": "hmsdb.dbo.tenants.Envelope"}, "payload": change})
+            } else {
+                change
+            };
+            format!("{}\t{value}", row["person_ref"])
         })
         .collect()
 }
