@@ -338,7 +338,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval { eval } => eval::eval(eval),
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
-        Command::Sar { sar } => sar::sar(sar),
+        Command::Sar { sar } => runtime()?.block_on(sar::sar(sar)),
         Command::Kpi { kpi: args } => runtime()?.block_on(kpi(args)),
         Command::BenchKpi { bench } => runtime()?.block_on(bench::bench(bench)),
         Command::Steward {

@@ -1,8 +1,11 @@
-//! `goldthread sar`: a subject access report. The configured master data sources go through
-//! the engine `run` uses (the configured person model), and everything held about one person
-//! comes out as JSON: the golden record with lineage, every source record behind it with its
-//! file position, every match decision with its explanation, pending review pairs, tenancies
-//! and vulnerabilities.
+//! `goldthread sar`: a subject access report. With the PostgreSQL store (`postgres.url` or
+//! `--postgres`) it reports what goldthread holds: every stored source record (files,
+//! Debezium, PostgreSQL sources, webhooks), with the steward verdicts in force and the
+//! erasures applied; an erased subject's report says only that, and when. Without a store,
+//! the configured master data sources go through the engine `run` uses. Either way everything
+//! held about one person comes out as JSON: the golden record with lineage, every source
+//! record behind it with its position, every match decision with its explanation, pending
+//! review pairs, tenancies and vulnerabilities.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -26,6 +29,9 @@ pub struct SarArgs {
     /// Folder the sources' paths are relative to (overrides `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The store to report from (overrides `postgres.url`).
+    #[arg(long, env = "GOLDTHREAD_POSTGRES_URL")]
+    postgres: Option<String>,
 }
 
 /// One source record as the connector read it.
@@ -56,6 +62,12 @@ pub struct Report {
 pub fn report(loaded: &Loaded, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
     let mut hub = loaded.hub()?;
     link::apply(&mut hub, events, false);
+    report_from(&hub, events, subject)
+}
+
+/// The report for `subject` from a hub that holds `events` (and whatever verdicts and
+/// erasures apply).
+fn report_from(hub: &mdm::Hub, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
     let golden_id = hub.person_subject(subject).map_err(anyhow::Error::msg)?;
     let golden_person = hub
         .golden_person(&golden_id)
@@ -107,10 +119,50 @@ pub fn report(loaded: &Loaded, events: &[Envelope], subject: &str) -> anyhow::Re
     })
 }
 
-pub fn sar(args: SarArgs) -> anyhow::Result<()> {
+/// What an erased subject's report says.
+#[derive(Debug, Serialize)]
+struct Erased {
+    subject: String,
+    erased_at: chrono::DateTime<chrono::Utc>,
+    held: &'static str,
+}
+
+pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
     let mut loaded = Loaded::load(args.config.as_deref())?;
     if let Some(data_dir) = args.data_dir {
         loaded.config.data_dir = data_dir;
+    }
+    if let Some(url) = args.postgres.or_else(|| loaded.config.postgres.url.clone()) {
+        let store = crate::store::Store::connect(&url, &loaded.config.postgres).await?;
+        if let Some(erased_at) = store.erased_at(&args.subject).await? {
+            let erased = Erased {
+                subject: args.subject,
+                erased_at,
+                held: "nothing: the person was erased",
+            };
+            println!("{}", serde_json::to_string_pretty(&erased)?);
+            return Ok(());
+        }
+        let mut hub = loaded.hub()?;
+        hub.suppress(store.erased().await?);
+        let mut events = Vec::new();
+        let restored = store
+            .restore(|event| {
+                hub.apply(&event);
+                events.push(event);
+                Ok(())
+            })
+            .await?;
+        for verdict in &restored.verdicts {
+            if let Err(reason) =
+                hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
+            {
+                tracing::warn!(%reason, "a stored steward verdict could not be applied");
+            }
+        }
+        let report = report_from(&hub, &events, &args.subject)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
     let input = link::read(&loaded, false)?;
     if input.events.is_empty() {

@@ -535,6 +535,35 @@ impl Store {
         erased_in(&**self.pool.get().await?).await
     }
 
+    /// When `subject` (a golden person id, or `system:id` of a person record) was erased,
+    /// if it was.
+    pub async fn erased_at(
+        &self,
+        subject: &str,
+    ) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let client = self.pool.get().await?;
+        let row = match subject.split_once(':') {
+            Some((source, source_id)) => {
+                client
+                    .query_opt(
+                        "SELECT max(at) FROM goldthread.erasure
+                          WHERE entity = 'person' AND source = $1 AND source_id = $2",
+                        &[&source, &source_id],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query_opt(
+                        "SELECT max(at) FROM goldthread.erasure WHERE golden_id = $1",
+                        &[&subject],
+                    )
+                    .await?
+            }
+        };
+        Ok(row.and_then(|row| row.get(0)))
+    }
+
     /// What a restart needs: every stored source record's latest event, in the order they
     /// were written (handed to `apply` one at a time, so a large store is never all in
     /// memory as JSON), the steward verdicts in force, the audit trail and the positions.

@@ -231,6 +231,22 @@ fn steward_actions_are_audited_in_postgres() {
         )),
         "2"
     );
+    // The subject access report from the store honours the verdict: the HMS record's
+    // subject is not shown the other person's record (from the files it would be).
+    let output = goldthread()
+        .args(["sar", &format!("hms:{hms}"), "--postgres", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains(&format!("\"source_id\": \"{hms}\"")),
+        "{report}"
+    );
+    assert!(
+        !report.contains(&format!("\"source_id\": \"{crm}\"")),
+        "{report}"
+    );
     // A BI login cannot read the audit (it names source records).
     pg.query("CREATE ROLE dashboards LOGIN IN ROLE goldthread_bi");
     let (ok, _, _) = pg.psql("dashboards", "SELECT * FROM goldthread.steward_audit");
@@ -374,6 +390,21 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
               + (SELECT count(*) FROM goldthread.golden_person WHERE golden_id = '{golden}')"
     );
     assert_ne!(pg.query(&held), "0");
+    // The subject access report from the store lists both records.
+    let sar = |subject: &str| {
+        let output = goldthread()
+            .args(["sar", subject, "--postgres", &url])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let report = sar(&subject);
+    assert!(
+        report.contains(&format!("\"source_id\": \"{hms}\""))
+            && report.contains(&format!("\"source_id\": \"{crm}\"")),
+        "{report}"
+    );
 
     // Erasure is an admin's: a steward is refused.
     let refused = cli(
@@ -399,6 +430,15 @@ fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
         pg.query("SELECT count(*) FROM goldthread.erasure WHERE entity = 'person'"),
         "2"
     );
+    // An erased subject's report says only that, and when: by either record or golden id.
+    for asked in [subject.clone(), format!("crm:{crm}"), golden.clone()] {
+        let report: serde_json::Value = serde_json::from_str(&sar(&asked)).unwrap();
+        assert_eq!(
+            report.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["erased_at", "held", "subject"],
+            "{report}"
+        );
+    }
 
     // A restart reads the same files again: the person does not come back.
     drop(running);
