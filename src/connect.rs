@@ -339,6 +339,7 @@ async fn poll_table(
             ),
             raw: json,
             rejected_at: chrono::Utc::now(),
+            source_ref: None,
         };
         output
             .emit(&source.name, connectors::Record::DeadLetter(dead_letter))
@@ -478,6 +479,7 @@ async fn replicate(
                         reason: format!("pgoutput: {reason}"),
                         raw: String::from_utf8_lossy(&data).into_owned(),
                         rejected_at: chrono::Utc::now(),
+                        source_ref: None,
                     };
                     output
                         .emit(&source.name, connectors::Record::DeadLetter(dead_letter))

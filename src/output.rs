@@ -27,9 +27,24 @@ pub fn write(
     }
     writer.flush()?;
 
+    // A dead letter about an erased person keeps where and which field: its row and its
+    // reason (which quotes a value) are personal data.
     let mut writer = file("dead_letters.jsonl")?;
     for dead_letter in dead_letters {
-        serde_json::to_writer(&mut writer, dead_letter)?;
+        let erased = dead_letter
+            .source_ref
+            .as_ref()
+            .is_some_and(|reference| hub.is_erased(reference));
+        if erased {
+            let redacted = DeadLetter {
+                raw: "[erased]".into(),
+                reason: "[erased]".into(),
+                ..dead_letter.clone()
+            };
+            serde_json::to_writer(&mut writer, &redacted)?;
+        } else {
+            serde_json::to_writer(&mut writer, dead_letter)?;
+        }
         writer.write_all(b"\n")?;
     }
     writer.flush()?;

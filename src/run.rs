@@ -213,8 +213,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Tombstones for an erasure's records on the topics they were produced to, so that
-    /// compaction removes their events.
+    /// Tombstones for an erasure's records on the topics they were produced to and on the
+    /// dead-letter topic, so that compaction removes their events and dead letters.
     pub async fn send_tombstones(&self, erasure: &mdm::Erasure) -> anyhow::Result<()> {
         let mut producer = self.cluster.producer()?;
         let kinds = [
@@ -224,12 +224,15 @@ impl Shared {
                 pipeline::EntityKind::Vulnerability,
             ),
         ];
+        let dead_letters = self.cluster.config.dead_letter_topic();
         for (references, kind) in kinds {
             for reference in references {
                 let topic = self.cluster.config.topic(&reference.allocated_by, kind);
                 if self.topics.contains(&topic) {
                     producer.send_tombstone(&topic, reference).await?;
                 }
+                // Dead letters about the record are keyed by it too.
+                producer.send_tombstone(&dead_letters, reference).await?;
             }
         }
         producer.flush().await?;
@@ -577,13 +580,20 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    // With a store, the stage keeps the dead letters too (read back from their topic), so
+    // erasure and subject access reach them.
+    let mut stage_topics = entity_topics.clone();
+    if shared.store.is_some() {
+        stage_topics.push(config.kafka.dead_letter_topic());
+    }
     let stage_task = {
         let (cluster, shared, topics, stage_config) = (
             cluster.clone(),
             shared.clone(),
-            entity_topics.clone(),
+            stage_topics.clone(),
             config.stage.clone(),
         );
+        let dead_letter_topic = config.kafka.dead_letter_topic();
         let shutdown_rx = shutdown_rx.clone();
         tokio::spawn(async move {
             stage::consume(
@@ -594,7 +604,13 @@ pub async fn run(
                 &stage_config,
                 stop_rx,
                 shutdown_rx,
-                |message| stage::canonical("mdm_analytics", message),
+                |message| {
+                    if message.topic == dead_letter_topic {
+                        stage::kept_dead_letter(message)
+                    } else {
+                        stage::canonical("mdm_analytics", message)
+                    }
+                },
                 |batch| apply_batch(&shared, batch),
             )
             .await
@@ -722,7 +738,7 @@ pub async fn run(
             }
         };
     let produced_total: u64 = topic_produced.values().sum();
-    let targets = cluster.high_watermarks(&entity_topics)?;
+    let targets = cluster.high_watermarks(&stage_topics)?;
 
     let report = if options.once {
         stop_tx.send_replace(StopWhen::Reached(targets));
@@ -912,6 +928,7 @@ fn apply_batch(
         let store = shared.store.as_ref().expect("a store");
         let write = crate::store::Write {
             positions: Some(&batch.consumed),
+            dead_letters: &batch.kept_dead_letters,
             ..Default::default()
         };
         let mut stored = |_: &crate::store::Peers| {
@@ -991,6 +1008,7 @@ fn write_batch(
         };
     let write = crate::store::Write {
         positions: Some(&batch.consumed),
+        dead_letters: &batch.kept_dead_letters,
         ..Default::default()
     };
     tokio::task::block_in_place(|| {

@@ -56,18 +56,30 @@ pub struct Report {
     pub pending_review: Vec<mdm::ReviewItem>,
     pub tenancies: Vec<mdm::GoldenTenancy>,
     pub vulnerabilities: Vec<SourceRecord>,
+    /// Rows about the person's records that did not become events, with their raw rows.
+    pub dead_letters: Vec<pipeline::DeadLetter>,
 }
 
 /// Builds the report for `subject` from events already read.
-pub fn report(loaded: &Loaded, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
+pub fn report(
+    loaded: &Loaded,
+    events: &[Envelope],
+    dead_letters: &[pipeline::DeadLetter],
+    subject: &str,
+) -> anyhow::Result<Report> {
     let mut hub = loaded.hub()?;
     link::apply(&mut hub, events, false);
-    report_from(&hub, events, subject)
+    report_from(&hub, events, dead_letters, subject)
 }
 
 /// The report for `subject` from a hub that holds `events` (and whatever verdicts and
-/// erasures apply).
-fn report_from(hub: &mdm::Hub, events: &[Envelope], subject: &str) -> anyhow::Result<Report> {
+/// erasures apply); `dead_letters` may hold others' too.
+fn report_from(
+    hub: &mdm::Hub,
+    events: &[Envelope],
+    dead_letters: &[pipeline::DeadLetter],
+    subject: &str,
+) -> anyhow::Result<Report> {
     let golden_id = hub.person_subject(subject).map_err(anyhow::Error::msg)?;
     let golden_person = hub
         .golden_person(&golden_id)
@@ -111,6 +123,16 @@ fn report_from(hub: &mdm::Hub, events: &[Envelope], subject: &str) -> anyhow::Re
             .tenancies()
             .into_iter()
             .filter(|tenancy| tenancy.golden_person_ids.contains(&golden_id))
+            .collect(),
+        dead_letters: dead_letters
+            .iter()
+            .filter(|dead_letter| {
+                dead_letter
+                    .source_ref
+                    .as_ref()
+                    .is_some_and(|reference| members.contains(reference))
+            })
+            .cloned()
             .collect(),
         golden_id,
         golden_person,
@@ -160,7 +182,15 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
                 tracing::warn!(%reason, "a stored steward verdict could not be applied");
             }
         }
-        let report = report_from(&hub, &events, &args.subject)?;
+        let golden_id = hub
+            .person_subject(&args.subject)
+            .map_err(anyhow::Error::msg)?;
+        let members = hub
+            .golden_person(&golden_id)
+            .map(|person| person.sources)
+            .unwrap_or_default();
+        let dead_letters = store.dead_letters_of(&members).await?;
+        let report = report_from(&hub, &events, &dead_letters, &args.subject)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -171,7 +201,7 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
             loaded.config.data_dir.display()
         );
     }
-    let report = report(&loaded, &input.events, &args.subject)?;
+    let report = report(&loaded, &input.events, &input.dead_letters, &args.subject)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
@@ -204,7 +234,13 @@ mod tests {
         let mut checked = 0;
         for records in truth.values().filter(|records| records.len() > 1).take(25) {
             let (system, id) = records.iter().next().unwrap();
-            let report = report(&loaded, &input.events, &format!("{system}:{id}")).unwrap();
+            let report = report(
+                &loaded,
+                &input.events,
+                &input.dead_letters,
+                &format!("{system}:{id}"),
+            )
+            .unwrap();
             let listed: BTreeSet<(String, String)> = report
                 .source_records
                 .iter()
@@ -221,7 +257,7 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 25);
-        let missing = report(&loaded, &input.events, "hms:NOPE").unwrap_err();
+        let missing = report(&loaded, &input.events, &[], "hms:NOPE").unwrap_err();
         assert!(missing.to_string().contains("no person source record"));
     }
 }

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "source_record_json",
         include_str!("../sql/migrations/0008_source_record_json.sql"),
     ),
+    (
+        9,
+        "dead_letters",
+        include_str!("../sql/migrations/0009_dead_letters.sql"),
+    ),
 ];
 
 /// Upserts source records, one per key: parallel arrays of kinds, sources, source ids and
@@ -484,13 +489,20 @@ impl Store {
                      history AS (
                          DELETE FROM goldthread.xref_history h USING erased e
                           WHERE e.entity = 'person' AND h.entity = 'person'
-                            AND (h.source, h.source_id) = (e.source, e.source_id))
+                            AND (h.source, h.source_id) = (e.source, e.source_id)),
+                     dead AS (
+                         UPDATE goldthread.dead_letter d SET raw = '[erased]', reason = '[erased]'
+                           FROM erased e
+                          WHERE (d.ref_source, d.ref_id) = (e.source, e.source_id))
                      DELETE FROM goldthread.source_record r USING erased e
                       WHERE (r.kind, r.source, r.source_id) = (e.entity, e.source, e.source_id)",
                     &[&Value::Array(rows), &who, &reason, &erasure.golden_id],
                 )
                 .await
                 .context("recording the erasure")?;
+        }
+        if !write.dead_letters.is_empty() {
+            write_dead_letters(&transaction, write.dead_letters).await?;
         }
         if let Some(entry) = write.audit {
             transaction
@@ -533,6 +545,45 @@ impl Store {
     /// nothing read again brings the person back.
     pub async fn erased(&self) -> anyhow::Result<Vec<pipeline::Reference>> {
         erased_in(&**self.pool.get().await?).await
+    }
+
+    /// The dead letters kept about `records`.
+    pub async fn dead_letters_of(
+        &self,
+        records: &[pipeline::Reference],
+    ) -> anyhow::Result<Vec<pipeline::DeadLetter>> {
+        let client = self.pool.get().await?;
+        let (sources, ids): (Vec<&str>, Vec<&str>) = records
+            .iter()
+            .map(|record| (record.allocated_by.as_str(), record.id.as_str()))
+            .unzip();
+        let rows = client
+            .query(
+                "SELECT d.source, d.position, d.field, d.reason, d.raw, d.rejected_at,
+                        d.ref_source, d.ref_id
+                   FROM goldthread.dead_letter d
+                   JOIN unnest($1::text[], $2::text[]) AS r(source, id)
+                     ON (d.ref_source, d.ref_id) = (r.source, r.id)
+                  ORDER BY d.rejected_at, d.source, d.position",
+                &[&sources, &ids],
+            )
+            .await
+            .context("reading goldthread.dead_letter")?;
+        Ok(rows
+            .iter()
+            .map(|row| pipeline::DeadLetter {
+                source: row.get(0),
+                position: row.get(1),
+                field: row.get(2),
+                reason: row.get(3),
+                raw: row.get(4),
+                rejected_at: row.get(5),
+                source_ref: Some(pipeline::Reference {
+                    allocated_by: row.get(6),
+                    id: row.get(7),
+                }),
+            })
+            .collect())
     }
 
     /// When `subject` (a golden person id, or `system:id` of a person record) was erased,
@@ -744,6 +795,60 @@ async fn write_exceptions(
     Ok(())
 }
 
+/// Keeps dead letters (the latest per source and position); one about a record erased
+/// meanwhile keeps where and which field, not the row or the reason (which quotes a value).
+async fn write_dead_letters(
+    transaction: &tokio_postgres::Transaction<'_>,
+    dead_letters: &[pipeline::DeadLetter],
+) -> anyhow::Result<()> {
+    let mut latest: std::collections::BTreeMap<(&str, &str), &pipeline::DeadLetter> =
+        Default::default();
+    for dead_letter in dead_letters {
+        latest.insert((&dead_letter.source, &dead_letter.position), dead_letter);
+    }
+    let column = |field: fn(&pipeline::DeadLetter) -> Option<String>| -> Vec<Option<String>> {
+        // PostgreSQL text holds no NUL.
+        latest
+            .values()
+            .map(|dead_letter| field(dead_letter).map(|text| text.replace('\0', "\u{fffd}")))
+            .collect()
+    };
+    let rejected_at: Vec<chrono::DateTime<chrono::Utc>> = latest
+        .values()
+        .map(|dead_letter| dead_letter.rejected_at)
+        .collect();
+    transaction
+        .execute(
+            "INSERT INTO goldthread.dead_letter
+             SELECT d.source, d.position, d.field,
+                    CASE WHEN d.erased THEN '[erased]' ELSE d.reason END,
+                    CASE WHEN d.erased THEN '[erased]' ELSE d.raw END,
+                    d.rejected_at, d.ref_source, d.ref_id
+               FROM (SELECT d.*, EXISTS (SELECT 1 FROM goldthread.erasure e
+                                          WHERE (e.source, e.source_id) = (d.ref_source, d.ref_id)) AS erased
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                   $6::timestamptz[], $7::text[], $8::text[])
+                            AS d(source, position, field, reason, raw, rejected_at, ref_source, ref_id)) d
+             ON CONFLICT (source, position) DO UPDATE
+                SET field = EXCLUDED.field, reason = EXCLUDED.reason, raw = EXCLUDED.raw,
+                    rejected_at = EXCLUDED.rejected_at, ref_source = EXCLUDED.ref_source,
+                    ref_id = EXCLUDED.ref_id",
+            &[
+                &column(|d| Some(d.source.clone())),
+                &column(|d| Some(d.position.clone())),
+                &column(|d| d.field.clone()),
+                &column(|d| Some(d.reason.clone())),
+                &column(|d| Some(d.raw.clone())),
+                &rejected_at,
+                &column(|d| d.source_ref.as_ref().map(|r| r.allocated_by.clone())),
+                &column(|d| d.source_ref.as_ref().map(|r| r.id.clone())),
+            ],
+        )
+        .await
+        .context("writing goldthread.dead_letter")?;
+    Ok(())
+}
+
 /// What one transaction writes.
 #[derive(Debug, Default)]
 pub struct Write<'a> {
@@ -752,6 +857,8 @@ pub struct Write<'a> {
     pub erasure: Option<&'a mdm::Erasure>,
     /// The positions consumed (none for a steward action).
     pub positions: Option<&'a Positions>,
+    /// Dead letters read back from the dead-letter topic, kept by source and position.
+    pub dead_letters: &'a [pipeline::DeadLetter],
 }
 
 /// What `Store::restore` read besides the events it handed over.

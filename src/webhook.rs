@@ -180,6 +180,7 @@ pub async fn receive(
                 reason: refused.rejected.reason.clone(),
                 raw: String::from_utf8_lossy(body).into_owned(),
                 rejected_at: Utc::now(),
+                source_ref: refused.rejected.reference(&config.system),
             };
             let sent = async {
                 producer.send_dead_letter(&dead_letter).await?;

@@ -913,3 +913,85 @@ fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
     }
     drop(running);
 }
+
+/// Dead letters are kept in the store by the record they are about: a subject access report
+/// lists them, and an erasure keeps where and which field, not the row or the reason.
+#[test]
+fn dead_letters_are_kept_reported_and_erased_with_their_record() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tenants.csv"),
+        "person_ref,forename,surname,dob\nA1,Ann,Lee,1970-01-02\nA1,Ann,Lee,31/02/1970\nA2,Bob,Ng,1980-05-06\n",
+    )
+    .unwrap();
+    let config = dir.path().join("tenants.toml");
+    std::fs::write(
+        &config,
+        r#"
+data_dir = "."
+
+[[sources]]
+name = "legacy_tenants"
+system = "acorn"
+path = "tenants.csv"
+format = "csv"
+[sources.mapping]
+entity = "person"
+id = "person_ref"
+fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
+"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    run_ok(&[
+        "run",
+        "--once",
+        "--config",
+        config,
+        "--postgres",
+        &url,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        pg.query("SELECT position || ' ' || ref_source || ':' || ref_id || ' ' || raw FROM goldthread.dead_letter"),
+        "tenants.csv:3 acorn:A1 A1,Ann,Lee,31/02/1970"
+    );
+    let sar = |subject: &str| {
+        let output = goldthread()
+            .args(["sar", subject, "--postgres", &url])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let report = sar("acorn:A1");
+    assert_eq!(
+        report["dead_letters"][0]["position"], "tenants.csv:3",
+        "{report}"
+    );
+    assert_eq!(sar("acorn:A2")["dead_letters"], serde_json::json!([]));
+
+    let (_running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config, "--postgres", &url])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GOLDTHREAD_ADMIN_TOKEN", "admin-secret-dead-letters")
+            .stderr(std::process::Stdio::null()),
+    );
+    let erased = goldthread()
+        .args(["erase", "acorn:A1", "--reason", "ERQ-3"])
+        .args(["--url", &format!("http://{address}")])
+        .env("GOLDTHREAD_TOKEN", "admin-secret-dead-letters")
+        .output()
+        .unwrap();
+    assert!(erased.status.success(), "{erased:?}");
+    assert_eq!(
+        pg.query("SELECT position || ' ' || field || ' ' || reason || ' ' || raw FROM goldthread.dead_letter"),
+        "tenants.csv:3 dob [erased] [erased]"
+    );
+    assert!(sar("acorn:A1")["erased_at"].is_string());
+}

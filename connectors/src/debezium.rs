@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use pipeline::stage::{Decoded, Message};
-use pipeline::{DeadLetter, EntityKind, Op};
+use pipeline::{DeadLetter, EntityKind, Op, Reference};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -70,7 +70,7 @@ impl DebeziumConfig {
             return Decoded::Skip;
         };
         let raw = String::from_utf8_lossy(payload).into_owned();
-        let dead = |field: Option<&str>, reason: String| {
+        let about = |field: Option<&str>, reason: String, source_ref: Option<Reference>| {
             Decoded::DeadLetter(DeadLetter {
                 source: self.name.clone(),
                 position: message.position(),
@@ -78,8 +78,10 @@ impl DebeziumConfig {
                 reason,
                 raw: raw.clone(),
                 rejected_at: Utc::now(),
+                source_ref,
             })
         };
+        let dead = |field: Option<&str>, reason: String| about(field, reason, None);
         let Ok(text) = std::str::from_utf8(payload) else {
             return dead(None, "not valid UTF-8".into());
         };
@@ -142,12 +144,16 @@ impl DebeziumConfig {
                     if let Some(Err(reason)) =
                         event.recorded_at.map(pipeline::entity::check_instant)
                     {
-                        return dead(Some("ts_ms"), reason);
+                        return about(Some("ts_ms"), reason, Some(event.source_ref));
                     }
                 }
                 Decoded::Event(Box::new(event))
             }
-            Err(rejected) => dead(rejected.field.as_deref(), rejected.reason),
+            Err(rejected) => about(
+                rejected.field.as_deref(),
+                rejected.reason.clone(),
+                rejected.reference(&self.system),
+            ),
         }
     }
 }

@@ -233,6 +233,7 @@ impl FileSource {
             reason,
             raw,
             rejected_at: Utc::now(),
+            source_ref: None,
         }
         .clipped()
     }
@@ -295,7 +296,11 @@ impl FileSource {
         match mapper.map(mapping, lookup, self.position(line), Op::Read) {
             Ok(envelope) => Record::Event(Box::new(envelope)),
             Err(rejected) => {
-                Record::DeadLetter(self.dead_letter(line, rejected.field, rejected.reason, raw))
+                let source_ref = rejected.reference(&self.config.system);
+                Record::DeadLetter(DeadLetter {
+                    source_ref,
+                    ..self.dead_letter(line, rejected.field, rejected.reason, raw)
+                })
             }
         }
     }

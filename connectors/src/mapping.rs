@@ -16,19 +16,31 @@ pub enum Raw<'a> {
     Json(&'a Value),
 }
 
-/// Why a row did not become an event: the source field (when one is to blame) and why.
+/// Why a row did not become an event: the source field (when one is to blame) and why, and
+/// the record's id when it could be read (so the dead letter can be found, erased and
+/// reported by the record it is about).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     pub field: Option<String>,
     pub reason: String,
+    pub id: Option<String>,
 }
 
 impl Rejected {
-    fn new(field: Option<&str>, reason: impl Into<String>) -> Rejected {
+    pub fn new(field: Option<&str>, reason: impl Into<String>) -> Rejected {
         Rejected {
             field: field.map(str::to_string),
             reason: reason.into(),
+            id: None,
         }
+    }
+
+    /// The record this rejection is about, as allocated by `system`.
+    pub fn reference(&self, system: &str) -> Option<Reference> {
+        self.id.as_ref().map(|id| Reference {
+            id: id.clone(),
+            allocated_by: system.to_string(),
+        })
     }
 }
 
@@ -65,6 +77,23 @@ impl Mapper<'_> {
                 ));
             }
         };
+        self.map_fields(mapping, kind, lookup, &id, position, op)
+            .map_err(|rejected| Rejected {
+                id: Some(id.clone()),
+                ..rejected
+            })
+    }
+
+    /// The rest of [`Mapper::map`], once the record's id is read.
+    fn map_fields<'v>(
+        &self,
+        mapping: &Mapping,
+        kind: pipeline::EntityKind,
+        lookup: impl Fn(&str) -> Option<Raw<'v>>,
+        id: &str,
+        position: String,
+        op: Op,
+    ) -> Result<Envelope, Rejected> {
         let mut fields = Map::new();
         for (canonical, column) in &mapping.fields {
             let spec = kind
@@ -107,7 +136,7 @@ impl Mapper<'_> {
                 position,
             },
             source_ref: Reference {
-                id,
+                id: id.to_string(),
                 allocated_by: self.system.to_string(),
             },
             occurred_at: occurred_at(&payload),

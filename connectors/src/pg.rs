@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use pipeline::{DeadLetter, EntityKind, Op};
+use pipeline::{DeadLetter, EntityKind, Op, Reference};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -187,7 +187,7 @@ impl PgSourceConfig {
     /// One polled row: an event, or a dead letter at `table@cursor`.
     pub fn decode_row(&self, cursor: &str, row: &str) -> Record {
         let position = format!("{}@{cursor}", self.table);
-        let dead = |field: Option<String>, reason: String| {
+        let about = |field: Option<String>, reason: String, source_ref: Option<Reference>| {
             Record::DeadLetter(DeadLetter {
                 source: self.name.clone(),
                 position: position.clone(),
@@ -195,8 +195,10 @@ impl PgSourceConfig {
                 reason,
                 raw: row.to_string(),
                 rejected_at: Utc::now(),
+                source_ref,
             })
         };
+        let dead = |field: Option<String>, reason: String| about(field, reason, None);
         let value: Value = match serde_json::from_str(row) {
             Ok(value) => value,
             Err(error) => return dead(None, format!("invalid JSON: {error}")),
@@ -210,7 +212,10 @@ impl PgSourceConfig {
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         match mapper.map(&self.mapping, lookup, position.clone(), Op::Read) {
             Ok(event) => Record::Event(Box::new(event)),
-            Err(rejected) => dead(rejected.field, rejected.reason),
+            Err(rejected) => {
+                let source_ref = rejected.reference(&self.system);
+                about(rejected.field, rejected.reason, source_ref)
+            }
         }
     }
 }
@@ -414,6 +419,7 @@ impl PgSourceConfig {
             Err(rejected) => Record::DeadLetter(DeadLetter {
                 source: self.name.clone(),
                 position,
+                source_ref: rejected.reference(&self.system),
                 field: rejected.field,
                 reason: rejected.reason,
                 raw: value.to_string(),

@@ -94,10 +94,7 @@ impl WebhookConfig {
     pub fn decode(&self, body: &[u8]) -> Result<(String, Envelope), Refused> {
         let refuse = |message_id: Option<&str>, field: Option<&str>, reason: String| Refused {
             message_id: message_id.map(str::to_string),
-            rejected: Rejected {
-                field: field.map(str::to_string),
-                reason,
-            },
+            rejected: Rejected::new(field, reason),
         };
         if body.len() > pipeline::MAX_ROW_BYTES {
             return Err(refuse(

@@ -118,6 +118,10 @@ pub struct DeadLetter {
     /// The raw row or message, as read.
     pub raw: String,
     pub rejected_at: DateTime<Utc>,
+    /// The record it is about, when its id could be read: the dead letter's key on the
+    /// dead-letter topic, so an erasure's tombstone removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<Reference>,
 }
 
 impl DeadLetter {
@@ -207,6 +211,7 @@ mod tests {
             reason: "r".into(),
             raw,
             rejected_at: Utc::now(),
+            source_ref: None,
         };
         assert_eq!(dead_letter("short".into()).clipped().raw, "short");
         let long = "é".repeat(MAX_DEAD_LETTER_RAW_BYTES);

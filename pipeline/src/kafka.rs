@@ -348,6 +348,10 @@ impl Cluster {
                 let entity = topic.rsplit('.').next().and_then(crate::EntityKind::parse);
                 if entity.is_some_and(|entity| self.config.compacted.contains(&entity)) {
                     new.set("cleanup.policy", "compact")
+                } else if *topic == self.config.dead_letter_topic() {
+                    // Kept for the retention period, and an erasure's tombstones (keyed by
+                    // the record) remove a person's dead letters before that.
+                    new.set("cleanup.policy", "compact,delete")
                 } else {
                     new
                 }
@@ -604,7 +608,11 @@ impl EventProducer {
     pub async fn send_dead_letter(&mut self, dead_letter: &DeadLetter) -> Result<()> {
         let payload = serde_json::to_vec(&dead_letter.clone().clipped())?;
         let topic = self.dead_letter_topic.clone();
-        self.send_raw(&topic, &dead_letter.source, &payload).await
+        let key = match &dead_letter.source_ref {
+            Some(reference) => reference.key(),
+            None => dead_letter.source.clone(),
+        };
+        self.send_raw(&topic, &key, &payload).await
     }
 
     /// Sends raw bytes to a topic: only for tests that need a message no connector would write.

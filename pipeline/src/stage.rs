@@ -58,6 +58,8 @@ pub struct Batch {
     /// Events consumed per topic in this batch.
     pub per_topic: BTreeMap<String, u64>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Dead letters read back from the dead-letter topic (`Decoded::Kept`).
+    pub kept_dead_letters: Vec<DeadLetter>,
     /// Where each event came from, parallel to `events`.
     pub origins: Vec<Origin>,
     /// The next offset of every partition consumed so far, this batch included.
@@ -112,8 +114,24 @@ impl Message<'_> {
 pub enum Decoded {
     Event(Box<Envelope>),
     DeadLetter(DeadLetter),
+    /// A dead letter read back from the dead-letter topic, for the stage to keep (not to
+    /// send again): `Batch::kept_dead_letters`.
+    Kept(DeadLetter),
     /// Nothing to do (a tombstone): consumed, counted, no event.
     Skip,
+}
+
+/// The decoder of the dead-letter topic: each dead letter, to keep. A tombstone (an erased
+/// record's) or a message that is not a dead letter is skipped: sending it on would loop.
+pub fn kept_dead_letter(message: &Message<'_>) -> Decoded {
+    match message.payload.map(serde_json::from_slice::<DeadLetter>) {
+        Some(Ok(dead_letter)) => Decoded::Kept(dead_letter),
+        Some(Err(error)) => {
+            tracing::warn!(position = %message.position(), %error, "not a dead letter on the dead-letter topic; skipped");
+            Decoded::Skip
+        }
+        None => Decoded::Skip,
+    }
 }
 
 /// The decoder of goldthread's own topics: a canonical event (JSON), a tombstone (an erased
@@ -122,7 +140,7 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
     let Some(payload) = message.payload else {
         return Decoded::Skip;
     };
-    let dead = |field: Option<&str>, reason: String| {
+    let about = |field: Option<&str>, reason: String, source_ref: Option<crate::Reference>| {
         Decoded::DeadLetter(
             DeadLetter {
                 source: stage.to_string(),
@@ -131,10 +149,12 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
                 reason,
                 raw: String::from_utf8_lossy(payload).into_owned(),
                 rejected_at: Utc::now(),
+                source_ref,
             }
             .clipped(),
         )
     };
+    let dead = |field: Option<&str>, reason: String| about(field, reason, None);
     match serde_json::from_slice::<Envelope>(payload) {
         // A version this build does not know may mean fields it would misread.
         Ok(envelope) if envelope.event_type != envelope.payload.kind().event_type() => dead(
@@ -148,7 +168,7 @@ pub fn canonical(stage: &str, message: &Message<'_>) -> Decoded {
         ),
         Ok(envelope) => match envelope.check_times() {
             Ok(()) => Decoded::Event(Box::new(envelope)),
-            Err((field, reason)) => dead(Some(field), reason),
+            Err((field, reason)) => about(Some(field), reason, Some(envelope.source_ref)),
         },
         Err(error) => dead(None, format!("not a canonical event: {error}")),
     }
@@ -317,6 +337,7 @@ pub async fn consume<E: Send + 'static>(
                     });
                 }
                 Decoded::DeadLetter(dead_letter) => batch.dead_letters.push(dead_letter),
+                Decoded::Kept(dead_letter) => batch.kept_dead_letters.push(dead_letter),
                 Decoded::Skip => {}
             }
         }
