@@ -686,10 +686,11 @@ fields = { given_name = "forename", family_name = "surname", date_of_birth = "do
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(
-        pg.query("SELECT string_agg(source, ',' ORDER BY source) FROM goldthread.source_position"),
-        "legacy_drops/tenants-001.csv,legacy_drops/tenants-002.csv,legacy_drops/tenants-003.csv,legacy_drops/tenants-004.csv"
-    );
+    // Recorded as read once its events are stored (just after they are).
+    wait_for("tenants-004.csv recorded as read", 30, &|| {
+        pg.query("SELECT string_agg(source, ',' ORDER BY source) FROM goldthread.source_position")
+            == "legacy_drops/tenants-001.csv,legacy_drops/tenants-002.csv,legacy_drops/tenants-003.csv,legacy_drops/tenants-004.csv"
+    });
 
     // An erasure recorded by another process after this one applied a record's event, and
     // before it wrote it: the store never holds the erased record again.
