@@ -273,14 +273,28 @@ fn acknowledging_without_a_durable_place_is_refused_at_startup() {
         "allow_volatile_acknowledgements = false",
     );
     std::fs::write(&config, text).unwrap();
-    let output = goldthread()
-        .args(["run", "--config", config.to_str().unwrap()])
-        .args(["--data-dir", data.path().to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log = data.path().join("stderr.log");
+    let mut running = Running(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // A run that accepts would serve until stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run was not refused");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         stderr.contains("webhook `contractor_a` answers 202")
             && stderr.contains("Set postgres.url"),
