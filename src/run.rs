@@ -383,6 +383,39 @@ pub async fn run(
             loaded.origin
         );
     }
+    // What a sender or a source is told is kept must outlive the process: on the embedded
+    // broker only the store holds it.
+    let embedded = config.kafka.bootstrap_servers.is_none();
+    if embedded && config.postgres.url.is_none() && !config.allow_volatile_acknowledgements {
+        let mut volatile: Vec<String> = Vec::new();
+        if !options.once {
+            volatile.extend(
+                config
+                    .webhooks
+                    .iter()
+                    .map(|webhook| format!("webhook `{}` answers 202", webhook.name)),
+            );
+        }
+        volatile.extend(
+            config
+                .postgres_sources
+                .iter()
+                .filter(|source| source.mode == connectors::pg::Mode::Logical)
+                .map(|source| {
+                    format!(
+                        "postgres source `{}` advances its replication slot",
+                        source.name
+                    )
+                }),
+        );
+        if !volatile.is_empty() {
+            bail!(
+                "{}: {}, but on the embedded broker without PostgreSQL what is acknowledged is lost when the process stops. Set postgres.url (or --postgres) to keep it, or kafka.bootstrap_servers for a real broker and postgres.url; or set allow_volatile_acknowledgements = true to accept the loss (demos, tests)",
+                loaded.origin,
+                volatile.join("; ")
+            );
+        }
+    }
     // A served run's API tokens: a secret too short to be safe stops it before anything moves.
     let tokens = if options.once {
         None
@@ -493,38 +526,6 @@ pub async fn run(
     tracing::info!(broker, topics = entity_topics.len(), "kafka ready");
     if !options.once {
         println!("broker: {broker}");
-    }
-    // What a sender or a source is told is kept must outlive the process: on the embedded
-    // broker only the store holds it.
-    if cluster.is_embedded() && store.is_none() && !config.allow_volatile_acknowledgements {
-        let mut volatile: Vec<String> = Vec::new();
-        if !options.once {
-            volatile.extend(
-                config
-                    .webhooks
-                    .iter()
-                    .map(|webhook| format!("webhook `{}` answers 202", webhook.name)),
-            );
-        }
-        volatile.extend(
-            config
-                .postgres_sources
-                .iter()
-                .filter(|source| source.mode == connectors::pg::Mode::Logical)
-                .map(|source| {
-                    format!(
-                        "postgres source `{}` advances its replication slot",
-                        source.name
-                    )
-                }),
-        );
-        if !volatile.is_empty() {
-            bail!(
-                "{}: {}, but on the embedded broker without PostgreSQL what is acknowledged is lost when the process stops. Set postgres.url (or --postgres) to keep it, or kafka.bootstrap_servers for a real broker and postgres.url; or set allow_volatile_acknowledgements = true to accept the loss (demos, tests)",
-                loaded.origin,
-                volatile.join("; ")
-            );
-        }
     }
     if options.no_sources && (cluster.is_embedded() || store.is_none()) {
         bail!(
