@@ -222,21 +222,7 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
 
     broker.create_topic(topic, 2);
     broker.produce(topic, &tenants_as_change_events(data.path()));
-    let last = read_csv(&data.path().join("hms/tenants.csv"))
-        .last()
-        .unwrap()["person_ref"]
-        .clone();
-    wait_for("the last tenant's change to be applied", &|| {
-        request(
-            &address,
-            "GET",
-            &format!("/api/xref/hms/{last}"),
-            Some(ADMIN),
-            None,
-        )
-        .0 == 200
-    });
-    wait_for("ready", &|| ready().0 == 200);
+    wait_for_the_last_tenant(&address, ADMIN, data.path(), 120);
 }
 
 #[test]

@@ -244,21 +244,7 @@ fn a_debezium_source_started_before_its_topic_exists_reads_it_once_it_does() {
         .unwrap();
     assert!(kcat.wait().unwrap().success());
 
-    let last = read_csv(&data.path().join("hms/tenants.csv"))
-        .last()
-        .unwrap()["person_ref"]
-        .clone();
-    wait_for("the last tenant's change to be applied", &|| {
-        request(
-            &address,
-            "GET",
-            &format!("/api/xref/hms/{last}"),
-            Some(ADMIN),
-            None,
-        )
-        .0 == 200
-    });
-    wait_for("ready", &|| ready().0 == 200);
+    wait_for_the_last_tenant(&address, ADMIN, data.path(), 90);
     let (_, body) = ready();
     assert!(body.contains(r#""hms_tenants_cdc":"ok""#), "{body}");
 }

@@ -617,20 +617,7 @@ fn drop_folder_files_are_read_once_and_new_ones_as_they_arrive() {
     let config = dir.path().join("drops.toml");
     std::fs::write(
         &config,
-        r#"
-data_dir = "."
-
-[[sources]]
-name = "legacy_drops"
-system = "acorn"
-path = "drops/tenants-*.csv"
-format = "csv"
-watch = "200ms"
-[sources.mapping]
-entity = "person"
-id = "person_ref"
-fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
-"#,
+        legacy_tenants_config("drops/tenants-*.csv", "watch = \"200ms\""),
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -928,23 +915,7 @@ fn dead_letters_are_kept_reported_and_erased_with_their_record() {
     )
     .unwrap();
     let config = dir.path().join("tenants.toml");
-    std::fs::write(
-        &config,
-        r#"
-data_dir = "."
-
-[[sources]]
-name = "legacy_tenants"
-system = "acorn"
-path = "tenants.csv"
-format = "csv"
-[sources.mapping]
-entity = "person"
-id = "person_ref"
-fields = { given_name = "forename", family_name = "surname", date_of_birth = "dob" }
-"#,
-    )
-    .unwrap();
+    std::fs::write(&config, legacy_tenants_config("tenants.csv", "")).unwrap();
     let config = config.to_str().unwrap();
     let out = tempfile::tempdir().unwrap();
     run_ok(&[

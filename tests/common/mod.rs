@@ -793,3 +793,43 @@ pub fn tenants_as_change_events(data: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A config reading a legacy landlord's tenants (system `acorn`, columns `person_ref`,
+/// `forename`, `surname`, `dob`) from `path` under the config's folder; `extra` goes into the
+/// `[[sources]]` table (`watch = "200ms"`).
+pub fn legacy_tenants_config(path: &str, extra: &str) -> String {
+    format!(
+        r#"
+data_dir = "."
+
+[[sources]]
+name = "legacy_{name}"
+system = "acorn"
+path = "{path}"
+format = "csv"
+{extra}
+[sources.mapping]
+entity = "person"
+id = "person_ref"
+fields = {{ given_name = "forename", family_name = "surname", date_of_birth = "dob" }}
+"#,
+        name = if path.contains('*') {
+            "drops"
+        } else {
+            "tenants"
+        },
+    )
+}
+
+/// Waits until the instance at `address` holds the last HMS tenant of `data` (`token`: a
+/// steward's or above) and is ready.
+pub fn wait_for_the_last_tenant(address: &str, token: &str, data: &Path, seconds: u64) {
+    let last = read_csv(&data.join("hms/tenants.csv")).last().unwrap()["person_ref"].clone();
+    let path = format!("/api/xref/hms/{last}");
+    wait_for("the last tenant's change to be applied", seconds, &|| {
+        request(address, "GET", &path, Some(token), None).0 == 200
+    });
+    wait_for("ready", seconds, &|| {
+        request(address, "GET", "/ready", None, None).0 == 200
+    });
+}
