@@ -60,6 +60,10 @@ pub struct Shared {
     pub live: crate::live::Live,
     /// Whether each Debezium and PostgreSQL source runs (`/ready`).
     pub sources: Arc<crate::connect::SourceHealth>,
+    /// Events applied to the hub and not stored yet (when this process alone writes to the
+    /// store): a write takes them together with the hub's changes, under the hub's lock, so
+    /// the rows it stores never reflect an event it does not store.
+    pub unstored: Mutex<Vec<pipeline::Envelope>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,12 +76,32 @@ impl Shared {
     /// Applies events to the hub and the analytics tables; returns which were kept (events
     /// about erased people are ignored by the hub and never stored).
     fn apply_events(&self, events: &[pipeline::Envelope]) -> anyhow::Result<Vec<bool>> {
+        self.apply_events_keeping(events, false)
+    }
+
+    /// `apply_events`; with `unstored`, the kept events also go to `Shared::unstored`, under
+    /// the hub's lock, so the next store write takes them with the changes they made.
+    fn apply_events_keeping(
+        &self,
+        events: &[pipeline::Envelope],
+        unstored: bool,
+    ) -> anyhow::Result<Vec<bool>> {
         let kept: Vec<bool> = {
             let mut hub = self.hub.lock().expect("hub lock");
-            let kept = events
+            let kept: Vec<bool> = events
                 .iter()
                 .map(|event| hub.apply(event) != mdm::Applied::Erased)
                 .collect();
+            if unstored {
+                let mut waiting = self.unstored.lock().expect("unstored lock");
+                waiting.extend(
+                    events
+                        .iter()
+                        .zip(&kept)
+                        .filter(|(_, kept)| **kept)
+                        .map(|(event, _)| event.clone()),
+                );
+            }
             let counts = hub.counts();
             metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
                 .set(counts.person_records as f64);
@@ -577,6 +601,7 @@ pub async fn run(
         store_retry_for: config.postgres.retry_for,
         live: crate::live::Live::default(),
         sources: Default::default(),
+        unstored: Mutex::new(Vec::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -921,26 +946,20 @@ fn apply_batch(
         Some(_) => {}
     }
     // Nobody else writes to the store, so applying needs nothing from it. The write takes
-    // the hub's changes when it starts: this batch's, and any of the next batch's applied
-    // by then, whose events and positions that batch's own write stores.
-    let kept = shared.apply_events(&batch.events)?;
+    // the hub's changes when it starts, with the events that made them: this batch's, and
+    // any of the next batch's applied by then (`Shared::unstored`). It stores this batch's
+    // positions only: the next batch's events are applied again after a crash, harmlessly.
+    let kept = shared.apply_events_keeping(&batch.events, true)?;
     let (shared, batch, retry_for) = (shared.clone(), batch.clone(), shared.store_retry_for);
     Ok(stage::Handled::Writing(Box::pin(async move {
         let store = shared.store.as_ref().expect("a store");
         let write = crate::store::Write {
             positions: Some(&batch.consumed),
             dead_letters: &batch.kept_dead_letters,
+            unstored: Some(&shared.unstored),
             ..Default::default()
         };
-        let mut stored = |_: &crate::store::Peers| {
-            Ok(batch
-                .events
-                .iter()
-                .zip(&kept)
-                .filter(|(_, kept)| **kept)
-                .map(|(event, _)| event)
-                .collect())
-        };
+        let mut stored = |_: &crate::store::Peers| Ok(Vec::new());
         store
             .write_with_retry(&shared.hub, &write, retry_for, &mut stored)
             .await

@@ -364,10 +364,14 @@ impl Store {
             Peers::default()
         };
         let started = std::time::Instant::now();
-        let events = apply(&peers)?;
+        let mut events = apply(&peers)?;
         let applied = started.elapsed();
-        let (changes, snapshot) = {
+        let (changes, snapshot, taken_events) = {
             let mut hub = hub.lock().expect("hub lock");
+            let taken_events = write
+                .unstored
+                .map(|unstored| std::mem::take(&mut *unstored.lock().expect("unstored lock")))
+                .unwrap_or_default();
             let mut changes = hub.take_changes();
             changes.merge(std::mem::take(
                 &mut *self.unwritten.lock().expect("unwritten lock"),
@@ -377,8 +381,9 @@ impl Store {
             } else {
                 Some(Snapshot::of(&hub, &changes)?)
             };
-            (changes, snapshot)
+            (changes, snapshot, taken_events)
         };
+        events.extend(taken_events.iter());
         let taken = started.elapsed();
         let written = self
             .write_transaction(transaction, &events, snapshot.as_ref(), write)
@@ -395,6 +400,12 @@ impl Store {
                 .lock()
                 .expect("unwritten lock")
                 .merge(changes);
+            // Their events go back too, ahead of any applied since.
+            if let Some(unstored) = write.unstored {
+                let mut waiting = unstored.lock().expect("unstored lock");
+                let later = std::mem::replace(&mut *waiting, taken_events);
+                waiting.extend(later);
+            }
         }
         written
     }
@@ -859,6 +870,9 @@ pub struct Write<'a> {
     pub positions: Option<&'a Positions>,
     /// Dead letters read back from the dead-letter topic, kept by source and position.
     pub dead_letters: &'a [pipeline::DeadLetter],
+    /// Events applied to the hub and not stored yet: taken (and stored) together with the
+    /// hub's changes, under its lock, so no stored row reflects an event not stored with it.
+    pub unstored: Option<&'a Mutex<Vec<Envelope>>>,
 }
 
 /// What `Store::restore` read besides the events it handed over.
