@@ -587,9 +587,12 @@ async fn steward_action(
         .push(entry.clone());
     // With PostgreSQL, BI sees the change now, not at the next batch.
     if let Some(store) = &state.shared.store {
+        // It takes the hub's changes, so it stores the events behind them too (any the
+        // stage applied and has not stored yet).
         let write = crate::store::Write {
             audit: Some(&entry),
             erasure: erasure.as_ref(),
+            unstored: Some(&state.shared.unstored),
             ..Default::default()
         };
         let acting_on = entry.records.clone();
