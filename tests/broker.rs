@@ -234,18 +234,7 @@ fn broker_and_postgres_outages_lose_nothing_and_show_in_readiness_and_metrics() 
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 30, 2);
     let config = data.path().join("outages.toml");
-    std::fs::write(
-        &config,
-        broker.config()
-            + &contractor_webhook(
-                r#"[webhooks.mapping]
-entity = "work_order_update"
-id = "messageId"
-fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
-"#,
-            ),
-    )
-    .unwrap();
+    std::fs::write(&config, broker.config() + &contractor_job_updates()).unwrap();
     let (_running, address, _, _) = serve(
         goldthread()
             .args(["run", "--config", config.to_str().unwrap()])

@@ -861,14 +861,7 @@ fn a_webhooks_202_on_the_embedded_broker_means_the_event_is_stored() {
     let config = data.path().join("webhook.toml");
     std::fs::write(
         &config,
-        include_str!("../config/default.toml").to_string()
-            + &contractor_webhook(
-                r#"[webhooks.mapping]
-entity = "work_order_update"
-id = "messageId"
-fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
-"#,
-            ),
+        include_str!("../config/default.toml").to_string() + &contractor_job_updates(),
     )
     .unwrap();
     let (running, address, _, _) = serve(

@@ -670,6 +670,18 @@ message_id = "messageId"
         + mapping
 }
 
+/// `contractor_webhook` taking one message shape: `{"messageId", "job", "status",
+/// "statusAt"}` as a work order update.
+pub fn contractor_job_updates() -> String {
+    contractor_webhook(
+        r#"[webhooks.mapping]
+entity = "work_order_update"
+id = "messageId"
+fields = { work_order_ref = "job", status = "status", status_at = "statusAt" }
+"#,
+    )
+}
+
 /// The built-in config plus `contractor_webhook` taking a JobStatusUpdate (types in
 /// `messageType`) as `job_status_update` (the TOML of its mapping: `entity`, `id`,
 /// `fields`), written to `dir/webhook.toml`.
