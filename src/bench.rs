@@ -46,6 +46,7 @@ fn event(id: String, system: &str, payload: Payload, at: chrono::DateTime<Utc>) 
         recorded_at: None,
         ingested_at: Utc::now(),
         payload,
+        unparsed: Default::default(),
     }
 }
 

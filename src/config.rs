@@ -213,6 +213,37 @@ impl Loaded {
 }
 
 impl Loaded {
+    /// What the configured sources (files, Debezium, PostgreSQL, webhooks) map for persons.
+    pub fn person_mapped(&self) -> mdm::person::Mapped {
+        let config = &self.config;
+        let mappings = config
+            .sources
+            .iter()
+            .flat_map(|source| source.mapping.iter().chain(source.messages.values()))
+            .chain(config.debezium.iter().map(|source| &source.mapping))
+            .chain(config.postgres_sources.iter().map(|source| &source.mapping))
+            .chain(
+                config
+                    .webhooks
+                    .iter()
+                    .flat_map(|hook| hook.mapping.iter().chain(hook.messages.values())),
+            );
+        let mut mapped = mdm::person::Mapped::default();
+        for mapping in mappings.filter(|m| m.entity_kind() == Some(pipeline::EntityKind::Person)) {
+            mapped.fields.extend(mapping.fields.keys().cloned());
+            mapped
+                .identifiers
+                .extend(mapping.identifiers.keys().cloned());
+        }
+        mapped
+    }
+
+    /// The person model `train`, `link` and `eval` train: `[mdm.person]` over what the
+    /// sources map.
+    pub fn person_spec(&self) -> mdm::model::ModelSpec {
+        mdm::person::spec_for(&self.person_mapped(), self.config.mdm.person.as_ref())
+    }
+
     /// A hub with the configured person model (`mdm.person_model`), or the built-in one.
     pub fn hub(&self) -> anyhow::Result<mdm::Hub> {
         let mdm = self.config.mdm.clone();

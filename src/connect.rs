@@ -24,7 +24,7 @@ pub struct Connector {
     pub config: DebeziumConfig,
     /// Stops it once it has read what its topics held when it started (`--once`).
     pub stop: watch::Sender<StopWhen>,
-    pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64)>>,
+    pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64, connectors::mapping::UnparsedTally)>>,
 }
 
 /// Whether each supervised source is running: `/ready` and the `connector_up` gauge.
@@ -117,8 +117,9 @@ pub fn start(
             );
             let task = tokio::spawn(async move {
                 let produced = AtomicU64::new(0);
-                let (cluster, source, stage_config, produced) =
-                    (&cluster, &source, &stage_config, &produced);
+                let unparsed = std::sync::Mutex::new(connectors::mapping::UnparsedTally::default());
+                let (cluster, source, stage_config, produced, tally) =
+                    (&cluster, &source, &stage_config, &produced, &unparsed);
                 let report = supervise(&source.name, once, &health, &mut shutdown.clone(), || {
                     consume_debezium(
                         cluster,
@@ -127,10 +128,12 @@ pub fn start(
                         stop_rx.clone(),
                         shutdown.clone(),
                         produced,
+                        tally,
                     )
                 })
                 .await;
-                Ok((report?, produced.load(Ordering::Relaxed)))
+                let unparsed = unparsed.into_inner().unwrap_or_else(|e| e.into_inner());
+                Ok((report?, produced.load(Ordering::Relaxed), unparsed))
             });
             Connector {
                 config: config.clone(),
@@ -150,6 +153,7 @@ async fn consume_debezium(
     stop: watch::Receiver<StopWhen>,
     shutdown: watch::Receiver<bool>,
     produced: &AtomicU64,
+    unparsed: &std::sync::Mutex<connectors::mapping::UnparsedTally>,
 ) -> anyhow::Result<ConsumeReport> {
     let topic = cluster.config.topic(
         &source.system,
@@ -177,6 +181,11 @@ async fn consume_debezium(
                 })
             })?;
             produced.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            if let Ok(mut tally) = unparsed.lock() {
+                for event in &batch.events {
+                    tally.add(&source.name, event);
+                }
+            }
             metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => source.name.clone(), "topic" => topic.clone())
                 .increment(batch.events.len() as u64);
             Ok::<_, pipeline::Error>(stage::Handled::Written)
@@ -194,7 +203,7 @@ impl Connector {
             .high_watermarks(&self.config.topics)
             .with_context(|| format!("debezium source `{}`", self.config.name))?;
         self.stop.send_replace(StopWhen::Reached(targets));
-        let (report, produced) = self.task.await??;
+        let (report, produced, unparsed) = self.task.await??;
         let read: u64 = report.consumed_per_topic.values().sum();
         let topic = cluster.config.topic(
             &self.config.system,
@@ -207,6 +216,7 @@ impl Connector {
             rows_read: read,
             events_produced: produced,
             dead_letters: report.dead_letters,
+            unparsed,
         };
         Ok((counts, topic))
     }
@@ -525,6 +535,7 @@ impl Output {
             connectors::Record::Event(event) => {
                 self.producer.send(&self.topic, &event).await?;
                 self.counts.events_produced += 1;
+                self.counts.unparsed.add(source, &event);
             }
             connectors::Record::DeadLetter(dead_letter) => {
                 self.producer.send_dead_letter(&dead_letter).await?;

@@ -208,18 +208,29 @@ fn print_scores(entity: &str, scores: &Scores, review: Option<f64>) {
     );
 }
 
-/// Candidate pairs per person blocking rule, and the share of true pairs each rule and the
-/// union keep.
-fn blocking_table(
-    spec: &model::ModelSpec,
-    events: &[Envelope],
-    labels: &HashMap<Reference, String>,
-) {
+/// Pairs a calibration band needs to be judged.
+const MIN_BAND_PAIRS: usize = 10;
+
+/// Calibration bands of the link probability: (low, high).
+const BANDS: &[(f64, f64)] = &[
+    (0.0, 0.01),
+    (0.01, 0.1),
+    (0.1, 0.5),
+    (0.5, 0.9),
+    (0.9, 0.99),
+    (0.99, 1.0),
+];
+
+/// Candidate pairs per person blocking rule, the share of true pairs each rule and the union
+/// keep and what each rule adds over all the others; then the calibration of the model's
+/// probabilities over the candidate pairs (requirements' vetoes count as 0).
+fn pairs_tables(model: &model::Model, events: &[Envelope], labels: &HashMap<Reference, String>) {
+    let spec = &model.spec;
     let (prepared, record_labels): (Vec<_>, Vec<_>) = events
         .iter()
         .filter_map(|event| match &event.payload {
             Payload::Person(person) => Some((
-                mdm::person::prepare(person),
+                mdm::person::Evidence::of(person, &event.unparsed).prepare(&spec.fields),
                 labels.get(&event.source_ref).cloned().unwrap_or_default(),
             )),
             _ => None,
@@ -238,28 +249,104 @@ fn blocking_table(
                 .flat_map(move |(i, &a)| members[i + 1..].iter().map(move |&b| (a, b)))
         })
         .collect();
+    let share = |count: usize| 100.0 * count as f64 / truth.len().max(1) as f64;
     println!(
-        "{:<28} {:>12} {:>14}",
-        "person blocking rule", "pairs", "true pairs kept"
+        "\n{:<32} {:>12} {:>16} {:>22}",
+        "person blocking rule", "pairs", "true pairs kept", "true pairs only it keeps"
     );
-    let mut union: HashSet<(usize, usize)> = HashSet::new();
-    for rule in &spec.blocking {
-        let (pairs, _) = model::block_rule(spec, rule, &prepared, Pairing::Dedupe);
+    let per_rule: Vec<HashSet<(usize, usize)>> = spec
+        .blocking
+        .iter()
+        .map(|rule| {
+            model::block_rule(spec, rule, &prepared, Pairing::Dedupe)
+                .0
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    for (index, (rule, pairs)) in spec.blocking.iter().zip(&per_rule).enumerate() {
         let kept = pairs.iter().filter(|pair| truth.contains(pair)).count();
+        let only = pairs
+            .iter()
+            .filter(|pair| {
+                truth.contains(pair)
+                    && per_rule
+                        .iter()
+                        .enumerate()
+                        .all(|(other, pairs)| other == index || !pairs.contains(pair))
+            })
+            .count();
         println!(
-            "{:<28} {:>12} {:>13.2}%",
+            "{:<32} {:>12} {:>15.2}% {:>21.2}%",
             rule.name,
             pairs.len(),
-            100.0 * kept as f64 / truth.len().max(1) as f64
+            share(kept),
+            share(only)
         );
-        union.extend(pairs);
     }
+    let union: HashSet<(usize, usize)> = per_rule.into_iter().flatten().collect();
     let kept = union.iter().filter(|pair| truth.contains(pair)).count();
+    println!("{:<32} {:>12} {:>15.2}%", "union", union.len(), share(kept));
+    // Calibration: in each band of predicted probability, the share that are true pairs.
+    let mut bands = vec![(0usize, 0usize, 0.0f64); BANDS.len()];
+    for &(a, b) in &union {
+        let (weight, vetoed) = model.weigh(&prepared[a], &prepared[b]);
+        let probability = if vetoed {
+            0.0
+        } else {
+            model::probability(weight)
+        };
+        let band = BANDS
+            .iter()
+            .position(|&(_, high)| probability < high)
+            .unwrap_or(BANDS.len() - 1);
+        bands[band].0 += 1;
+        bands[band].1 += usize::from(truth.contains(&(a, b)));
+        bands[band].2 += probability;
+    }
     println!(
-        "{:<28} {:>12} {:>13.2}%",
-        "union",
-        union.len(),
-        100.0 * kept as f64 / truth.len().max(1) as f64
+        "\n{:<16} {:>10} {:>14} {:>16} {:>14}",
+        "probability", "pairs", "mean predicted", "observed true", "within 5 pts"
+    );
+    let row =
+        |label: String, pairs: usize, true_pairs: usize, sum: f64, band: Option<(f64, f64)>| {
+            if pairs == 0 {
+                println!("{label:<16} {:>10}", 0);
+                return;
+            }
+            let observed = true_pairs as f64 / pairs as f64;
+            let verdict = match band {
+                None => "-",
+                Some(_) if pairs < MIN_BAND_PAIRS => "too few",
+                Some((low, high)) if observed >= low - 0.05 && observed <= high + 0.05 => "yes",
+                Some(_) => "NO",
+            };
+            println!(
+                "{label:<16} {pairs:>10} {:>13.2}% {:>15.2}% {verdict:>14}",
+                100.0 * sum / pairs as f64,
+                100.0 * observed,
+            );
+        };
+    for (&(low, high), &(pairs, true_pairs, sum)) in BANDS.iter().zip(&bands) {
+        row(
+            format!("{low}-{high}"),
+            pairs,
+            true_pairs,
+            sum,
+            Some((low, high)),
+        );
+    }
+    // The uncertain pairs together, however few each band holds.
+    let middle = &bands[1..bands.len() - 1];
+    row(
+        "0.01-0.99 (all)".into(),
+        middle.iter().map(|b| b.0).sum(),
+        middle.iter().map(|b| b.1).sum(),
+        middle.iter().map(|b| b.2).sum(),
+        None,
+    );
+    println!(
+        "a band is judged from {MIN_BAND_PAIRS} pairs: with fewer, one pair moves its observed share by more than 10 points"
     );
 }
 
@@ -283,6 +370,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let model = link::model_for(args.model.as_deref(), &input.events, &loaded)?;
     let train_seconds = started.elapsed().as_secs_f64();
+    link::print_model_use(&model);
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
     link::apply(&mut hub, &input.events, false);
@@ -339,7 +427,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         thresholds.link,
         hub.person_model().version
     );
-    blocking_table(&hub.person_model().spec, &input.events, &person_labels);
+    pairs_tables(hub.person_model(), &input.events, &person_labels);
     for (rule, count) in hub.oversized_blocks() {
         if count > 0 {
             println!("{rule}: {count} records found their block too large to compare against");

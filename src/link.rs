@@ -56,6 +56,8 @@ pub struct SourceRead {
     pub rows: u64,
     pub events: u64,
     pub dead_letters: u64,
+    /// Values of optional fields that did not parse: the records flowed, these are findings.
+    pub unparsed: connectors::mapping::UnparsedTally,
 }
 
 /// The master data events of the configured sources, in file order.
@@ -121,6 +123,7 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
             match record? {
                 Record::Event(envelope) => {
                     read.events += 1;
+                    read.unparsed.add(&source.name, &envelope);
                     input.events.push(*envelope);
                 }
                 Record::DeadLetter(dead_letter) => {
@@ -138,16 +141,18 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
     Ok(input)
 }
 
-/// Trains a person model on the people among `events`, without labels.
+/// Trains a person model of `spec` on the people among `events`, without labels.
 pub fn train_model(
     events: &[Envelope],
     origin: &str,
-    config: &mdm::MdmConfig,
+    spec: mdm::model::ModelSpec,
 ) -> anyhow::Result<Model> {
     let prepared: Vec<_> = events
         .iter()
         .filter_map(|event| match &event.payload {
-            Payload::Person(person) => Some(mdm::person::prepare(person)),
+            Payload::Person(person) => {
+                Some(mdm::person::Evidence::of(person, &event.unparsed).prepare(&spec.fields))
+            }
             _ => None,
         })
         .collect();
@@ -157,13 +162,66 @@ pub fn train_model(
             prepared.len()
         );
     }
-    let mut spec = mdm::person::spec();
-    if let Some(rules) = config.blocking_rules() {
-        spec.blocking = rules;
-    }
     let mut model = Model::train(spec, &prepared, Pairing::Dedupe, &TrainOptions::default());
     model.trained_on = format!("{} person records from {origin}", prepared.len());
     Ok(model)
+}
+
+/// The training spec: `[mdm.person]` over the mapped fields, with `mdm.blocking` if set.
+pub fn training_spec(loaded: &Loaded) -> mdm::model::ModelSpec {
+    let mut spec = loaded.person_spec();
+    if let Some(rules) = loaded.config.mdm.blocking_rules() {
+        for field in rules.iter().flat_map(|rule| &rule.fields) {
+            if !spec.fields.contains(field) {
+                spec.fields.push(field.clone());
+            }
+        }
+        spec.blocking = rules;
+    }
+    spec
+}
+
+/// Prints how a person model uses the data: each comparison, the blocking, training and
+/// prior rules, the requirements, and any warning from training.
+pub fn print_model_use(model: &Model) {
+    let spec = &model.spec;
+    eprintln!("person model {} ({})", model.version, model.trained_on);
+    for comparison in &spec.comparisons {
+        eprintln!(
+            "  compares {:<16} {}{}",
+            comparison.field,
+            serde_json::to_string(&comparison.comparator).unwrap_or_default(),
+            if comparison.term_frequency {
+                " with term frequencies"
+            } else {
+                ""
+            }
+        );
+    }
+    let names = |rules: &[mdm::model::BlockingRule]| {
+        rules
+            .iter()
+            .map(|rule| rule.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!("  blocks on       {}", names(&spec.blocking));
+    eprintln!("  trains m on     {}", names(&spec.training));
+    eprintln!("  prior from      {}", names(&spec.prior));
+    for requirement in &spec.requirements {
+        eprintln!(
+            "  requires        {} at least {}",
+            requirement.comparison, requirement.min_level
+        );
+    }
+    let (found, recall) = model.prior_found;
+    eprintln!(
+        "  prior weight    {:.2} bits ({found} pairs found by the prior rules, estimated recall {recall:.3})",
+        model.prior_weight()
+    );
+    for warning in &model.warnings {
+        eprintln!("  warning: {warning}");
+    }
 }
 
 /// The model in `path`, or one trained on the people among `events`.
@@ -182,7 +240,7 @@ pub fn model_for(
         None => train_model(
             events,
             &loaded.config.data_dir.display().to_string(),
-            &loaded.config.mdm,
+            training_spec(loaded),
         ),
     }
 }
@@ -221,7 +279,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let model = train_model(
         &input.events,
         &loaded.config.data_dir.display().to_string(),
-        &loaded.config.mdm,
+        training_spec(&loaded),
     )?;
     std::fs::write(&args.out, model.save())
         .with_context(|| format!("writing {}", args.out.display()))?;
@@ -232,6 +290,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    print_model_use(&model);
     print_parameters(&model);
     Ok(())
 }
@@ -423,6 +482,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     }
     let model = model_for(args.model.as_deref(), &input.events, &loaded)?;
     seconds.insert("train", started.elapsed().as_secs_f64());
+    print_model_use(&model);
 
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
@@ -483,6 +543,13 @@ fn print_summary(report: &Report, out: &Path) {
             } else {
                 "-".into()
             }
+        );
+    }
+    for source in report.sources.iter().filter(|s| s.unparsed.total() > 0) {
+        println!(
+            "{}: values kept that did not parse: {}",
+            source.name,
+            source.unparsed.describe()
         );
     }
     println!(
@@ -565,6 +632,24 @@ fn html(report: &Report) -> String {
             })
             .collect(),
     ));
+    let rows: Vec<Vec<String>> = report
+        .sources
+        .iter()
+        .flat_map(|source| {
+            source.unparsed.0.iter().map(|(field, count)| {
+                vec![
+                    source.name.clone(),
+                    field.clone(),
+                    count.count.to_string(),
+                    count.examples.join(", "),
+                ]
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        page.push_str("<h2>Values that did not parse</h2><p>The records were kept and matched; fix these values at source.</p>");
+        page.push_str(&table(&["source", "field", "values", "examples"], rows));
+    }
     page.push_str("<h2>Matching</h2>");
     page.push_str(&table(
         &[
@@ -700,7 +785,7 @@ mod tests {
     fn golden_records_do_not_depend_on_arrival_order() {
         let (_dir, loaded) = sample();
         let input = read(&loaded, false).unwrap();
-        let model = train_model(&input.events, "sample", &loaded.config.mdm).unwrap();
+        let model = train_model(&input.events, "sample", training_spec(&loaded)).unwrap();
         let mut forward = Hub::with_model(loaded.config.mdm.clone(), model.clone());
         apply(&mut forward, &input.events, false);
         // Reverse, then interleave from both ends: CRM before HMS, duplicates before originals.

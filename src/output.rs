@@ -392,6 +392,9 @@ fn explain(score: &mdm::model::Scored) -> String {
             field.comparison, field.level, field.weight
         )
     }));
+    if let Some(requirement) = &score.vetoed_by {
+        parts.push(format!("vetoed: {requirement}"));
+    }
     parts.join("; ")
 }
 

@@ -349,6 +349,8 @@ pub struct SourceCounts {
     pub rows_read: u64,
     pub events_produced: u64,
     pub dead_letters: u64,
+    /// Values of optional fields that did not parse (the events flowed with them kept).
+    pub unparsed: connectors::mapping::UnparsedTally,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -1173,6 +1175,7 @@ async fn ingest(
                         .topic(&config.system, envelope.payload.kind());
                     producer.send(&topic, &envelope).await?;
                     source_counts.events_produced += 1;
+                    source_counts.unparsed.add(&label, &envelope);
                     metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => label.clone(), "topic" => topic.clone()).increment(1);
                     *per_topic.entry(topic).or_default() += 1;
                 }
@@ -1216,6 +1219,13 @@ impl Summary {
             lines.push(format!(
                 "{:<22} {:>10} {:>10} {:>12}",
                 source.name, source.rows_read, source.events_produced, source.dead_letters
+            ));
+        }
+        for source in self.sources.iter().filter(|s| s.unparsed.total() > 0) {
+            lines.push(format!(
+                "{}: values kept that did not parse: {}",
+                source.name,
+                source.unparsed.describe()
             ));
         }
         lines.push(String::new());

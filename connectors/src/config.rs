@@ -61,6 +61,11 @@ pub struct Mapping {
     pub fields: BTreeMap<String, String>,
     /// Optional source column holding when the source system recorded the row.
     pub recorded_at: Option<String>,
+    /// Persons and properties: other identifiers, name = source column
+    /// (`legacy_ref = "OLD_TENANT_NO"`). Matching compares each as a code (one typo
+    /// allowed) and blocks on it; the same name in two sources is the same scheme.
+    #[serde(default)]
+    pub identifiers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +104,24 @@ impl Mapping {
                 problems.push(format!(
                     "{label}.fields.{name}: `{name}` is not a {kind} field (known: {})",
                     known.join(", ")
+                ));
+            }
+        }
+        if !self.identifiers.is_empty()
+            && !matches!(kind, EntityKind::Person | EntityKind::Property)
+        {
+            problems.push(format!(
+                "{label}.identifiers: only person and property mappings take identifiers"
+            ));
+        }
+        for name in self.identifiers.keys() {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems.push(format!(
+                    "{label}.identifiers.{name}: a name is lower-case letters, digits and `_`"
                 ));
             }
         }

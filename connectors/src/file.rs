@@ -100,6 +100,7 @@ impl FileSource {
                     .expect("validated: csv has a mapping");
                 let missing: Vec<&str> = std::iter::once(&mapping.id)
                     .chain(mapping.fields.values())
+                    .chain(mapping.identifiers.values())
                     .chain(mapping.recorded_at.iter())
                     .filter(|column| !headers.iter().any(|header| header == *column))
                     .map(String::as_str)
@@ -250,7 +251,18 @@ impl FileSource {
                 row.len(),
                 headers.len()
             );
-            return Record::DeadLetter(self.dead_letter(line, None, reason, raw));
+            let mut dead_letter = self.dead_letter(line, None, reason, raw);
+            // The record it is about, where its id column is there to read: the dead letter
+            // can then be found, reported and erased with it.
+            dead_letter.source_ref = self.config.mapping.as_ref().and_then(|mapping| {
+                let index = headers.iter().position(|header| *header == mapping.id)?;
+                let id = std::str::from_utf8(row.get(index)?).ok()?.trim();
+                (!id.is_empty()).then(|| pipeline::Reference {
+                    id: id.to_string(),
+                    allocated_by: self.config.system.clone(),
+                })
+            });
+            return Record::DeadLetter(dead_letter);
         }
         let mut values = Vec::with_capacity(row.len());
         for (header, field) in headers.iter().zip(row.iter()) {
@@ -453,17 +465,22 @@ mod tests {
                 ..Person::default()
             })
         );
-        let bad_date = records[1].dead_letter().unwrap();
-        assert_eq!(bad_date.position, "tenants.csv:3");
-        assert_eq!(bad_date.field.as_deref(), Some("dob"));
+        // A value of an optional field that does not parse: the record flows, the value is
+        // kept as it came (with its numbers in the format's order) and the field is null.
+        let bad_date = records[1].event().unwrap();
+        assert_eq!(bad_date.source.position, "tenants.csv:3");
+        let Payload::Person(person) = &bad_date.payload else {
+            panic!("{bad_date:?}")
+        };
+        assert_eq!(person.date_of_birth, None);
+        let kept = &bad_date.unparsed["date_of_birth"];
+        assert_eq!(kept.raw, "31/02/1980");
+        assert_eq!(kept.date_digits.as_deref(), Some("19800231"));
         assert!(
-            bad_date
-                .reason
-                .contains("cannot parse `31/02/1980` as a date"),
+            kept.reason.contains("cannot parse `31/02/1980` as a date"),
             "{}",
-            bad_date.reason
+            kept.reason
         );
-        assert_eq!(bad_date.raw, "T2,Bob,Jones,31/02/1980");
         let no_id = records[2].dead_letter().unwrap();
         assert_eq!(
             (no_id.position.as_str(), no_id.field.as_deref()),
@@ -472,6 +489,7 @@ mod tests {
         let short = records[3].dead_letter().unwrap();
         assert_eq!(short.position, "tenants.csv:5");
         assert_eq!(short.reason, "row has 2 fields, the header has 4");
+        assert_eq!(short.source_ref.as_ref().unwrap().id, "T4");
     }
 
     #[test]
@@ -611,18 +629,17 @@ mod tests {
     }
 
     #[test]
-    fn dates_outside_the_years_a_landlord_keeps_are_dead_letters() {
+    fn dates_outside_the_years_a_landlord_keeps_are_not_dates() {
         let dir = tempfile::tempdir().unwrap();
         let body = "ref,forename,surname,dob\nT1,Ann,Smith,02/03/1700\nT2,Bob,Jones,02/03/1970\n";
         let records = drain(source(dir.path(), "tenants.csv", body, PERSONS));
-        let dead = records[0].dead_letter().unwrap();
-        assert_eq!(dead.field.as_deref(), Some("dob"));
+        let kept = &records[0].event().unwrap().unparsed["date_of_birth"];
         assert!(
-            dead.reason.contains("outside the years 1800-2199"),
+            kept.reason.contains("outside the years 1800-2199"),
             "{}",
-            dead.reason
+            kept.reason
         );
-        assert!(records[1].event().is_some());
+        assert!(records[1].event().unwrap().unparsed.is_empty());
     }
 
     proptest::proptest! {

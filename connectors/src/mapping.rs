@@ -4,10 +4,58 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pipeline::entity::{FieldKind, Payload};
-use pipeline::{Envelope, Op, Reference, Source};
+use pipeline::{Envelope, Op, Reference, Source, Unparsed};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use crate::config::Mapping;
+
+/// Values of optional fields that did not parse, per canonical field, with the first few as
+/// examples: a data-quality finding per source (the records themselves flowed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct UnparsedTally(pub BTreeMap<String, UnparsedCount>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UnparsedCount {
+    pub count: u64,
+    /// The first values, as they came (at most three, each cut to 64 characters).
+    pub examples: Vec<String>,
+}
+
+impl UnparsedTally {
+    /// Counts an event's unparsed values (and the `connector_unparsed_values_total` metric).
+    pub fn add(&mut self, source: &str, envelope: &Envelope) {
+        for (field, value) in &envelope.unparsed {
+            let count = self.0.entry(field.clone()).or_default();
+            count.count += 1;
+            if count.examples.len() < 3 {
+                count.examples.push(value.raw.chars().take(64).collect());
+            }
+            metrics::counter!(
+                pipeline::metrics::CONNECTOR_UNPARSED_VALUES_TOTAL,
+                "source" => source.to_string(),
+                "field" => field.clone()
+            )
+            .increment(1);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|count| count.count).sum()
+    }
+
+    /// `date_of_birth 12 (19450493, 30/03/2000), nino 3 (...)`.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(field, count)| {
+                format!("{field} {} ({})", count.count, count.examples.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
 
 /// A source value, before it is parsed by its canonical field kind.
 #[derive(Debug, Clone, Copy)]
@@ -95,15 +143,28 @@ impl Mapper<'_> {
         op: Op,
     ) -> Result<Envelope, Rejected> {
         let mut fields = Map::new();
+        let mut unparsed = BTreeMap::new();
         for (canonical, column) in &mapping.fields {
             let spec = kind
                 .field(canonical)
                 .expect("validated: canonical field exists");
             let value = match lookup(column) {
                 None => Value::Null,
-                Some(value) => self.parse(spec.kind, value).map_err(|reason| {
-                    Rejected::new(Some(column), format!("{canonical}: {reason}"))
-                })?,
+                Some(raw) => match self.parse(spec.kind, raw) {
+                    Ok(value) => value,
+                    // A value of an optional field that does not parse is a finding, not a
+                    // reason to lose the record: kept as it came, the field left null.
+                    Err(reason) if !spec.required => {
+                        unparsed.insert(canonical.clone(), self.unparsed(spec.kind, raw, reason));
+                        Value::Null
+                    }
+                    Err(reason) => {
+                        return Err(Rejected::new(
+                            Some(column),
+                            format!("{canonical}: {reason}"),
+                        ));
+                    }
+                },
             };
             if spec.required && value.is_null() {
                 return Err(Rejected::new(
@@ -113,16 +174,41 @@ impl Mapper<'_> {
             }
             fields.insert(canonical.clone(), value);
         }
-        let recorded_at = match &mapping.recorded_at {
-            None => None,
-            Some(column) => {
-                match lookup(column).map(|value| self.parse(FieldKind::DateTime, value)) {
-                    None | Some(Ok(Value::Null)) => None,
-                    Some(Ok(Value::String(text))) => text.parse::<DateTime<Utc>>().ok(),
-                    Some(Ok(_)) => None,
-                    Some(Err(reason)) => return Err(Rejected::new(Some(column), reason)),
+        if !mapping.identifiers.is_empty() {
+            let mut identifiers = Map::new();
+            for (name, column) in &mapping.identifiers {
+                let Some(raw) = lookup(column) else { continue };
+                match self.parse(FieldKind::Text, raw) {
+                    Ok(Value::Null) => {}
+                    Ok(value) => {
+                        identifiers.insert(name.clone(), value);
+                    }
+                    Err(reason) => {
+                        unparsed.insert(
+                            format!("identifiers.{name}"),
+                            self.unparsed(FieldKind::Text, raw, reason),
+                        );
+                    }
                 }
             }
+            fields.insert("identifiers".into(), Value::Object(identifiers));
+        }
+        let recorded_at = match &mapping.recorded_at {
+            None => None,
+            Some(column) => match lookup(column) {
+                None => None,
+                Some(raw) => match self.parse(FieldKind::DateTime, raw) {
+                    Ok(Value::String(text)) => text.parse::<DateTime<Utc>>().ok(),
+                    Ok(_) => None,
+                    Err(reason) => {
+                        unparsed.insert(
+                            "recorded_at".into(),
+                            self.unparsed(FieldKind::DateTime, raw, reason),
+                        );
+                        None
+                    }
+                },
+            },
         };
         let payload =
             Payload::from_fields(kind, fields).map_err(|reason| Rejected::new(None, reason))?;
@@ -143,7 +229,30 @@ impl Mapper<'_> {
             recorded_at,
             ingested_at: Utc::now(),
             payload,
+            unparsed,
         })
+    }
+
+    /// A value that did not parse, as it came, with the reason and (for a date) its numbers
+    /// read by the source's date formats.
+    fn unparsed(&self, kind: FieldKind, raw: Raw<'_>, reason: String) -> Unparsed {
+        let raw = match raw {
+            Raw::Text(text) => text.trim().to_string(),
+            Raw::Json(Value::String(text)) => text.trim().to_string(),
+            Raw::Json(value) => value.to_string(),
+        };
+        let date_digits = (kind == FieldKind::Date)
+            .then(|| {
+                self.date_formats
+                    .iter()
+                    .find_map(|format| date_digits(&raw, format))
+            })
+            .flatten();
+        Unparsed {
+            raw,
+            reason,
+            date_digits,
+        }
     }
 
     /// Parses one source value by its canonical kind; empty text and JSON null become null.
@@ -250,6 +359,58 @@ impl Mapper<'_> {
     }
 }
 
+/// A date's numbers read by a strftime `format` as `YYYYMMDD`, whether or not they make a
+/// date: digit runs are matched to the format's `%Y`, `%y`, `%m` and `%d` (`%e`) in order, or
+/// a single run is cut by their widths (`19450493` with `%Y%m%d`). `None` when the text does
+/// not have the format's shape (or the format names months, `%b`).
+pub fn date_digits(text: &str, format: &str) -> Option<String> {
+    let mut specifiers = Vec::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.next()? {
+                spec @ ('Y' | 'y' | 'm' | 'd' | 'e') => specifiers.push(spec),
+                _ => return None,
+            }
+        }
+    }
+    let width = |spec: char| if spec == 'Y' { 4 } else { 2 };
+    let runs: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|run| !run.is_empty())
+        .collect();
+    let parts: Vec<&str> = if runs.len() == specifiers.len() {
+        runs
+    } else if runs.len() == 1
+        && runs[0].len() == specifiers.iter().map(|&s| width(s)).sum::<usize>()
+    {
+        let mut rest = runs[0];
+        specifiers
+            .iter()
+            .map(|&spec| {
+                let (part, tail) = rest.split_at(width(spec));
+                rest = tail;
+                part
+            })
+            .collect()
+    } else {
+        return None;
+    };
+    let (mut year, mut month, mut day) = (None, None, None);
+    for (spec, part) in specifiers.iter().zip(parts) {
+        let number: u32 = part.parse().ok()?;
+        match spec {
+            'Y' if part.len() == 4 => year = Some(number),
+            // chrono's reading of two-digit years: 69-99 are 1969-1999.
+            'y' if part.len() <= 2 => year = Some(if number >= 69 { 1900 } else { 2000 } + number),
+            'm' if number < 100 => month = Some(number),
+            'd' | 'e' if number < 100 => day = Some(number),
+            _ => return None,
+        }
+    }
+    Some(format!("{:04}{:02}{:02}", year?, month?, day?))
+}
+
 /// A parsed date as its canonical JSON value, if it lies in `pipeline::entity::YEARS`.
 fn date_value(date: NaiveDate) -> Result<Value, String> {
     pipeline::entity::check_date(date)?;
@@ -314,5 +475,29 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Date => "a date",
         FieldKind::DateTime => "a date-time",
         FieldKind::List => "a list",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_date_that_does_not_parse_still_reads_as_digits_in_its_format() {
+        assert_eq!(
+            date_digits("30/03/2000", "%m/%d/%Y").as_deref(),
+            Some("20003003")
+        );
+        assert_eq!(
+            date_digits("19450493", "%Y%m%d").as_deref(),
+            Some("19450493")
+        );
+        assert_eq!(
+            date_digits("31-02-80", "%d-%m-%y").as_deref(),
+            Some("19800231")
+        );
+        assert_eq!(date_digits("31 Feb 1980", "%d %b %Y"), None);
+        assert_eq!(date_digits("yesterday", "%Y-%m-%d"), None);
+        assert_eq!(date_digits("1945049", "%Y%m%d"), None);
     }
 }

@@ -64,6 +64,8 @@ fn spec() -> ModelSpec {
         ],
         training: Vec::new(),
         requirements: Vec::new(),
+        // The prior by EM on the candidate pairs, as this example was tuned.
+        prior: Vec::new(),
     }
 }
 

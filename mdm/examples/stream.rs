@@ -209,6 +209,7 @@ fn event(system: &str, id: usize, person: Person) -> Envelope {
         recorded_at: None,
         ingested_at: Utc::now(),
         payload: Payload::Person(person),
+        unparsed: Default::default(),
     }
 }
 

@@ -85,9 +85,11 @@ pub struct Changes {
 const GOLDEN_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x2b4e_8d1a_7c39_4f60_a1d2_93be_54c7_0e18);
 
-/// Two links of one record closer than this (in bits of match weight: 1,024 times the odds)
-/// to records that conflict are ambiguous.
-pub const AMBIGUITY_MARGIN: f64 = 10.0;
+/// Two links of one record closer than this (in bits of match weight: 65,536 times the odds)
+/// to records that conflict are ambiguous. Wider than what one comparison that only one of
+/// the pairs could make adds (an exact address or phone, 12 to 16 bits): a CRM contact that
+/// shares a home with one of two same-named relatives is not thereby that one.
+pub const AMBIGUITY_MARGIN: f64 = 16.0;
 
 /// (forced, weight, slot, slot)
 type Edge = (bool, f64, usize, usize);

@@ -21,8 +21,124 @@ pub enum Comparator {
     /// exact / day and month swapped / one edit in YYYYMMDD / else.
     Date,
     /// UK postcodes as `OUTWARD INWARD`: exact (unit) / same sector (outward code and the
-    /// inward digit) / same district (outward code) / else.
+    /// inward digit) / same district (outward code) / else. Values that are not UK postcodes
+    /// (a foreign or mistyped code) compare as codes: exact, or one edit at `district`.
     Postcode,
+    /// A middle name or initial: exact / similar (Jaro-Winkler >= 0.92) / initial (one is
+    /// the other's initial) / else.
+    MiddleName,
+    /// A whole address (SAON, PAON, street, town, postcode, joined by [`join_address`]),
+    /// scored as one comparison because its parts are correlated: exact (every part both
+    /// have is equal, at least two) / close (every part both have agrees within a typo, at
+    /// least two) / most (PAON, street and another part agree, one does not) / building (PAON and
+    /// street agree) / street (street agrees) / area (postcode or town agrees) / else.
+    Address,
+    /// Given and family names (joined by [`join_address`]'s separator) entered the wrong way
+    /// round: swapped (each similar to the other's opposite, Jaro-Winkler >= 0.92) / crossed
+    /// (one name in the other's field) / else. A correction beside the given and family name
+    /// comparisons, which disagree then.
+    SwappedNames,
+}
+
+/// Joins address parts (SAON, PAON, street, town, postcode) into one value for
+/// [`Comparator::Address`]; a missing part is empty.
+pub fn join_address(parts: &[Option<String>; 5]) -> String {
+    parts
+        .iter()
+        .map(|part| part.as_deref().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+fn swapped_names(a: &str, b: &str) -> u8 {
+    let (Some((given_a, family_a)), Some((given_b, family_b))) =
+        (a.split_once('\u{1f}'), b.split_once('\u{1f}'))
+    else {
+        return 0;
+    };
+    let similar = |x: &str, y: &str| !x.is_empty() && !y.is_empty() && jaro_winkler(x, y) >= 0.92;
+    if given_a == family_a
+        || given_b == family_b
+        || similar(given_a, given_b)
+        || similar(family_a, family_b)
+    {
+        return 0;
+    }
+    match (similar(given_a, family_b), similar(family_a, given_b)) {
+        (true, true) => 2,
+        (true, false) | (false, true) => 1,
+        (false, false) => 0,
+    }
+}
+
+/// How two values of one address part agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Missing,
+    Differ,
+    Close,
+    Exact,
+}
+
+fn address_level(a: &str, b: &str) -> u8 {
+    let mut parts_a = a.split('\u{1f}');
+    let mut parts_b = b.split('\u{1f}');
+    // saon, paon, street, town, postcode
+    let mut agreement = [Part::Missing; 5];
+    for (index, slot) in agreement.iter_mut().enumerate() {
+        let (x, y) = (
+            parts_a.next().unwrap_or_default(),
+            parts_b.next().unwrap_or_default(),
+        );
+        if x.is_empty() || y.is_empty() {
+            continue;
+        }
+        let close = match index {
+            2 | 3 => jaro_winkler(x, y) >= 0.9,
+            4 => Comparator::Postcode.level(x, y) >= 2 || within_one_edit(x, y),
+            _ => within_one_edit(x, y),
+        };
+        *slot = if x == y {
+            Part::Exact
+        } else if close {
+            Part::Close
+        } else {
+            Part::Differ
+        };
+    }
+    // A building name entered as the street and the street as the building name.
+    if agreement[2] == Part::Differ {
+        let nth =
+            |text: &str, index: usize| text.split('\u{1f}').nth(index).unwrap_or("").to_string();
+        let close = |p: &str, q: &str| !p.is_empty() && !q.is_empty() && jaro_winkler(p, q) >= 0.9;
+        if close(&nth(a, 0), &nth(b, 2)) && close(&nth(a, 2), &nth(b, 0)) {
+            agreement[0] = Part::Close;
+            agreement[2] = Part::Close;
+        }
+    }
+    let compared = agreement.iter().filter(|p| **p != Part::Missing).count();
+    let agrees = |part: Part| part >= Part::Close;
+    let agreeing = agreement.iter().filter(|p| agrees(**p)).count();
+    let [_, paon, street, town, postcode] = agreement;
+    if compared >= 2
+        && agreement
+            .iter()
+            .all(|p| matches!(p, Part::Missing | Part::Exact))
+    {
+        6
+    } else if compared >= 2 && !agreement.contains(&Part::Differ) {
+        5
+    } else if agrees(paon) && agrees(street) && agreeing >= 3 && compared - agreeing == 1 {
+        4
+    } else if agrees(paon) && agrees(street) {
+        3
+    } else if agrees(street) {
+        2
+    } else if agrees(postcode) || agrees(town) {
+        1
+    } else {
+        0
+    }
 }
 
 impl Comparator {
@@ -41,11 +157,19 @@ impl Comparator {
             Comparator::Code => &["else", "one_edit", "exact"],
             Comparator::Date => &["else", "one_edit", "day_month_swap", "exact"],
             Comparator::Postcode => &["else", "district", "sector", "exact"],
+            Comparator::MiddleName => &["else", "initial", "similar", "exact"],
+            Comparator::Address => &[
+                "else", "area", "street", "building", "most", "close", "exact",
+            ],
+            Comparator::SwappedNames => &["else", "crossed", "swapped"],
         }
     }
 
     /// The level of agreement of two present values.
     pub fn level<'a>(&self, a: &'a str, b: &'a str) -> u8 {
+        if *self == Comparator::SwappedNames {
+            return swapped_names(a, b);
+        }
         if a == b {
             return (self.levels().len() - 1) as u8;
         }
@@ -75,6 +199,9 @@ impl Comparator {
                 }
             }
             Comparator::Code => u8::from(within_one_edit(a, b)),
+            Comparator::Postcode if !a.contains(' ') || !b.contains(' ') => {
+                u8::from(within_one_edit(a, b))
+            }
             Comparator::Postcode => {
                 let split = |code: &'a str| code.split_once(' ').unwrap_or((code, ""));
                 let ((outward_a, inward_a), (outward_b, inward_b)) = (split(a), split(b));
@@ -88,6 +215,17 @@ impl Comparator {
                     1
                 }
             }
+            Comparator::MiddleName => {
+                let initial =
+                    |short: &str, long: &str| short.chars().count() == 1 && long.starts_with(short);
+                if jaro_winkler(a, b) >= 0.92 {
+                    2
+                } else {
+                    u8::from(initial(a, b) || initial(b, a))
+                }
+            }
+            Comparator::Address => address_level(a, b),
+            Comparator::SwappedNames => unreachable!("handled above"),
             Comparator::Date => {
                 if is_day_month_swap(a, b) {
                     2
@@ -264,6 +402,35 @@ mod tests {
         assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS6 1ZZ"), 2);
         assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS6 2AB"), 1);
         assert_eq!(Comparator::Postcode.level("LS6 1AB", "LS16 1AB"), 0);
+        assert_eq!(Comparator::Postcode.level("2119", "2191"), 1);
+        assert_eq!(Comparator::MiddleName.level("j", "james"), 1);
+        assert_eq!(Comparator::MiddleName.level("james", "jamess"), 2);
+        let address = |parts: [&str; 5]| {
+            join_address(&parts.map(|part| (!part.is_empty()).then(|| part.to_string())))
+        };
+        let home = address(["", "14B", "HIGH STREET", "LEEDS", "LS6 1AB"]);
+        let level = |other: [&str; 5]| Comparator::Address.level(&home, &address(other));
+        assert_eq!(level(["", "14B", "HIGH STREET", "", "LS6 1AB"]), 6);
+        assert_eq!(level(["", "14B", "HIGH STRET", "LEEDS", "LS6 1AB"]), 5);
+        assert_eq!(level(["", "14B", "HIGH STREET", "LEEDS", "LS9 9ZZ"]), 4);
+        assert_eq!(level(["2", "14B", "HIGH STREET", "YORK", "LS9 9ZZ"]), 3);
+        assert_eq!(level(["", "15", "HIGH STREET", "LEEDS", "LS6 1AB"]), 2);
+        assert_eq!(level(["", "3", "LOW ROAD", "LEEDS", ""]), 1);
+        assert_eq!(level(["", "3", "LOW ROAD", "YORK", "YO1 1AA"]), 0);
+        let court = address(["ASH COURT", "14B", "HIGH STREET", "LEEDS", "LS6 1AB"]);
+        let swapped_parts = address(["HIGH STREET", "14B", "ASH COURT", "LEEDS", "LS6 1AB"]);
+        assert_eq!(Comparator::Address.level(&court, &swapped_parts), 5);
+        let swapped = Comparator::SwappedNames;
+        assert_eq!(
+            swapped.level("lucy\u{1f}fitzpatrick", "fitzpatrick\u{1f}lucy"),
+            2
+        );
+        assert_eq!(swapped.level("gillian\u{1f}lodge", "lodge\u{1f}adele"), 1);
+        assert_eq!(
+            swapped.level("lucy\u{1f}fitzpatrick", "lucy\u{1f}fitzpatrick"),
+            0
+        );
+        assert_eq!(swapped.level("ann\u{1f}ann", "ann\u{1f}ann"), 0);
     }
 
     proptest! {
@@ -287,7 +454,7 @@ mod tests {
             let forward = jaro_winkler(&a, &b);
             prop_assert!((0.0..=1.0).contains(&forward));
             prop_assert_eq!(forward, jaro_winkler(&b, &a));
-            for comparator in [TEXT, GIVEN, Comparator::Code, Comparator::Date, Comparator::Exact, Comparator::Postcode] {
+            for comparator in [TEXT, GIVEN, Comparator::Code, Comparator::Date, Comparator::Exact, Comparator::Postcode, Comparator::MiddleName, Comparator::Address, Comparator::SwappedNames] {
                 prop_assert_eq!(comparator.level(&a, &b), comparator.level(&b, &a));
                 prop_assert!((comparator.level(&a, &b) as usize) < comparator.levels().len());
             }

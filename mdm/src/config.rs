@@ -56,8 +56,11 @@ pub struct MdmConfig {
     /// Per-attribute survivorship rule; attributes not listed use `trust`.
     pub survivorship: BTreeMap<String, SurvivorshipRule>,
     /// Person blocking rules, each a list of person fields that must agree exactly for two
-    /// records to be compared; unset: the model's own rules.
+    /// records to be compared; unset: the model's own rules. Applies to a trained model too.
     pub blocking: Option<Vec<Vec<String>>>,
+    /// The person model `train`, `link` and `eval` train (comparisons, blocking, training
+    /// rules, requirements); a part left out is derived from the mapped person fields.
+    pub person: Option<crate::person::PersonModelConfig>,
 }
 
 impl Default for MdmConfig {
@@ -68,6 +71,7 @@ impl Default for MdmConfig {
             person_model: None,
             survivorship: BTreeMap::new(),
             blocking: None,
+            person: None,
         }
     }
 }
@@ -108,17 +112,20 @@ impl MdmConfig {
                     problems.push((format!("mdm.blocking[{index}]"), "an empty rule".into()));
                 }
                 for field in rule {
-                    if !crate::person::FIELDS.contains(&field.as_str()) {
+                    if !crate::person::is_field(field) {
                         problems.push((
                             format!("mdm.blocking[{index}]"),
                             format!(
-                                "unknown person field `{field}`; known: {}",
+                                "unknown person field `{field}`; known: {}, id:<identifier>",
                                 crate::person::FIELDS.join(", ")
                             ),
                         ));
                     }
                 }
             }
+        }
+        if let Some(person) = &self.person {
+            problems.extend(person.problems());
         }
         problems
     }

@@ -15,7 +15,7 @@ use crate::cluster::ClusterIndex;
 use crate::config::{MdmConfig, SurvivorshipRule};
 use crate::matcher::Matcher;
 use crate::model::{Model, Scored};
-use crate::normalise::{self, Nino};
+use crate::normalise;
 
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +171,8 @@ pub struct Quality {
     pub placeholder_ninos: u64,
     pub invalid_ninos: u64,
     pub default_dates_of_birth: u64,
+    /// Dates of birth that did not parse (kept as evidence in their source's digit order).
+    pub unparsed_dates_of_birth: u64,
     pub invalid_postcodes: u64,
     pub invalid_uprns: u64,
     pub blocked_links: u64,
@@ -186,6 +188,10 @@ impl Quality {
             (
                 &mut self.default_dates_of_birth,
                 findings.default_dates_of_birth,
+            ),
+            (
+                &mut self.unparsed_dates_of_birth,
+                findings.unparsed_dates_of_birth,
             ),
             (&mut self.invalid_postcodes, findings.invalid_postcodes),
             (&mut self.invalid_uprns, findings.invalid_uprns),
@@ -240,60 +246,38 @@ struct NormalisedPerson {
 }
 
 impl NormalisedPerson {
-    fn of(person: &Person) -> NormalisedPerson {
-        let mut quality = Quality::default();
-        let name = normalise::person_name(person);
-        let date_of_birth = normalise::date_of_birth(person.date_of_birth);
-        if person.date_of_birth.is_some() && date_of_birth.is_none() {
-            quality.default_dates_of_birth += 1;
-        }
-        let nino = match person.nino.as_deref().and_then(normalise::nino) {
-            Some(Nino::Valid(nino)) => Some(nino),
-            Some(Nino::Placeholder(_)) => {
-                quality.placeholder_ninos += 1;
-                None
-            }
-            Some(Nino::Invalid(_)) => {
-                quality.invalid_ninos += 1;
-                None
-            }
-            None => None,
-        };
-        let postcode = person.postcode.as_deref().and_then(|raw| {
-            let formatted = normalise::postcode(raw);
-            if formatted.is_none() {
-                quality.invalid_postcodes += 1;
-            }
-            formatted
-        });
-        let record = PersonRecord {
-            recorded_at: None,
-            title: name.title,
-            given: name.given,
-            middle: name.middle,
-            family: name.family,
+    fn of(envelope: &Envelope, person: &Person, fields: &[String]) -> NormalisedPerson {
+        let evidence = crate::person::Evidence::of(person, &envelope.unparsed);
+        let prepared = evidence.prepare(fields);
+        let crate::person::Evidence {
+            title,
+            given,
+            middle,
+            family,
             date_of_birth,
             nino,
-            phone: person.phone.as_deref().and_then(normalise::phone),
-            email: person.email.as_deref().and_then(normalise::email),
+            phone,
+            email,
             postcode,
-            findings: Quality::default(),
-        };
-        let prepared = crate::person::prepare_normalised(crate::person::Normalised {
-            title: record.title.as_deref(),
-            given: record.given.as_deref(),
-            family: record.family.as_deref(),
-            date_of_birth: record.date_of_birth,
-            nino: record.nino.clone(),
-            phone: record.phone.clone(),
-            email: record.email.clone(),
-            postcode: record.postcode.clone(),
-        });
-        debug_assert_eq!(prepared, crate::person::prepare(person));
+            findings,
+            ..
+        } = evidence;
         NormalisedPerson {
-            record,
+            record: PersonRecord {
+                recorded_at: envelope.recorded_at.or(envelope.occurred_at),
+                title,
+                given,
+                middle,
+                family,
+                date_of_birth,
+                nino,
+                phone,
+                email,
+                postcode,
+                findings: Quality::default(),
+            },
             prepared,
-            quality,
+            quality: findings,
         }
     }
 }
@@ -320,8 +304,9 @@ impl Entity {
 pub struct LinkExplanation {
     pub a: Reference,
     pub b: Reference,
-    /// `model` (scored above the match threshold), `rule` (a shared UPRN or address key), or
-    /// `steward` (a steward's force-match).
+    /// `model` (scored above the match threshold), `rule` (a shared UPRN or address key),
+    /// `steward` (a steward's force-match), or `vetoed` (scored above the match threshold but
+    /// kept apart by a requirement: `score.vetoed_by` names it; it links nothing).
     pub decided_by: &'static str,
     /// The model's explanation, for model links.
     pub score: Option<Scored>,
@@ -447,6 +432,9 @@ pub struct Hub {
     matcher: Matcher,
     /// Pairs between the thresholds: (smaller slot, larger slot) -> weight.
     reviews: BTreeMap<(usize, usize), f64>,
+    /// Pairs a requirement kept apart although they scored above the link threshold:
+    /// (smaller slot, larger slot) -> weight, for `explain` and `links.csv`.
+    vetoed: BTreeMap<(usize, usize), f64>,
     properties: ClusterIndex,
     /// By slot of `properties`.
     property_records: Vec<PropertyRecord>,
@@ -489,6 +477,12 @@ impl Hub {
     /// `mdm.blocking`, when set, replaces the model's blocking rules.
     pub fn with_model(config: MdmConfig, mut person_model: Model) -> Hub {
         if let Some(rules) = config.blocking_rules() {
+            // A rule may block on a field the model does not compare: prepare it too.
+            for field in rules.iter().flat_map(|rule| &rule.fields) {
+                if !person_model.spec.fields.contains(field) {
+                    person_model.spec.fields.push(field.clone());
+                }
+            }
             person_model.spec.blocking = rules;
         }
         Hub {
@@ -496,6 +490,7 @@ impl Hub {
             persons: ClusterIndex::with_priority("GP", config.source_priority.clone()),
             person_records: Vec::new(),
             reviews: BTreeMap::new(),
+            vetoed: BTreeMap::new(),
             properties: ClusterIndex::with_priority("GH", config.source_priority.clone()),
             config,
             property_records: Vec::new(),
@@ -552,8 +547,8 @@ impl Hub {
                 Applied::Erased
             }
             Payload::Person(person) => {
-                let mut normalised = NormalisedPerson::of(person);
-                normalised.record.recorded_at = recorded_at;
+                let normalised =
+                    NormalisedPerson::of(envelope, person, &self.matcher.model().spec.fields);
                 self.apply_normalised(reference, normalised)
             }
             Payload::Property(property) => self.apply_property(reference, property, recorded_at),
@@ -594,6 +589,11 @@ impl Hub {
         let matches = self.matcher.upsert(slot, prepared);
         if !is_new {
             self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+            self.vetoed.retain(|&(a, b), _| a != slot && b != slot);
+        }
+        for &(other, weight) in &matches.vetoed {
+            self.vetoed
+                .insert((slot.min(other), slot.max(other)), weight);
         }
         for &(other, weight) in &matches.review {
             self.reviews
@@ -604,7 +604,7 @@ impl Hub {
             .persons
             .relink(slot, matches.links, |a, b| matcher.conflict(a, b));
         let findings = &mut self.person_records[slot].findings;
-        findings.blocked_links = (matches.vetoed + upsert.blocked) as u64;
+        findings.blocked_links = (matches.vetoed.len() + upsert.blocked) as u64;
         self.quality.account(findings, 1);
         Applied::Person {
             golden_id: upsert.golden_id,
@@ -660,6 +660,18 @@ impl Hub {
         if let (Some(postcode), Some(paon)) = (&address.postcode, &address.paon) {
             let saon = address.saon.as_deref().unwrap_or("");
             keys.push(format!("addr:{postcode}|{paon}|{saon}"));
+        }
+        // A named identifier (an asset system's own number, carried by another system) is
+        // as decisive as a UPRN: the same scheme and value is the same home.
+        for (name, value) in &property.identifiers {
+            let value: String = value
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_uppercase)
+                .collect();
+            if !value.is_empty() {
+                keys.push(format!("id:{name}:{value}"));
+            }
         }
         let (slot, _) = self.properties.register(reference);
         if self.property_records.len() <= slot {
@@ -804,6 +816,7 @@ impl Hub {
             self.person_records[slot] = PersonRecord::default();
             self.matcher.erase(slot);
             self.reviews.retain(|&(a, b), _| a != slot && b != slot);
+            self.vetoed.retain(|&(a, b), _| a != slot && b != slot);
             let matcher = &self.matcher;
             self.persons.retire(slot, |a, b| matcher.conflict(a, b));
             self.erased.insert(reference.clone());
@@ -1084,8 +1097,37 @@ impl Hub {
         })
     }
 
-    /// Why the records of a golden record are together: every link inside it, explained.
+    /// Why the records of a golden record are together: every link inside it, explained;
+    /// then, for persons, each pair of one of its records that scored above the link
+    /// threshold but a requirement kept apart (`decided_by` `vetoed`).
     pub fn explain(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
+        let mut explanations = self.explain_links(entity, golden_id)?;
+        if entity == Entity::Person {
+            let golden_id = self.persons.resolve(golden_id)?;
+            let members = self.persons.member_slots(&golden_id);
+            for (&(a, b), _) in self
+                .vetoed
+                .iter()
+                .filter(|((a, b), _)| members.contains(a) || members.contains(b))
+            {
+                let (a, b) = if self.persons.reference(a) <= self.persons.reference(b) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                explanations.push(LinkExplanation {
+                    a: self.persons.reference(a).clone(),
+                    b: self.persons.reference(b).clone(),
+                    decided_by: "vetoed",
+                    score: self.matcher.explain(a, b),
+                    key: None,
+                });
+            }
+        }
+        Some(explanations)
+    }
+
+    fn explain_links(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
         let index = self.index(entity);
         let golden_id = index.resolve(golden_id)?;
         Some(
@@ -1491,6 +1533,7 @@ mod tests {
             recorded_at: None,
             ingested_at: Utc::now(),
             payload,
+            unparsed: Default::default(),
         }
     }
 
@@ -1512,16 +1555,22 @@ mod tests {
             "T1",
             person("Mrs Margaret", "O'Brien", "1961-03-11", "07700900123"),
         ));
-        hub.apply(&event(
-            "crm",
-            "C1",
+        let peggy = |phone: Option<&str>| {
             Payload::Person(Person {
                 full_name: Some("Peggy OBrien".into()),
                 date_of_birth: "1961-11-03".parse().ok(),
+                phone: phone.map(str::to_string),
                 email: Some("peggy@example.com".into()),
                 ..Person::default()
-            }),
-        ));
+            })
+        };
+        // Names and a swapped date of birth alone: likely, not certain (there are many
+        // Margaret O'Briens among 50,000 people); a steward decides.
+        hub.apply(&event("crm", "C1", peggy(None)));
+        assert_eq!(hub.counts().golden_persons, 2);
+        assert_eq!(hub.review_queue().len(), 1, "{:?}", hub.review_queue());
+        // With the phone the CRM holds in its own format, one person.
+        hub.apply(&event("crm", "C1", peggy(Some("+44 7700 900123"))));
         assert_eq!(
             hub.counts().golden_persons,
             1,
@@ -1565,7 +1614,10 @@ mod tests {
         assert_eq!(links[0].decided_by, "model");
         let score = links[0].score.as_ref().unwrap();
         assert!(score.probability >= 0.99, "{score:?}");
-        assert_eq!(score.fields.len(), crate::person::FIELDS.len());
+        assert_eq!(
+            score.fields.len(),
+            hub.person_model().spec.comparisons.len()
+        );
         assert!(!score.model_version.is_empty());
 
         let before = hub.xref();
@@ -1815,7 +1867,14 @@ mod tests {
         hub.apply(&event(
             "hms",
             "T1",
-            person("Robert", "Mensah", "1968-11-23", "07525984967"),
+            Payload::Person(Person {
+                given_name: Some("Robert".into()),
+                family_name: Some("Mensah".into()),
+                date_of_birth: "1968-11-23".parse().ok(),
+                phone: Some("07525984967".into()),
+                email: Some("bob@example.com".into()),
+                ..Person::default()
+            }),
         ));
         hub.apply(&event(
             "crm",
@@ -1952,6 +2011,23 @@ mod tests {
             person("Mohammed", "Khan", "1960-01-02", "07700900123"),
         ));
         assert_eq!(hub.counts().golden_persons, 3);
+        // The twins score as one person but for their given names, and say so.
+        let twin = Reference {
+            id: "T2".into(),
+            allocated_by: "hms".into(),
+        };
+        let golden = hub.golden_ids_of(&twin)[0].1.to_string();
+        let explained = hub.explain(Entity::Person, &golden).unwrap();
+        let vetoed = explained
+            .iter()
+            .find(|e| e.decided_by == "vetoed")
+            .expect("the vetoed pair is explained");
+        let score = vetoed.score.as_ref().unwrap();
+        assert!(score.weight > 0.0, "{score:?}");
+        assert_eq!(
+            score.vetoed_by.as_deref(),
+            Some("given_name below jaro_winkler_low")
+        );
     }
 
     #[test]
@@ -2028,6 +2104,22 @@ mod tests {
             postcode: Some("LS6 1AB".into()),
             ..Property::default()
         })
+    }
+
+    #[test]
+    fn properties_link_on_a_shared_identifier() {
+        let mut hub = Hub::new(MdmConfig::default());
+        let with_id = |id: &str| {
+            Payload::Property(Property {
+                address: Some("Unit 4, Mill Yard".into()),
+                identifiers: [("asset_no".to_string(), id.to_string())].into(),
+                ..Property::default()
+            })
+        };
+        hub.apply(&event("asset", "A1", with_id("ast-0042")));
+        hub.apply(&event("hms", "P9", with_id("AST 0042")));
+        hub.apply(&event("hms", "P10", with_id("AST-0043")));
+        assert_eq!(hub.counts().golden_properties, 2);
     }
 
     #[test]

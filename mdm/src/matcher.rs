@@ -44,8 +44,9 @@ pub struct Matches {
     pub review: Vec<(usize, f64)>,
     /// Candidate pairs scored.
     pub scored: usize,
-    /// Pairs a requirement vetoed although their weight reached the match threshold.
-    pub vetoed: usize,
+    /// (slot, weight) of records a requirement kept apart although their weight reached the
+    /// match threshold.
+    pub vetoed: Vec<(usize, f64)>,
 }
 
 /// Largest block a record is compared against; larger blocks (a default value nobody
@@ -206,7 +207,9 @@ impl Matcher {
             };
             let (weight, vetoed) = self.model.weigh(&record, known);
             if vetoed {
-                matches.vetoed += usize::from(weight >= self.link_weight);
+                if weight >= self.link_weight {
+                    matches.vetoed.push((other, weight));
+                }
             } else if weight >= self.link_weight {
                 matches.links.push((other, weight));
             } else if weight >= self.review_weight {
@@ -290,10 +293,13 @@ mod tests {
     use super::*;
 
     fn record(given: &str, family: &str, dob: &str) -> Prepared {
-        let value = |text: &str| (!text.is_empty()).then(|| text.to_string());
-        let mut values = vec![None; crate::person::FIELDS.len()];
-        values[..3].clone_from_slice(&[value(given), value(family), value(dob)]);
-        Prepared { values }
+        let person = pipeline::entity::Person {
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            date_of_birth: dob.parse().ok(),
+            ..Default::default()
+        };
+        crate::person::prepare(&person, &crate::person::default_model().spec.fields)
     }
 
     #[test]
@@ -301,19 +307,19 @@ mod tests {
         let mut matcher = Matcher::new(crate::person::default_model(), Thresholds::default());
         assert!(
             matcher
-                .upsert(0, record("ann", "okafor", "19700101"))
+                .upsert(0, record("ann", "okafor", "1970-01-01"))
                 .links
                 .is_empty()
         );
-        let second = matcher.upsert(1, record("ann", "okafor", "19700101"));
+        let second = matcher.upsert(1, record("ann", "okafor", "1970-01-01"));
         assert_eq!(second.links.len(), 1, "{second:?}");
-        matcher.upsert(2, record("ann", "okafor", "19700101"));
+        matcher.upsert(2, record("ann", "okafor", "1970-01-01"));
         // Slot 1 moves to other blocks: a newcomer in the old ones no longer finds it.
-        matcher.upsert(1, record("zeb", "quill", "19800202"));
-        let newcomer = matcher.upsert(3, record("ann", "okafor", "19700101"));
+        matcher.upsert(1, record("zeb", "quill", "1980-02-02"));
+        let newcomer = matcher.upsert(3, record("ann", "okafor", "1970-01-01"));
         let found: Vec<usize> = newcomer.links.iter().map(|(slot, _)| *slot).collect();
         assert_eq!(found, vec![0, 2]);
-        let moved = matcher.upsert(4, record("zeb", "quill", "19800202"));
+        let moved = matcher.upsert(4, record("zeb", "quill", "1980-02-02"));
         assert_eq!(moved.links.len(), 1);
         assert_eq!(moved.links[0].0, 1);
         let explained = matcher.explain(4, 1).unwrap();
@@ -322,7 +328,7 @@ mod tests {
             Some("family_name+date_of_birth")
         );
         // Same names, dates of birth far apart: never a link, and a conflict for clusters.
-        let vetoed = matcher.upsert(5, record("ann", "okafor", "19990909"));
+        let vetoed = matcher.upsert(5, record("ann", "okafor", "1999-09-09"));
         assert!(vetoed.links.is_empty(), "{vetoed:?}");
         assert!(matcher.conflict(0, 5));
     }

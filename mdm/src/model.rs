@@ -27,6 +27,10 @@ pub struct ComparisonSpec {
     /// Adjust exact-match weights by how common the value is (rare names weigh more).
     #[serde(default)]
     pub term_frequency: bool,
+    /// Fields a composite field is made of (`address` of `street`, `postcode`...): a rule
+    /// blocking on any of them says nothing new about this comparison either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 impl ComparisonSpec {
@@ -37,6 +41,7 @@ impl ComparisonSpec {
             field: field.to_string(),
             comparator,
             term_frequency,
+            depends_on: Vec::new(),
         }
     }
 }
@@ -73,6 +78,11 @@ pub struct ModelSpec {
     /// Hard rules a pair must meet to link.
     #[serde(default)]
     pub requirements: Vec<Requirement>,
+    /// Rules whose exact agreement all but proves a match (Splink's deterministic rules):
+    /// the prior is the pairs they find, divided by their recall among matches (from m),
+    /// over all possible pairs. Empty: the prior is fitted by EM on the candidate pairs.
+    #[serde(default)]
+    pub prior: Vec<BlockingRule>,
 }
 
 impl ModelSpec {
@@ -98,6 +108,13 @@ pub struct Model {
     /// What the model was trained on, for people reading a saved model.
     #[serde(default)]
     pub trained_on: String,
+    /// The pairs the prior rules found and their estimated recall among matches.
+    #[serde(default)]
+    pub prior_found: (usize, f64),
+    /// Parameters training had to hold at a bound, and other things a reader of the model
+    /// should check (printed by `train`, `link` and `eval`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Term frequencies of values, per comparison with `term_frequency`, from the training
     /// data. Saved with the model so a streaming matcher scores every pair the same way
     /// whatever has arrived so far.
@@ -153,7 +170,17 @@ pub struct Requirement {
     pub comparison: String,
     /// The lowest acceptable level, by name (`jaro_winkler_low`).
     pub min_level: String,
+    /// Kept by training only where the data supports it: when more than
+    /// [`CONDITIONAL_REQUIREMENT_MISS`] of the pairs the prior rules find on other fields fall
+    /// below the level (names swapped or replaced in a messy extract), the requirement would
+    /// veto true pairs and is dropped, with a warning. A configured requirement always holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conditional: bool,
 }
+
+/// The share of near-certain matches below a conditional requirement's level above which
+/// training drops the requirement.
+pub const CONDITIONAL_REQUIREMENT_MISS: f64 = 0.01;
 
 /// Candidate pairs with the first blocking rule that produced each.
 #[derive(Debug, Clone, Default)]
@@ -389,6 +416,8 @@ impl Model {
             lambda: 0.01,
             m,
             u,
+            warnings: Vec::new(),
+            prior_found: (0, 0.0),
             term_frequencies: Vec::new(),
         };
         model.estimate_u(records, pairing, options);
@@ -417,7 +446,10 @@ impl Model {
                 .spec
                 .comparisons
                 .iter()
-                .map(|c| !rule.fields.contains(&c.field))
+                .map(|c| {
+                    !rule.fields.contains(&c.field)
+                        && !c.depends_on.iter().any(|field| rule.fields.contains(field))
+                })
                 .collect();
             // The rule's own fields agree on every pair it produced: they say nothing here.
             let (m, _, matches) = em(
@@ -466,29 +498,180 @@ impl Model {
                 })
                 .collect();
         }
-        let candidates = block(&model.spec, records, pairing);
-        let gammas: Vec<Gamma> = candidates
-            .pairs
-            .iter()
-            .map(|&(a, b, _)| model.gamma(&records[a], &records[b]))
-            .collect();
-        // The prior over all candidate pairs, with m and u fixed.
-        let patterns = aggregate(gammas.iter());
-        let fixed = vec![false; model.spec.comparisons.len()];
-        let all = vec![true; model.spec.comparisons.len()];
-        let (_, lambda, _) = em(
-            &model.m,
-            &model.u,
-            0.1,
-            &patterns,
-            &all,
-            &fixed,
-            options.em_iterations,
-        );
-        model.lambda = lambda.clamp(1e-9, 1.0 - 1e-9);
+        model.bound_parameters();
+        model.keep_supported_requirements(records, pairing);
+        if model.spec.prior.is_empty() {
+            let candidates = block(&model.spec, records, pairing);
+            let gammas: Vec<Gamma> = candidates
+                .pairs
+                .iter()
+                .map(|&(a, b, _)| model.gamma(&records[a], &records[b]))
+                .collect();
+            // The prior over all candidate pairs, with m and u fixed.
+            let patterns = aggregate(gammas.iter());
+            let fixed = vec![false; model.spec.comparisons.len()];
+            let all = vec![true; model.spec.comparisons.len()];
+            let (_, lambda, _) = em(
+                &model.m,
+                &model.u,
+                0.1,
+                &patterns,
+                &all,
+                &fixed,
+                options.em_iterations,
+            );
+            model.lambda = lambda.clamp(1e-9, 1.0 - 1e-9);
+        } else {
+            model.estimate_prior(records, pairing);
+        }
         model.set_term_frequencies(records);
         model.version = model.fingerprint();
         model
+    }
+
+    /// The probability that two random records match (Splink's
+    /// `estimate_probability_two_random_records_match`): the pairs the `prior` rules find,
+    /// divided by the share of matches those rules find, over every possible pair. The share
+    /// is worked out from the model, not assumed: a rule on fields F finds a match when both
+    /// records have each field and agree on it exactly, `prod(presence^2 * m_exact)`.
+    fn estimate_prior(&mut self, records: &[Prepared], pairing: Pairing) {
+        let total_pairs = match pairing {
+            Pairing::Dedupe => records.len() as f64 * (records.len() as f64 - 1.0) / 2.0,
+            Pairing::Link { left } => left as f64 * (records.len() - left) as f64,
+        };
+        if total_pairs < 1.0 {
+            return;
+        }
+        let presence = |field: usize| {
+            records.iter().filter(|r| r.values[field].is_some()).count() as f64
+                / records.len() as f64
+        };
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut missed_by_all = 1.0;
+        for rule in &self.spec.prior {
+            let mut recall = 1.0;
+            for field in &rule.fields {
+                let field_index = self.spec.field_index(field);
+                let exact = self
+                    .spec
+                    .comparisons
+                    .iter()
+                    .position(|c| &c.field == field)
+                    .map_or(1.0, |c| *self.m[c].last().expect("a level"));
+                recall *= presence(field_index).powi(2) * exact;
+            }
+            missed_by_all *= 1.0 - recall;
+            found.extend(block_rule(&self.spec, rule, records, pairing).0);
+        }
+        found.sort_unstable();
+        found.dedup();
+        let recall = (1.0 - missed_by_all).max(1e-3);
+        let matches = (found.len() as f64 / recall).max(1.0);
+        let lambda = matches / total_pairs;
+        let bounded = lambda.clamp(1.0 / total_pairs, 0.5);
+        if bounded != lambda {
+            self.warnings.push(format!(
+                "prior: {lambda:.3e} held at {bounded:.3e} (the prior rules found {} pairs)",
+                found.len()
+            ));
+        }
+        self.prior_found = (found.len(), recall);
+        self.lambda = bounded;
+    }
+
+    /// Drops each conditional requirement that more than [`CONDITIONAL_REQUIREMENT_MISS`] of
+    /// the near-certain matches would fail, saying so. The near-certain matches are the pairs
+    /// the prior rules find on other fields (a NINO shared exactly says nothing of the given
+    /// names): where they often disagree on the required comparison, the data's errors are of
+    /// a kind the requirement would veto.
+    fn keep_supported_requirements(&mut self, records: &[Prepared], pairing: Pairing) {
+        let found: Vec<(&BlockingRule, Vec<(usize, usize)>)> = self
+            .spec
+            .prior
+            .iter()
+            .map(|rule| (rule, block_rule(&self.spec, rule, records, pairing).0))
+            .collect();
+        let mut kept = Vec::new();
+        for requirement in &self.spec.requirements {
+            let Some((index, comparison)) = self
+                .spec
+                .comparisons
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.name == requirement.comparison)
+            else {
+                continue;
+            };
+            if !requirement.conditional {
+                kept.push(requirement.clone());
+                continue;
+            }
+            let minimum = comparison
+                .comparator
+                .levels()
+                .iter()
+                .position(|level| *level == requirement.min_level)
+                .unwrap_or(0) as u8;
+            let field = self.field_of[index];
+            let (mut compared, mut below) = (0usize, 0usize);
+            for (rule, pairs) in &found {
+                let about_it = rule
+                    .fields
+                    .iter()
+                    .any(|f| *f == comparison.field || comparison.depends_on.contains(f));
+                if about_it {
+                    continue;
+                }
+                for &(a, b) in pairs {
+                    if let (Some(x), Some(y)) =
+                        (&records[a].values[field], &records[b].values[field])
+                    {
+                        compared += 1;
+                        below += usize::from(comparison.comparator.level(x, y) < minimum);
+                    }
+                }
+            }
+            let share = below as f64 / compared.max(1) as f64;
+            if compared >= 20 && share > CONDITIONAL_REQUIREMENT_MISS {
+                self.warnings.push(format!(
+                    "requirement `{} at least {}` not applied: {below} of {compared} pairs the prior rules find on other fields ({:.1}%) fall below it",
+                    requirement.comparison,
+                    requirement.min_level,
+                    100.0 * share
+                ));
+            } else {
+                kept.push(requirement.clone());
+            }
+        }
+        self.spec.requirements = kept;
+        self.required_levels = Model::required_levels(&self.spec);
+        self.min_level = Model::min_levels(&self.spec);
+    }
+
+    /// Holds m and u inside bounds where the data gave too little to estimate them (a level
+    /// nobody reached), and says which, so weights stay finite and explicable.
+    fn bound_parameters(&mut self) {
+        for (comparison, spec) in self.spec.comparisons.iter().enumerate() {
+            for (table, name, floor) in [(&mut self.m, "m", M_FLOOR), (&mut self.u, "u", U_FLOOR)] {
+                let levels = &mut table[comparison];
+                let mut held = false;
+                for (level, value) in levels.iter_mut().enumerate() {
+                    if value.is_nan() || *value < floor {
+                        self.warnings.push(format!(
+                            "{name}[{}][{}] = {value:.2e} held at {floor:.0e}",
+                            spec.name,
+                            spec.comparator.levels()[level]
+                        ));
+                        *value = floor;
+                        held = true;
+                    }
+                }
+                if held {
+                    let total: f64 = levels.iter().sum();
+                    levels.iter_mut().for_each(|value| *value /= total);
+                }
+            }
+        }
     }
 
     /// u from random pairs, sampled in fixed chunks (one seed each) spread over the cores: the
@@ -502,6 +685,17 @@ impl Model {
             _ => return,
         };
         let per_chunk = options.u_sample / CHUNKS as usize;
+        let prior_fields: Vec<Vec<usize>> = self
+            .spec
+            .prior
+            .iter()
+            .map(|rule| {
+                rule.fields
+                    .iter()
+                    .map(|f| self.spec.field_index(f))
+                    .collect()
+            })
+            .collect();
         let sample_chunk = |chunk: u64| {
             let mut counts: Vec<Vec<f64>> = self
                 .u
@@ -518,6 +712,16 @@ impl Model {
                     continue;
                 }
                 let (x, y) = (&records[a].values, &records[b].values);
+                // A pair a prior rule marks as one person is (almost surely) a match: it
+                // says nothing about non-matches, and among duplicates-rich data it would
+                // make agreement look common among them.
+                if prior_fields.iter().any(|fields| {
+                    fields
+                        .iter()
+                        .all(|&field| x[field].is_some() && x[field] == y[field])
+                }) {
+                    continue;
+                }
                 for (comparison, (spec, &field)) in
                     self.spec.comparisons.iter().zip(&self.field_of).enumerate()
                 {
@@ -600,6 +804,15 @@ impl Model {
                         .iter()
                         .map(|(value, frequency)| {
                             let adjustment = (self.u[comparison][top] / frequency.max(1e-9)).log2();
+                            // An address is shared by a household and, in a messy extract,
+                            // by the duplicates being sought, which count in its frequency
+                            // too: a shared address (a hostel) weighs less, and a rare one
+                            // no more than any exact address.
+                            let adjustment = if spec.comparator == Comparator::Address {
+                                adjustment.min(0.0)
+                            } else {
+                                adjustment
+                            };
                             (value.clone(), adjustment)
                         })
                         .filter(|(_, adjustment)| adjustment.is_finite())
@@ -715,12 +928,12 @@ impl Model {
                 let value = a.values[fields_index[comparison]]
                     .as_deref()
                     .unwrap_or_default();
-                if let Some(frequency) = self
-                    .term_frequencies
+                if let Some(found) = self
+                    .tf_adjustments
                     .get(comparison)
                     .and_then(|tf| tf.get(value))
                 {
-                    adjustment = (self.u[comparison][top] / frequency.max(1e-9)).log2();
+                    adjustment = *found;
                     field_weight += adjustment;
                 }
             }
@@ -808,6 +1021,10 @@ fn aggregate<'a>(gammas: impl Iterator<Item = &'a Gamma>) -> Vec<(Gamma, f64)> {
 }
 
 const M_PSEUDO_COUNT: f64 = 1.0;
+/// The least m of a level: no single disagreement weighs more than about -13 bits.
+const M_FLOOR: f64 = 1e-4;
+/// The least u of a level: no single agreement weighs more than about +23 bits.
+const U_FLOOR: f64 = 1e-7;
 /// Expected matches below which a level's m is not estimated (m = u).
 const MIN_LEVEL_MATCHES: f64 = 1.0;
 
@@ -911,6 +1128,7 @@ mod tests {
                         low: 0.8,
                     },
                     term_frequency: true,
+                    depends_on: Vec::new(),
                 },
                 ComparisonSpec {
                     name: "family".into(),
@@ -920,12 +1138,14 @@ mod tests {
                         low: 0.8,
                     },
                     term_frequency: true,
+                    depends_on: Vec::new(),
                 },
                 ComparisonSpec {
                     name: "dob".into(),
                     field: "dob".into(),
                     comparator: Comparator::Date,
                     term_frequency: false,
+                    depends_on: Vec::new(),
                 },
             ],
             blocking: vec![
@@ -940,6 +1160,7 @@ mod tests {
             ],
             training: Vec::new(),
             requirements: Vec::new(),
+            prior: Vec::new(),
         }
     }
 
@@ -1036,6 +1257,7 @@ mod tests {
         spec.requirements = vec![Requirement {
             comparison: "given".into(),
             min_level: "jaro_winkler_high".into(),
+            conditional: false,
         }];
         let records = population();
         let model = Model::train(

@@ -252,6 +252,10 @@ pub struct Person {
     pub postcode: Option<String>,
     /// The UPRN of the person's address, where the source knows it.
     pub uprn: Option<String>,
+    /// Other identifiers by name (`legacy_ref`, `housing_benefit_ref`): the mapping's
+    /// `identifiers` table. The same name in two sources is the same scheme.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub identifiers: std::collections::BTreeMap<String, String>,
 }
 
 /// A tenancy: who (party source ids) holds which property (property source id).
@@ -283,6 +287,10 @@ pub struct Property {
     pub address: Option<String>,
     /// house, flat, bungalow, block...
     pub property_type: Option<String>,
+    /// Other identifiers by name (an asset system's own number): the mapping's
+    /// `identifiers` table.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub identifiers: std::collections::BTreeMap<String, String>,
 }
 
 /// A tenant's report of a defect (HACT RaiseRepair): the repair clock starts here.

@@ -62,6 +62,25 @@ pub struct Envelope {
     /// When goldthread read it.
     pub ingested_at: DateTime<Utc>,
     pub payload: Payload,
+    /// Optional fields whose source value did not parse, by canonical field: the field is
+    /// null in the payload and the value is kept here, so the record still flows (a typo'd
+    /// date of birth does not cost the whole tenant) and the finding can be reported.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unparsed: std::collections::BTreeMap<String, Unparsed>,
+}
+
+/// A source value that did not parse as its canonical field's kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unparsed {
+    /// The value as the source sent it (text, or JSON for other values).
+    pub raw: String,
+    /// Why it did not parse.
+    pub reason: String,
+    /// For a date: its numbers read by the source's date format as `YYYYMMDD`, even where
+    /// they make no date (`30/03/2000` read with `%m/%d/%Y` gives `20003003`), so matching
+    /// can still see a day and month swapped or one digit wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_digits: Option<String>,
 }
 
 /// The namespace for event ids (UUID v5 of the source position).
@@ -183,6 +202,15 @@ mod tests {
                 type_code: None,
                 follow_on_ref: None,
             }),
+            unparsed: [(
+                "type_code".to_string(),
+                Unparsed {
+                    raw: "J1".into(),
+                    reason: "cannot parse `J1` as an integer".into(),
+                    date_digits: None,
+                },
+            )]
+            .into(),
         };
         let json = serde_json::to_string(&envelope).unwrap();
         assert!(json.contains(r#""op":"r""#), "{json}");

@@ -12,5 +12,5 @@ pub mod stage;
 pub use entity::{EntityKind, FieldKind, Payload};
 pub use error::{Error, ErrorClass};
 pub use event::{
-    DeadLetter, Envelope, MAX_DEAD_LETTER_RAW_BYTES, MAX_ROW_BYTES, Op, Reference, Source,
+    DeadLetter, Envelope, MAX_DEAD_LETTER_RAW_BYTES, MAX_ROW_BYTES, Op, Reference, Source, Unparsed,
 };

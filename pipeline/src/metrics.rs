@@ -8,6 +8,9 @@ pub const CONNECTOR_ROWS_READ_TOTAL: &str = "connector_rows_read_total";
 pub const CONNECTOR_EVENTS_PRODUCED_TOTAL: &str = "connector_events_produced_total";
 /// Rows or messages sent to the dead-letter topic. Labels: `source`.
 pub const CONNECTOR_DEAD_LETTERS_TOTAL: &str = "connector_dead_letters_total";
+/// Values of optional fields that did not parse, kept in their events (`Envelope::unparsed`).
+/// Labels: `source`, `field`.
+pub const CONNECTOR_UNPARSED_VALUES_TOTAL: &str = "connector_unparsed_values_total";
 /// 1 while a supervised source (Debezium topics, a PostgreSQL table) runs, 0 while it waits
 /// to be retried after a failure.
 pub const CONNECTOR_UP: &str = "connector_up";
@@ -58,6 +61,10 @@ pub fn describe() {
     describe_counter!(
         CONNECTOR_DEAD_LETTERS_TOTAL,
         "Source rows sent to the dead-letter topic"
+    );
+    describe_counter!(
+        CONNECTOR_UNPARSED_VALUES_TOTAL,
+        "Values of optional fields that did not parse, kept in their events"
     );
     describe_counter!(
         STAGE_EVENTS_CONSUMED_TOTAL,

@@ -385,6 +385,7 @@ mod tests {
             recorded_at: None,
             ingested_at: Utc::now(),
             payload,
+            unparsed: Default::default(),
         }
     }
 
