@@ -248,7 +248,25 @@ impl Loaded {
     pub fn hub(&self) -> anyhow::Result<mdm::Hub> {
         let mdm = self.config.mdm.clone();
         match &mdm.person_model {
-            None => Ok(mdm::Hub::new(mdm)),
+            None => {
+                let hub = mdm::Hub::new(mdm);
+                // Nothing mapped is silently ignored: say what the built-in model leaves out.
+                let used = &hub.person_model().spec.comparisons;
+                let unused: Vec<String> = self
+                    .person_spec()
+                    .comparisons
+                    .into_iter()
+                    .filter(|wanted| !used.iter().any(|c| c.field == wanted.field))
+                    .map(|c| c.field)
+                    .collect();
+                if !unused.is_empty() {
+                    tracing::warn!(
+                        fields = %unused.join(", "),
+                        "the built-in person model does not compare these mapped person fields; train a model on your data (`goldthread train`) and set mdm.person_model"
+                    );
+                }
+                Ok(hub)
+            }
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("mdm.person_model: reading {}", path.display()))?;

@@ -440,16 +440,19 @@ async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) 
 }
 
 /// Why a golden record holds its source records: each link with the model's per-field
-/// levels and weights, or the rule or steward decision behind it.
+/// levels and weights, or the rule or steward decision behind it; and the pairs a
+/// requirement kept apart although they scored above the link threshold (`vetoed`).
 fn explain(state: &AppState, entity: mdm::Entity, id: &str) -> Response {
-    let found = state
-        .shared
-        .hub
-        .lock()
-        .expect("hub lock")
-        .explain(entity, id);
+    let found = {
+        let hub = state.shared.hub.lock().expect("hub lock");
+        hub.explain(entity, id)
+            .map(|links| (links, hub.vetoed(entity, id)))
+    };
     match found {
-        Some(links) => Json(serde_json::json!({ "golden_id": id, "links": links })).into_response(),
+        Some((links, vetoed)) => {
+            Json(serde_json::json!({ "golden_id": id, "links": links, "vetoed": vetoed }))
+                .into_response()
+        }
         None => error(
             StatusCode::NOT_FOUND,
             format!("no golden {} `{id}`", entity.as_str()),

@@ -299,7 +299,9 @@ pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
         (Entity::Property, hub.golden_property_ids()),
     ] {
         for golden_id in ids {
-            for link in hub.explain(entity, &golden_id).unwrap_or_default() {
+            let mut explained = hub.explain(entity, &golden_id).unwrap_or_default();
+            explained.extend(hub.vetoed(entity, &golden_id));
+            for link in explained {
                 let (probability, weight, explanation) = match &link.score {
                     Some(score) => (
                         format!("{:.6}", score.probability),

@@ -1097,13 +1097,13 @@ impl Hub {
         })
     }
 
-    /// Why the records of a golden record are together: every link inside it, explained;
-    /// then, for persons, each pair of one of its records that scored above the link
-    /// threshold but a requirement kept apart (`decided_by` `vetoed`).
-    pub fn explain(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
-        let mut explanations = self.explain_links(entity, golden_id)?;
-        if entity == Entity::Person {
-            let golden_id = self.persons.resolve(golden_id)?;
+    /// The pairs of a golden person's records with records that scored above the link
+    /// threshold but a requirement kept apart (`decided_by` `vetoed`), explained.
+    pub fn vetoed(&self, entity: Entity, golden_id: &str) -> Vec<LinkExplanation> {
+        let mut explanations = Vec::new();
+        if entity == Entity::Person
+            && let Some(golden_id) = self.persons.resolve(golden_id)
+        {
             let members = self.persons.member_slots(&golden_id);
             for (&(a, b), _) in self
                 .vetoed
@@ -1124,10 +1124,11 @@ impl Hub {
                 });
             }
         }
-        Some(explanations)
+        explanations
     }
 
-    fn explain_links(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
+    /// Why the records of a golden record are together: every link inside it, explained.
+    pub fn explain(&self, entity: Entity, golden_id: &str) -> Option<Vec<LinkExplanation>> {
         let index = self.index(entity);
         let golden_id = index.resolve(golden_id)?;
         Some(
@@ -2017,11 +2018,9 @@ mod tests {
             allocated_by: "hms".into(),
         };
         let golden = hub.golden_ids_of(&twin)[0].1.to_string();
-        let explained = hub.explain(Entity::Person, &golden).unwrap();
-        let vetoed = explained
-            .iter()
-            .find(|e| e.decided_by == "vetoed")
-            .expect("the vetoed pair is explained");
+        let explained = hub.vetoed(Entity::Person, &golden);
+        let vetoed = explained.first().expect("the vetoed pair is explained");
+        assert_eq!(vetoed.decided_by, "vetoed");
         let score = vetoed.score.as_ref().unwrap();
         assert!(score.weight > 0.0, "{score:?}");
         assert_eq!(
