@@ -48,9 +48,17 @@ fn pairwise_f1(xref: &Path) -> (f64, f64, f64) {
 }
 
 fn link(config: &str, out: &Path) -> serde_json::Value {
+    link_with(
+        &root().join(config),
+        out,
+        &["compares address", "compares nino"],
+    )
+}
+
+fn link_with(config: &Path, out: &Path, expected: &[&str]) -> serde_json::Value {
     let output = goldthread()
         .args(["link", "--config"])
-        .arg(root().join(config))
+        .arg(config)
         .arg("--out")
         .arg(out)
         .output()
@@ -62,12 +70,7 @@ fn link(config: &str, out: &Path) -> serde_json::Value {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The person model says how it uses what is mapped.
-    for line in [
-        "compares address",
-        "compares nino",
-        "blocks on",
-        "prior weight",
-    ] {
+    for line in expected.iter().chain(&["blocks on", "prior weight"]) {
         assert!(stderr.contains(line), "`{line}` in {stderr}");
     }
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
@@ -96,6 +99,29 @@ fn febrl_links_through_goldthread_link_with_a_plain_mapping() {
             "{config}: F1 {f1:.4} (precision {precision:.4}, recall {recall:.4}) below {floor}"
         );
     }
+}
+
+#[test]
+fn a_named_identifier_is_evidence_and_a_blocking_key() {
+    // Febrl4's national id mapped as a named identifier instead of a NINO.
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(root().join("config/examples/febrl4.toml"))
+        .unwrap()
+        .replace(
+            "data_dir = \"../../mdm/testdata/febrl\"",
+            &format!("data_dir = {:?}", root().join("mdm/testdata/febrl")),
+        )
+        .replace(
+            ", nino = \"soc_sec_id\" }",
+            " }\nidentifiers = { ssn = \"soc_sec_id\" }",
+        );
+    assert_eq!(config.matches("identifiers").count(), 2, "{config}");
+    let path = dir.path().join("febrl4-identifier.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = dir.path().join("out");
+    link_with(&path, &out, &["compares id:ssn", "id:ssn"]);
+    let (_, _, f1) = pairwise_f1(&out.join("xref.csv"));
+    assert!(f1 >= 0.999, "F1 {f1:.4}");
 }
 
 #[test]
