@@ -51,23 +51,28 @@ pub fn join_address(parts: &[Option<String>; 5]) -> String {
 }
 
 fn swapped_names(a: &str, b: &str) -> u8 {
-    let (Some((given_a, family_a)), Some((given_b, family_b))) =
-        (a.split_once('\u{1f}'), b.split_once('\u{1f}'))
-    else {
+    // The separator is one ASCII byte: a byte search, not a char search.
+    fn split(text: &str) -> Option<(&str, &str)> {
+        let at = text.bytes().position(|byte| byte == 0x1f)?;
+        Some((&text[..at], &text[at + 1..]))
+    }
+    let (Some((given_a, family_a)), Some((given_b, family_b))) = (split(a), split(b)) else {
         return 0;
     };
     let similar = |x: &str, y: &str| !x.is_empty() && !y.is_empty() && jaro_winkler(x, y) >= 0.92;
-    if given_a == family_a
-        || given_b == family_b
-        || similar(given_a, given_b)
-        || similar(family_a, family_b)
-    {
+    if given_a == family_a || given_b == family_b {
         return 0;
     }
-    match (similar(given_a, family_b), similar(family_a, given_b)) {
+    // The crossings first: most pairs have none, and then nothing else needs comparing.
+    let crossed = match (similar(given_a, family_b), similar(family_a, given_b)) {
         (true, true) => 2,
         (true, false) | (false, true) => 1,
-        (false, false) => 0,
+        (false, false) => return 0,
+    };
+    if similar(given_a, given_b) || similar(family_a, family_b) {
+        0
+    } else {
+        crossed
     }
 }
 
@@ -80,16 +85,21 @@ enum Part {
     Exact,
 }
 
+/// The five parts of a joined address (missing ones empty), without allocating.
+fn address_parts(joined: &str) -> [&str; 5] {
+    let mut parts = [""; 5];
+    for (slot, part) in parts.iter_mut().zip(joined.split('\u{1f}')) {
+        *slot = part;
+    }
+    parts
+}
+
 fn address_level(a: &str, b: &str) -> u8 {
-    let mut parts_a = a.split('\u{1f}');
-    let mut parts_b = b.split('\u{1f}');
     // saon, paon, street, town, postcode
+    let (parts_a, parts_b) = (address_parts(a), address_parts(b));
     let mut agreement = [Part::Missing; 5];
     for (index, slot) in agreement.iter_mut().enumerate() {
-        let (x, y) = (
-            parts_a.next().unwrap_or_default(),
-            parts_b.next().unwrap_or_default(),
-        );
+        let (x, y) = (parts_a[index], parts_b[index]);
         if x.is_empty() || y.is_empty() {
             continue;
         }
@@ -108,10 +118,8 @@ fn address_level(a: &str, b: &str) -> u8 {
     }
     // A building name entered as the street and the street as the building name.
     if agreement[2] == Part::Differ {
-        let nth =
-            |text: &str, index: usize| text.split('\u{1f}').nth(index).unwrap_or("").to_string();
         let close = |p: &str, q: &str| !p.is_empty() && !q.is_empty() && jaro_winkler(p, q) >= 0.9;
-        if close(&nth(a, 0), &nth(b, 2)) && close(&nth(a, 2), &nth(b, 0)) {
+        if close(parts_a[0], parts_b[2]) && close(parts_a[2], parts_b[0]) {
             agreement[0] = Part::Close;
             agreement[2] = Part::Close;
         }

@@ -184,9 +184,11 @@ pub fn name(
     name
 }
 
-/// Whether a folded name is in the nickname table.
+/// Whether a folded name is in the nickname table (hashed: the matcher asks for every pair).
 pub fn is_nickname(folded: &str) -> bool {
-    NICKNAMES.iter().any(|(nickname, _)| *nickname == folded)
+    static SET: std::sync::LazyLock<rustc_hash::FxHashSet<&'static str>> =
+        std::sync::LazyLock::new(|| NICKNAMES.iter().map(|(nickname, _)| *nickname).collect());
+    SET.contains(folded)
 }
 
 /// Every formal name a folded nickname may stand for (empty for a name that is none).
