@@ -36,6 +36,7 @@ pub const FIELDS: &[&str] = &[
     "postcode",
     "address",
     "names",
+    "uprn",
 ];
 
 /// The model field of a named identifier (`legacy_ref` -> `id:legacy_ref`).
@@ -189,6 +190,7 @@ pub fn default_comparator(field: &str) -> (Comparator, bool) {
         "address" => (Comparator::Address, true),
         "names" => (Comparator::SwappedNames, false),
         "street" | "town" => (NAME, true),
+        "uprn" => (Comparator::Exact, false),
         // nino, phone, saon, paon, identifiers: codes.
         _ => (Comparator::Code, false),
     }
@@ -245,6 +247,8 @@ fn evidence_fields(mapped: &Mapped) -> Vec<String> {
     // From a gendered title: opposite-sex twins of near-identical names (Alexander and
     // Alexandra) share everything else.
     add("sex", any(&["title", "full_name", "given_name"]));
+    // The UPRN of the person's address: the same home, whatever the address text says.
+    add("uprn", mapped.has("uprn"));
     for identifier in &mapped.identifiers {
         fields.push(identifier_field(identifier));
     }
@@ -345,6 +349,7 @@ pub fn derive(mapped: &Mapped) -> ModelSpec {
     // A date of birth alone: names swapped, replaced or mistyped on both sides. Blocks stay
     // small (some 30,000 birthdays among the living).
     rules.extend([
+        vec!["uprn", "given_name"],
         vec!["date_of_birth"],
         vec!["phone"],
         vec!["email"],
@@ -433,30 +438,6 @@ pub fn derive(mapped: &Mapped) -> ModelSpec {
     }
 }
 
-/// What the sample landlord's sources (`config/default.toml`) map for persons: the built-in
-/// model was trained on it.
-pub fn sample_landlord_mapped() -> Mapped {
-    Mapped {
-        fields: [
-            "title",
-            "given_name",
-            "middle_name",
-            "family_name",
-            "full_name",
-            "date_of_birth",
-            "nino",
-            "phone",
-            "email",
-            "postcode",
-            "address",
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect(),
-        identifiers: BTreeSet::new(),
-    }
-}
-
 /// Loads a saved person model, refusing one with a field this version does not know (a
 /// model from another version would read values in the wrong places).
 pub fn load_model(text: &str) -> Result<model::Model, String> {
@@ -502,6 +483,8 @@ pub struct Evidence {
     pub postcode: Option<String>,
     pub address: address::Address,
     pub identifiers: BTreeMap<String, String>,
+    /// The UPRN of the person's address: digits, leading zeros dropped.
+    pub uprn: Option<String>,
     /// Values that failed validation, as matching compares them: a date of birth that did
     /// not parse (as `YYYYMMDD` digits), an invalid NINO, a postcode that is not British.
     pub fallback: Fallback,
@@ -586,6 +569,13 @@ impl Evidence {
             email: person.email.as_deref().and_then(normalise::email),
             postcode,
             address,
+            uprn: person.uprn.as_deref().and_then(|raw| {
+                let digits = raw.trim().trim_start_matches('0');
+                (!digits.is_empty()
+                    && digits.len() <= 12
+                    && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.to_string())
+            }),
             identifiers: person
                 .identifiers
                 .iter()
@@ -634,6 +624,7 @@ impl Evidence {
                 .postcode
                 .clone()
                 .or_else(|| self.fallback.postcode.clone()),
+            "uprn" => self.uprn.clone(),
             "names" => Some(format!(
                 "{}\u{1f}{}",
                 self.value("given_name")?,
@@ -774,6 +765,7 @@ mod tests {
                 "town",
                 "postcode",
                 "nino",
+                "uprn",
             ],
             &["legacy_ref"],
         ));
@@ -789,6 +781,7 @@ mod tests {
                 "nino",
                 "address",
                 "sex",
+                "uprn",
                 "id:legacy_ref"
             ]
         );
