@@ -277,15 +277,15 @@ pub fn spec_for(mapped: &Mapped, config: Option<&PersonModelConfig>) -> ModelSpe
     };
     let blocking = config.blocking.as_ref().map_or(derived.blocking, rules);
     let training = config.training.as_ref().map_or(derived.training, rules);
-    let requirements = match &config.requirements {
-        Some(requirements) => requirements.clone(),
-        // Derived requirements on comparisons the configuration kept.
-        None => derived
-            .requirements
-            .into_iter()
-            .filter(|r| comparisons.iter().any(|c| c.name == r.comparison))
-            .collect(),
-    };
+    // Requirements on comparisons the model has: one on a field no source maps could never
+    // fire (it needs both values).
+    let requirements = config
+        .requirements
+        .clone()
+        .unwrap_or(derived.requirements)
+        .into_iter()
+        .filter(|r| comparisons.iter().any(|c| c.name == r.comparison))
+        .collect();
     // Prior rules on fields the comparisons kept.
     let prior: Vec<BlockingRule> = derived
         .prior
@@ -823,6 +823,16 @@ mod tests {
         assert_eq!(spec.comparisons.len(), 2);
         assert_eq!(spec.comparisons[1].comparator, Comparator::Exact);
         assert_eq!(spec.requirements.len(), 1);
+        // A requirement on a field nobody maps is no requirement (and no panic in training).
+        let unmapped: PersonModelConfig = toml::from_str(
+            r#"
+            requirements = [{ comparison = "nino", min_level = "exact" }]
+            "#,
+        )
+        .unwrap();
+        assert!(unmapped.problems().is_empty());
+        let spec = spec_for(&mapped(&["given_name"], &[]), Some(&unmapped));
+        assert!(spec.requirements.is_empty());
         let bad: PersonModelConfig = toml::from_str(
             r#"
             blocking = [["shoe_size"]]
