@@ -162,10 +162,10 @@ pub fn train_model(
             prepared.len()
         );
     }
-    // u from random pairs: a million is plenty for any extract, and for a small one 50 per
-    // record (never under 200,000) estimate it as well in half the time or less.
+    // u from random pairs (exact agreement is counted, not sampled): a million is plenty
+    // for any extract, and for a small one 20 per record (never under 100,000) does as well.
     let options = TrainOptions {
-        u_sample: (prepared.len() * 50).clamp(200_000, 1_000_000),
+        u_sample: (prepared.len() * 20).clamp(100_000, 1_000_000),
         ..TrainOptions::default()
     };
     let mut model = Model::train(spec, &prepared, Pairing::Dedupe, &options);

@@ -772,6 +772,79 @@ impl Model {
                 levels.into_iter().map(|count| count / total).collect()
             })
             .collect();
+        if !self.spec.prior.is_empty() {
+            self.count_exact_u(records, pairing);
+        }
+    }
+
+    /// Exact agreement is counted, not sampled, where the top level means equal values: over
+    /// every pair of records that both have the value, less the pairs the prior rules mark as
+    /// one person. A rare value's agreement (one date of birth in 20,000) is then known to its
+    /// last pair, however few pairs were sampled; the sampled levels below share the rest.
+    fn count_exact_u(&mut self, records: &[Prepared], pairing: Pairing) {
+        let mut prior_pairs: Vec<(usize, usize)> = self
+            .spec
+            .prior
+            .iter()
+            .flat_map(|rule| block_rule(&self.spec, rule, records, pairing).0)
+            .collect();
+        prior_pairs.sort_unstable();
+        prior_pairs.dedup();
+        for (comparison, spec) in self.spec.comparisons.iter().enumerate() {
+            let top_is_equality = !matches!(
+                spec.comparator,
+                Comparator::Address | Comparator::SwappedNames
+            );
+            if !top_is_equality {
+                continue;
+            }
+            let field = self.field_of[comparison];
+            let side = |index: usize| match pairing {
+                Pairing::Dedupe => 0,
+                Pairing::Link { left } => usize::from(index >= left),
+            };
+            let mut counts: [rustc_hash::FxHashMap<&str, f64>; 2] = Default::default();
+            let mut present = [0.0f64; 2];
+            for (index, record) in records.iter().enumerate() {
+                if let Some(value) = record.values[field].as_deref() {
+                    *counts[side(index)].entry(value).or_default() += 1.0;
+                    present[side(index)] += 1.0;
+                }
+            }
+            let (mut equal, mut pairs) = match pairing {
+                Pairing::Dedupe => (
+                    counts[0].values().map(|c| c * (c - 1.0) / 2.0).sum::<f64>(),
+                    present[0] * (present[0] - 1.0) / 2.0,
+                ),
+                Pairing::Link { .. } => (
+                    counts[0]
+                        .iter()
+                        .map(|(value, c)| c * counts[1].get(value).copied().unwrap_or(0.0))
+                        .sum::<f64>(),
+                    present[0] * present[1],
+                ),
+            };
+            for &(a, b) in &prior_pairs {
+                if let (Some(x), Some(y)) = (&records[a].values[field], &records[b].values[field]) {
+                    pairs -= 1.0;
+                    equal -= f64::from(u8::from(x == y));
+                }
+            }
+            if pairs < 1.0 {
+                continue;
+            }
+            let levels = &mut self.u[comparison];
+            let top = levels.len() - 1;
+            let exact = (equal.max(0.0) + 1.0) / (pairs + 1.0);
+            let rest: f64 = levels[..top].iter().sum();
+            if rest <= 0.0 {
+                continue;
+            }
+            for level in levels[..top].iter_mut() {
+                *level *= (1.0 - exact) / rest;
+            }
+            levels[top] = exact;
+        }
     }
 
     /// Recomputes the term-frequency tables from the data the model matches.
