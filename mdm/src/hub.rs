@@ -457,7 +457,7 @@ fn uprns_conflict(records: &[PropertyRecord], a: usize, b: usize) -> bool {
     matches!((&records[a].uprn, &records[b].uprn), (Some(x), Some(y)) if x != y)
 }
 
-fn uprn(raw: Option<&str>) -> Result<Option<String>, ()> {
+pub(crate) fn uprn(raw: Option<&str>) -> Result<Option<String>, ()> {
     match raw.map(str::trim).filter(|text| !text.is_empty()) {
         None => Ok(None),
         Some(text) if text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit()) => {
@@ -664,12 +664,7 @@ impl Hub {
         // A named identifier (an asset system's own number, carried by another system) is
         // as decisive as a UPRN: the same scheme and value is the same home.
         for (name, value) in &property.identifiers {
-            let value: String = value
-                .chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_uppercase)
-                .collect();
-            if !value.is_empty() {
+            if let Some(value) = crate::person::compact_upper(value) {
                 keys.push(format!("id:{name}:{value}"));
             }
         }

@@ -499,7 +499,8 @@ pub struct Fallback {
     pub postcode: Option<String>,
 }
 
-fn compact_upper(text: &str) -> Option<String> {
+/// Letters and digits only, upper case: how identifiers compare (`t-0042` = `T0042`).
+pub(crate) fn compact_upper(text: &str) -> Option<String> {
     let compact: String = text
         .chars()
         .filter(|c| c.is_alphanumeric())
@@ -569,13 +570,8 @@ impl Evidence {
             email: person.email.as_deref().and_then(normalise::email),
             postcode,
             address,
-            uprn: person.uprn.as_deref().and_then(|raw| {
-                let digits = raw.trim().trim_start_matches('0');
-                (!digits.is_empty()
-                    && digits.len() <= 12
-                    && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.to_string())
-            }),
+            // The properties' reading of a UPRN; an invalid one is no evidence.
+            uprn: crate::hub::uprn(person.uprn.as_deref()).unwrap_or_default(),
             identifiers: person
                 .identifiers
                 .iter()
@@ -685,6 +681,7 @@ mod tests {
             paon: Some("14 b".into()),
             street: Some("High St".into()),
             identifiers: [("legacy_ref".to_string(), "t-0042".to_string())].into(),
+            uprn: Some(" 100023336956 ".into()),
             ..Person::default()
         };
         let fields: Vec<String> = [
@@ -699,6 +696,7 @@ mod tests {
             "paon",
             "street",
             "id:legacy_ref",
+            "uprn",
         ]
         .map(str::to_string)
         .into();
@@ -718,6 +716,7 @@ mod tests {
                 Some("14B"),
                 Some("HIGH STREET"),
                 Some("T0042"),
+                Some("100023336956"),
             ]
         );
     }
