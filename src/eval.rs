@@ -254,37 +254,23 @@ fn pairs_tables(model: &model::Model, events: &[Envelope], labels: &HashMap<Refe
         "\n{:<32} {:>12} {:>16} {:>22}",
         "person blocking rule", "pairs", "true pairs kept", "true pairs only it keeps"
     );
-    let per_rule: Vec<HashSet<(usize, usize)>> = spec
-        .blocking
-        .iter()
-        .map(|rule| {
-            model::block_rule(spec, rule, &prepared, Pairing::Dedupe)
-                .0
-                .into_iter()
-                .collect()
-        })
-        .collect();
-    for (index, (rule, pairs)) in spec.blocking.iter().zip(&per_rule).enumerate() {
-        let kept = pairs.iter().filter(|pair| truth.contains(pair)).count();
-        let only = pairs
+    let per_rule = model::rule_pairs(spec, &prepared, Pairing::Dedupe);
+    for rule in &per_rule {
+        let kept = rule
+            .pairs
             .iter()
-            .filter(|pair| {
-                truth.contains(pair)
-                    && per_rule
-                        .iter()
-                        .enumerate()
-                        .all(|(other, pairs)| other == index || !pairs.contains(pair))
-            })
+            .filter(|pair| truth.contains(pair))
             .count();
+        let only = rule.only.iter().filter(|pair| truth.contains(pair)).count();
         println!(
             "{:<32} {:>12} {:>15.2}% {:>21.2}%",
             rule.name,
-            pairs.len(),
+            rule.pairs.len(),
             share(kept),
             share(only)
         );
     }
-    let union: HashSet<(usize, usize)> = per_rule.into_iter().flatten().collect();
+    let union: HashSet<(usize, usize)> = per_rule.into_iter().flat_map(|rule| rule.pairs).collect();
     let kept = union.iter().filter(|pair| truth.contains(pair)).count();
     println!("{:<32} {:>12} {:>15.2}%", "union", union.len(), share(kept));
     // Calibration: in each band of predicted probability, the share that are true pairs.

@@ -177,40 +177,23 @@ pub fn train_model(
 /// The pairs each blocking rule makes on these records, the pairs no other rule makes, and
 /// pairs per record: what each rule costs and adds.
 fn print_blocking(spec: &mdm::model::ModelSpec, prepared: &[mdm::model::Prepared]) {
-    let per_rule: Vec<std::collections::HashSet<(usize, usize)>> = spec
-        .blocking
-        .iter()
-        .map(|rule| {
-            mdm::model::block_rule(spec, rule, prepared, Pairing::Dedupe)
-                .0
-                .into_iter()
-                .collect()
-        })
-        .collect();
+    let per_rule = mdm::model::rule_pairs(spec, prepared, Pairing::Dedupe);
     eprintln!(
         "  {:<32} {:>10} {:>16} {:>16}",
         "blocking rule", "pairs", "only this rule", "pairs/record"
     );
     let records = prepared.len().max(1) as f64;
-    for (index, (rule, pairs)) in spec.blocking.iter().zip(&per_rule).enumerate() {
-        let only = pairs
-            .iter()
-            .filter(|pair| {
-                per_rule
-                    .iter()
-                    .enumerate()
-                    .all(|(other, pairs)| other == index || !pairs.contains(pair))
-            })
-            .count();
+    for rule in &per_rule {
         eprintln!(
             "  {:<32} {:>10} {:>16} {:>16.2}",
             rule.name,
-            pairs.len(),
-            only,
-            2.0 * pairs.len() as f64 / records
+            rule.pairs.len(),
+            rule.only.len(),
+            2.0 * rule.pairs.len() as f64 / records
         );
     }
-    let union: std::collections::HashSet<&(usize, usize)> = per_rule.iter().flatten().collect();
+    let union: std::collections::HashSet<&(usize, usize)> =
+        per_rule.iter().flat_map(|rule| &rule.pairs).collect();
     eprintln!(
         "  {:<32} {:>10} {:>16} {:>16.2}",
         "union",

@@ -278,6 +278,45 @@ pub fn block_rule(
     (pairs, skipped)
 }
 
+/// The pairs one blocking rule makes, and those of them no other rule makes.
+#[derive(Debug, Clone)]
+pub struct RulePairs {
+    pub name: String,
+    pub pairs: std::collections::HashSet<(usize, usize)>,
+    pub only: std::collections::HashSet<(usize, usize)>,
+}
+
+/// Per blocking rule of `spec`: its pairs and the pairs only it makes (what it costs and adds).
+pub fn rule_pairs(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> Vec<RulePairs> {
+    let per_rule: Vec<std::collections::HashSet<(usize, usize)>> = spec
+        .blocking
+        .iter()
+        .map(|rule| {
+            block_rule(spec, rule, records, pairing)
+                .0
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let mut found_by: rustc_hash::FxHashMap<(usize, usize), usize> = Default::default();
+    for pair in per_rule.iter().flatten() {
+        *found_by.entry(*pair).or_default() += 1;
+    }
+    spec.blocking
+        .iter()
+        .zip(per_rule)
+        .map(|(rule, pairs)| RulePairs {
+            name: rule.name.clone(),
+            only: pairs
+                .iter()
+                .filter(|pair| found_by[*pair] == 1)
+                .copied()
+                .collect(),
+            pairs,
+        })
+        .collect()
+}
+
 /// A deterministic generator for sampling random pairs (splitmix64).
 struct Sampler(u64);
 
