@@ -459,7 +459,15 @@ impl Model {
             prior_found: (0, 0.0),
             term_frequencies: Vec::new(),
         };
-        model.estimate_u(records, pairing, options);
+        // The pairs each prior rule finds: the prior, exact agreement's u and the requirements'
+        // support all read them.
+        let prior_found: Vec<Vec<(usize, usize)>> = model
+            .spec
+            .prior
+            .iter()
+            .map(|rule| block_rule(&model.spec, rule, records, pairing).0)
+            .collect();
+        model.estimate_u(records, pairing, options, &prior_found);
         // m per blocking rule, from all of that rule's pairs, for the comparisons on fields the
         // rule does not block on (Splink's training sessions).
         // (m, matches EM found) per rule; rules are pooled by those matches, so a rule with a
@@ -538,7 +546,7 @@ impl Model {
                 .collect();
         }
         model.bound_parameters();
-        model.keep_supported_requirements(records, pairing);
+        model.keep_supported_requirements(records, &prior_found);
         if model.spec.prior.is_empty() {
             let candidates = block(&model.spec, records, pairing);
             let gammas: Vec<Gamma> = candidates
@@ -561,7 +569,7 @@ impl Model {
             );
             model.lambda = lambda.clamp(1e-9, 1.0 - 1e-9);
         } else {
-            model.estimate_prior(records, pairing);
+            model.estimate_prior(records, pairing, &prior_found);
         }
         model.set_term_frequencies(records);
         model.version = model.fingerprint();
@@ -573,7 +581,12 @@ impl Model {
     /// divided by the share of matches those rules find, over every possible pair. The share
     /// is worked out from the model, not assumed: a rule on fields F finds a match when both
     /// records have each field and agree on it exactly, `prod(presence^2 * m_exact)`.
-    fn estimate_prior(&mut self, records: &[Prepared], pairing: Pairing) {
+    fn estimate_prior(
+        &mut self,
+        records: &[Prepared],
+        pairing: Pairing,
+        prior_found: &[Vec<(usize, usize)>],
+    ) {
         let total_pairs = match pairing {
             Pairing::Dedupe => records.len() as f64 * (records.len() as f64 - 1.0) / 2.0,
             Pairing::Link { left } => left as f64 * (records.len() - left) as f64,
@@ -585,7 +598,7 @@ impl Model {
             records.iter().filter(|r| r.values[field].is_some()).count() as f64
                 / records.len() as f64
         };
-        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut found: Vec<(usize, usize)> = prior_found.concat();
         let mut missed_by_all = 1.0;
         for rule in &self.spec.prior {
             let mut recall = 1.0;
@@ -600,7 +613,6 @@ impl Model {
                 recall *= presence(field_index).powi(2) * exact;
             }
             missed_by_all *= 1.0 - recall;
-            found.extend(block_rule(&self.spec, rule, records, pairing).0);
         }
         found.sort_unstable();
         found.dedup();
@@ -623,13 +635,13 @@ impl Model {
     /// the prior rules find on other fields (a NINO shared exactly says nothing of the given
     /// names): where they often disagree on the required comparison, the data's errors are of
     /// a kind the requirement would veto.
-    fn keep_supported_requirements(&mut self, records: &[Prepared], pairing: Pairing) {
-        let found: Vec<(&BlockingRule, Vec<(usize, usize)>)> = self
-            .spec
-            .prior
-            .iter()
-            .map(|rule| (rule, block_rule(&self.spec, rule, records, pairing).0))
-            .collect();
+    fn keep_supported_requirements(
+        &mut self,
+        records: &[Prepared],
+        prior_found: &[Vec<(usize, usize)>],
+    ) {
+        let found: Vec<(&BlockingRule, &Vec<(usize, usize)>)> =
+            self.spec.prior.iter().zip(prior_found).collect();
         let mut kept = Vec::new();
         for requirement in &self.spec.requirements {
             let Some((index, comparison)) = self
@@ -661,7 +673,7 @@ impl Model {
                 if about_it {
                     continue;
                 }
-                for &(a, b) in pairs {
+                for &(a, b) in pairs.iter() {
                     if let (Some(x), Some(y)) =
                         (&records[a].values[field], &records[b].values[field])
                     {
@@ -715,7 +727,13 @@ impl Model {
 
     /// u from random pairs, sampled in fixed chunks (one seed each) spread over the cores: the
     /// result does not depend on how many cores there are.
-    fn estimate_u(&mut self, records: &[Prepared], pairing: Pairing, options: &TrainOptions) {
+    fn estimate_u(
+        &mut self,
+        records: &[Prepared],
+        pairing: Pairing,
+        options: &TrainOptions,
+        prior_found: &[Vec<(usize, usize)>],
+    ) {
         const CHUNKS: u64 = 16;
         let n = records.len();
         let left = match pairing {
@@ -812,7 +830,7 @@ impl Model {
             })
             .collect();
         if !self.spec.prior.is_empty() {
-            self.count_exact_u(records, pairing);
+            self.count_exact_u(records, pairing, prior_found);
         }
     }
 
@@ -820,13 +838,13 @@ impl Model {
     /// every pair of records that both have the value, less the pairs the prior rules mark as
     /// one person. A rare value's agreement (one date of birth in 20,000) is then known to its
     /// last pair, however few pairs were sampled; the sampled levels below share the rest.
-    fn count_exact_u(&mut self, records: &[Prepared], pairing: Pairing) {
-        let mut prior_pairs: Vec<(usize, usize)> = self
-            .spec
-            .prior
-            .iter()
-            .flat_map(|rule| block_rule(&self.spec, rule, records, pairing).0)
-            .collect();
+    fn count_exact_u(
+        &mut self,
+        records: &[Prepared],
+        pairing: Pairing,
+        prior_found: &[Vec<(usize, usize)>],
+    ) {
+        let mut prior_pairs: Vec<(usize, usize)> = prior_found.concat();
         prior_pairs.sort_unstable();
         prior_pairs.dedup();
         for (comparison, spec) in self.spec.comparisons.iter().enumerate() {
