@@ -270,7 +270,7 @@ fn pairs_tables(model: &model::Model, events: &[Envelope], labels: &HashMap<Refe
             share(only)
         );
     }
-    let union: HashSet<(usize, usize)> = per_rule.into_iter().flat_map(|rule| rule.pairs).collect();
+    let union = model::union_of(&per_rule);
     let kept = union.iter().filter(|pair| truth.contains(pair)).count();
     println!("{:<32} {:>12} {:>15.2}%", "union", union.len(), share(kept));
     // Calibration: in each band of predicted probability, the share that are true pairs.

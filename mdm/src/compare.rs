@@ -59,7 +59,8 @@ fn swapped_names(a: &str, b: &str) -> u8 {
     let (Some((given_a, family_a)), Some((given_b, family_b))) = (split(a), split(b)) else {
         return 0;
     };
-    let similar = |x: &str, y: &str| !x.is_empty() && !y.is_empty() && jaro_winkler(x, y) >= 0.92;
+    let similar =
+        |x: &str, y: &str| !x.is_empty() && !y.is_empty() && jaro_winkler_from(x, y, 0.92) >= 0.92;
     if given_a == family_a || given_b == family_b {
         return 0;
     }
@@ -88,8 +89,19 @@ enum Part {
 /// The five parts of a joined address (missing ones empty), without allocating.
 fn address_parts(joined: &str) -> [&str; 5] {
     let mut parts = [""; 5];
-    for (slot, part) in parts.iter_mut().zip(joined.split('\u{1f}')) {
-        *slot = part;
+    let mut rest = joined;
+    for slot in &mut parts {
+        // The separator is one ASCII byte: a byte scan, not a char search.
+        match rest.bytes().position(|byte| byte == 0x1f) {
+            Some(at) => {
+                *slot = &rest[..at];
+                rest = &rest[at + 1..];
+            }
+            None => {
+                *slot = rest;
+                break;
+            }
+        }
     }
     parts
 }
@@ -104,7 +116,7 @@ fn address_level(a: &str, b: &str) -> u8 {
             continue;
         }
         let close = match index {
-            2 | 3 => jaro_winkler(x, y) >= 0.9,
+            2 | 3 => jaro_winkler_from(x, y, 0.9) >= 0.9,
             4 => Comparator::Postcode.level(x, y) >= 2 || within_one_edit(x, y),
             _ => within_one_edit(x, y),
         };
@@ -118,7 +130,9 @@ fn address_level(a: &str, b: &str) -> u8 {
     }
     // A building name entered as the street and the street as the building name.
     if agreement[2] == Part::Differ {
-        let close = |p: &str, q: &str| !p.is_empty() && !q.is_empty() && jaro_winkler(p, q) >= 0.9;
+        let close = |p: &str, q: &str| {
+            !p.is_empty() && !q.is_empty() && jaro_winkler_from(p, q, 0.9) >= 0.9
+        };
         if close(parts_a[0], parts_b[2]) && close(parts_a[2], parts_b[0]) {
             agreement[0] = Part::Close;
             agreement[2] = Part::Close;
@@ -184,7 +198,7 @@ impl Comparator {
         match *self {
             Comparator::Exact => 0,
             Comparator::Text { high, low } => {
-                let similarity = jaro_winkler(a, b);
+                let similarity = jaro_winkler_from(a, b, low);
                 if similarity >= high {
                     2
                 } else if similarity >= low {
@@ -197,7 +211,7 @@ impl Comparator {
                 if nickname_equivalent(a, b) {
                     return 3;
                 }
-                let similarity = jaro_winkler(a, b);
+                let similarity = jaro_winkler_from(a, b, low);
                 if similarity >= high {
                     2
                 } else if similarity >= low {
@@ -226,7 +240,7 @@ impl Comparator {
             Comparator::MiddleName => {
                 let initial =
                     |short: &str, long: &str| short.chars().count() == 1 && long.starts_with(short);
-                if jaro_winkler(a, b) >= 0.92 {
+                if jaro_winkler_from(a, b, 0.92) >= 0.92 {
                     2
                 } else {
                     u8::from(initial(a, b) || initial(b, a))
@@ -256,6 +270,58 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
             strsim::jaro_winkler(first, second)
         };
     similarity.clamp(0.0, 1.0)
+}
+
+/// [`jaro_winkler`] when it can reach `floor`, else 0: most pairs (random ones, when training)
+/// are told apart by a bound that costs a pass over each value, not the full similarity.
+fn jaro_winkler_from(a: &str, b: &str, floor: f64) -> f64 {
+    if jaro_winkler_bound(a.as_bytes(), b.as_bytes()) + 1e-9 < floor {
+        0.0
+    } else {
+        jaro_winkler(a, b)
+    }
+}
+
+/// An upper bound of Jaro-Winkler, exact for ASCII (1 for anything else). A byte of one value
+/// that never occurs in the other matches nothing, so the matches are at most each length
+/// less its bytes absent from the other; with no transpositions and the true common prefix,
+/// that bounds the similarity.
+fn jaro_winkler_bound(a: &[u8], b: &[u8]) -> f64 {
+    if a.is_empty() || b.is_empty() || !a.is_ascii() || !b.is_ascii() {
+        return 1.0;
+    }
+    let set = |text: &[u8]| {
+        text.iter()
+            .fold(0u128, |set, &byte| set | 1 << (byte & 127))
+    };
+    let (set_a, set_b) = (set(a), set(b));
+    let absent = |text: &[u8], other: u128| {
+        text.iter()
+            .filter(|&&byte| other & (1 << (byte & 127)) == 0)
+            .count()
+    };
+    let only_a = if set_a & !set_b == 0 {
+        0
+    } else {
+        absent(a, set_b)
+    };
+    let only_b = if set_b & !set_a == 0 {
+        0
+    } else {
+        absent(b, set_a)
+    };
+    let matches = (a.len() - only_a).min(b.len() - only_b);
+    if matches == 0 {
+        return 0.0;
+    }
+    let m = matches as f64;
+    let jaro = (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0;
+    if jaro > 0.7 {
+        let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count();
+        jaro + 0.1 * prefix as f64 * (1.0 - jaro)
+    } else {
+        jaro
+    }
 }
 
 /// strsim's Jaro-Winkler over bytes (both lengths <= 64), bit-parallel: for each byte of `a`
@@ -450,6 +516,16 @@ mod tests {
         #[test]
         fn ascii_fast_path_equals_strsim_up_to_64_bytes(a in "[a-d -~]{0,64}", b in "[a-d ]{0,64}") {
             prop_assert!((ascii_jaro_winkler(a.as_bytes(), b.as_bytes()) - strsim::jaro_winkler(&a, &b)).abs() < 1e-12);
+        }
+
+        #[test]
+        fn the_bound_is_never_below_the_similarity(a in "[a-f ]{0,12}", b in "[a-f ]{0,12}", c in "\\PC{0,8}") {
+            prop_assert!(jaro_winkler_bound(a.as_bytes(), b.as_bytes()) + 1e-9 >= jaro_winkler(&a, &b));
+            prop_assert!(jaro_winkler_bound(a.as_bytes(), c.as_bytes()) + 1e-9 >= jaro_winkler(&a, &c));
+            for floor in [0.7, 0.8, 0.9, 0.92] {
+                let similarity = jaro_winkler(&a, &b);
+                prop_assert_eq!(jaro_winkler_from(&a, &b, floor) >= floor, similarity >= floor);
+            }
         }
 
         #[test]

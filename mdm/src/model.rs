@@ -282,26 +282,29 @@ pub fn block_rule(
 #[derive(Debug, Clone)]
 pub struct RulePairs {
     pub name: String,
-    pub pairs: std::collections::HashSet<(usize, usize)>,
-    pub only: std::collections::HashSet<(usize, usize)>,
+    /// Sorted, each pair once (smaller index first).
+    pub pairs: Vec<(usize, usize)>,
+    /// Sorted.
+    pub only: Vec<(usize, usize)>,
 }
 
 /// Per blocking rule of `spec`: its pairs and the pairs only it makes (what it costs and adds).
 pub fn rule_pairs(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> Vec<RulePairs> {
-    let per_rule: Vec<std::collections::HashSet<(usize, usize)>> = spec
+    let per_rule: Vec<Vec<(usize, usize)>> = spec
         .blocking
         .iter()
         .map(|rule| {
-            block_rule(spec, rule, records, pairing)
-                .0
-                .into_iter()
-                .collect()
+            let mut pairs = block_rule(spec, rule, records, pairing).0;
+            pairs.sort_unstable();
+            pairs.dedup();
+            pairs
         })
         .collect();
-    let mut found_by: rustc_hash::FxHashMap<(usize, usize), usize> = Default::default();
-    for pair in per_rule.iter().flatten() {
-        *found_by.entry(*pair).or_default() += 1;
-    }
+    let mut all: Vec<(usize, usize)> = per_rule.concat();
+    all.sort_unstable();
+    let rules_finding = |pair: &(usize, usize)| {
+        all.partition_point(|other| other <= pair) - all.partition_point(|other| other < pair)
+    };
     spec.blocking
         .iter()
         .zip(per_rule)
@@ -309,12 +312,21 @@ pub fn rule_pairs(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> V
             name: rule.name.clone(),
             only: pairs
                 .iter()
-                .filter(|pair| found_by[*pair] == 1)
+                .filter(|pair| rules_finding(pair) == 1)
                 .copied()
                 .collect(),
             pairs,
         })
         .collect()
+}
+
+/// The pairs of any rule, sorted, each once.
+pub fn union_of(rules: &[RulePairs]) -> Vec<(usize, usize)> {
+    let mut union: Vec<(usize, usize)> =
+        rules.iter().flat_map(|rule| &rule.pairs).copied().collect();
+    union.sort_unstable();
+    union.dedup();
+    union
 }
 
 /// A deterministic generator for sampling random pairs (splitmix64).
@@ -742,6 +754,9 @@ impl Model {
             _ => return,
         };
         let per_chunk = options.u_sample / CHUNKS as usize;
+        // Each record's key under each prior rule: a pair sharing one is (almost surely) a
+        // match, and says nothing about non-matches. Keys are hashes: a collision only
+        // leaves one more random pair out of the sample.
         let prior_fields: Vec<Vec<usize>> = self
             .spec
             .prior
@@ -750,6 +765,15 @@ impl Model {
                 rule.fields
                     .iter()
                     .map(|f| self.spec.field_index(f))
+                    .collect()
+            })
+            .collect();
+        let prior_keys: Vec<Vec<Option<u64>>> = records
+            .iter()
+            .map(|record| {
+                prior_fields
+                    .iter()
+                    .map(|fields| key_hash(record, fields))
                     .collect()
             })
             .collect();
@@ -768,17 +792,16 @@ impl Model {
                 if a == b {
                     continue;
                 }
-                let (x, y) = (&records[a].values, &records[b].values);
-                // A pair a prior rule marks as one person is (almost surely) a match: it
-                // says nothing about non-matches, and among duplicates-rich data it would
-                // make agreement look common among them.
-                if prior_fields.iter().any(|fields| {
-                    fields
-                        .iter()
-                        .all(|&field| x[field].is_some() && x[field] == y[field])
-                }) {
+                // Among duplicates-rich data, pairs the prior rules find would make agreement
+                // look common among non-matches.
+                if prior_keys[a]
+                    .iter()
+                    .zip(&prior_keys[b])
+                    .any(|(p, q)| p.is_some() && p == q)
+                {
                     continue;
                 }
+                let (x, y) = (&records[a].values, &records[b].values);
                 for (comparison, (spec, &field)) in
                     self.spec.comparisons.iter().zip(&self.field_of).enumerate()
                 {
