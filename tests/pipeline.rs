@@ -155,6 +155,8 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
         )
     };
     let (mut made, mut kept, mut no_access, mut unverified, mut missed) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    // Trips an operative made and could not work: no access, and visits aborted on site.
+    let mut aborted = 0.0;
     let mut reminded = [(0.0, 0.0), (0.0, 0.0)]; // [not reminded, reminded]: (no access, attended)
     let (mut rebooked, mut delay) = (0.0, 0.0);
     let mut contractor_cost: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
@@ -197,6 +199,10 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
                 "missed" => {
                     missed += 1.0;
                     cost += 20.0;
+                }
+                "aborted" => {
+                    aborted += 1.0;
+                    cost += 25.0;
                 }
                 _ => {}
             }
@@ -275,14 +281,9 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
         other_na,
         other,
     );
-    put("wasted_trips", None, Some(no_access), no_access, 0.0);
-    put(
-        "wasted_trip_cost_gbp",
-        None,
-        Some(25.0 * no_access),
-        no_access,
-        0.0,
-    );
+    let trips = no_access + aborted;
+    put("wasted_trips", None, Some(trips), trips, 0.0);
+    put("wasted_trip_cost_gbp", None, Some(25.0 * trips), trips, 0.0);
     put(
         "landlord_missed_compensation_gbp",
         None,
@@ -302,7 +303,7 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
     put(
         "wastage_total_gbp",
         None,
-        Some(25.0 * no_access + 20.0 * missed + 8.0 * rebooked),
+        Some(25.0 * trips + 20.0 * missed + 8.0 * rebooked),
         0.0,
         0.0,
     );
@@ -325,8 +326,9 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
         );
     }
 
-    // Repairs: RP02 against the default targets (24 hours; 5 working days; 28 calendar days),
-    // HMPI 90 and HMPI 101 over the same completions, appointments made per repair order.
+    // Repairs: RP02 against the default targets (24 hours; 5 working days; 28 calendar days)
+    // over occupied homes, HMPI 90 and HMPI 101 over all responsive completions,
+    // appointments made per repair order.
     let holidays: Vec<NaiveDate> = BANK_HOLIDAYS
         .iter()
         .map(|day| day.parse().unwrap())
@@ -379,15 +381,19 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
         if completed.date_naive() < from || completed.date_naive() > to {
             continue;
         }
+        // RP02: occupied homes only (a tenancy in force on the report day); HMPI 90 and 101
+        // take every responsive repair completed, as Housemark does.
         let priority: i64 = row["priority"].parse().unwrap();
         let bucket = if priority <= 2 {
             &mut emergency
         } else {
             &mut non_emergency
         };
-        bucket.1 += 1.0;
-        if completed <= due(priority, reported) {
-            bucket.0 += 1.0;
+        if row["occupied"] == "true" {
+            bucket.1 += 1.0;
+            if completed <= due(priority, reported) {
+                bucket.0 += 1.0;
+            }
         }
         days.push(((completed.date_naive() - reported.date_naive()).num_days() + 1) as f64);
         let first = by_order.get(order).and_then(|list| {
@@ -402,9 +408,71 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
             fixed += 1.0;
         }
     }
+    // Awaab's Law, judged at the end of the period: responsive repairs reported in it, not
+    // cancelled; emergency hazards are priority 1, significant ones damp and mould.
+    let as_of = midnight_after(to);
+    let after_working_days = |day: NaiveDate, count: usize| {
+        let (mut day, mut left) = (day, count);
+        while left > 0 {
+            day = day.succ_opt().unwrap();
+            if working(day) {
+                left -= 1;
+            }
+        }
+        day
+    };
+    let (mut made_safe, mut investigated, mut safety_works) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
+    for (order, row) in &orders {
+        let reported: DateTime<Utc> = row["reported_at"].parse().unwrap();
+        if row["work_class"] != "responsive"
+            || !row["cancelled_at"].is_empty()
+            || !(from..=to).contains(&reported.date_naive())
+        {
+            continue;
+        }
+        let completed: Option<DateTime<Utc>> = row["completed_at"].parse().ok();
+        if row["priority"] == "1"
+            && (completed.is_some() || as_of - reported > chrono::Duration::hours(24))
+        {
+            made_safe.1 += 1.0;
+            if completed.is_some_and(|done| done - reported <= chrono::Duration::hours(24)) {
+                made_safe.0 += 1.0;
+            }
+        }
+        if row["trade"] == "damp and mould" {
+            let investigate_by = after_working_days(reported.date_naive(), 10);
+            let visit = by_order.get(order).and_then(|list| {
+                list.iter()
+                    .find_map(|a| a["arrived_at"].parse::<DateTime<Utc>>().ok())
+            });
+            let on = visit.map(|arrived| arrived.date_naive());
+            if on.is_some() || as_of.date_naive() > investigate_by {
+                investigated.1 += 1.0;
+                if on.is_some_and(|on| on <= investigate_by) {
+                    investigated.0 += 1.0;
+                }
+            }
+            if let Some(on) = on {
+                let works_by = after_working_days(on, 5);
+                if completed.is_some() || as_of.date_naive() > works_by {
+                    safety_works.1 += 1.0;
+                    if completed.is_some_and(|done| done.date_naive() <= works_by) {
+                        safety_works.0 += 1.0;
+                    }
+                }
+            }
+        }
+    }
     let mut put = |kpi: &str, value: Option<f64>, numerator: f64, denominator: f64| {
         truth.insert((kpi.to_string(), None), (value, numerator, denominator));
     };
+    for (kpi, (met, judged)) in [
+        ("awaab_emergency_made_safe_24h_pct", made_safe),
+        ("awaab_significant_investigated_pct", investigated),
+        ("awaab_significant_safety_works_pct", safety_works),
+    ] {
+        put(kpi, ratio(met, judged), met, judged);
+    }
     put(
         "rp02_emergency_pct",
         ratio(emergency.0, emergency.1),
@@ -517,6 +585,48 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
         "the sample is big enough to mean something"
     );
     assert!(value("rebooked_appointments") > 0.0 && value("unverified_no_access_share_pct") > 0.0);
+    // Every hard case is in the sample, so the comparison above covers it.
+    for kpi in [
+        "awaab_emergency_made_safe_24h_pct",
+        "awaab_significant_investigated_pct",
+        "awaab_significant_safety_works_pct",
+    ] {
+        assert!(
+            truth[&(kpi.to_string(), None)].2 > 5.0,
+            "{kpi}: {:?}",
+            truth[&(kpi.to_string(), None)]
+        );
+    }
+    let orders = read_csv(&data.path().join("truth/work_orders.csv"));
+    let count = |test: &dyn Fn(&BTreeMap<String, String>) -> bool| {
+        orders.iter().filter(|o| test(o)).count()
+    };
+    assert!(count(&|o| o["work_class"] == "void") > 10, "void works");
+    assert!(
+        count(&|o| o["work_class"] == "responsive" && o["occupied"] == "false") > 2,
+        "responsive repairs to void homes"
+    );
+    assert!(
+        count(&|o| o["current_priority"] != o["priority"]) > 10,
+        "priority changes"
+    );
+    assert!(
+        read_csv(&data.path().join("hms/tenancies.csv"))
+            .iter()
+            .filter(|t| !t["end_date"].is_empty())
+            .count()
+            > 10,
+        "ended tenancies"
+    );
+    let appointments = read_csv(&data.path().join("truth/appointments.csv"));
+    assert!(
+        appointments
+            .iter()
+            .filter(|a| a["outcome"] == "aborted")
+            .count()
+            > 5,
+        "aborted visits"
+    );
 
     // Golden persons: never two true people in one golden record (households, twins), and at
     // most one extra golden record per source record carrying injected noise.

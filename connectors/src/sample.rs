@@ -65,6 +65,21 @@ pub struct NoiseConfig {
     pub no_access_verified: f64,
     /// A work order cancelled before any visit.
     pub cancelled_work_order: f64,
+    /// A tenancy that ends during the data: the home is void from the day after, and its
+    /// repairs from then on are void works.
+    pub tenancy_ends: f64,
+    /// A work order whose priority is changed after it was raised (raised or lowered, before
+    /// or after the target of the reported priority): a second version of the order.
+    pub priority_change: f64,
+    /// A repair whose trade is damp and mould (an Awaab's Law significant hazard).
+    pub damp_and_mould: f64,
+    /// A visit aborted on site (safety), by the operative's side.
+    pub aborted_visit: f64,
+    /// A resident no-access recorded with part of the evidence (arrival and card, no contact
+    /// attempt; or calls and card, no arrival time): unverified.
+    pub partial_evidence: f64,
+    /// A repair at a void home recorded as responsive work (not void works).
+    pub responsive_on_void: f64,
 }
 
 impl Default for NoiseConfig {
@@ -93,6 +108,12 @@ impl Default for NoiseConfig {
             reminder: 0.85,
             no_access_verified: 0.7,
             cancelled_work_order: 0.03,
+            tenancy_ends: 0.08,
+            priority_change: 0.04,
+            damp_and_mould: 0.06,
+            aborted_visit: 0.01,
+            partial_evidence: 0.1,
+            responsive_on_void: 0.1,
         }
     }
 }
@@ -421,6 +442,10 @@ struct Message {
 
 struct Generator {
     rng: ChaCha8Rng,
+    /// Draws for the cases added after the first release (ended tenancies, priority changes,
+    /// damp and mould, aborted visits, partial evidence), apart from `rng` so that adding a
+    /// case leaves the people, homes and other repairs of a seed as they were.
+    cases: ChaCha8Rng,
     options: GenerateOptions,
     end: NaiveDate,
     next_id: BTreeMap<&'static str, usize>,
@@ -435,6 +460,7 @@ pub fn generate(options: &GenerateOptions, out: &Path) -> Result<GenerateSummary
         .ok_or_else(|| Error::config("generate", "years: too far in the future"))?;
     let mut generator = Generator {
         rng: ChaCha8Rng::seed_from_u64(options.seed),
+        cases: ChaCha8Rng::seed_from_u64(options.seed ^ 0x6361_7365_7321),
         options: options.clone(),
         end,
         next_id: BTreeMap::new(),
@@ -445,7 +471,7 @@ pub fn generate(options: &GenerateOptions, out: &Path) -> Result<GenerateSummary
     let households = generator.households(&properties);
     generator.write_properties(&properties, &mut writer)?;
     generator.write_people(&properties, &households, &mut writer)?;
-    generator.write_repairs(&properties, &mut writer)?;
+    generator.write_repairs(&properties, &households, &mut writer)?;
     let mut summary = writer.finish()?;
     summary.true_properties = properties.len();
     summary.true_persons = households
@@ -466,6 +492,8 @@ struct Household {
     /// Indices into `members` of the tenancy's parties.
     tenants: usize,
     start: NaiveDate,
+    /// The last day of the tenancy, when it ends before the extract.
+    end: Option<NaiveDate>,
 }
 
 impl Generator {
@@ -477,6 +505,10 @@ impl Generator {
 
     fn chance(&mut self, probability: f64) -> bool {
         self.rng.random_bool(probability.clamp(0.0, 1.0))
+    }
+
+    fn case(&mut self, probability: f64) -> bool {
+        self.cases.random_bool(probability.clamp(0.0, 1.0))
     }
 
     fn properties(&mut self) -> Vec<Property> {
@@ -717,11 +749,16 @@ impl Generator {
                 tenants = 1;
             }
             let start = self.options.start - Duration::days(self.rng.random_range(30..(20 * 365)));
+            let days = (self.end - self.options.start).num_days().max(1);
+            let end = self
+                .case(self.options.noise.tenancy_ends)
+                .then(|| self.options.start + Duration::days(self.cases.random_range(0..days)));
             households.push(Household {
                 home,
                 members,
                 tenants,
                 start,
+                end,
             });
         }
         households
@@ -990,7 +1027,10 @@ impl Generator {
                     &property.hms_ref,
                     &tenant_refs.join(";"),
                     &household.start.format("%d/%m/%Y").to_string(),
-                    "",
+                    &household
+                        .end
+                        .map(|end| end.format("%d/%m/%Y").to_string())
+                        .unwrap_or_default(),
                     if household.tenants == 2 {
                         "joint secure"
                     } else {
@@ -1126,7 +1166,12 @@ impl Generator {
         date
     }
 
-    fn write_repairs(&mut self, properties: &[Property], writer: &mut Writer) -> Result<(), Error> {
+    fn write_repairs(
+        &mut self,
+        properties: &[Property],
+        households: &[Household],
+        writer: &mut Writer,
+    ) -> Result<(), Error> {
         writer.row(
             "truth/work_orders.csv",
             &[
@@ -1141,6 +1186,9 @@ impl Generator {
                 "cancelled_at",
                 "contractor",
                 "trade",
+                "occupied",
+                "current_priority",
+                "priority_changed_at",
             ],
         )?;
         writer.row(
@@ -1155,15 +1203,35 @@ impl Generator {
                 "outcome",
                 "attribution",
                 "verified",
+                "arrived_at",
             ],
         )?;
         let days = (self.end - self.options.start).num_days();
         let mut messages = Vec::new();
-        for property in properties.iter().filter(|property| property.is_home) {
+        let noise = self.options.noise.clone();
+        let tenancy: BTreeMap<usize, &Household> = households
+            .iter()
+            .map(|household| (household.home, household))
+            .collect();
+        for (home, property) in properties.iter().enumerate() {
+            if !property.is_home {
+                continue;
+            }
             let expected = 3.5 * f64::from(self.options.years);
             for _ in 0..poisson(&mut self.rng, expected) {
                 let date = self.options.start + Duration::days(self.rng.random_range(0..days));
-                self.repair(property, date, "responsive", &mut messages, writer)?;
+                // A home nobody lives in on the report day gets void works, not responsive
+                // repairs.
+                let occupied = tenancy.get(&home).is_some_and(|household| {
+                    household.start <= date && household.end.is_none_or(|end| date <= end)
+                });
+                // ... except the few a repairs desk records as responsive all the same.
+                let work_class = if occupied || self.case(noise.responsive_on_void) {
+                    "responsive"
+                } else {
+                    "void"
+                };
+                self.repair(property, date, work_class, occupied, &mut messages, writer)?;
             }
         }
         messages.sort_by_key(|message| (message.at, message.sequence));
@@ -1195,6 +1263,7 @@ impl Generator {
         property: &Property,
         date: NaiveDate,
         work_class: &str,
+        occupied: bool,
         messages: &mut Vec<Message>,
         writer: &mut Writer,
     ) -> Result<(), Error> {
@@ -1219,7 +1288,10 @@ impl Generator {
         };
         let raised_at = reported_at + Duration::minutes(raise_delay);
         let contractor = *CONTRACTORS.choose(&mut self.rng).expect("non-empty");
-        let trade = *TRADES.choose(&mut self.rng).expect("non-empty");
+        let mut trade = *TRADES.choose(&mut self.rng).expect("non-empty");
+        if self.case(noise.damp_and_mould) {
+            trade = "damp and mould";
+        }
         let property_reference = json!({"id": property.hms_ref, "allocatedBy": "hms"});
         let channel = ["phone", "online", "email", "in person"][self.rng.random_range(0..4)];
         self.message(
@@ -1250,6 +1322,38 @@ impl Generator {
                 "workClass": work_class,
             }),
         );
+        // A second version of the order with another priority, raised or lowered, from an
+        // hour to six weeks after it was raised (before or after the reported priority's
+        // target).
+        let mut current_priority = priority;
+        let mut priority_changed_at = None;
+        if self.case(noise.priority_change) {
+            let others: Vec<_> = PRIORITIES
+                .iter()
+                .filter(|(code, _, _)| *code != priority && *code <= 4)
+                .collect();
+            let &&(code, name, _) = others
+                .get(self.cases.random_range(0..others.len()))
+                .expect("other priorities");
+            let at = raised_at + Duration::minutes(self.cases.random_range(60..60 * 24 * 42));
+            current_priority = code;
+            priority_changed_at = Some(at);
+            self.message(
+                messages,
+                at,
+                json!({
+                    "messageType": "ScheduleRepair",
+                    "workOrderRef": order_ref,
+                    "repairRequestRef": request_ref,
+                    "propertyReference": property_reference,
+                    "dateRaised": rfc3339(raised_at),
+                    "priority": {"code": code, "description": name},
+                    "contractor": {"name": contractor},
+                    "trade": trade,
+                    "workClass": work_class,
+                }),
+            );
+        }
         let mut completed_at = None;
         let mut cancelled_at = None;
         if self.chance(noise.cancelled_work_order) {
@@ -1334,8 +1438,17 @@ impl Generator {
                 };
                 let roll: f64 = self.rng.random();
                 let last = attempt == 4;
+                let aborted = !last && self.case(noise.aborted_visit);
                 let (outcome, attribution, at) = if last {
                     ("kept_completed", "", arrival)
+                } else if aborted {
+                    // Unsafe to work on arrival (no gas safe engineer, asbestos suspected).
+                    let side = if contractor == "In-house DLO" {
+                        "landlord"
+                    } else {
+                        "contractor"
+                    };
+                    ("aborted", side, arrival)
                 } else if roll < noise.resident_cancelled {
                     let notice = Duration::hours(self.rng.random_range(2..48));
                     // An emergency is booked when raised: its cancellation comes after that.
@@ -1370,17 +1483,25 @@ impl Generator {
                     ("kept_completed", "", arrival)
                 };
                 // Full evidence includes an arrival inside the window.
-                let verified = outcome == "no_access"
+                let mut verified = outcome == "no_access"
                     && self.chance(noise.no_access_verified)
                     && arrival <= window_end;
+                let partial = verified && self.case(noise.partial_evidence);
+                verified &= !partial;
                 let evidence = match outcome {
+                    "no_access" if partial && self.cases.random_bool(0.5) => {
+                        json!({"arrivalTime": rfc3339(arrival), "contactAttempts": 0, "cardLeft": true, "photo": false})
+                    }
+                    "no_access" if partial => {
+                        json!({"arrivalTime": null, "contactAttempts": self.cases.random_range(1..4), "cardLeft": true, "photo": false})
+                    }
                     "no_access" if verified => {
                         json!({"arrivalTime": rfc3339(arrival), "contactAttempts": self.rng.random_range(2..4), "cardLeft": true, "photo": self.chance(0.6)})
                     }
                     "no_access" => {
                         json!({"arrivalTime": null, "contactAttempts": 0, "cardLeft": false, "photo": false})
                     }
-                    "kept_completed" | "kept_not_completed" => {
+                    "kept_completed" | "kept_not_completed" | "aborted" => {
                         json!({"arrivalTime": rfc3339(arrival)})
                     }
                     _ => json!({}),
@@ -1390,6 +1511,7 @@ impl Generator {
                     "missed" => 75,
                     "cancelled" => 60,
                     "kept_not_completed" => 40,
+                    "aborted" => 45,
                     _ => 80,
                 };
                 let visible = at.date_naive() < self.end;
@@ -1415,6 +1537,17 @@ impl Generator {
                         if visible { outcome } else { "" },
                         if visible { attribution } else { "" },
                         if verified { "true" } else { "false" },
+                        // When an operative arrived and worked (or found it unsafe).
+                        &if visible
+                            && matches!(
+                                outcome,
+                                "kept_completed" | "kept_not_completed" | "aborted"
+                            )
+                        {
+                            rfc3339(arrival)
+                        } else {
+                            String::new()
+                        },
                     ],
                 )?;
                 if outcome == "kept_completed" {
@@ -1471,6 +1604,9 @@ impl Generator {
                     &cancelled,
                     contractor,
                     trade,
+                    if occupied { "true" } else { "false" },
+                    &current_priority.to_string(),
+                    &shown(priority_changed_at),
                 ],
             )?;
         }

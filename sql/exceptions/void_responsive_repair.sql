@@ -1,19 +1,21 @@
--- Exception: a responsive repair raised on a void property (void work belongs to the void
--- process, and RP02 counts occupied homes only).
--- Source: Housing Ombudsman exception reporting; TSM RP02 (occupied homes); DOMAIN.md §4.
--- Rule: a responsive work order on a property that has tenancy records, none of which covers
--- the day the work order was raised (started on or before it, not ended before it).
-WITH known AS (SELECT DISTINCT property_ref FROM current_tenancies),
-occupied AS (
-    SELECT DISTINCT w.ref
-    FROM current_work_orders w
-    JOIN current_tenancies t ON t.property_ref = w.property_ref
-    WHERE (t.start_date IS NULL OR t.start_date <= CAST(w.raised_at AS DATE))
-      AND (t.end_date IS NULL OR t.end_date >= CAST(w.raised_at AS DATE))
+-- Exception: a responsive repair to a home nobody lived in on the report day (void work
+-- belongs to the void process, and RP02 counts occupied homes only).
+-- Source: Housing Ombudsman exception reporting; TSM RP02 (occupied homes); DOMAIN.md §4;
+-- docs/kpis.md.
+-- Rule: a responsive work order whose property had no tenancy (from any source) in force on
+-- the report day (the raised day when no request arrived): started on or before it, not
+-- ended before it. Occupancy is read as RP02 reads it (`repair_days.occupied`), and when no
+-- tenancy is known at all, nothing is flagged.
+WITH occupied AS (
+    SELECT DISTINCT r.ref
+    FROM repairs r
+    JOIN current_tenancies t ON t.property_ref = r.property_ref
+    WHERE (t.start_date IS NULL OR t.start_date <= CAST(r.clock_start AS DATE))
+      AND (t.end_date IS NULL OR t.end_date >= CAST(r.clock_start AS DATE))
 )
-SELECT 'responsive_repair_on_void_property' AS rule, 'work_order:' || w.ref AS record,
-       'raised ' || CAST(CAST(w.raised_at AS DATE) AS VARCHAR) || ' on ' || w.property_ref || ', no tenancy that day' AS detail
-FROM current_work_orders w
-JOIN known k ON k.property_ref = w.property_ref
-LEFT JOIN occupied o ON o.ref = w.ref
-WHERE w.work_class = 'responsive' AND o.ref IS NULL
+SELECT 'responsive_repair_on_void_property' AS rule, 'work_order:' || r.ref AS record,
+       'reported ' || CAST(CAST(r.clock_start AS DATE) AS VARCHAR) || ' on ' || r.property_ref || ', no tenancy that day' AS detail
+FROM repairs r
+CROSS JOIN (SELECT COUNT(*) AS tenancies FROM current_tenancies) k
+LEFT JOIN occupied o ON o.ref = r.ref
+WHERE r.work_class = 'responsive' AND o.ref IS NULL AND k.tenancies > 0

@@ -4,8 +4,11 @@
 -- (RP02); DOMAIN.md §4.
 --
 -- Denominator: responsive work orders (work_class responsive or unset; void and planned work
---   excluded) completed between $from and $to (inclusive, by completion date); a work order
---   with a cancellation is not a completion.
+--   excluded) to occupied homes (a tenancy in force at the property on the report day,
+--   every home counts when no tenancy is known at all) completed between $from and $to
+--   (inclusive, by completion date); a work order with a cancellation is not a completion.
+--   A responsive repair to a void home is left out here and flagged by the exception
+--   `responsive_repair_on_void_property`. See docs/kpis.md.
 -- Clock: starts when the tenant reported the defect (the repair request's reported_at; the
 --   work order's raised_at only when no repair request arrived).
 -- Target: [analytics.targets] for the priority at report time (the repair request's
@@ -20,7 +23,7 @@ WITH completed AS (
         CASE WHEN d.within_target THEN d.repairs ELSE 0 END AS within_target
     FROM repair_days d
     LEFT JOIN repair_targets t ON t.priority = d.priority
-    WHERE d.work_class = 'responsive'
+    WHERE d.work_class = 'responsive' AND COALESCE(d.occupied, true)
       AND d.completed_on BETWEEN $from AND $to
 ),
 counts AS (

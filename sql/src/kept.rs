@@ -110,6 +110,14 @@ struct Order {
     due_at: Option<i64>,
 }
 
+/// The latest version of a tenancy, as occupancy needs it.
+#[derive(Debug)]
+struct Let {
+    property: u32,
+    start: Option<i32>,
+    end: Option<i32>,
+}
+
 /// The latest version of a repair request.
 #[derive(Debug)]
 struct Request {
@@ -134,6 +142,8 @@ struct RepairKey {
     within_target: bool,
     days: i64,
     first_visit_outcome: Option<Arc<str>>,
+    /// A tenancy in force at the property on the report day (NULL: no tenancy known at all).
+    occupied: Option<bool>,
 }
 
 /// One row of `hazard_days` without its count.
@@ -191,6 +201,13 @@ struct State {
     patches: Vec<Option<Arc<str>>>,
     /// Per property: the work orders whose latest version names it.
     property_orders: Vec<Vec<u32>>,
+    /// Tenancies by source and reference: the latest version's property, first and last day.
+    tenancy_ids: Ids,
+    tenancies: Vec<Option<Let>>,
+    /// Per property: the tenancies whose latest version names it.
+    property_tenancies: Vec<Vec<u32>>,
+    /// Tenancies known: with none, no home can be told occupied or void.
+    known_tenancies: usize,
     strings: HashSet<Arc<str>>,
     /// Per `appointment_days` row: appointments, rebooked, delay days.
     counts: HashMap<Key, [i64; 3]>,
@@ -276,8 +293,31 @@ impl State {
         if new {
             self.patches.push(None);
             self.property_orders.push(Vec::new());
+            self.property_tenancies.push(Vec::new());
         }
         id
+    }
+
+    fn tenancy(&mut self, source: &str, reference: &str) -> usize {
+        let (id, new) = self.tenancy_ids.id(&format!("{source}\u{1f}{reference}"));
+        if new {
+            self.tenancies.push(None);
+        }
+        id
+    }
+
+    /// Whether a tenancy was in force at a property on a day: none known at all is NULL.
+    fn occupied(&self, property: usize, on: i32) -> Option<bool> {
+        (self.known_tenancies > 0).then(|| {
+            self.property_tenancies[property].iter().any(|id| {
+                self.tenancies[*id as usize]
+                    .as_ref()
+                    .is_some_and(|tenancy| {
+                        tenancy.start.is_none_or(|start| start <= on)
+                            && tenancy.end.is_none_or(|end| on <= end)
+                    })
+            })
+        })
     }
 
     /// The work orders whose appointments' rows an event changes, before it is applied.
@@ -309,6 +349,27 @@ impl State {
             Payload::Property(_) => {
                 let id = self.property(&envelope.source_ref.id);
                 touched.extend(self.property_orders[id].iter().map(|order| *order as usize));
+            }
+            Payload::Tenancy(tenancy) => {
+                if self.known_tenancies == 0 {
+                    // The first tenancy makes every repair's occupancy known.
+                    touched.extend(0..self.orders.len());
+                }
+                let id = self.tenancy(&envelope.source_ref.allocated_by, &envelope.source_ref.id);
+                if let Some(old) = &self.tenancies[id] {
+                    let old = old.property as usize;
+                    touched.extend(
+                        self.property_orders[old]
+                            .iter()
+                            .map(|order| *order as usize),
+                    );
+                }
+                let new = self.property(&tenancy.property_ref);
+                touched.extend(
+                    self.property_orders[new]
+                        .iter()
+                        .map(|order| *order as usize),
+                );
             }
             _ => {}
         }
@@ -398,6 +459,23 @@ impl State {
                     .postcode
                     .as_deref()
                     .map(|postcode| self.intern(postcode.split(' ').next().unwrap_or_default()));
+            }
+            Payload::Tenancy(tenancy) => {
+                let id = self.tenancy(&envelope.source_ref.allocated_by, &envelope.source_ref.id);
+                let property = self.property(&tenancy.property_ref);
+                let old = self.tenancies[id].as_ref().map(|old| old.property as usize);
+                if old.is_none() {
+                    self.known_tenancies += 1;
+                }
+                relink(&mut self.property_tenancies, id, old, Some(property));
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+                let day =
+                    |date: Option<NaiveDate>| date.map(|date| (date - epoch).num_days() as i32);
+                self.tenancies[id] = Some(Let {
+                    property: property as u32,
+                    start: day(tenancy.start_date),
+                    end: day(tenancy.end_date),
+                });
             }
             _ => {}
         }
@@ -517,6 +595,7 @@ impl State {
                         first_visit_outcome: first_visit
                             .as_ref()
                             .map(|(outcome, _)| outcome.clone()),
+                        occupied: self.occupied(work_order.property as usize, day(clock_start)),
                     })
                 }
                 _ => None,
@@ -684,6 +763,7 @@ impl Kept {
                     boolean("within_target"),
                     float("days"),
                     outcome("first_visit_outcome"),
+                    boolean("occupied"),
                     int("repairs"),
                 ])),
                 Arc::new(Schema::new(vec![
@@ -788,6 +868,7 @@ impl Kept {
                     Cell::Bool(Some(key.within_target)),
                     Cell::Float(Some(key.days as f64)),
                     Cell::Text(key.first_visit_outcome.as_deref()),
+                    Cell::Bool(key.occupied),
                     Cell::Int(Some(repairs[0])),
                 ]
             }),

@@ -536,6 +536,61 @@ mod tests {
         assert!(table.to_text(true).contains("rp02_emergency_pct"));
     }
 
+    /// RP02 counts repairs to occupied homes (a tenancy in force on the report day); HMPI 90
+    /// takes every responsive repair completed, as Housemark does. With no tenancy known at
+    /// all, every home counts.
+    #[tokio::test]
+    async fn rp02_counts_repairs_to_occupied_homes_only() {
+        let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
+        // Both on P1, reported 6 January; 1 within target, 2 late.
+        let mut events = repair("1", 4, "2025-01-06T08:00:00Z", Some("2025-01-08T08:00:00Z"));
+        events.extend(repair(
+            "2",
+            4,
+            "2025-01-06T08:00:00Z",
+            Some("2025-03-08T08:00:00Z"),
+        ));
+        analytics.append(&events).unwrap();
+        let (from, to) = ("2025-01-01".parse().unwrap(), "2025-03-31".parse().unwrap());
+        let figure = |table: &KpiTable, kpi: &str| {
+            let row = table.get(kpi).unwrap();
+            (row.value, row.denominator)
+        };
+        let table = analytics.kpis(from, to, end_of(to)).await.unwrap();
+        assert_eq!(
+            figure(&table, "rp02_non_emergency_pct"),
+            (Some(50.0), Some(2.0))
+        );
+        // P1's tenancy ended on 5 January: both repairs were to a void home.
+        let tenancy = |id: &str, end: Option<&str>| {
+            event(
+                id,
+                Payload::Tenancy(pipeline::entity::Tenancy {
+                    property_ref: "P1".into(),
+                    party_refs: vec![],
+                    start_date: Some("2020-01-01".parse().unwrap()),
+                    end_date: end.map(|end| end.parse().unwrap()),
+                    tenure: None,
+                }),
+            )
+        };
+        analytics
+            .append(&[tenancy("T1", Some("2025-01-05"))])
+            .unwrap();
+        let table = analytics.kpis(from, to, end_of(to)).await.unwrap();
+        assert_eq!(figure(&table, "rp02_non_emergency_pct"), (None, Some(0.0)));
+        assert_eq!(figure(&table, "hmpi90_avg_end_to_end_days").1, Some(2.0));
+        // Corrected: the tenancy ends on the report day, which it still covers.
+        analytics
+            .append(&[tenancy("T1", Some("2025-01-06"))])
+            .unwrap();
+        let table = analytics.kpis(from, to, end_of(to)).await.unwrap();
+        assert_eq!(
+            figure(&table, "rp02_non_emergency_pct"),
+            (Some(50.0), Some(2.0))
+        );
+    }
+
     #[tokio::test]
     async fn empty_tables_give_counts_of_zero_and_no_rates() {
         let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
@@ -730,6 +785,19 @@ mod tests {
         ));
         events.push(request("W8", "2025-01-15T08:00:00Z", 4));
         events.push(work_order("W8", "PV", 4, "2025-01-15T08:00:00Z", "general"));
+        // The other homes are let.
+        for home in ["P1", "P2", "P3", "P4"] {
+            events.push(event(
+                &format!("T{home}"),
+                Payload::Tenancy(pipeline::entity::Tenancy {
+                    property_ref: home.into(),
+                    party_refs: vec![],
+                    start_date: Some("2020-01-01".parse().unwrap()),
+                    end_date: None,
+                    tenure: None,
+                }),
+            ));
+        }
         // A vulnerability held after its end date.
         events.push(event(
             "V1",
@@ -852,8 +920,8 @@ mod tests {
     /// definitions whatever arrives in whatever order: appointments moving between work
     /// orders, visits before their appointments, work orders changing contractor, trade,
     /// property, request, priority and class, requests changing priority and report time,
-    /// completions and cancellations, properties changing postcode, several versions in one
-    /// batch.
+    /// completions and cancellations, properties changing postcode, tenancies starting,
+    /// ending and moving home (occupancy), several versions in one batch.
     #[tokio::test]
     async fn kept_tables_follow_their_definitions_through_random_changes() {
         use pipeline::entity::Property;
@@ -904,8 +972,15 @@ mod tests {
                 let order = format!("WO{}", rng.random_range(0..8));
                 let property = format!("P{}", rng.random_range(0..4));
                 let named = ["P0", "P1", "Q0", "Q1"][rng.random_range(0..4)].to_string();
-                // Some batches hold properties only.
-                let kinds = if round % 3 == 0 { 3..4 } else { 0..6 };
+                // Some batches hold properties only; tenancies come from the fifth round on
+                // (before, no home can be told occupied).
+                let kinds = if round % 3 == 0 {
+                    3..4
+                } else if round < 4 {
+                    0..6
+                } else {
+                    0..7
+                };
                 batch.push(match rng.random_range(kinds) {
                     0 => event(
                         &appointment,
@@ -979,6 +1054,24 @@ mod tests {
                             follow_on_ref: None,
                         }),
                     ),
+                    6 => {
+                        let day = |rng: &mut rand_chacha::ChaCha8Rng| {
+                            rng.random_bool(0.7).then(|| {
+                                NaiveDate::from_ymd_opt(2024, 12, 30).unwrap()
+                                    + chrono::Duration::days(rng.random_range(0..5))
+                            })
+                        };
+                        event(
+                            &format!("T{}", rng.random_range(0..4)),
+                            Payload::Tenancy(pipeline::entity::Tenancy {
+                                property_ref: named,
+                                party_refs: vec![],
+                                start_date: day(&mut rng),
+                                end_date: day(&mut rng),
+                                tenure: None,
+                            }),
+                        )
+                    }
                     _ => event(
                         &property,
                         Payload::Property(Property {

@@ -47,6 +47,9 @@ SELECT ref, source, seq, changed_at, start_date, end_date, review_date FROM (
 CREATE VIEW current_repair_requests AS
 SELECT ref, source, property_ref, reported_at, priority, channel, due_at FROM latest_repair_requests;
 
+CREATE VIEW current_tenancies AS
+SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;
+
 CREATE VIEW current_work_orders AS
 SELECT ref, source, repair_request_ref, property_ref, priority, raised_at, contractor, trade,
        COALESCE(work_class, 'responsive') AS work_class, parent_ref, due_at FROM latest_work_orders;
@@ -133,21 +136,32 @@ SELECT work_order_ref, outcome, arrived_at, slot_date FROM (
 -- RP02, HMPI 90 and HMPI 101 count. `days` is the end-to-end time in calendar days from the
 -- report day (the raised day when no request arrived) to the completion day, counting both.
 -- `first_visit_outcome` is the outcome of the work order's first visit (`first_visits`), if
--- any. Kept by goldthread (`sql::kept`), as `appointment_days`.
+-- any. `occupied`: a tenancy (any source) naming the repair's property was in force on the
+-- report day (start and end days included, a missing start or end open), NULL when no tenancy
+-- is known at all, so a landlord who streams no tenancies can still count its repairs.
+-- Kept by goldthread (`sql::kept`), as `appointment_days`.
 CREATE VIEW repair_days AS
-SELECT completed_on, priority, work_class, within_target, days, first_visit_outcome,
+SELECT completed_on, priority, work_class, within_target, days, first_visit_outcome, occupied,
     COUNT(*) AS repairs
 FROM (
     SELECT CAST(r.completed_at AS DATE) AS completed_on, r.priority, r.work_class,
         CASE WHEN r.due_at IS NOT NULL AND r.completed_at <= r.due_at THEN true ELSE false END AS within_target,
         CAST((date_part('epoch', date_trunc('day', r.completed_at))
               - date_part('epoch', date_trunc('day', r.clock_start))) / 86400 + 1 AS DOUBLE) AS days,
-        f.outcome AS first_visit_outcome
+        f.outcome AS first_visit_outcome,
+        CASE WHEN k.tenancies = 0 THEN NULL WHEN o.ref IS NOT NULL THEN true ELSE false END AS occupied
     FROM repairs r
     LEFT JOIN first_visits f ON f.work_order_ref = r.ref
+    LEFT JOIN (
+        SELECT DISTINCT r.ref FROM repairs r
+        JOIN current_tenancies t ON t.property_ref = r.property_ref
+        WHERE (t.start_date IS NULL OR t.start_date <= CAST(r.clock_start AS DATE))
+          AND (t.end_date IS NULL OR t.end_date >= CAST(r.clock_start AS DATE))
+    ) o ON o.ref = r.ref
+    CROSS JOIN (SELECT COUNT(*) AS tenancies FROM current_tenancies) k
     WHERE r.completed_at IS NOT NULL AND r.cancelled_at IS NULL
 ) repair
-GROUP BY completed_on, priority, work_class, within_target, days, first_visit_outcome;
+GROUP BY completed_on, priority, work_class, within_target, days, first_visit_outcome, occupied;
 
 -- Work orders per raised day: cancelled or not, and booked (an appointment not cancelled,
 -- any slot date) or not. Kept by goldthread (`sql::kept`), as `appointment_days`.
@@ -193,9 +207,6 @@ FROM (
 ) hazard
 GROUP BY reported_on, emergency, significant, completed_on, made_safe_24h, open_since,
     investigated_on;
-
-CREATE VIEW current_tenancies AS
-SELECT ref, source, property_ref, start_date, end_date FROM latest_tenancies;
 
 CREATE VIEW current_vulnerabilities AS
 SELECT ref, source, start_date, end_date, review_date FROM latest_vulnerabilities;
