@@ -877,7 +877,8 @@ pub async fn run(
 }
 
 /// Rebuilds the hub and the analytics tables from what PostgreSQL holds: every source
-/// record's latest event, then the steward verdicts in force.
+/// record's latest event and every version of the repairs records, then the steward
+/// verdicts in force.
 async fn restore(
     store: &crate::store::Store,
     hub: &mut Hub,

@@ -71,7 +71,48 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead_letters",
         include_str!("../sql/migrations/0009_dead_letters.sql"),
     ),
+    (
+        10,
+        "source_event_history",
+        include_str!("../sql/migrations/0010_source_event_history.sql"),
+    ),
 ];
+
+/// The kinds whose every version is kept (`goldthread.source_event`): what the repairs
+/// analytics read as history.
+const HISTORY_KINDS: [pipeline::EntityKind; 5] = [
+    pipeline::EntityKind::RepairRequest,
+    pipeline::EntityKind::WorkOrder,
+    pipeline::EntityKind::WorkOrderUpdate,
+    pipeline::EntityKind::Appointment,
+    pipeline::EntityKind::Visit,
+];
+
+/// Appends events to the history, in the order given, each event id once.
+const APPEND_SOURCE_EVENTS: &str = "INSERT INTO goldthread.source_event
+     SELECT r.event_id, nextval('goldthread.source_record_seq'), r.kind, r.source, r.source_id, r.event
+       FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[])
+                  WITH ORDINALITY AS r(event_id, kind, source, source_id, event, position)
+              ORDER BY position) r
+     ON CONFLICT (event_id) DO NOTHING";
+
+/// Every stored event a restart hands to the engine, in arrival order: the latest version of
+/// each master data record and every version of each repairs record.
+const RESTORE_EVENTS: &str = "SELECT event, seq FROM (
+         SELECT event, seq FROM goldthread.source_record
+          WHERE kind NOT IN ('repair_request', 'work_order', 'work_order_update', 'appointment', 'visit')
+         UNION ALL
+         SELECT event, seq FROM goldthread.source_event) stored
+     ORDER BY seq";
+
+/// What the group's other members stored since `seq` $1, as a restart reads it.
+const PEER_EVENTS: &str = "SELECT event FROM (
+         SELECT event, seq FROM goldthread.source_record
+          WHERE seq > $1
+            AND kind NOT IN ('repair_request', 'work_order', 'work_order_update', 'appointment', 'visit')
+         UNION ALL
+         SELECT event, seq FROM goldthread.source_event WHERE seq > $1) stored
+     ORDER BY seq";
 
 /// Upserts source records, one per key: parallel arrays of kinds, sources, source ids and
 /// events (typed parameters, so nothing is parsed twice on either side). A record erased
@@ -274,10 +315,7 @@ impl Store {
         let synced = *self.synced.lock().expect("synced lock");
         let mut events = Vec::new();
         for row in transaction
-            .query(
-                "SELECT event FROM goldthread.source_record WHERE seq > $1 ORDER BY seq",
-                &[&synced],
-            )
+            .query(PEER_EVENTS, &[&synced])
             .await
             .context("reading the group's new source records")?
         {
@@ -470,6 +508,31 @@ impl Store {
                 )
                 .await
                 .context("writing goldthread.source_record")?;
+            let history: Vec<&Envelope> = events
+                .iter()
+                .copied()
+                .filter(|event| HISTORY_KINDS.contains(&event.payload.kind()))
+                .collect();
+            if !history.is_empty() {
+                let column = |field: fn(&Envelope) -> &str| -> Vec<&str> {
+                    history.iter().map(|event| field(event)).collect()
+                };
+                let bodies: Vec<Json<&Envelope>> =
+                    history.iter().map(|event| Json(*event)).collect();
+                transaction
+                    .execute(
+                        APPEND_SOURCE_EVENTS,
+                        &[
+                            &column(|event| &event.event_id),
+                            &column(|event| event.payload.kind().as_str()),
+                            &column(|event| &event.source_ref.allocated_by),
+                            &column(|event| &event.source_ref.id),
+                            &bodies,
+                        ],
+                    )
+                    .await
+                    .context("writing goldthread.source_event")?;
+            }
         }
         if let Some(snapshot) = snapshot {
             write_snapshot(&transaction, snapshot).await?;
@@ -626,9 +689,10 @@ impl Store {
         Ok(row.and_then(|row| row.get(0)))
     }
 
-    /// What a restart needs: every stored source record's latest event, in the order they
-    /// were written (handed to `apply` one at a time, so a large store is never all in
-    /// memory as JSON), the steward verdicts in force, the audit trail and the positions.
+    /// What a restart needs: every stored source record's latest event and every version of
+    /// the repairs records (which the analytics read as history), in the order they were
+    /// written (handed to `apply` one at a time, so a large store is never all in memory as
+    /// JSON), the steward verdicts in force, the audit trail and the positions.
     pub async fn restore(
         &self,
         mut apply: impl FnMut(Envelope) -> anyhow::Result<()>,
@@ -636,12 +700,9 @@ impl Store {
         use futures_util::TryStreamExt;
         let client = self.pool.get().await?;
         let rows = client
-            .query_raw(
-                "SELECT event, seq FROM goldthread.source_record ORDER BY seq",
-                std::iter::empty::<&str>(),
-            )
+            .query_raw(RESTORE_EVENTS, std::iter::empty::<&str>())
             .await
-            .context("reading goldthread.source_record")?;
+            .context("reading goldthread.source_record and goldthread.source_event")?;
         let mut rows = std::pin::pin!(rows);
         let (mut events, mut synced) = (0u64, 0i64);
         while let Some(row) = rows.try_next().await? {

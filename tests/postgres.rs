@@ -354,6 +354,76 @@ fn a_run_killed_mid_stream_and_restarted_writes_exactly_the_rows_of_a_clean_run(
     );
 }
 
+/// A restart gives the analytics every version they had, not only each record's latest:
+/// a work order whose priority changed, a status update after another. A second run over
+/// the same store with nothing new to read (every source file empty) restores the first
+/// run's state and must compute the same KPIs, breakdowns and exceptions.
+#[test]
+fn a_restart_restores_the_analytics_history_and_computes_the_same_kpis() {
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 300, 5);
+    // The hard cases this needs are in the data: work orders in more than one version.
+    let feed = std::fs::read_to_string(data.path().join("repairs/messages.jsonl")).unwrap();
+    let mut schedules = std::collections::BTreeMap::<String, usize>::new();
+    for line in feed.lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        if message["messageType"] == "ScheduleRepair" {
+            *schedules
+                .entry(message["workOrderRef"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(schedules.values().filter(|versions| **versions > 1).count() > 5);
+
+    let url = pg.create_database("history");
+    let period = ["--from", "2024-04-01", "--to", "2025-03-31"];
+    let mut args = vec!["--postgres", url.as_str()];
+    args.extend(period);
+    let (out, again) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run_once(data.path(), out.path(), &args);
+
+    // The same sources, with nothing in them.
+    let empty = tempfile::tempdir().unwrap();
+    for file in walk(data.path()) {
+        let relative = file.strip_prefix(data.path()).unwrap();
+        let target = empty.path().join(relative);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let kept = if file.extension().is_some_and(|e| e == "csv") {
+            text.lines()
+                .next()
+                .map(|header| format!("{header}\n"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        std::fs::write(target, kept).unwrap();
+    }
+    let second = run_once(empty.path(), again.path(), &args);
+    assert_eq!(
+        second["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|source| source["rows_read"].as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    let rows = |summary: &serde_json::Value| summary["kpis"]["rows"].clone();
+    assert!(rows(&first).as_array().unwrap().len() > 30);
+    assert_eq!(rows(&second), rows(&first), "KPIs and breakdowns");
+    let exceptions = |dir: &tempfile::TempDir| read_csv(&dir.path().join("exceptions.csv"));
+    assert_eq!(exceptions(&again), exceptions(&out), "exceptions");
+    assert!(
+        first["exceptions"]
+            .to_string()
+            .contains("priority_lowered_after_target"),
+        "the data has the case that reads history: {}",
+        first["exceptions"]
+    );
+}
+
 #[test]
 fn an_erased_person_leaves_the_store_and_stays_out_after_a_restart() {
     let pg = Postgres::start();

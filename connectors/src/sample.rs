@@ -1251,6 +1251,9 @@ impl Generator {
             return; // after the extract: the feed has not seen it yet
         }
         body["messageId"] = json!(self.id("M", 8));
+        // When the repairs system recorded the message (a second version of a work order
+        // says when its priority changed).
+        body["recordedAt"] = json!(rfc3339(at));
         messages.push(Message {
             at,
             sequence: messages.len(),

@@ -1,6 +1,7 @@
 -- Exception: a work order cancelled and another raised on the same property within 7 days
 -- (a cancel-and-re-raise restarts the clock and hides delay).
 -- Source: Housing Ombudsman exception reporting; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: work order B is raised on A's property after A's cancellation and no more than 7 days
 -- (604,800 seconds) later.
 SELECT 'cancel_and_reraise_within_7_days' AS rule, 'work_order:' || a.ref AS record,

@@ -1,5 +1,6 @@
 -- Exception: a work order completed with no attended visit on record.
 -- Source: Housing Ombudsman, Spotlight on repairs / exception reporting; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: the work order has a completion, no cancellation, and none of its appointments has
 -- the outcome kept_completed, kept_not_completed or aborted.
 SELECT 'completed_without_attended_visit' AS rule, 'work_order:' || r.ref AS record,

@@ -1,5 +1,6 @@
 -- Exception: a resident no-access recorded without evidence.
 -- Source: Housing Ombudsman (evidence before a no-access is recorded); DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: latest outcome no_access, and not all of: arrival time inside the slot, at least one
 -- contact attempt, a card left (`evidenced` in appointment_outcomes).
 SELECT 'no_access_without_evidence' AS rule, 'appointment:' || ref AS record,

@@ -1,5 +1,6 @@
 -- Exception: an appointment with no outcome recorded 24 hours after its slot ended.
 -- Source: Housing Ombudsman exception reporting; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: no visit outcome, and the latest arrival time (else the end of the slot day) is more
 -- than 24 hours before $as_of.
 SELECT 'outcome_missing_24h_after_slot' AS rule, 'appointment:' || ref AS record,

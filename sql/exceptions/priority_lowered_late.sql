@@ -1,6 +1,7 @@
 -- Exception: a work order's priority was lowered after its original target had passed (the
 -- target must not move; DOMAIN.md §4).
 -- Source: Housing Ombudsman exception reporting; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: a version of the work order carries a higher priority code (less urgent) than an
 -- earlier version, and was changed after the earlier version's target (due_at).
 SELECT DISTINCT 'priority_lowered_after_target' AS rule, 'work_order:' || later.ref AS record,

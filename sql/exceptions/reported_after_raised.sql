@@ -1,6 +1,7 @@
 -- Exception: the report time is missing, or after the work order was raised, so the repair
 -- clock (which starts at the report) cannot be trusted.
 -- Source: Housing Ombudsman exception reporting; DOMAIN.md §4 (the clock starts at reported_at).
+-- Reference (population, clock, choices): docs/kpis.md.
 -- Rule: the work order names no repair request, its repair request has not arrived, or the
 -- request's reported_at is later than the work order's raised_at.
 SELECT 'reported_at_missing_or_after_raised_at' AS rule, 'work_order:' || w.ref AS record,

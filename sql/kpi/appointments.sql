@@ -1,5 +1,6 @@
 -- Appointments made, kept, no-access and landlord-missed, with their rates.
 -- Source: DOMAIN.md §4 (Housemark / Housing Ombudsman appointment measures).
+-- Reference (population, clock, choices): docs/kpis.md.
 --
 -- Period: appointments whose slot date is between $from and $to (inclusive).
 -- made             = appointments in the period, except those cancelled before the slot

@@ -2,6 +2,7 @@
 -- hazards in social housing).
 -- Source: The Hazards in Social Housing (Prescribed Requirements) (England) Regulations 2025;
 -- DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 --
 -- The clock starts when the landlord becomes aware: the tenant's report (reported_at, else
 -- the work order's raised_at). Hazards, as the data can show them ([analytics.awaab]):

@@ -1,5 +1,6 @@
 -- Housemark HMPI 101: first-visit fix.
 -- Source: Housemark HMPI 101 definition; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 --
 -- Repairs: responsive work orders completed between $from and $to (inclusive, by completion
 --   date), not cancelled (the HMPI 90 population).

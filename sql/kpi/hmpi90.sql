@@ -1,5 +1,6 @@
 -- Housemark HMPI 90: average end-to-end time of responsive repairs, in calendar days.
 -- Source: Housemark HMPI 90 definition; DOMAIN.md §4.
+-- Reference (population, clock, choices): docs/kpis.md.
 --
 -- Repairs: responsive work orders (void and planned excluded) completed between $from and
 --   $to (inclusive, by completion date), not cancelled.

@@ -1,6 +1,7 @@
 -- Reminder effect: the no-access rate of appointments with a reminder sent against those
 -- without one.
 -- Source: DOMAIN.md §4 (Housing Ombudsman: reminders before appointments).
+-- Reference (population, clock, choices): docs/kpis.md.
 --
 -- Period: attended appointments (latest outcome kept_completed, kept_not_completed, aborted
 --   or no_access) whose slot date is between $from and $to (inclusive).

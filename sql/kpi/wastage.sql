@@ -1,5 +1,6 @@
 -- Missed-appointment wastage: what appointments that did not go ahead cost.
 -- Source: DOMAIN.md §4 (Housing Ombudsman: wastage analysis on missed appointments). Unit
+-- Reference (population, clock, choices): docs/kpis.md.
 -- costs are configuration: [analytics] no_access_cost_gbp (per wasted trip),
 -- landlord_missed_compensation_gbp, rebooking_cost_gbp.
 --

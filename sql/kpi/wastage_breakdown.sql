@@ -1,5 +1,6 @@
 -- Wastage broken down, and where no-access happens: the Ombudsman's wastage analysis.
 -- Source: DOMAIN.md §4 (Housing Ombudsman: wastage by cause, and "would a broader time range
+-- Reference (population, clock, choices): docs/kpis.md.
 -- help?"). Costs as in wastage.sql.
 --
 -- Period: appointments whose slot date is between $from and $to (inclusive), latest outcome.

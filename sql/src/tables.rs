@@ -27,8 +27,9 @@ fn timestamp() -> DataType {
 
 /// The live tables and their columns. Every table has `ref` (the source record id, or the
 /// subject's id for updates and visits), `source`, `seq` (arrival order: the latest row per
-/// `ref` is the current state) and `changed_at` (when the source changed the record: the
-/// event's occurred_at, else recorded_at, else when it was ingested).
+/// `ref` is the current state) and `changed_at` (when the source changed the record: when
+/// it recorded this version (`recorded_at`, a CDC change's commit time), else the event's
+/// business time (`occurred_at`: a work order's raised time), else when it was ingested).
 fn schemas() -> BTreeMap<&'static str, SchemaRef> {
     let text = |name: &str| Field::new(name, DataType::Utf8, true);
     let int = |name: &str| Field::new(name, DataType::Int64, true);
@@ -618,8 +619,8 @@ impl Analytics {
             let seq = Cell::Int(Some(*sequence + 1));
             let changed = Cell::Instant(Some(
                 envelope
-                    .occurred_at
-                    .or(envelope.recorded_at)
+                    .recorded_at
+                    .or(envelope.occurred_at)
                     .unwrap_or(envelope.ingested_at),
             ));
             match &envelope.payload {
