@@ -627,6 +627,53 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
             > 5,
         "aborted visits"
     );
+    assert!(
+        count(&|o| !o["parent_ref"].is_empty()) > 5,
+        "follow-on orders"
+    );
+    assert!(
+        count(&|o| o["repair_request_ref"].is_empty() && o["parent_ref"].is_empty()) > 5,
+        "orders without a request"
+    );
+    // Messages sent twice, late (a request after its order) and corrected (a second outcome).
+    let feed = std::fs::read_to_string(data.path().join("repairs/messages.jsonl")).unwrap();
+    let (mut ids, mut duplicated, mut outcomes) =
+        (BTreeSet::new(), 0, BTreeMap::<String, usize>::new());
+    let (mut scheduled, mut late) = (BTreeSet::new(), 0);
+    for line in feed.lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        if !ids.insert(message["messageId"].as_str().unwrap().to_string()) {
+            duplicated += 1;
+            continue;
+        }
+        match message["messageType"].as_str().unwrap() {
+            "JobStatusUpdate" => {
+                *outcomes
+                    .entry(message["appointmentRef"].as_str().unwrap().into())
+                    .or_default() += 1
+            }
+            "ScheduleRepair" => {
+                scheduled.insert(
+                    message["repairRequestRef"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            "RaiseRepair" if scheduled.contains(message["repairRequestRef"].as_str().unwrap()) => {
+                late += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        duplicated > 5 && late > 5,
+        "{duplicated} duplicated, {late} late"
+    );
+    assert!(
+        outcomes.values().filter(|n| **n > 1).count() > 2,
+        "corrected outcomes"
+    );
 
     // Golden persons: never two true people in one golden record (households, twins), and at
     // most one extra golden record per source record carrying injected noise.

@@ -80,6 +80,20 @@ pub struct NoiseConfig {
     pub partial_evidence: f64,
     /// A repair at a void home recorded as responsive work (not void works).
     pub responsive_on_void: f64,
+    /// A work order raised without a repair request (an operative's or an inspector's
+    /// find): its clock starts when it is raised.
+    pub no_request: f64,
+    /// An emergency made safe, with the remaining work raised as a follow-on order (its own
+    /// clock, `parentWorkOrderRef`, `followOnWorkOrderReference` on the completion).
+    pub follow_on: f64,
+    /// A message delivered twice.
+    pub duplicate_message: f64,
+    /// A repair request or appointment booking delivered up to three days late (after the
+    /// work order or the visit it belongs to).
+    pub late_message: f64,
+    /// A visit outcome first recorded wrongly (a no-access without evidence) and corrected
+    /// by a second message.
+    pub corrected_outcome: f64,
 }
 
 impl Default for NoiseConfig {
@@ -114,6 +128,11 @@ impl Default for NoiseConfig {
             aborted_visit: 0.01,
             partial_evidence: 0.1,
             responsive_on_void: 0.1,
+            no_request: 0.03,
+            follow_on: 0.25,
+            duplicate_message: 0.01,
+            late_message: 0.02,
+            corrected_outcome: 0.01,
         }
     }
 }
@@ -435,9 +454,24 @@ impl Person {
 
 /// One message of the repairs feed, ordered by its time then its sequence number.
 struct Message {
+    /// When the message reaches the feed (its place in the file).
     at: DateTime<Utc>,
     sequence: usize,
     body: serde_json::Value,
+}
+
+/// Where a work order comes from.
+enum Origin {
+    /// A tenant's report on a day (or, now and then, an order raised without one).
+    Report(NaiveDate),
+    /// The remaining work after an emergency was made safe: raised then, with its own clock.
+    FollowOn {
+        reference: String,
+        parent: String,
+        raised_at: DateTime<Utc>,
+        trade: &'static str,
+        contractor: &'static str,
+    },
 }
 
 struct Generator {
@@ -1189,6 +1223,7 @@ impl Generator {
                 "occupied",
                 "current_priority",
                 "priority_changed_at",
+                "parent_ref",
             ],
         )?;
         writer.row(
@@ -1222,16 +1257,24 @@ impl Generator {
                 let date = self.options.start + Duration::days(self.rng.random_range(0..days));
                 // A home nobody lives in on the report day gets void works, not responsive
                 // repairs.
-                let occupied = tenancy.get(&home).is_some_and(|household| {
-                    household.start <= date && household.end.is_none_or(|end| date <= end)
-                });
+                let let_ = tenancy
+                    .get(&home)
+                    .map(|household| (household.start, household.end));
+                let occupied = occupied_on(let_, date);
                 // ... except the few a repairs desk records as responsive all the same.
                 let work_class = if occupied || self.case(noise.responsive_on_void) {
                     "responsive"
                 } else {
                     "void"
                 };
-                self.repair(property, date, work_class, occupied, &mut messages, writer)?;
+                self.repair(
+                    property,
+                    Origin::Report(date),
+                    work_class,
+                    let_,
+                    &mut messages,
+                    writer,
+                )?;
             }
         }
         messages.sort_by_key(|message| (message.at, message.sequence));
@@ -1254,69 +1297,157 @@ impl Generator {
         // When the repairs system recorded the message (a second version of a work order
         // says when its priority changed).
         body["recordedAt"] = json!(rfc3339(at));
+        let noise = &self.options.noise;
+        let (late, duplicate) = (noise.late_message, noise.duplicate_message);
+        // A report or a booking that reaches the feed late (after what follows from it), but
+        // before the extract. Records with one version only, so that arriving late changes
+        // nothing once everything has arrived.
+        let mut delivered = at;
+        if matches!(
+            body["messageType"].as_str(),
+            Some("RaiseRepair" | "RefinedAppointmentWindow")
+        ) && self.case(late)
+        {
+            let end = self.end.and_time(NaiveTime::MIN).and_utc() - Duration::seconds(1);
+            delivered = (at + Duration::minutes(self.cases.random_range(60..72 * 60))).min(end);
+        }
+        if self.case(duplicate) {
+            messages.push(Message {
+                at: delivered,
+                sequence: messages.len(),
+                body: body.clone(),
+            });
+        }
         messages.push(Message {
-            at,
+            at: delivered,
             sequence: messages.len(),
             body,
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn repair(
         &mut self,
         property: &Property,
-        date: NaiveDate,
+        origin: Origin,
         work_class: &str,
-        occupied: bool,
+        tenancy: Option<(NaiveDate, Option<NaiveDate>)>,
         messages: &mut Vec<Message>,
         writer: &mut Writer,
     ) -> Result<(), Error> {
         let noise = self.options.noise.clone();
-        let request_ref = self.id("RR", 7);
-        let order_ref = self.id("WO", 7);
-        let reported_at = self.instant(date, 7, 19);
-        let roll: f64 = self.rng.random();
-        let mut cumulative = 0.0;
-        let &(priority, priority_name, _) = PRIORITIES
-            .iter()
-            .find(|(_, _, share)| {
-                cumulative += share;
-                roll < cumulative
-            })
-            .unwrap_or(&PRIORITIES[3]);
-        let emergency = priority <= 2;
-        let raise_delay = if emergency {
-            self.rng.random_range(5..240)
-        } else {
-            self.rng.random_range(10..2880)
-        };
-        let raised_at = reported_at + Duration::minutes(raise_delay);
-        let contractor = *CONTRACTORS.choose(&mut self.rng).expect("non-empty");
-        let mut trade = *TRADES.choose(&mut self.rng).expect("non-empty");
-        if self.case(noise.damp_and_mould) {
-            trade = "damp and mould";
-        }
         let property_reference = json!({"id": property.hms_ref, "allocatedBy": "hms"});
-        let channel = ["phone", "online", "email", "in person"][self.rng.random_range(0..4)];
-        self.message(
-            messages,
+        let order_ref = match &origin {
+            Origin::FollowOn { reference, .. } => reference.clone(),
+            Origin::Report(_) => self.id("WO", 7),
+        };
+        // (request, reported at, priority, raised at, contractor, trade, parent)
+        let (
+            request_ref,
             reported_at,
-            json!({
-                "messageType": "RaiseRepair",
-                "repairRequestRef": request_ref,
-                "propertyReference": property_reference,
-                "dateReported": rfc3339(reported_at),
-                "priority": {"code": priority, "description": priority_name},
-                "description": format!("{trade} repair"),
-                "channel": channel,
-            }),
-        );
+            (priority, priority_name),
+            raised_at,
+            contractor,
+            trade,
+            parent,
+        ) = match origin {
+            Origin::Report(date) => {
+                let request_ref = self.id("RR", 7);
+                let reported_at = self.instant(date, 7, 19);
+                let roll: f64 = self.rng.random();
+                let mut cumulative = 0.0;
+                let &(priority, priority_name, _) = PRIORITIES
+                    .iter()
+                    .find(|(_, _, share)| {
+                        cumulative += share;
+                        roll < cumulative
+                    })
+                    .unwrap_or(&PRIORITIES[3]);
+                let raise_delay = if priority <= 2 {
+                    self.rng.random_range(5..240)
+                } else {
+                    self.rng.random_range(10..2880)
+                };
+                let raised_at = reported_at + Duration::minutes(raise_delay);
+                let contractor = *CONTRACTORS.choose(&mut self.rng).expect("non-empty");
+                let mut trade = *TRADES.choose(&mut self.rng).expect("non-empty");
+                if self.case(noise.damp_and_mould) {
+                    trade = "damp and mould";
+                }
+                let channel =
+                    ["phone", "online", "email", "in person"][self.rng.random_range(0..4)];
+                if self.case(noise.no_request) {
+                    // Raised without a report: the clock starts when it is raised.
+                    (
+                        None,
+                        raised_at,
+                        (priority, priority_name),
+                        raised_at,
+                        contractor,
+                        trade,
+                        None,
+                    )
+                } else {
+                    self.message(
+                        messages,
+                        reported_at,
+                        json!({
+                            "messageType": "RaiseRepair",
+                            "repairRequestRef": request_ref,
+                            "propertyReference": property_reference,
+                            "dateReported": rfc3339(reported_at),
+                            "priority": {"code": priority, "description": priority_name},
+                            "description": format!("{trade} repair"),
+                            "channel": channel,
+                        }),
+                    );
+                    (
+                        Some(request_ref),
+                        reported_at,
+                        (priority, priority_name),
+                        raised_at,
+                        contractor,
+                        trade,
+                        None,
+                    )
+                }
+            }
+            Origin::FollowOn {
+                reference: _,
+                parent,
+                raised_at,
+                trade,
+                contractor,
+            } => {
+                let &(priority, priority_name, _) =
+                    &PRIORITIES[if self.cases.random_bool(0.4) { 2 } else { 3 }];
+                (
+                    None,
+                    raised_at,
+                    (priority, priority_name),
+                    raised_at,
+                    contractor,
+                    trade,
+                    Some(parent),
+                )
+            }
+        };
+        let emergency = priority <= 2;
+        let occupied = occupied_on(tenancy, reported_at.date_naive());
+        let request_json = request_ref
+            .as_ref()
+            .map_or(serde_json::Value::Null, |r| json!(r));
+        let parent_json = parent
+            .as_ref()
+            .map_or(serde_json::Value::Null, |p| json!(p));
         self.message(
             messages,
             raised_at,
             json!({
                 "messageType": "ScheduleRepair",
                 "workOrderRef": order_ref,
-                "repairRequestRef": request_ref,
+                "repairRequestRef": request_json,
+                "parentWorkOrderRef": parent_json,
                 "propertyReference": property_reference,
                 "dateRaised": rfc3339(raised_at),
                 "priority": {"code": priority, "description": priority_name},
@@ -1347,7 +1478,8 @@ impl Generator {
                 json!({
                     "messageType": "ScheduleRepair",
                     "workOrderRef": order_ref,
-                    "repairRequestRef": request_ref,
+                    "repairRequestRef": request_json,
+                    "parentWorkOrderRef": parent_json,
                     "propertyReference": property_reference,
                     "dateRaised": rfc3339(raised_at),
                     "priority": {"code": code, "description": name},
@@ -1359,6 +1491,7 @@ impl Generator {
         }
         let mut completed_at = None;
         let mut cancelled_at = None;
+        let mut follow_on = None;
         if self.chance(noise.cancelled_work_order) {
             let at = raised_at + Duration::hours(self.rng.random_range(2..96));
             self.message(
@@ -1518,6 +1651,20 @@ impl Generator {
                     _ => 80,
                 };
                 let visible = at.date_naive() < self.end;
+                if visible && self.case(noise.corrected_outcome) {
+                    // Recorded wrongly first, corrected by the message below.
+                    let wrong = at - Duration::minutes(30);
+                    self.message(messages, wrong, json!({
+                        "messageType": "JobStatusUpdate",
+                        "appointmentRef": appointment_ref,
+                        "workOrderRef": order_ref,
+                        "eventTime": rfc3339(wrong),
+                        "typeCode": 70,
+                        "outcome": "no_access",
+                        "attribution": "resident",
+                        "evidence": {"arrivalTime": null, "contactAttempts": 0, "cardLeft": false, "photo": false},
+                    }));
+                }
                 self.message(messages, at, json!({
                     "messageType": "JobStatusUpdate",
                     "appointmentRef": appointment_ref,
@@ -1555,6 +1702,10 @@ impl Generator {
                 )?;
                 if outcome == "kept_completed" {
                     let done = at + Duration::minutes(self.rng.random_range(30..240));
+                    // An emergency is complete once made safe; the rest of the work is a
+                    // follow-on order.
+                    let follow_on_ref =
+                        (emergency && self.case(noise.follow_on)).then(|| self.id("WO", 7));
                     self.message(
                         messages,
                         done,
@@ -1563,10 +1714,11 @@ impl Generator {
                             "workOrderRef": order_ref,
                             "dateCompleted": rfc3339(done),
                             "status": "completed",
-                            "followOnWorkOrderReference": null,
+                            "followOnWorkOrderReference": follow_on_ref,
                         }),
                     );
                     completed_at = Some(done);
+                    follow_on = follow_on_ref.map(|reference| (reference, done));
                     break;
                 }
                 booked_at = at + Duration::minutes(self.rng.random_range(5..240));
@@ -1580,6 +1732,23 @@ impl Generator {
                         }),
                 );
             }
+        }
+        if let Some((reference, made_safe)) = follow_on {
+            let raised_at = made_safe + Duration::minutes(self.cases.random_range(10..600));
+            self.repair(
+                property,
+                Origin::FollowOn {
+                    reference,
+                    parent: order_ref.clone(),
+                    raised_at,
+                    trade,
+                    contractor,
+                },
+                work_class,
+                tenancy,
+                messages,
+                writer,
+            )?;
         }
         let shown = |at: Option<DateTime<Utc>>| {
             at.filter(|at| at.date_naive() < self.end)
@@ -1597,7 +1766,7 @@ impl Generator {
                 "truth/work_orders.csv",
                 &[
                     &order_ref,
-                    &request_ref,
+                    request_ref.as_deref().unwrap_or_default(),
                     &property.id,
                     &priority.to_string(),
                     work_class,
@@ -1610,11 +1779,17 @@ impl Generator {
                     if occupied { "true" } else { "false" },
                     &current_priority.to_string(),
                     &shown(priority_changed_at),
+                    parent.as_deref().unwrap_or_default(),
                 ],
             )?;
         }
         Ok(())
     }
+}
+
+/// Whether a tenancy (first day, last day) was in force on a day.
+fn occupied_on(tenancy: Option<(NaiveDate, Option<NaiveDate>)>, day: NaiveDate) -> bool {
+    tenancy.is_some_and(|(start, end)| start <= day && end.is_none_or(|end| day <= end))
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

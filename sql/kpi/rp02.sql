@@ -12,7 +12,7 @@
 -- Clock: starts when the tenant reported the defect (the repair request's reported_at; the
 --   work order's raised_at only when no repair request arrived).
 -- Target: [analytics.targets] for the priority at report time (the repair request's
---   priority, else the work order's): hours, calendar days or working days (England and
+--   priority, else the work order's as first raised): hours, calendar days or working days (England and
 --   Wales bank holidays), fixed when the report arrives, so lowering a priority later does
 --   not move it (`due_at`).
 -- Numerator: completed no later than the target.

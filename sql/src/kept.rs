@@ -104,10 +104,12 @@ struct Order {
     trade: Option<Arc<str>>,
     property: u32,
     request: Option<u32>,
-    priority: i64,
     raised_at: i64,
     work_class: Option<Arc<str>>,
-    due_at: Option<i64>,
+    /// The first version's priority and target: the priority at report time when no repair
+    /// request arrived.
+    first_priority: i64,
+    first_due_at: Option<i64>,
 }
 
 /// The latest version of a tenancy, as occupancy needs it.
@@ -422,6 +424,13 @@ impl State {
                     old.and_then(|old| old.request)
                         .map(|request| request as usize),
                 );
+                let (first_priority, first_due_at) = match old {
+                    Some(old) => (old.first_priority, old.first_due_at),
+                    None => (
+                        order.priority,
+                        micros(due(Some(order.priority), order.raised_at)),
+                    ),
+                };
                 relink(&mut self.property_orders, id, old_property, Some(property));
                 relink(&mut self.request_orders, id, old_request, request);
                 self.orders[id] = Some(Order {
@@ -429,10 +438,10 @@ impl State {
                     trade: self.intern_option(&order.trade),
                     property: property as u32,
                     request: request.map(|request| request as u32),
-                    priority: order.priority,
                     raised_at: order.raised_at.timestamp_micros(),
                     work_class: self.intern_option(&order.work_class),
-                    due_at: micros(due(Some(order.priority), order.raised_at)),
+                    first_priority,
+                    first_due_at,
                 });
             }
             Payload::WorkOrderUpdate(update) => {
@@ -578,14 +587,14 @@ impl State {
             let clock_start = request.map_or(work_order.raised_at, |r| r.reported_at);
             let priority = request
                 .and_then(|r| r.priority)
-                .unwrap_or(work_order.priority);
+                .unwrap_or(work_order.first_priority);
             let work_class = work_order
                 .work_class
                 .clone()
                 .unwrap_or_else(|| "responsive".into());
             let repair = match (status.completed_at, status.cancelled_at) {
                 (Some(completed_at), None) => {
-                    let due_at = request.and_then(|r| r.due_at).or(work_order.due_at);
+                    let due_at = request.and_then(|r| r.due_at).or(work_order.first_due_at);
                     Some(RepairKey {
                         completed_on: day(completed_at),
                         priority,

@@ -54,6 +54,14 @@ CREATE VIEW current_work_orders AS
 SELECT ref, source, repair_request_ref, property_ref, priority, raised_at, contractor, trade,
        COALESCE(work_class, 'responsive') AS work_class, parent_ref, due_at FROM latest_work_orders;
 
+-- Per work order: its first version (the first to arrive), whose priority and target are the
+-- priority at report time when no repair request arrived.
+CREATE VIEW first_work_orders AS
+SELECT w.ref, w.priority, w.due_at
+FROM work_orders w
+JOIN (SELECT ref, MIN(seq) AS seq FROM work_orders GROUP BY ref) first_version
+  ON first_version.ref = w.ref AND first_version.seq = w.seq;
+
 -- Per work order: when it was completed and when cancelled (the latest of each status).
 CREATE VIEW work_order_status AS
 SELECT ref,
@@ -62,15 +70,17 @@ SELECT ref,
 FROM work_order_updates GROUP BY ref;
 
 -- A repair: the current work order, its request's report time and priority (the clock and
--- the target come from the report), and its status.
+-- the target come from the report: without a request, from the work order as first raised),
+-- and its status.
 CREATE VIEW repairs AS
 SELECT w.ref, w.property_ref, w.contractor, w.trade, w.work_class, w.raised_at,
     r.reported_at, COALESCE(r.reported_at, w.raised_at) AS clock_start,
-    COALESCE(r.priority, w.priority) AS priority, w.priority AS current_priority,
-    COALESCE(r.due_at, w.due_at) AS due_at, w.repair_request_ref, w.parent_ref,
+    COALESCE(r.priority, f.priority) AS priority, w.priority AS current_priority,
+    COALESCE(r.due_at, f.due_at) AS due_at, w.repair_request_ref, w.parent_ref,
     s.completed_at, s.cancelled_at
 FROM current_work_orders w
 LEFT JOIN current_repair_requests r ON r.ref = w.repair_request_ref
+LEFT JOIN first_work_orders f ON f.ref = w.ref
 LEFT JOIN work_order_status s ON s.ref = w.ref;
 
 -- One row per property reference (work orders name properties by reference alone).
