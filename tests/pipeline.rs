@@ -101,6 +101,104 @@ fn generate_is_byte_identical_and_truth_covers_every_source_record() {
     );
 }
 
+/// A weekday that is not an England and Wales bank holiday.
+fn working(day: NaiveDate) -> bool {
+    use chrono::Datelike;
+    day.weekday().num_days_from_monday() < 5 && !BANK_HOLIDAYS.contains(&day.to_string().as_str())
+}
+
+fn midnight_after(day: NaiveDate) -> DateTime<Utc> {
+    day.succ_opt()
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// The default target of a priority from a clock start (24 hours; 5 working days; 28 days).
+fn due(priority: i64, start: DateTime<Utc>) -> DateTime<Utc> {
+    match priority {
+        1 | 2 => start + chrono::Duration::hours(24),
+        3 => {
+            let (mut day, mut left) = (start.date_naive(), 5);
+            while left > 0 {
+                day = day.succ_opt().unwrap();
+                if working(day) {
+                    left -= 1;
+                }
+            }
+            midnight_after(day)
+        }
+        _ => midnight_after(start.date_naive() + chrono::Duration::days(28)),
+    }
+}
+
+/// The exception rules' records (rule, record) recomputed from the ground truth, judged at
+/// the extract (`end`): the rules whose cases the generator writes.
+fn truth_exceptions(root: &std::path::Path, end: NaiveDate) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    let mut flag = |rule: &str, record: String| {
+        found.insert((rule.to_string(), record));
+    };
+    let orders = read_csv(&root.join("truth/work_orders.csv"));
+    for order in &orders {
+        let record = format!("work_order:{}", order["work_order_ref"]);
+        if order["work_class"] == "responsive" && order["occupied"] == "false" {
+            flag("responsive_repair_on_void_property", record.clone());
+        }
+        if order["repair_request_ref"].is_empty() && order["parent_ref"].is_empty() {
+            flag("reported_at_missing_or_after_raised_at", record.clone());
+        }
+        // A less urgent priority (a higher code) recorded after the first version's target,
+        // counted from when the order was raised.
+        let (first, current): (i64, i64) = (
+            order["priority"].parse().unwrap(),
+            order["current_priority"].parse().unwrap(),
+        );
+        if current > first
+            && let Ok(changed) = order["priority_changed_at"].parse::<DateTime<Utc>>()
+            && changed > due(first, order["raised_at"].parse().unwrap())
+        {
+            flag("priority_lowered_after_target", record.clone());
+        }
+        // Cancelled, and another order raised at the home within 7 days after.
+        if let Ok(cancelled) = order["cancelled_at"].parse::<DateTime<Utc>>() {
+            let reraised = orders.iter().any(|other| {
+                let raised: DateTime<Utc> = other["raised_at"].parse().unwrap();
+                other["property_id"] == order["property_id"]
+                    && other["work_order_ref"] != order["work_order_ref"]
+                    && raised > cancelled
+                    && raised - cancelled <= chrono::Duration::days(7)
+            });
+            if reraised {
+                flag("cancel_and_reraise_within_7_days", record.clone());
+            }
+        }
+    }
+    for appointment in read_csv(&root.join("truth/appointments.csv")) {
+        let booked: DateTime<Utc> = appointment["booked_at"].parse().unwrap();
+        if booked.date_naive() < end
+            && appointment["outcome"] == "no_access"
+            && appointment["verified"] != "true"
+        {
+            flag(
+                "no_access_without_evidence",
+                format!("appointment:{}", appointment["appointment_ref"]),
+            );
+        }
+    }
+    for vulnerability in read_csv(&root.join("hms/vulnerabilities.csv")) {
+        let ended = NaiveDate::parse_from_str(&vulnerability["end_date"], "%d/%m/%Y");
+        if ended.is_ok_and(|ended| ended < end) {
+            flag(
+                "vulnerability_past_end_date",
+                format!("vulnerability:hms:{}", vulnerability["alert_id"]),
+            );
+        }
+    }
+    found
+}
+
 /// KPIs recomputed from the ground truth alone, by the definitions in sql/kpi/*.sql and the
 /// default [analytics] settings: (kpi, key) -> value, numerator, denominator.
 type Truth = BTreeMap<(String, Option<String>), (Option<f64>, f64, f64)>;
@@ -329,33 +427,6 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
     // Repairs: RP02 against the default targets (24 hours; 5 working days; 28 calendar days)
     // over occupied homes, HMPI 90 and HMPI 101 over all responsive completions,
     // appointments made per repair order.
-    let holidays: Vec<NaiveDate> = BANK_HOLIDAYS
-        .iter()
-        .map(|day| day.parse().unwrap())
-        .collect();
-    let working =
-        |day: NaiveDate| day.weekday().num_days_from_monday() < 5 && !holidays.contains(&day);
-    let midnight_after = |day: NaiveDate| {
-        day.succ_opt()
-            .unwrap()
-            .and_hms_opt(0, 0, 0)
-            .unwrap()
-            .and_utc()
-    };
-    let due = |priority: i64, reported: DateTime<Utc>| match priority {
-        1 | 2 => reported + chrono::Duration::hours(24),
-        3 => {
-            let (mut day, mut left) = (reported.date_naive(), 5);
-            while left > 0 {
-                day = day.succ_opt().unwrap();
-                if working(day) {
-                    left -= 1;
-                }
-            }
-            midnight_after(day)
-        }
-        _ => midnight_after(reported.date_naive() + chrono::Duration::days(28)),
-    };
     let (mut emergency, mut non_emergency, mut days, mut fixed) =
         ((0.0, 0.0), (0.0, 0.0), Vec::new(), 0.0);
     let (mut raised, mut with_appointment) = (0.0, 0.0);
@@ -673,6 +744,26 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
     assert!(
         outcomes.values().filter(|n| **n > 1).count() > 2,
         "corrected outcomes"
+    );
+
+    // Exceptions: the rules the generator's cases trigger name exactly the records the ground
+    // truth says; the others (completed without a visit, outcome missing) name none.
+    let flagged: BTreeSet<(String, String)> = read_csv(&out.path().join("exceptions.csv"))
+        .into_iter()
+        .map(|row| (row["rule"].clone(), row["record"].clone()))
+        .collect();
+    let expected = truth_exceptions(data.path(), "2025-04-01".parse().unwrap());
+    let rules: BTreeSet<&String> = expected.iter().map(|(rule, _)| rule).collect();
+    assert_eq!(
+        rules.len(),
+        6,
+        "every case the generator writes is flagged somewhere: {rules:?}"
+    );
+    let missing: Vec<_> = expected.difference(&flagged).collect();
+    let extra: Vec<_> = flagged.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "exceptions not flagged: {missing:?}; flagged but not in the truth: {extra:?}"
     );
 
     // Golden persons: never two true people in one golden record (households, twins), and at
