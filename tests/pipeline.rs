@@ -259,10 +259,16 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
     let (mut rebooked, mut delay) = (0.0, 0.0);
     let mut contractor_cost: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
     let mut heat: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    // Wastage by cause, attribution (failed appointments: cost, failed, failed) and by trade
+    // (cost, failed, made).
+    let mut groups: BTreeMap<(&str, String), (f64, f64, f64)> = BTreeMap::new();
     for (order, appointments) in &by_order {
         let contractor = orders
             .get(order)
             .map_or("unknown".to_string(), |o| o["contractor"].clone());
+        let trade = orders
+            .get(order)
+            .map_or("unknown".to_string(), |o| o["trade"].clone());
         for (index, row) in appointments.iter().enumerate() {
             let slot: NaiveDate = row["slot_date"].parse().unwrap();
             if slot < from || slot > to {
@@ -305,6 +311,30 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
                 _ => {}
             }
             entry.0 += cost;
+            let by_trade = groups
+                .entry(("wastage_gbp_by_trade", trade.clone()))
+                .or_default();
+            by_trade.0 += cost;
+            by_trade.1 += f64::from(u8::from(failed));
+            by_trade.2 += f64::from(u8::from(outcome != "cancelled"));
+            if failed {
+                let attribution = row["attribution"].clone();
+                let cause = match outcome {
+                    "no_access" if row["verified"] == "true" => "no_access_verified".to_string(),
+                    "no_access" => "no_access_unverified".to_string(),
+                    "aborted" => "aborted_on_site".to_string(),
+                    _ => format!("{outcome}_by_{attribution}"),
+                };
+                for key in [
+                    ("wastage_gbp_by_cause", cause),
+                    ("wastage_gbp_by_attribution", attribution),
+                ] {
+                    let group = groups.entry(key).or_default();
+                    group.0 += cost;
+                    group.1 += 1.0;
+                    group.2 += 1.0;
+                }
+            }
             if attended(outcome) {
                 kept += 1.0;
                 let bucket = &mut reminded[usize::from(row["reminder_sent"] == "true")];
@@ -413,6 +443,9 @@ fn truth_kpis(root: &std::path::Path, from: NaiveDate, to: NaiveDate, end: Naive
             failed,
             made,
         );
+    }
+    for ((kpi, key), (cost, failed, denominator)) in groups {
+        put(kpi, Some(key), Some(cost), failed, denominator);
     }
     for (cell, (no_access, attended)) in heat {
         put(
@@ -643,6 +676,9 @@ fn run_once_accounts_for_every_row_and_matches_the_ground_truth() {
     }
     for kpi in [
         "wastage_gbp_by_contractor",
+        "wastage_gbp_by_cause",
+        "wastage_gbp_by_attribution",
+        "wastage_gbp_by_trade",
         "no_access_rate_by_weekday_slot",
     ] {
         let pipeline = rows.iter().filter(|row| row["kpi"] == kpi).count();
