@@ -127,7 +127,9 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
     );
 
     // The restart rebuilds from the store, sets the group to the stored positions, reads the
-    // files again (their events are appended to the topics a second time) and consumes on.
+    // files again (their events are appended to the topics a second time) and consumes on,
+    // after the killed member's session has timed out (see the test below).
+    std::thread::sleep(std::time::Duration::from_secs(10));
     run_once(
         data.path(),
         tempfile::tempdir().unwrap().path(),
@@ -148,6 +150,172 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
         assert_eq!(checksum("crashed"), checksum("clean"), "{table}");
         assert!(!checksum("clean").starts_with("0:"), "{table} is empty");
     }
+}
+
+/// A restart that does not read its repairs feed again (a drop folder's file, remembered as
+/// read) gets the analytics' history from the store: killed with `kill -9` mid-stream, with
+/// work orders whose priority changed already consumed, the restarted run consumes on from
+/// the stored positions and must compute the KPIs and exceptions of a run that never stopped.
+#[test]
+fn a_run_killed_after_its_feed_was_read_keeps_the_analytics_history_across_the_restart() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 300, 6);
+    let repairs = data.path().join("repairs");
+    std::fs::rename(
+        repairs.join("messages.jsonl"),
+        repairs.join("messages-001.jsonl"),
+    )
+    .unwrap();
+    // A drop folder reads a file once it is complete: unmodified for 2 s at startup.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(repairs.join("messages-001.jsonl"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let dropped = |config: String| {
+        assert!(config.contains("path = \"repairs/messages.jsonl\""));
+        config.replace(
+            "path = \"repairs/messages.jsonl\"",
+            "path = \"repairs/messages-*.jsonl\"",
+        )
+    };
+    let write = |name: &str, text: String| {
+        let path = data.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let embedded = write(
+        "embedded.toml",
+        dropped(include_str!("../config/default.toml").to_string()),
+    );
+    let on_broker = dropped(broker.config())
+        + "\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"10000\"\n";
+    let small_batches = write(
+        "small-batches.toml",
+        on_broker.replace("batch_size = 5000", "batch_size = 20"),
+    );
+    let on_broker = write("broker.toml", on_broker);
+    let period = ["--from", "2024-04-01", "--to", "2025-03-31"];
+
+    let clean = pg.create_database("clean");
+    let mut args = vec!["--config", embedded.as_str(), "--postgres", clean.as_str()];
+    args.extend(period);
+    let clean_out = tempfile::tempdir().unwrap();
+    run_once(data.path(), clean_out.path(), &args);
+    let versions: u64 = pg
+        .query_in("clean", "SELECT count(*) FROM goldthread.source_event")
+        .parse()
+        .unwrap();
+
+    // Killed once the feed is remembered as read and about half of it is consumed.
+    let crashed = pg.create_database("crashed");
+    let mut running = Running(
+        goldthread()
+            .args(["run", "--config", &small_batches, "--data-dir"])
+            .arg(data.path())
+            .args(["--listen", "127.0.0.1:0", "--postgres", &crashed])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let stored = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed was never read"
+        );
+        let query = "SELECT (SELECT count(*) FROM goldthread.source_position WHERE source = 'repairs_feed/messages-001.jsonl') || ' ' || (SELECT count(*) FROM goldthread.source_event)";
+        let (ok, answer, _) = pg.psql_in("crashed", "postgres", query);
+        let counts: Vec<u64> = answer.split(' ').filter_map(|n| n.parse().ok()).collect();
+        // Half-way: both versions of many changed orders consumed, many orders still to come.
+        if ok && counts.len() == 2 && counts[0] == 1 && counts[1] > versions / 2 {
+            running.0.kill().unwrap();
+            running.0.wait().unwrap();
+            break counts[1];
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(
+        stored < versions,
+        "killed after {stored} of {versions} repairs events were stored"
+    );
+
+    // The restart does not read the feed again: it restores, and consumes on. It comes after
+    // the killed member's session has timed out: a member joining before then can be handed
+    // no partitions by tansu (generation 1, an empty assignment, no rebalance when the dead
+    // member expires), and waits for ever.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let mut args = vec![
+        "--config",
+        on_broker.as_str(),
+        "--postgres",
+        crashed.as_str(),
+    ];
+    args.extend(period);
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("run.log");
+    let mut restart = Running(
+        goldthread()
+            .args(["run", "--once", "--data-dir"])
+            .arg(data.path())
+            .arg("--out")
+            .arg(out.path())
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while restart.0.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let text = std::fs::read_to_string(&log).unwrap();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            panic!(
+                "the restart did not finish:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let feed = summary["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|source| source["name"] == "repairs_feed");
+    assert!(
+        feed.is_none_or(|feed| feed["rows_read"] == 0),
+        "the feed is not read again: {feed:?}"
+    );
+    for table in [
+        "(SELECT period_from, period_to, kpi, key, value, numerator, denominator FROM goldthread.kpi_snapshot)",
+        "(SELECT rule, record, detail, as_of FROM goldthread.kpi_exception)",
+    ] {
+        let checksum = |database: &str| {
+            pg.query_in(
+                database,
+                &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+            )
+        };
+        assert_eq!(checksum("crashed"), checksum("clean"), "{table}");
+        assert!(!checksum("clean").starts_with("0:"), "{table} is empty");
+    }
+    let exceptions = |dir: &tempfile::TempDir| read_csv(&dir.path().join("exceptions.csv"));
+    assert_eq!(exceptions(&out), exceptions(&clean_out));
+    assert!(
+        exceptions(&clean_out)
+            .iter()
+            .any(|row| row["rule"] == "priority_lowered_after_target")
+    );
 }
 
 /// The broker hangs for 10 s, then PostgreSQL stops for 10 s, while a contractor posts job
