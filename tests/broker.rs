@@ -79,6 +79,23 @@ fn debezium_changes_from_an_independent_client_give_the_same_golden_records_as_t
     );
 }
 
+/// The KPI snapshots and the exceptions stored in two databases are the same, and not empty.
+fn same_kpis_and_exceptions(pg: &Postgres, database: &str, reference: &str) {
+    for table in [
+        "(SELECT period_from, period_to, kpi, key, value, numerator, denominator FROM goldthread.kpi_snapshot)",
+        "(SELECT rule, record, detail, as_of FROM goldthread.kpi_exception)",
+    ] {
+        let checksum = |database: &str| {
+            pg.query_in(
+                database,
+                &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+            )
+        };
+        assert_eq!(checksum(database), checksum(reference), "{table}");
+        assert!(!checksum(reference).starts_with("0:"), "{table} is empty");
+    }
+}
+
 #[test]
 fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_loses_nothing() {
     let broker = Broker::start();
@@ -137,19 +154,7 @@ fn a_run_on_a_standalone_broker_killed_mid_stream_resumes_from_the_store_and_los
     );
     // Every derived row, the KPIs and the exceptions equal the clean run's.
     assert_eq!(checksums_in(&pg, "crashed"), checksums_in(&pg, "clean"));
-    for table in [
-        "(SELECT period_from, period_to, kpi, key, value, numerator, denominator FROM goldthread.kpi_snapshot)",
-        "(SELECT rule, record, detail, as_of FROM goldthread.kpi_exception)",
-    ] {
-        let checksum = |database: &str| {
-            pg.query_in(
-                database,
-                &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
-            )
-        };
-        assert_eq!(checksum("crashed"), checksum("clean"), "{table}");
-        assert!(!checksum("clean").starts_with("0:"), "{table} is empty");
-    }
+    same_kpis_and_exceptions(&pg, "crashed", "clean");
 }
 
 /// A restart that does not read its repairs feed again (a drop folder's file, remembered as
@@ -296,19 +301,7 @@ fn a_run_killed_after_its_feed_was_read_keeps_the_analytics_history_across_the_r
         feed.is_none_or(|feed| feed["rows_read"] == 0),
         "the feed is not read again: {feed:?}"
     );
-    for table in [
-        "(SELECT period_from, period_to, kpi, key, value, numerator, denominator FROM goldthread.kpi_snapshot)",
-        "(SELECT rule, record, detail, as_of FROM goldthread.kpi_exception)",
-    ] {
-        let checksum = |database: &str| {
-            pg.query_in(
-                database,
-                &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
-            )
-        };
-        assert_eq!(checksum("crashed"), checksum("clean"), "{table}");
-        assert!(!checksum("clean").starts_with("0:"), "{table} is empty");
-    }
+    same_kpis_and_exceptions(&pg, "crashed", "clean");
     let exceptions = |dir: &tempfile::TempDir| read_csv(&dir.path().join("exceptions.csv"));
     assert_eq!(exceptions(&out), exceptions(&clean_out));
     assert!(

@@ -1440,9 +1440,8 @@ impl Generator {
         let parent_json = parent
             .as_ref()
             .map_or(serde_json::Value::Null, |p| json!(p));
-        self.message(
-            messages,
-            raised_at,
+        // The order at a priority (every version but the priority is the same).
+        let schedule = |code: i64, name: &str| {
             json!({
                 "messageType": "ScheduleRepair",
                 "workOrderRef": order_ref,
@@ -1450,12 +1449,13 @@ impl Generator {
                 "parentWorkOrderRef": parent_json,
                 "propertyReference": property_reference,
                 "dateRaised": rfc3339(raised_at),
-                "priority": {"code": priority, "description": priority_name},
+                "priority": {"code": code, "description": name},
                 "contractor": {"name": contractor},
                 "trade": trade,
                 "workClass": work_class,
-            }),
-        );
+            })
+        };
+        self.message(messages, raised_at, schedule(priority, priority_name));
         // A second version of the order with another priority, raised or lowered, from an
         // hour to six weeks after it was raised (before or after the reported priority's
         // target).
@@ -1472,22 +1472,7 @@ impl Generator {
             let at = raised_at + Duration::minutes(self.cases.random_range(60..60 * 24 * 42));
             current_priority = code;
             priority_changed_at = Some(at);
-            self.message(
-                messages,
-                at,
-                json!({
-                    "messageType": "ScheduleRepair",
-                    "workOrderRef": order_ref,
-                    "repairRequestRef": request_json,
-                    "parentWorkOrderRef": parent_json,
-                    "propertyReference": property_reference,
-                    "dateRaised": rfc3339(raised_at),
-                    "priority": {"code": code, "description": name},
-                    "contractor": {"name": contractor},
-                    "trade": trade,
-                    "workClass": work_class,
-                }),
-            );
+            self.message(messages, at, schedule(code, name));
         }
         let mut completed_at = None;
         let mut cancelled_at = None;
