@@ -1376,18 +1376,8 @@ impl Generator {
                 }
                 let channel =
                     ["phone", "online", "email", "in person"][self.rng.random_range(0..4)];
-                if self.case(noise.no_request) {
-                    // Raised without a report: the clock starts when it is raised.
-                    (
-                        None,
-                        raised_at,
-                        (priority, priority_name),
-                        raised_at,
-                        contractor,
-                        trade,
-                        None,
-                    )
-                } else {
+                // Now and then raised without a report: the clock starts when it is raised.
+                let request = (!self.case(noise.no_request)).then(|| {
                     self.message(
                         messages,
                         reported_at,
@@ -1401,16 +1391,22 @@ impl Generator {
                             "channel": channel,
                         }),
                     );
-                    (
-                        Some(request_ref),
-                        reported_at,
-                        (priority, priority_name),
-                        raised_at,
-                        contractor,
-                        trade,
-                        None,
-                    )
-                }
+                    request_ref
+                });
+                let clock = if request.is_some() {
+                    reported_at
+                } else {
+                    raised_at
+                };
+                (
+                    request,
+                    clock,
+                    (priority, priority_name),
+                    raised_at,
+                    contractor,
+                    trade,
+                    None,
+                )
             }
             Origin::FollowOn {
                 reference: _,
