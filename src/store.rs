@@ -96,23 +96,20 @@ const APPEND_SOURCE_EVENTS: &str = "INSERT INTO goldthread.source_event
               ORDER BY position) r
      ON CONFLICT (event_id) DO NOTHING";
 
-/// Every stored event a restart hands to the engine, in arrival order: the latest version of
-/// each master data record and every version of each repairs record.
-const RESTORE_EVENTS: &str = "SELECT event, seq FROM (
+/// The stored events after `seq` $1, in arrival order: the latest version of each master data
+/// record and every version of each repairs record (the kinds $2, `HISTORY_KINDS`). What a
+/// restart hands to the engine (from 0), and what the group's other members stored since.
+const STORED_EVENTS: &str = "SELECT event, seq FROM (
          SELECT event, seq FROM goldthread.source_record
-          WHERE kind NOT IN ('repair_request', 'work_order', 'work_order_update', 'appointment', 'visit')
-         UNION ALL
-         SELECT event, seq FROM goldthread.source_event) stored
-     ORDER BY seq";
-
-/// What the group's other members stored since `seq` $1, as a restart reads it.
-const PEER_EVENTS: &str = "SELECT event FROM (
-         SELECT event, seq FROM goldthread.source_record
-          WHERE seq > $1
-            AND kind NOT IN ('repair_request', 'work_order', 'work_order_update', 'appointment', 'visit')
+          WHERE seq > $1 AND kind <> ALL($2::text[])
          UNION ALL
          SELECT event, seq FROM goldthread.source_event WHERE seq > $1) stored
      ORDER BY seq";
+
+/// The names of `HISTORY_KINDS`, as `STORED_EVENTS` takes them.
+fn history_kinds() -> Vec<&'static str> {
+    HISTORY_KINDS.iter().map(|kind| kind.as_str()).collect()
+}
 
 /// Upserts source records, one per key: parallel arrays of kinds, sources, source ids and
 /// events (typed parameters, so nothing is parsed twice on either side). A record erased
@@ -315,7 +312,7 @@ impl Store {
         let synced = *self.synced.lock().expect("synced lock");
         let mut events = Vec::new();
         for row in transaction
-            .query(PEER_EVENTS, &[&synced])
+            .query(STORED_EVENTS, &[&synced, &history_kinds()])
             .await
             .context("reading the group's new source records")?
         {
@@ -700,7 +697,13 @@ impl Store {
         use futures_util::TryStreamExt;
         let client = self.pool.get().await?;
         let rows = client
-            .query_raw(RESTORE_EVENTS, std::iter::empty::<&str>())
+            .query_raw(
+                STORED_EVENTS,
+                [
+                    &0i64 as &(dyn tokio_postgres::types::ToSql + Sync),
+                    &history_kinds(),
+                ],
+            )
             .await
             .context("reading goldthread.source_record and goldthread.source_event")?;
         let mut rows = std::pin::pin!(rows);
