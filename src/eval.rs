@@ -354,12 +354,12 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         bail!("no master data records under {}", data_dir.display());
     }
     let started = Instant::now();
-    let model = link::model_for(args.model.as_deref(), &input.events, &loaded)?;
+    let (model, persons) = link::model_for(args.model.as_deref(), &input.events, &loaded)?;
     let train_seconds = started.elapsed().as_secs_f64();
     link::print_model_use(&model);
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
-    link::apply(&mut hub, &input.events, false);
+    link::apply(&mut hub, &input.events, Some(persons), false);
     let match_seconds = started.elapsed().as_secs_f64();
 
     let person_path = args

@@ -12,7 +12,7 @@ use connectors::{FileSource, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::model::{Model, Pairing, TrainOptions};
 use mdm::normalise::{self, Nino};
-use mdm::{Entity, Hub};
+use mdm::{Entity, Hub, NormalisedPersons};
 use pipeline::{DeadLetter, EntityKind, Envelope, Payload};
 use serde::Serialize;
 
@@ -97,7 +97,12 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
                 .with_context(|| format!("source `{}`", source.name))?,
         );
     }
-    for source in &files {
+    // One file per core (its spinner in one block of them); the events keep the files' order.
+    let bars = indicatif::MultiProgress::new();
+    if !progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let read_one = |source: &&connectors::SourceConfig| -> anyhow::Result<_> {
         let mut file = FileSource::open(source, &config.data_dir).with_context(|| {
             format!(
                 "opening source `{}` (data_dir {})",
@@ -105,18 +110,16 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
                 config.data_dir.display()
             )
         })?;
-        let bar = if progress {
-            ProgressBar::new_spinner()
-        } else {
-            ProgressBar::hidden()
-        }
-        .with_style(style.clone())
-        .with_prefix(source.name.clone());
+        let bar = bars
+            .add(ProgressBar::new_spinner())
+            .with_style(style.clone())
+            .with_prefix(source.name.clone());
         let mut read = SourceRead {
             name: source.name.clone(),
             system: source.system.clone(),
             ..SourceRead::default()
         };
+        let (mut events, mut dead_letters) = (Vec::new(), Vec::new());
         while let Some(record) = file.next_record() {
             read.rows += 1;
             bar.inc(1);
@@ -124,16 +127,27 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
                 Record::Event(envelope) => {
                     read.events += 1;
                     read.unparsed.add(&source.name, &envelope);
-                    input.events.push(*envelope);
+                    events.push(*envelope);
                 }
                 Record::DeadLetter(dead_letter) => {
                     read.dead_letters += 1;
-                    input.dead_letters.push(dead_letter);
+                    dead_letters.push(dead_letter);
                 }
             }
         }
         bar.finish();
+        Ok((read, events, dead_letters))
+    };
+    let files: Vec<&connectors::SourceConfig> = files.iter().collect();
+    for result in mdm::parallel::map(&files, read_one) {
+        let (read, events, dead_letters) = result?;
         input.sources.push(read);
+        if input.events.is_empty() {
+            input.events = events; // the first file's events are not copied
+        } else {
+            input.events.extend(events);
+        }
+        input.dead_letters.extend(dead_letters);
     }
     if input.sources.is_empty() {
         bail!("{}: no source maps persons or properties", loaded.origin);
@@ -141,40 +155,12 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
     Ok(input)
 }
 
-/// Trains a person model of `spec` on the people among `events`, without labels.
+/// Trains a person model of `spec` on prepared person records, without labels.
 pub fn train_model(
-    events: &[Envelope],
+    prepared: &[mdm::model::Prepared],
     origin: &str,
     spec: mdm::model::ModelSpec,
 ) -> anyhow::Result<Model> {
-    let persons: Vec<_> = events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            Payload::Person(person) => Some((person, &event.unparsed)),
-            _ => None,
-        })
-        .collect();
-    // Normalising is most of the cost of a record here: one share of them per core.
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let prepared: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = persons
-            .chunks(persons.len().div_ceil(threads).max(1))
-            .map(|share| {
-                scope.spawn(|| {
-                    share
-                        .iter()
-                        .map(|(person, unparsed)| {
-                            mdm::person::Evidence::of(person, unparsed).prepare(&spec.fields)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().expect("preparing thread"))
-            .collect()
-    });
     if prepared.len() < 2 {
         bail!(
             "{origin}: training needs person records, found {}",
@@ -187,9 +173,9 @@ pub fn train_model(
         u_sample: (prepared.len() * 10).clamp(100_000, 1_000_000),
         ..TrainOptions::default()
     };
-    let mut model = Model::train(spec, &prepared, Pairing::Dedupe, &options);
+    let mut model = Model::train(spec, prepared, Pairing::Dedupe, &options);
     model.trained_on = format!("{} person records from {origin}", prepared.len());
-    print_blocking(&model.spec, &prepared);
+    print_blocking(&model.spec, prepared);
     Ok(model)
 }
 
@@ -278,29 +264,40 @@ pub fn print_model_use(model: &Model) {
     }
 }
 
-/// The model in `path`, or one trained on the people among `events`.
+/// The person model in `path`, or one trained on the people among `events`, with those
+/// people normalised for it (once, for training and matching both).
 pub fn model_for(
     path: Option<&Path>,
     events: &[Envelope],
     loaded: &Loaded,
-) -> anyhow::Result<Model> {
+) -> anyhow::Result<(Model, NormalisedPersons)> {
     match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            mdm::person::load_model(&text)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+            let model = mdm::person::load_model(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            let persons = NormalisedPersons::of(events, &model.spec.fields);
+            Ok((model, persons))
         }
-        None => train_model(
-            events,
-            &loaded.config.data_dir.display().to_string(),
-            training_spec(loaded),
-        ),
+        None => {
+            let spec = training_spec(loaded);
+            let persons = NormalisedPersons::of(events, &spec.fields);
+            let origin = loaded.config.data_dir.display().to_string();
+            let model = train_model(persons.prepared(), &origin, spec)?;
+            Ok((model, persons))
+        }
     }
 }
 
-/// Applies events to a hub with a progress bar.
-pub fn apply(hub: &mut Hub, events: &[Envelope], progress: bool) {
+/// Applies events to a hub with a progress bar. `persons` are the events' persons
+/// normalised for the hub's model (see [`model_for`]), or `None` to normalise them here.
+pub fn apply(
+    hub: &mut Hub,
+    events: &[Envelope],
+    persons: Option<NormalisedPersons>,
+    progress: bool,
+) {
     let bar = if progress {
         ProgressBar::new(events.len() as u64)
     } else {
@@ -314,12 +311,13 @@ pub fn apply(hub: &mut Hub, events: &[Envelope], progress: bool) {
         .progress_chars("=> "),
     );
     bar.set_prefix("matching");
-    for (index, event) in events.iter().enumerate() {
-        hub.apply(event);
+    let persons =
+        persons.unwrap_or_else(|| NormalisedPersons::of(events, &hub.person_model().spec.fields));
+    hub.apply_all(events, persons, |index| {
         if index % 1024 == 0 {
             bar.set_position(index as u64);
         }
-    }
+    });
     bar.finish_with_message("done");
 }
 
@@ -330,11 +328,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let input = read(&loaded, true)?;
     let started = Instant::now();
-    let model = train_model(
-        &input.events,
-        &loaded.config.data_dir.display().to_string(),
-        training_spec(&loaded),
-    )?;
+    let (model, _) = model_for(None, &input.events, &loaded)?;
     std::fs::write(&args.out, model.save())
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
@@ -534,13 +528,13 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     if args.model.is_none() {
         eprintln!("training the person model on the data (no labels)...");
     }
-    let model = model_for(args.model.as_deref(), &input.events, &loaded)?;
+    let (model, persons) = model_for(args.model.as_deref(), &input.events, &loaded)?;
     seconds.insert("train", started.elapsed().as_secs_f64());
     print_model_use(&model);
 
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
-    apply(&mut hub, &input.events, true);
+    apply(&mut hub, &input.events, Some(persons), true);
     seconds.insert("match", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
@@ -839,16 +833,16 @@ mod tests {
     fn golden_records_do_not_depend_on_arrival_order() {
         let (_dir, loaded) = sample();
         let input = read(&loaded, false).unwrap();
-        let model = train_model(&input.events, "sample", training_spec(&loaded)).unwrap();
+        let (model, persons) = model_for(None, &input.events, &loaded).unwrap();
         let mut forward = Hub::with_model(loaded.config.mdm.clone(), model.clone());
-        apply(&mut forward, &input.events, false);
+        apply(&mut forward, &input.events, Some(persons), false);
         // Reverse, then interleave from both ends: CRM before HMS, duplicates before originals.
         let mut reordered: Vec<Envelope> = input.events.iter().rev().cloned().collect();
         let half = reordered.len() / 2;
         let (front, back) = reordered.split_at_mut(half);
         front.swap_with_slice(&mut back[..half]);
         let mut other = Hub::with_model(loaded.config.mdm.clone(), model);
-        apply(&mut other, &reordered, false);
+        apply(&mut other, &reordered, None, false);
         assert_eq!(partition(&forward), partition(&other));
         // Golden ids too: a cluster is named by its most trusted record, not its first.
         assert_eq!(forward.xref(), other.xref());

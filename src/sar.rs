@@ -68,7 +68,7 @@ pub fn report(
     subject: &str,
 ) -> anyhow::Result<Report> {
     let mut hub = loaded.hub()?;
-    link::apply(&mut hub, events, false);
+    link::apply(&mut hub, events, None, false);
     report_from(&hub, events, dead_letters, subject)
 }
 

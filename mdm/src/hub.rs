@@ -282,6 +282,45 @@ impl NormalisedPerson {
     }
 }
 
+/// The persons among a batch of events, normalised ahead of a hub on every core: training
+/// reads their prepared records, and [`Hub::apply_all`] takes them as they are, so no person
+/// is normalised twice.
+#[derive(Debug)]
+pub struct NormalisedPersons {
+    fields: Vec<String>,
+    prepared: Vec<crate::model::Prepared>,
+    records: Vec<(PersonRecord, Quality)>,
+}
+
+impl NormalisedPersons {
+    /// Every person event of `events` (deletes too), in order, prepared for `fields`.
+    pub fn of(events: &[Envelope], fields: &[String]) -> NormalisedPersons {
+        let persons: Vec<(&Envelope, &Person)> = events
+            .iter()
+            .filter_map(|event| match &event.payload {
+                Payload::Person(person) => Some((event, person)),
+                _ => None,
+            })
+            .collect();
+        let (prepared, records) = crate::parallel::map(&persons, |(event, person)| {
+            NormalisedPerson::of(event, person, fields)
+        })
+        .into_iter()
+        .map(|person| (person.prepared, (person.record, person.quality)))
+        .unzip();
+        NormalisedPersons {
+            fields: fields.to_vec(),
+            prepared,
+            records,
+        }
+    }
+
+    /// One prepared record per person event, in order: what a model trains on.
+    pub fn prepared(&self) -> &[crate::model::Prepared] {
+        &self.prepared
+    }
+}
+
 /// Which master entity a steward decision or explanation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -526,6 +565,41 @@ impl Hub {
     /// Applies one canonical event. Master data is matched and linked; anything else is
     /// left to other stages.
     pub fn apply(&mut self, envelope: &Envelope) -> Applied {
+        self.apply_with(envelope, None)
+    }
+
+    /// Applies `events` in order with their persons already normalised (by
+    /// [`NormalisedPersons::of`] over the same events), calling `progress` with each event's
+    /// index. Persons normalised for other fields than this hub's model are normalised again.
+    pub fn apply_all(
+        &mut self,
+        events: &[Envelope],
+        normalised: NormalisedPersons,
+        mut progress: impl FnMut(usize),
+    ) {
+        self.person_records.reserve(normalised.prepared.len());
+        let mut persons = (normalised.fields == self.matcher.model().spec.fields)
+            .then(|| normalised.prepared.into_iter().zip(normalised.records));
+        for (index, event) in events.iter().enumerate() {
+            let person = match (&event.payload, persons.as_mut()) {
+                (Payload::Person(_), Some(persons)) => {
+                    let (prepared, (record, quality)) = persons
+                        .next()
+                        .expect("one normalised person per person event");
+                    Some(NormalisedPerson {
+                        record,
+                        prepared,
+                        quality,
+                    })
+                }
+                _ => None,
+            };
+            self.apply_with(event, person);
+            progress(index);
+        }
+    }
+
+    fn apply_with(&mut self, envelope: &Envelope, normalised: Option<NormalisedPerson>) -> Applied {
         let reference = &envelope.source_ref;
         let recorded_at = envelope.recorded_at.or(envelope.occurred_at);
         if envelope.source.op == pipeline::Op::Delete
@@ -547,8 +621,9 @@ impl Hub {
                 Applied::Erased
             }
             Payload::Person(person) => {
-                let normalised =
-                    NormalisedPerson::of(envelope, person, &self.matcher.model().spec.fields);
+                let normalised = normalised.unwrap_or_else(|| {
+                    NormalisedPerson::of(envelope, person, &self.matcher.model().spec.fields)
+                });
                 self.apply_normalised(reference, normalised)
             }
             Payload::Property(property) => self.apply_property(reference, property, recorded_at),
@@ -1581,6 +1656,45 @@ mod tests {
         assert_eq!(golden.title.as_deref(), Some("Mrs"));
         assert_eq!(golden.lineage["given_name"].allocated_by, "hms");
         assert_eq!(golden.sources.len(), 2);
+    }
+
+    #[test]
+    fn persons_normalised_ahead_give_the_hub_that_applying_one_by_one_gives() {
+        let events = vec![
+            event(
+                "hms",
+                "T1",
+                person("Margaret", "OBrien", "1961-03-11", "07700900123"),
+            ),
+            event("hms", "P1", Payload::Tenancy(Default::default())),
+            event(
+                "crm",
+                "C1",
+                person("Peggy", "O'Brien", "1961-03-11", "07700900123"),
+            ),
+            event(
+                "crm",
+                "C2",
+                person("Sean", "Murphy", "1970-01-02", "07700900999"),
+            ),
+        ];
+        let mut one_by_one = Hub::new(MdmConfig::default());
+        for event in &events {
+            one_by_one.apply(event);
+        }
+        let fields = one_by_one.person_model().spec.fields.clone();
+        // Normalised for the hub's model, and for other fields (normalised again by the hub).
+        for fields in [fields.clone(), fields[..1].to_vec()] {
+            let mut ahead = Hub::new(MdmConfig::default());
+            let mut seen = Vec::new();
+            ahead.apply_all(&events, NormalisedPersons::of(&events, &fields), |index| {
+                seen.push(index)
+            });
+            assert_eq!(seen, [0, 1, 2, 3]);
+            assert_eq!(ahead.xref(), one_by_one.xref());
+            assert_eq!(ahead.golden_persons(), one_by_one.golden_persons());
+            assert_eq!(ahead.counts().golden_persons, 2);
+        }
     }
 
     #[test]

@@ -13,10 +13,12 @@ pub mod hub;
 pub mod matcher;
 pub mod model;
 pub mod normalise;
+pub mod parallel;
 pub mod person;
 
 pub use config::MdmConfig;
 pub use hub::{
     Applied, Changes, Conflict, Entity, Erasure, GoldenPerson, GoldenProperty, GoldenTenancy, Hub,
-    LinkExplanation, ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus, XrefEntry,
+    LinkExplanation, NormalisedPersons, ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus,
+    XrefEntry,
 };

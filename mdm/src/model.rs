@@ -5,7 +5,7 @@
 //! blocking rule, for the comparisons that rule does not block on). No IO: `save`/`load`
 //! work on strings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -290,16 +290,12 @@ pub struct RulePairs {
 
 /// Per blocking rule of `spec`: its pairs and the pairs only it makes (what it costs and adds).
 pub fn rule_pairs(spec: &ModelSpec, records: &[Prepared], pairing: Pairing) -> Vec<RulePairs> {
-    let per_rule: Vec<Vec<(usize, usize)>> = spec
-        .blocking
-        .iter()
-        .map(|rule| {
-            let mut pairs = block_rule(spec, rule, records, pairing).0;
-            pairs.sort_unstable();
-            pairs.dedup();
-            pairs
-        })
-        .collect();
+    let per_rule: Vec<Vec<(usize, usize)>> = crate::parallel::map(&spec.blocking, |rule| {
+        let mut pairs = block_rule(spec, rule, records, pairing).0;
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    });
     let mut all: Vec<(usize, usize)> = per_rule.concat();
     all.sort_unstable();
     let rules_finding = |pair: &(usize, usize)| {
@@ -327,6 +323,34 @@ pub fn union_of(rules: &[RulePairs]) -> Vec<(usize, usize)> {
     union.sort_unstable();
     union.dedup();
     union
+}
+
+/// One field of every record in one buffer: `spans[i]` is record i's value as (start, end)
+/// in `text`, or `None`.
+struct Column {
+    text: String,
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+impl Column {
+    fn of(records: &[Prepared], field: usize) -> Column {
+        let mut text = String::new();
+        let spans = records
+            .iter()
+            .map(|record| {
+                let value = record.values[field].as_deref()?;
+                let start = text.len() as u32;
+                text.push_str(value);
+                Some((start, text.len() as u32))
+            })
+            .collect();
+        Column { text, spans }
+    }
+
+    fn get(&self, record: usize) -> Option<&str> {
+        let (start, end) = self.spans[record]?;
+        Some(&self.text[start as usize..end as usize])
+    }
 }
 
 /// A deterministic generator for sampling random pairs (splitmix64).
@@ -491,7 +515,8 @@ impl Model {
         } else {
             model.spec.training.clone()
         };
-        for rule in &training_rules {
+        // Each rule's session on its own core: a session reads the model, never writes it.
+        let sessions = crate::parallel::map(&training_rules, |rule| {
             let (pairs, _) = block_rule(&model.spec, rule, records, pairing);
             let gammas: Vec<Gamma> = pairs
                 .iter()
@@ -499,7 +524,7 @@ impl Model {
                 .collect();
             let patterns = aggregate(gammas.iter());
             if patterns.is_empty() {
-                continue;
+                return None;
             }
             let free: Vec<bool> = model
                 .spec
@@ -520,6 +545,9 @@ impl Model {
                 &free,
                 options.em_iterations,
             );
+            Some((free, m, matches))
+        });
+        for (free, m, matches) in sessions.into_iter().flatten() {
             for (comparison, is_free) in free.iter().enumerate() {
                 if *is_free {
                     estimates[comparison].push((m[comparison].clone(), matches));
@@ -768,14 +796,22 @@ impl Model {
                     .collect()
             })
             .collect();
-        let prior_keys: Vec<Vec<Option<u64>>> = records
+        // Flat, `rules` keys per record, 0 for none (a real key of 0 is taken as 1).
+        let rules = prior_fields.len();
+        let prior_keys: Vec<u64> = records
             .iter()
-            .map(|record| {
+            .flat_map(|record| {
                 prior_fields
                     .iter()
-                    .map(|fields| key_hash(record, fields))
-                    .collect()
+                    .map(|fields| key_hash(record, fields).map_or(0, |key| key.max(1)))
             })
+            .collect();
+        // Each compared field's values side by side in one buffer: random pairs then read a
+        // few small arrays rather than chase two pointers per value across the heap.
+        let columns: Vec<Column> = self
+            .field_of
+            .iter()
+            .map(|&field| Column::of(records, field))
             .collect();
         let sample_chunk = |chunk: u64| {
             let mut counts: Vec<Vec<f64>> = self
@@ -794,44 +830,23 @@ impl Model {
                 }
                 // Among duplicates-rich data, pairs the prior rules find would make agreement
                 // look common among non-matches.
-                if prior_keys[a]
-                    .iter()
-                    .zip(&prior_keys[b])
-                    .any(|(p, q)| p.is_some() && p == q)
-                {
+                let keys = |record: usize| &prior_keys[record * rules..(record + 1) * rules];
+                if keys(a).iter().zip(keys(b)).any(|(p, q)| *p != 0 && p == q) {
                     continue;
                 }
-                let (x, y) = (&records[a].values, &records[b].values);
-                for (comparison, (spec, &field)) in
-                    self.spec.comparisons.iter().zip(&self.field_of).enumerate()
+                for (comparison, (spec, column)) in
+                    self.spec.comparisons.iter().zip(&columns).enumerate()
                 {
-                    if let (Some(p), Some(q)) = (&x[field], &y[field]) {
+                    if let (Some(p), Some(q)) = (column.get(a), column.get(b)) {
                         counts[comparison][spec.comparator.level(p, q) as usize] += 1.0;
                     }
                 }
             }
             counts
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(CHUNKS as usize);
-        let chunk_counts: Vec<Vec<Vec<f64>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|thread| {
-                    let sample_chunk = &sample_chunk;
-                    scope.spawn(move || {
-                        (thread as u64..CHUNKS)
-                            .step_by(threads)
-                            .map(sample_chunk)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|handle| handle.join().expect("sampling thread"))
-                .collect()
-        });
+        // Each chunk has its own seed: the sample does not depend on the number of cores.
+        let chunks: Vec<u64> = (0..CHUNKS).collect();
+        let chunk_counts = crate::parallel::map(&chunks, |&chunk| sample_chunk(chunk));
         // One pseudo-count per level keeps every u positive.
         let mut counts: Vec<Vec<f64>> = self
             .u
@@ -977,30 +992,28 @@ impl Model {
     }
 
     pub fn set_term_frequencies(&mut self, records: &[Prepared]) {
-        let fields = self.field_of.clone();
-        self.term_frequencies = self
+        let comparisons: Vec<(&ComparisonSpec, usize)> = self
             .spec
             .comparisons
             .iter()
-            .zip(fields)
-            .map(|(comparison, field)| {
-                let mut counts: BTreeMap<String, f64> = BTreeMap::new();
-                if comparison.term_frequency {
-                    let mut total = 0.0;
-                    for value in records
-                        .iter()
-                        .filter_map(|record| record.values[field].as_ref())
-                    {
-                        *counts.entry(value.clone()).or_default() += 1.0;
-                        total += 1.0;
-                    }
-                    for count in counts.values_mut() {
-                        *count /= total;
-                    }
-                }
-                counts
-            })
+            .zip(self.field_of.iter().copied())
             .collect();
+        let term_frequencies = crate::parallel::map(&comparisons, |&(comparison, field)| {
+            if !comparison.term_frequency {
+                return BTreeMap::new();
+            }
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            let mut total = 0usize;
+            for value in records.iter().filter_map(|r| r.values[field].as_deref()) {
+                *counts.entry(value).or_default() += 1;
+                total += 1;
+            }
+            counts
+                .into_iter()
+                .map(|(value, count)| (value.to_owned(), count as f64 / total as f64))
+                .collect()
+        });
+        self.term_frequencies = term_frequencies;
         self.derive();
     }
 
