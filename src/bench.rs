@@ -213,7 +213,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     println!("kept tables (rows): {}", kept.join(", "));
     let (from, to) = (start, start + Duration::days(400));
-    let as_of = crate::run::as_of(to);
+    let as_of = sql::calendar::as_of(to);
     // Each file alone, best of `repeat`, through the suite's own runner.
     let mut times: std::collections::BTreeMap<String, f64> = Default::default();
     for _ in 0..args.repeat {

@@ -87,17 +87,6 @@ impl Live {
     }
 }
 
-/// The regulator year (1 April - 31 March) holding `day`.
-pub fn regulator_year(day: NaiveDate) -> (NaiveDate, NaiveDate) {
-    let start_year = if day.month() >= 4 {
-        day.year()
-    } else {
-        day.year() - 1
-    };
-    let date = |year, month, day| NaiveDate::from_ymd_opt(year, month, day).expect("valid date");
-    (date(start_year, 4, 1), date(start_year + 1, 3, 31))
-}
-
 /// Computes the dashboard once.
 pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard> {
     let started = std::time::Instant::now();
@@ -106,9 +95,9 @@ pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard>
         Some((_, last)) if last < today => last,
         _ => today,
     };
-    let as_of = crate::run::as_of(day);
+    let as_of = sql::calendar::as_of(day);
     let month = day.with_day(1).expect("the first of a month");
-    let (year_start, _) = regulator_year(day);
+    let (year_start, _) = sql::calendar::regulator_year(day);
     let mut periods = Vec::new();
     for (name, from) in [
         ("today", day),
@@ -186,22 +175,4 @@ pub fn spawn(
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_regulator_year_runs_from_april_to_march() {
-        let day = |text: &str| text.parse::<NaiveDate>().unwrap();
-        assert_eq!(
-            regulator_year(day("2025-03-31")),
-            (day("2024-04-01"), day("2025-03-31"))
-        );
-        assert_eq!(
-            regulator_year(day("2025-04-01")),
-            (day("2025-04-01"), day("2026-03-31"))
-        );
-    }
 }

@@ -305,28 +305,22 @@ impl Shared {
         if from > to {
             bail!("the period starts ({from}) after it ends ({to})");
         }
-        Ok(self.analytics.kpis(from, to, as_of(to)).await?)
+        Ok(self
+            .analytics
+            .kpis(from, to, sql::calendar::as_of(to))
+            .await?)
     }
 
     /// The data exceptions as of the end of `day` (today when none is given).
     pub async fn exceptions(&self, day: Option<NaiveDate>) -> anyhow::Result<Vec<ExceptionRow>> {
         let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive());
-        Ok(self.analytics.exceptions(as_of(day)).await?)
+        Ok(self.analytics.exceptions(sql::calendar::as_of(day)).await?)
     }
 
     async fn data_span(&self) -> anyhow::Result<(NaiveDate, NaiveDate)> {
         let today = chrono::Utc::now().date_naive();
         Ok(self.analytics.data_span().await?.unwrap_or((today, today)))
     }
-}
-
-/// The instant a period ending on `day` is judged at: the end of that day, or now if sooner.
-pub fn as_of(day: NaiveDate) -> chrono::NaiveDateTime {
-    let end = day
-        .succ_opt()
-        .unwrap_or(day)
-        .and_time(chrono::NaiveTime::MIN);
-    end.min(chrono::Utc::now().naive_utc())
 }
 
 /// How long a source waits for what it produced to be stored before it gives up (and

@@ -5,6 +5,8 @@
 //! with substitute days when they fall on a weekend). The one-off changes proclaimed since
 //! 1995 are listed in [`ONE_OFFS`]; holidays proclaimed after this was written go in
 //! `analytics.extra_bank_holidays`.
+//!
+//! The KPI periods are here too: the regulator year, and the instant a period is judged at.
 
 use std::collections::BTreeSet;
 
@@ -163,9 +165,53 @@ impl Calendar {
     }
 }
 
+/// The regulator year (1 April - 31 March) holding `day`.
+pub fn regulator_year(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let start_year = if day.month() >= 4 {
+        day.year()
+    } else {
+        day.year() - 1
+    };
+    let date = |year, month, day| NaiveDate::from_ymd_opt(year, month, day).expect("valid date");
+    (date(start_year, 4, 1), date(start_year + 1, 3, 31))
+}
+
+/// The instant a period ending on `day` is judged at: the end of that day, or now if sooner.
+pub fn as_of(day: NaiveDate) -> chrono::NaiveDateTime {
+    let end = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN);
+    end.min(chrono::Utc::now().naive_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_regulator_year_runs_from_april_to_march() {
+        let day = |text: &str| text.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            regulator_year(day("2025-03-31")),
+            (day("2024-04-01"), day("2025-03-31"))
+        );
+        assert_eq!(
+            regulator_year(day("2025-04-01")),
+            (day("2025-04-01"), day("2026-03-31"))
+        );
+    }
+
+    #[test]
+    fn a_period_is_judged_at_the_end_of_its_last_day_or_now() {
+        let day = |text: &str| text.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            as_of(day("2025-03-31")),
+            day("2025-04-01").and_time(chrono::NaiveTime::MIN)
+        );
+        let today = chrono::Utc::now().date_naive();
+        assert!(as_of(today) <= chrono::Utc::now().naive_utc());
+    }
 
     fn days(list: &[&str]) -> BTreeSet<NaiveDate> {
         list.iter().map(|day| day.parse().unwrap()).collect()
