@@ -314,6 +314,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// The answer to an error of `class`: the caller's fault is a 4xx, only a failure elsewhere
+/// or a bug a 5xx.
+fn status_of(class: pipeline::ErrorClass) -> StatusCode {
+    match class {
+        pipeline::ErrorClass::BadInput => StatusCode::BAD_REQUEST,
+        pipeline::ErrorClass::NotFound => StatusCode::NOT_FOUND,
+        pipeline::ErrorClass::Conflict => StatusCode::CONFLICT,
+        pipeline::ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
+        pipeline::ErrorClass::Bug => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, String> {
     value
         .map(|text| {
@@ -555,7 +567,7 @@ async fn steward_action(
     entity: mdm::Entity,
     records: Vec<Reference>,
     reason: String,
-    apply: impl FnOnce(&mut mdm::Hub) -> Result<Outcome, String>,
+    apply: impl FnOnce(&mut mdm::Hub) -> Result<Outcome, mdm::Error>,
 ) -> Response {
     if reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
@@ -563,7 +575,7 @@ async fn steward_action(
     let Outcome { affected, erasure } = {
         let mut hub = state.shared.hub.lock().expect("hub lock");
         match apply(&mut hub) {
-            Err(message) => return error(StatusCode::NOT_FOUND, message),
+            Err(failure) => return error(status_of(failure.class()), failure.to_string()),
             Ok(outcome) => outcome,
         }
     };
@@ -748,4 +760,17 @@ async fn webhook(
 async fn audit(State(state): State<AppState>) -> Response {
     let entries = state.shared.audit.lock().expect("audit lock").clone();
     Json(entries).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steward_error_answers_with_its_class() {
+        let bad = mdm::Error::BadInput("a record cannot be matched with itself".into());
+        assert_eq!(status_of(bad.class()), StatusCode::BAD_REQUEST);
+        let missing = mdm::Error::NotFound("no golden person `x`".into());
+        assert_eq!(status_of(missing.class()), StatusCode::NOT_FOUND);
+    }
 }

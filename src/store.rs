@@ -445,8 +445,9 @@ impl Store {
         written
     }
 
-    /// `write`, retried with backoff (0.1 s doubling to 5 s) while it fails, for up to
-    /// `retry_for`: the stage waits and commits nothing meanwhile. Failures are counted and
+    /// `write`, retried with backoff (0.1 s doubling to 5 s) while it fails for a reason
+    /// outside goldthread (see [`error_class`]), for up to `retry_for`: the stage waits and
+    /// commits nothing meanwhile. Failures are counted and
     /// `store_up` reads 0 until a write succeeds.
     pub async fn write_with_retry<'e>(
         &self,
@@ -467,6 +468,10 @@ impl Store {
                 Err(error) => {
                     metrics::gauge!(names::STORE_UP).set(0.0);
                     metrics::counter!(names::STORE_WRITE_FAILURES_TOTAL).increment(1);
+                    if error_class(&error) != pipeline::ErrorClass::External {
+                        return Err(error
+                            .context("writing to PostgreSQL (not retried: retrying cannot help)"));
+                    }
                     if started.elapsed() >= retry_for {
                         return Err(error.context(format!(
                             "PostgreSQL writes failed for {retry_for:?} (postgres.retry_for)"
@@ -1299,6 +1304,34 @@ async fn write_snapshot(
 }
 
 /// One text column of some rows, for a `text[]` parameter.
+/// What kind of failure a store error is. A lost or refused connection, a pool timeout, a
+/// server shutting down or out of resources, a serialisation failure or a deadlock is
+/// `External`: a retry may succeed. Anything else the server rejects (a constraint, a value
+/// it cannot take) and any error not from PostgreSQL is goldthread's `Bug`: writing the same
+/// rows again would fail the same way.
+pub fn error_class(error: &anyhow::Error) -> pipeline::ErrorClass {
+    use pipeline::ErrorClass;
+    for cause in error.chain() {
+        if cause.is::<deadpool_postgres::PoolError>() {
+            return ErrorClass::External;
+        }
+        if let Some(error) = cause.downcast_ref::<tokio_postgres::Error>() {
+            let Some(code) = error.code() else {
+                return ErrorClass::External; // closed connection, IO, timeout
+            };
+            // SQLSTATE classes: 08 connection, 40 rollback (serialisation, deadlock),
+            // 53 insufficient resources, 57 operator intervention (shutdown), 58 system.
+            let class = &code.code()[..2];
+            return if ["08", "40", "53", "57", "58"].contains(&class) {
+                ErrorClass::External
+            } else {
+                ErrorClass::Bug
+            };
+        }
+    }
+    ErrorClass::Bug
+}
+
 fn column<'a, T>(rows: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
     rows.iter().map(field).collect()
 }
@@ -1507,5 +1540,19 @@ impl Snapshot {
             review,
             verdicts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_outside_goldthread_are_retried() {
+        let pool_closed =
+            anyhow::Error::new(deadpool_postgres::PoolError::Closed).context("writing a batch");
+        assert_eq!(error_class(&pool_closed), pipeline::ErrorClass::External);
+        let ours = anyhow::anyhow!("a peer's events could not be applied");
+        assert_eq!(error_class(&ours), pipeline::ErrorClass::Bug);
     }
 }

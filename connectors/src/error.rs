@@ -43,7 +43,7 @@ impl Error {
     /// Who is at fault: configuration errors are the user's, IO may be either.
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
-            Error::Config { .. } => pipeline::ErrorClass::User,
+            Error::Config { .. } => pipeline::ErrorClass::BadInput,
             Error::Io { .. } | Error::Csv { .. } => pipeline::ErrorClass::External,
         }
     }

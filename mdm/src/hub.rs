@@ -799,21 +799,23 @@ impl Hub {
         a: &Reference,
         b: &Reference,
         verdict: Verdict,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, crate::Error> {
         let index = self.index(entity);
         let slot = |reference: &Reference| {
             index.slot_of(reference).ok_or_else(|| {
-                format!(
+                crate::Error::NotFound(format!(
                     "no {} record {}:{}",
                     entity.as_str(),
                     reference.allocated_by,
                     reference.id
-                )
+                ))
             })
         };
         let (x, y) = (slot(a)?, slot(b)?);
         if x == y {
-            return Err("a record cannot be matched with itself".into());
+            return Err(crate::Error::BadInput(
+                "a record cannot be matched with itself".into(),
+            ));
         }
         let upsert = match entity {
             Entity::Person => {
@@ -849,7 +851,7 @@ impl Hub {
 
     /// The live golden person a subject names: a golden id (absorbed ids resolve) or one of
     /// their source records as `system:id`.
-    pub fn person_subject(&self, subject: &str) -> Result<String, String> {
+    pub fn person_subject(&self, subject: &str) -> Result<String, crate::Error> {
         match subject.split_once(':') {
             Some((system, id)) => {
                 let reference = Reference {
@@ -859,12 +861,14 @@ impl Hub {
                 self.persons
                     .golden_id_of(&reference)
                     .map(str::to_string)
-                    .ok_or_else(|| format!("no person source record `{subject}`"))
+                    .ok_or_else(|| {
+                        crate::Error::NotFound(format!("no person source record `{subject}`"))
+                    })
             }
             None => self
                 .persons
                 .resolve(subject)
-                .ok_or_else(|| format!("no golden person `{subject}`")),
+                .ok_or_else(|| crate::Error::NotFound(format!("no golden person `{subject}`"))),
         }
     }
 
@@ -872,11 +876,11 @@ impl Hub {
     /// golden person loses its values, links and steward verdicts and leaves the
     /// cross-reference and golden records; their vulnerabilities go; later events about
     /// those records are ignored. `golden_id` may be an absorbed id.
-    pub fn erase(&mut self, golden_id: &str) -> Result<Erasure, String> {
+    pub fn erase(&mut self, golden_id: &str) -> Result<Erasure, crate::Error> {
         let golden_id = self
             .persons
             .resolve(golden_id)
-            .ok_or_else(|| format!("no golden person `{golden_id}`"))?;
+            .ok_or_else(|| crate::Error::NotFound(format!("no golden person `{golden_id}`")))?;
         let slots = self.persons.member_slots(&golden_id).to_vec();
         let mut records = Vec::new();
         for slot in slots {
@@ -1004,15 +1008,19 @@ impl Hub {
     /// A steward splits a record out of its golden record: a never-match verdict between it
     /// and each other member (withdraw them one by one to undo). Returns the golden ids
     /// affected.
-    pub fn split(&mut self, entity: Entity, reference: &Reference) -> Result<Vec<String>, String> {
+    pub fn split(
+        &mut self,
+        entity: Entity,
+        reference: &Reference,
+    ) -> Result<Vec<String>, crate::Error> {
         let index = self.index(entity);
         let slot = index.slot_of(reference).ok_or_else(|| {
-            format!(
+            crate::Error::NotFound(format!(
                 "no {} record {}:{}",
                 entity.as_str(),
                 reference.allocated_by,
                 reference.id
-            )
+            ))
         })?;
         let others: Vec<Reference> = index
             .member_slots(index.golden_id_of_slot(slot))
@@ -1744,10 +1752,21 @@ mod tests {
         hub.steward(Entity::Person, &hms, &crm, Verdict::Withdraw)
             .unwrap();
         assert_eq!(hub.xref(), before, "withdrawing restores the exact xref");
-        assert!(
-            hub.steward(Entity::Person, &hms, &hms, Verdict::Same)
-                .is_err()
-        );
+        // A record matched with itself is a bad request; a record nobody holds is not found.
+        let failure = hub
+            .steward(Entity::Person, &hms, &hms, Verdict::Same)
+            .unwrap_err();
+        assert_eq!(failure.class(), pipeline::ErrorClass::BadInput, "{failure}");
+        let nobody = Reference {
+            id: "T404".into(),
+            allocated_by: "hms".into(),
+        };
+        let failure = hub
+            .steward(Entity::Person, &hms, &nobody, Verdict::Same)
+            .unwrap_err();
+        assert_eq!(failure.class(), pipeline::ErrorClass::NotFound, "{failure}");
+        let failure = hub.erase("no-such-golden-id").unwrap_err();
+        assert_eq!(failure.class(), pipeline::ErrorClass::NotFound, "{failure}");
     }
 
     /// What a restart does: the stored records applied again (some twice, as a replay of an

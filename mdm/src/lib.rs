@@ -9,6 +9,7 @@ pub mod address;
 pub mod cluster;
 pub mod compare;
 pub mod config;
+pub mod error;
 pub mod hub;
 pub mod matcher;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod parallel;
 pub mod person;
 
 pub use config::MdmConfig;
+pub use error::Error;
 pub use hub::{
     Applied, Changes, Conflict, Entity, Erasure, GoldenPerson, GoldenProperty, GoldenTenancy, Hub,
     LinkExplanation, NormalisedPersons, ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus,

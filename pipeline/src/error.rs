@@ -1,14 +1,20 @@
 //! The pipeline crate's error type, classified by who is at fault and whether a retry helps.
 
-/// Who is at fault for an error; the runtime decides retry / dead-letter / stop from this.
+/// What kind of failure an error is, whichever crate raised it: callers decide from this
+/// alone whether to retry (only `External`), dead-letter or refuse (`BadInput`), answer
+/// 404 or 409, or stop (`Bug`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Bad configuration or input: fix and rerun; retrying does not help.
-    User,
+    BadInput,
+    /// What the request names does not exist.
+    NotFound,
+    /// The request contradicts the current state.
+    Conflict,
     /// An external system (broker, database) failed or is unreachable: a retry may help.
     External,
     /// A bug in goldthread.
-    Internal,
+    Bug,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +47,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Kafka { .. } | Error::KafkaTimeout(_) => ErrorClass::External,
-            Error::Encode(_) | Error::Embedded(_) | Error::Task(..) => ErrorClass::Internal,
+            Error::Encode(_) | Error::Embedded(_) | Error::Task(..) => ErrorClass::Bug,
         }
     }
 }

@@ -27,9 +27,11 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
-            Error::Config(_) | Error::Timeout(_) | Error::Refused(_) => pipeline::ErrorClass::User,
+            Error::Config(_) | Error::Timeout(_) | Error::Refused(_) => {
+                pipeline::ErrorClass::BadInput
+            }
             Error::Busy => pipeline::ErrorClass::External,
-            _ => pipeline::ErrorClass::Internal,
+            _ => pipeline::ErrorClass::Bug,
         }
     }
 }
