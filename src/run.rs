@@ -203,36 +203,30 @@ impl Shared {
             return Ok(());
         }
         let hub = self.hub.lock().expect("hub lock");
-        let properties: Vec<serde_json::Value> = hub
-            .golden_properties()
-            .into_iter()
-            .map(|golden| {
-                serde_json::json!({
-                    "golden_id": golden.golden_id,
-                    "uprn": golden.uprn,
-                    "parent_golden_id": golden.parent_golden_id,
-                    "postcode": golden.postcode,
-                    "town": golden.town,
-                    "property_type": golden.property_type,
-                    "n_sources": golden.sources.len(),
-                })
-            })
-            .collect();
-        let persons: Vec<serde_json::Value> = hub
-            .golden_persons()
-            .into_iter()
-            .map(|golden| {
-                serde_json::json!({
-                    "golden_id": golden.golden_id,
-                    "postcode_district": golden.postcode.as_deref().and_then(|postcode| postcode.split(' ').next()),
-                    "n_sources": golden.sources.len(),
-                })
-            })
-            .collect();
+        let (properties, persons) = (hub.golden_properties(), hub.golden_persons());
         drop(hub);
-        self.analytics
-            .replace_golden("golden_properties", &properties)?;
-        self.analytics.replace_golden("golden_persons", &persons)?;
+        let properties: Vec<sql::GoldenPropertyRow> = properties
+            .iter()
+            .map(|golden| sql::GoldenPropertyRow {
+                golden_id: &golden.golden_id,
+                uprn: golden.uprn.as_deref(),
+                parent_golden_id: golden.parent_golden_id.as_deref(),
+                postcode: golden.postcode.as_deref(),
+                town: golden.town.as_deref(),
+                property_type: golden.property_type.as_deref(),
+                sources: golden.sources.len(),
+            })
+            .collect();
+        let persons: Vec<sql::GoldenPersonRow> = persons
+            .iter()
+            .map(|golden| sql::GoldenPersonRow {
+                golden_id: &golden.golden_id,
+                postcode: golden.postcode.as_deref(),
+                sources: golden.sources.len(),
+            })
+            .collect();
+        self.analytics.replace_golden_properties(&properties)?;
+        self.analytics.replace_golden_persons(&persons)?;
         *refreshed_at = Some(batches);
         Ok(())
     }

@@ -339,9 +339,10 @@ impl Column {
             .iter()
             .map(|record| {
                 let value = record.values[field].as_deref()?;
-                let start = text.len() as u32;
+                let offset = |at: usize| u32::try_from(at).expect("a column under 4 GiB");
+                let start = offset(text.len());
                 text.push_str(value);
-                Some((start, text.len() as u32))
+                Some((start, offset(text.len())))
             })
             .collect();
         Column { text, spans }

@@ -1115,18 +1115,32 @@ mod tests {
     #[tokio::test]
     async fn golden_tables_are_replaced() {
         let analytics = Analytics::new(AnalyticsConfig::default()).await.unwrap();
-        let rows = vec![serde_json::json!({"golden_id": "GH-1", "uprn": "1", "n_sources": 2})];
-        analytics
-            .replace_golden("golden_properties", &rows)
-            .unwrap();
-        analytics
-            .replace_golden("golden_properties", &rows)
-            .unwrap();
+        let rows = vec![crate::GoldenPropertyRow {
+            golden_id: "GH-1",
+            uprn: Some("1"),
+            sources: 2,
+            ..Default::default()
+        }];
+        analytics.replace_golden_properties(&rows).unwrap();
+        analytics.replace_golden_properties(&rows).unwrap();
         let batches = analytics
-            .query("SELECT COUNT(*) AS n FROM golden_properties")
+            .query("SELECT COUNT(*) AS n, MAX(uprn) AS uprn, MAX(n_sources) AS n_sources FROM golden_properties")
             .await
             .unwrap();
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
-        assert!(analytics.replace_golden("repair_requests", &rows).is_err());
+        assert_eq!(batches[0].column(1).as_string::<i32>().value(0), "1");
+        assert_eq!(batches[0].column(2).as_primitive::<Int64Type>().value(0), 2);
+        // Persons keep the postcode's district only.
+        let persons = [crate::GoldenPersonRow {
+            golden_id: "GP-1",
+            postcode: Some("LS6 2AB"),
+            sources: 1,
+        }];
+        analytics.replace_golden_persons(&persons).unwrap();
+        let batches = analytics
+            .query("SELECT postcode_district FROM golden_persons")
+            .await
+            .unwrap();
+        assert_eq!(batches[0].column(0).as_string::<i32>().value(0), "LS6");
     }
 }

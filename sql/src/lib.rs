@@ -20,4 +20,4 @@ pub use config::AnalyticsConfig;
 pub use error::Error;
 pub use kpi::{ExceptionRow, KpiRow, KpiTable};
 pub use query::{QueryResult, TrendPoint};
-pub use tables::Analytics;
+pub use tables::{Analytics, GoldenPersonRow, GoldenPropertyRow};

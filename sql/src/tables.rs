@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    StringDictionaryBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Array, Int64Builder, StringArray,
+    StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -436,6 +436,32 @@ fn text(value: &Option<String>) -> Cell<'_> {
     Cell::Text(value.as_deref())
 }
 
+/// A golden property as the analytics tables hold it.
+#[derive(Debug, Clone, Default)]
+pub struct GoldenPropertyRow<'a> {
+    pub golden_id: &'a str,
+    pub uprn: Option<&'a str>,
+    pub parent_golden_id: Option<&'a str>,
+    pub postcode: Option<&'a str>,
+    pub town: Option<&'a str>,
+    pub property_type: Option<&'a str>,
+    /// Source records in the golden record.
+    pub sources: usize,
+}
+
+/// A golden person as given to the analytics, which keep the postcode's district only.
+#[derive(Debug, Clone, Default)]
+pub struct GoldenPersonRow<'a> {
+    pub golden_id: &'a str,
+    pub postcode: Option<&'a str>,
+    /// Source records in the golden record.
+    pub sources: usize,
+}
+
+fn sources_column(sources: impl Iterator<Item = usize>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(sources.map(|n| n as i64)))
+}
+
 /// The analytics stage: live tables in a DataFusion session.
 pub struct Analytics {
     pub(crate) context: SessionContext,
@@ -774,22 +800,52 @@ impl Analytics {
             .collect()
     }
 
-    /// Replaces a golden-record table with `rows` (JSON objects with the table's columns).
-    pub fn replace_golden(
+    /// Replaces the golden properties.
+    pub fn replace_golden_properties<'a>(
         &self,
-        name: &'static str,
-        rows: &[serde_json::Value],
+        rows: &[GoldenPropertyRow<'a>],
     ) -> Result<(), Error> {
+        let text = |values: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+        let column = |field: fn(&GoldenPropertyRow<'a>) -> Option<&'a str>| {
+            text(rows.iter().map(field).collect())
+        };
+        self.replace_golden(
+            "golden_properties",
+            vec![
+                text(rows.iter().map(|row| Some(row.golden_id)).collect()),
+                column(|row| row.uprn),
+                column(|row| row.parent_golden_id),
+                column(|row| row.postcode),
+                column(|row| row.town),
+                column(|row| row.property_type),
+                sources_column(rows.iter().map(|row| row.sources)),
+            ],
+        )
+    }
+
+    /// Replaces the golden persons: their postcode district only (as `bi.golden_person`).
+    pub fn replace_golden_persons(&self, rows: &[GoldenPersonRow]) -> Result<(), Error> {
+        let districts: Vec<Option<&str>> = rows
+            .iter()
+            .map(|row| row.postcode.and_then(|postcode| postcode.split(' ').next()))
+            .collect();
+        self.replace_golden(
+            "golden_persons",
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.golden_id),
+                )),
+                Arc::new(StringArray::from(districts)),
+                sources_column(rows.iter().map(|row| row.sources)),
+            ],
+        )
+    }
+
+    fn replace_golden(&self, name: &'static str, columns: Vec<ArrayRef>) -> Result<(), Error> {
         let mut tables = self.tables.lock().expect("tables lock");
-        let table = tables
-            .get_mut(name)
-            .filter(|_| name.starts_with("golden_"))
-            .ok_or_else(|| Error::Config(format!("no golden table `{name}`")))?;
-        let mut decoder =
-            datafusion::arrow::json::ReaderBuilder::new(table.schema()).build_decoder()?;
-        decoder.serialize(rows)?;
-        let replacement: Vec<RecordBatch> = decoder.flush()?.into_iter().collect();
-        table.replace(replacement);
+        let table = tables.get_mut(name).expect("a golden table");
+        let batch = RecordBatch::try_new(table.schema(), columns)?;
+        table.replace(vec![batch]);
         Ok(())
     }
 
