@@ -18,6 +18,18 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// As configured and audited: `contractor`, `viewer`, `steward`, `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Contractor => "contractor",
+            Role::Viewer => "viewer",
+            Role::Steward => "steward",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 /// `[[http.tokens]]`: one API token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +150,16 @@ pub fn problems(tokens: &[TokenConfig]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_is_audited_as_it_is_configured() {
+        for role in [Role::Contractor, Role::Viewer, Role::Steward, Role::Admin] {
+            assert_eq!(
+                serde_json::to_value(role).unwrap(),
+                serde_json::Value::from(role.as_str())
+            );
+        }
+    }
 
     fn configs() -> Vec<TokenConfig> {
         vec![

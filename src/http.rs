@@ -12,7 +12,7 @@ use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::Reference;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::run::Shared;
@@ -33,20 +33,6 @@ const READY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 struct Readiness {
     up: bool,
     body: serde_json::Value,
-}
-
-/// One steward action: who did what, when and why. Source references, not personal data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub who: String,
-    pub role: Role,
-    pub action: String,
-    pub entity: mdm::Entity,
-    pub records: Vec<Reference>,
-    pub reason: String,
-    /// Golden ids whose membership the action changed.
-    pub affected: Vec<String>,
 }
 
 /// Lets a request through when its bearer token has at least `minimum`'s role; the caller
@@ -583,10 +569,10 @@ async fn steward_action(
         Some(erasure) => erasure.records.clone(),
         None => records,
     };
-    let entry = AuditEntry {
+    let entry = mdm::AuditEntry {
         at: chrono::Utc::now(),
         who: caller.name,
-        role: caller.role,
+        role: caller.role.as_str().to_string(),
         action,
         entity,
         records,

@@ -47,7 +47,7 @@ pub struct Shared {
     /// The batch count when the golden tables were last copied to analytics.
     golden_refreshed_at: Mutex<Option<u64>>,
     /// Steward actions, oldest first.
-    pub audit: Mutex<Vec<http::AuditEntry>>,
+    pub audit: Mutex<Vec<mdm::AuditEntry>>,
     /// Where each batch's master data lands, when PostgreSQL is configured.
     pub store: Option<crate::store::Store>,
     /// The broker and the entity topics, for tombstones and webhooks.

@@ -932,7 +932,7 @@ async fn write_dead_letters(
 /// What one transaction writes.
 #[derive(Debug, Default)]
 pub struct Write<'a> {
-    pub audit: Option<&'a crate::http::AuditEntry>,
+    pub audit: Option<&'a mdm::AuditEntry>,
     /// An erasure: recorded, and the stored events of its records deleted.
     pub erasure: Option<&'a mdm::Erasure>,
     /// The positions consumed (none for a steward action).
@@ -949,7 +949,7 @@ pub struct Write<'a> {
 pub struct Restored {
     pub events: u64,
     pub verdicts: Vec<StewardVerdict>,
-    pub audit: Vec<crate::http::AuditEntry>,
+    pub audit: Vec<mdm::AuditEntry>,
     pub positions: Positions,
     /// The `seq` of the last source record read.
     pub synced: i64,

@@ -6,6 +6,7 @@
 //! events and updates in-memory state; callers own Kafka, files and databases.
 
 pub mod address;
+pub mod audit;
 pub mod cluster;
 pub mod compare;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod normalise;
 pub mod parallel;
 pub mod person;
 
+pub use audit::AuditEntry;
 pub use config::MdmConfig;
 pub use error::Error;
 pub use hub::{
