@@ -16,7 +16,7 @@ use pipeline::stage::{self, ConsumeReport, StageConfig, StopWhen};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::run::SourceCounts;
+use connectors::SourceCounts;
 
 /// A running connector.
 #[derive(Debug)]
@@ -289,12 +289,7 @@ async fn poll(
             &source.system,
             source.entity().expect("validated: entity is known"),
         ),
-        counts: SourceCounts {
-            name: source.name.clone(),
-            system: source.system.clone(),
-            path: source.qualified_table(),
-            ..SourceCounts::default()
-        },
+        counts: SourceCounts::new(&source.name, &source.system, source.qualified_table()),
     };
     match source.mode {
         connectors::pg::Mode::Logical => {
@@ -531,20 +526,17 @@ struct Output {
 impl Output {
     /// Sends what one row became: the event to the topic, or the dead letter; counts it.
     async fn emit(&mut self, source: &str, record: connectors::Record) -> anyhow::Result<()> {
+        self.counts.count(&record);
         match record {
             connectors::Record::Event(event) => {
                 self.producer.send(&self.topic, &event).await?;
-                self.counts.events_produced += 1;
-                self.counts.unparsed.add(source, &event);
             }
             connectors::Record::DeadLetter(dead_letter) => {
                 self.producer.send_dead_letter(&dead_letter).await?;
-                self.counts.dead_letters += 1;
                 metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => source.to_string())
                     .increment(1);
             }
         }
-        self.counts.rows_read += 1;
         metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => source.to_string())
             .increment(1);
         Ok(())

@@ -8,7 +8,135 @@ use anyhow::Context;
 use mdm::{Entity, Hub};
 use pipeline::DeadLetter;
 
-use crate::run::Summary;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use connectors::SourceCounts;
+use serde::Serialize;
+use sql::KpiTable;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TopicCounts {
+    pub topic: String,
+    pub produced: u64,
+    pub consumed: u64,
+}
+
+/// What `run --once` prints and writes to `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub sources: Vec<SourceCounts>,
+    pub topics: Vec<TopicCounts>,
+    /// Rows rejected by connectors, plus consumed messages a stage could not decode.
+    pub dead_letters: u64,
+    pub stage_dead_letters: u64,
+    pub mdm: mdm::hub::Counts,
+    pub quality: mdm::hub::Quality,
+    pub vulnerabilities: VulnerabilityCounts,
+    pub kpis: KpiTable,
+    /// Data exceptions found at the end of the KPI period, per rule (the rows are in
+    /// `exceptions.csv` with `--out`).
+    pub exceptions: BTreeMap<String, usize>,
+    pub broker: String,
+    pub elapsed_seconds: f64,
+}
+
+/// Vulnerabilities as of the end of the KPI period: they lapse after their end date.
+#[derive(Debug, Clone, Serialize)]
+pub struct VulnerabilityCounts {
+    pub as_of: NaiveDate,
+    pub active: usize,
+    pub review_overdue: usize,
+    pub lapsed: usize,
+    /// Homes flagged to contractors (no detail).
+    pub homes_flagged: usize,
+}
+
+impl Summary {
+    /// The summary as people read it.
+    pub fn to_text(&self) -> String {
+        let mut lines = Vec::new();
+        lines.push(format!(
+            "goldthread run: {:.1} s, broker {}",
+            self.elapsed_seconds, self.broker
+        ));
+        lines.push(String::new());
+        lines.push(format!(
+            "{:<22} {:>10} {:>10} {:>12}",
+            "source", "rows read", "events", "dead letters"
+        ));
+        for source in &self.sources {
+            lines.push(format!(
+                "{:<22} {:>10} {:>10} {:>12}",
+                source.name, source.rows_read, source.events_produced, source.dead_letters
+            ));
+        }
+        for source in self.sources.iter().filter(|s| s.unparsed.total() > 0) {
+            lines.push(format!(
+                "{}: values kept that did not parse: {}",
+                source.name,
+                source.unparsed.describe()
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "{:<40} {:>10} {:>10}",
+            "topic", "produced", "consumed"
+        ));
+        for topic in &self.topics {
+            lines.push(format!(
+                "{:<40} {:>10} {:>10}",
+                topic.topic, topic.produced, topic.consumed
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "dead letters: {} ({} from stages)",
+            self.dead_letters, self.stage_dead_letters
+        ));
+        lines.push(format!(
+            "golden persons: {} from {} source records; golden properties: {} from {}; tenancies: {}",
+            self.mdm.golden_persons,
+            self.mdm.person_records,
+            self.mdm.golden_properties,
+            self.mdm.property_records,
+            self.mdm.tenancies
+        ));
+        lines.push(format!(
+            "data quality: {} placeholder NINOs, {} invalid NINOs, {} default dates of birth, {} invalid postcodes, {} links vetoed (names, dates of birth or identifiers in conflict)",
+            self.quality.placeholder_ninos,
+            self.quality.invalid_ninos,
+            self.quality.default_dates_of_birth,
+            self.quality.invalid_postcodes,
+            self.quality.blocked_links
+        ));
+        lines.push(String::new());
+        lines.push(format!(
+            "vulnerabilities as of {}: {} active ({} reviews overdue), {} lapsed; {} homes flagged to contractors",
+            self.vulnerabilities.as_of,
+            self.vulnerabilities.active,
+            self.vulnerabilities.review_overdue,
+            self.vulnerabilities.lapsed,
+            self.vulnerabilities.homes_flagged
+        ));
+        lines.push(String::new());
+        lines.push(self.kpis.to_text(false));
+        lines.push(format!(
+            "data exceptions as of {}: {}",
+            self.kpis.to,
+            if self.exceptions.is_empty() {
+                "none".to_string()
+            } else {
+                self.exceptions
+                    .iter()
+                    .map(|(rule, count)| format!("{count} {rule}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        lines.join("\n")
+    }
+}
 
 pub fn write(
     out: &Path,

@@ -14,12 +14,13 @@ use mdm::Hub;
 use pipeline::kafka::Cluster;
 use pipeline::stage::{self, StopWhen};
 use pipeline::{DeadLetter, metrics as names};
-use serde::Serialize;
 use sql::{Analytics, ExceptionRow, KpiTable};
 use tokio::sync::watch;
 
 use crate::config::Loaded;
+use crate::output::{Summary, TopicCounts, VulnerabilityCounts};
 use crate::{http, output};
+use connectors::SourceCounts;
 
 /// What `run` was asked to do besides the configuration.
 #[derive(Debug, Clone, Default)]
@@ -326,56 +327,6 @@ pub const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1
 pub struct Progress {
     pub batches: u64,
     pub positions: stage::Positions,
-}
-
-/// Per-source counts: every row read is an event produced or a dead letter.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceCounts {
-    pub name: String,
-    pub system: String,
-    pub path: String,
-    pub rows_read: u64,
-    pub events_produced: u64,
-    pub dead_letters: u64,
-    /// Values of optional fields that did not parse (the events flowed with them kept).
-    pub unparsed: connectors::mapping::UnparsedTally,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TopicCounts {
-    pub topic: String,
-    pub produced: u64,
-    pub consumed: u64,
-}
-
-/// What `run --once` prints and writes to `summary.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub sources: Vec<SourceCounts>,
-    pub topics: Vec<TopicCounts>,
-    /// Rows rejected by connectors, plus consumed messages a stage could not decode.
-    pub dead_letters: u64,
-    pub stage_dead_letters: u64,
-    pub mdm: mdm::hub::Counts,
-    pub quality: mdm::hub::Quality,
-    pub vulnerabilities: VulnerabilityCounts,
-    pub kpis: KpiTable,
-    /// Data exceptions found at the end of the KPI period, per rule (the rows are in
-    /// `exceptions.csv` with `--out`).
-    pub exceptions: BTreeMap<String, usize>,
-    pub broker: String,
-    pub elapsed_seconds: f64,
-}
-
-/// Vulnerabilities as of the end of the KPI period: they lapse after their end date.
-#[derive(Debug, Clone, Serialize)]
-pub struct VulnerabilityCounts {
-    pub as_of: NaiveDate,
-    pub active: usize,
-    pub review_overdue: usize,
-    pub lapsed: usize,
-    /// Homes flagged to contractors (no detail).
-    pub homes_flagged: usize,
 }
 
 /// Runs the pipeline. With `once`, returns the summary after all input is processed;
@@ -1149,29 +1100,27 @@ async fn ingest(
         let progress = ProgressBar::new_spinner()
             .with_style(style.clone())
             .with_prefix(config.name.clone());
-        let mut source_counts = SourceCounts {
-            name: config.name.clone(),
-            system: config.system.clone(),
-            path: config.path.display().to_string(),
-            ..SourceCounts::default()
-        };
+        let mut source_counts = SourceCounts::new(
+            &config.name,
+            &config.system,
+            config.path.display().to_string(),
+        );
         let label = config.name.clone();
         while let Some(record) = source.next_record() {
-            match record.with_context(|| format!("source `{}`", config.name))? {
+            let record = record.with_context(|| format!("source `{}`", config.name))?;
+            source_counts.count(&record);
+            match record {
                 connectors::Record::Event(envelope) => {
                     let topic = cluster
                         .config
                         .topic(&config.system, envelope.payload.kind());
                     producer.send(&topic, &envelope).await?;
-                    source_counts.events_produced += 1;
-                    source_counts.unparsed.add(&label, &envelope);
                     metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => label.clone(), "topic" => topic.clone()).increment(1);
                     *per_topic.entry(topic).or_default() += 1;
                 }
                 connectors::Record::DeadLetter(dead_letter) => {
                     tracing::debug!(source = %label, position = %dead_letter.position, reason = %dead_letter.reason, "dead letter");
                     producer.send_dead_letter(&dead_letter).await?;
-                    source_counts.dead_letters += 1;
                     metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => label.clone()).increment(1);
                     dead_letters.push(dead_letter);
                 }
@@ -1189,90 +1138,4 @@ async fn ingest(
     }
     producer.flush().await?;
     Ok((counts, per_topic, dead_letters))
-}
-
-impl Summary {
-    /// The summary as people read it.
-    pub fn to_text(&self) -> String {
-        let mut lines = Vec::new();
-        lines.push(format!(
-            "goldthread run: {:.1} s, broker {}",
-            self.elapsed_seconds, self.broker
-        ));
-        lines.push(String::new());
-        lines.push(format!(
-            "{:<22} {:>10} {:>10} {:>12}",
-            "source", "rows read", "events", "dead letters"
-        ));
-        for source in &self.sources {
-            lines.push(format!(
-                "{:<22} {:>10} {:>10} {:>12}",
-                source.name, source.rows_read, source.events_produced, source.dead_letters
-            ));
-        }
-        for source in self.sources.iter().filter(|s| s.unparsed.total() > 0) {
-            lines.push(format!(
-                "{}: values kept that did not parse: {}",
-                source.name,
-                source.unparsed.describe()
-            ));
-        }
-        lines.push(String::new());
-        lines.push(format!(
-            "{:<40} {:>10} {:>10}",
-            "topic", "produced", "consumed"
-        ));
-        for topic in &self.topics {
-            lines.push(format!(
-                "{:<40} {:>10} {:>10}",
-                topic.topic, topic.produced, topic.consumed
-            ));
-        }
-        lines.push(String::new());
-        lines.push(format!(
-            "dead letters: {} ({} from stages)",
-            self.dead_letters, self.stage_dead_letters
-        ));
-        lines.push(format!(
-            "golden persons: {} from {} source records; golden properties: {} from {}; tenancies: {}",
-            self.mdm.golden_persons,
-            self.mdm.person_records,
-            self.mdm.golden_properties,
-            self.mdm.property_records,
-            self.mdm.tenancies
-        ));
-        lines.push(format!(
-            "data quality: {} placeholder NINOs, {} invalid NINOs, {} default dates of birth, {} invalid postcodes, {} links vetoed (names, dates of birth or identifiers in conflict)",
-            self.quality.placeholder_ninos,
-            self.quality.invalid_ninos,
-            self.quality.default_dates_of_birth,
-            self.quality.invalid_postcodes,
-            self.quality.blocked_links
-        ));
-        lines.push(String::new());
-        lines.push(format!(
-            "vulnerabilities as of {}: {} active ({} reviews overdue), {} lapsed; {} homes flagged to contractors",
-            self.vulnerabilities.as_of,
-            self.vulnerabilities.active,
-            self.vulnerabilities.review_overdue,
-            self.vulnerabilities.lapsed,
-            self.vulnerabilities.homes_flagged
-        ));
-        lines.push(String::new());
-        lines.push(self.kpis.to_text(false));
-        lines.push(format!(
-            "data exceptions as of {}: {}",
-            self.kpis.to,
-            if self.exceptions.is_empty() {
-                "none".to_string()
-            } else {
-                self.exceptions
-                    .iter()
-                    .map(|(rule, count)| format!("{count} {rule}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ));
-        lines.join("\n")
-    }
 }

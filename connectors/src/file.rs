@@ -13,6 +13,43 @@ use crate::config::{Format, Mapping, SourceConfig};
 use crate::error::Error;
 use crate::mapping::{Mapper, Raw, json_path, route};
 
+/// Per-source counts: every row read is an event produced or a dead letter.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceCounts {
+    pub name: String,
+    pub system: String,
+    /// The file, topics or table read.
+    pub path: String,
+    pub rows_read: u64,
+    pub events_produced: u64,
+    pub dead_letters: u64,
+    /// Values of optional fields that did not parse (the events flowed with them kept).
+    pub unparsed: crate::mapping::UnparsedTally,
+}
+
+impl SourceCounts {
+    pub fn new(name: &str, system: &str, path: String) -> SourceCounts {
+        SourceCounts {
+            name: name.to_string(),
+            system: system.to_string(),
+            path,
+            ..SourceCounts::default()
+        }
+    }
+
+    /// Counts what one row became.
+    pub fn count(&mut self, record: &Record) {
+        self.rows_read += 1;
+        match record {
+            Record::Event(event) => {
+                self.events_produced += 1;
+                self.unparsed.add(&self.name, event);
+            }
+            Record::DeadLetter(_) => self.dead_letters += 1,
+        }
+    }
+}
+
 /// What one row or line became: an event, or a dead letter saying why not. Both are data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {

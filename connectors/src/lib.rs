@@ -16,6 +16,6 @@ pub mod webhook;
 pub use config::{Format, Mapping, SourceConfig};
 pub use debezium::DebeziumConfig;
 pub use error::Error;
-pub use file::{FileSource, Record};
+pub use file::{FileSource, Record, SourceCounts};
 pub use pg::PgSourceConfig;
 pub use webhook::WebhookConfig;
