@@ -160,7 +160,7 @@ async fn consume_debezium(
         source.entity().expect("validated: entity is known"),
     );
     let group = format!("{}.connect.{}", cluster.config.group_id, source.name);
-    let mut producer = cluster.producer()?;
+    let producer = cluster.producer()?;
     stage::consume(
         cluster,
         &source.name,
@@ -170,29 +170,48 @@ async fn consume_debezium(
         stop,
         shutdown,
         |message| source.decode(message),
-        |batch| {
-            // Offsets are committed after this returns: every event acknowledged.
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    for event in &batch.events {
-                        producer.send(&topic, event).await?;
-                    }
-                    producer.flush().await
-                })
-            })?;
-            produced.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-            if let Ok(mut tally) = unparsed.lock() {
-                for event in &batch.events {
-                    tally.add(&source.name, event);
-                }
-            }
-            metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => source.name.clone(), "topic" => topic.clone())
-                .increment(batch.events.len() as u64);
-            Ok::<_, pipeline::Error>(stage::Handled::Written)
+        Forward {
+            source,
+            topic,
+            producer,
+            produced,
+            unparsed,
         },
     )
     .await
     .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name))
+}
+
+/// A Debezium source's stage: each change's event to the entity topic; the batch counts as
+/// written once the broker acknowledged every event (offsets are committed after).
+struct Forward<'a> {
+    source: &'a DebeziumConfig,
+    topic: String,
+    producer: pipeline::kafka::EventProducer,
+    produced: &'a AtomicU64,
+    unparsed: &'a std::sync::Mutex<connectors::mapping::UnparsedTally>,
+}
+
+impl stage::Handler<pipeline::Error> for Forward<'_> {
+    async fn handle(
+        &mut self,
+        batch: &Arc<stage::Batch>,
+    ) -> Result<stage::Handled<pipeline::Error>, pipeline::Error> {
+        for event in &batch.events {
+            self.producer.send(&self.topic, event).await?;
+        }
+        self.producer.flush().await?;
+        self.produced
+            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+        if let Ok(mut tally) = self.unparsed.lock() {
+            for event in &batch.events {
+                tally.add(&self.source.name, event);
+            }
+        }
+        metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => self.source.name.clone(), "topic" => self.topic.clone())
+            .increment(batch.events.len() as u64);
+        Ok(stage::Handled::Written)
+    }
 }
 
 impl Connector {

@@ -578,7 +578,7 @@ pub async fn run(
                         stage::canonical("mdm_analytics", message)
                     }
                 },
-                |batch| apply_batch(&shared, batch),
+                MasterStage { shared },
             )
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))
@@ -866,11 +866,25 @@ async fn restore(
     Ok(restored)
 }
 
+/// The MDM and analytics stage.
+struct MasterStage {
+    shared: Arc<Shared>,
+}
+
+impl stage::Handler<anyhow::Error> for MasterStage {
+    async fn handle(
+        &mut self,
+        batch: &Arc<stage::Batch>,
+    ) -> anyhow::Result<stage::Handled<anyhow::Error>> {
+        apply_batch(&self.shared, batch).await
+    }
+}
+
 /// The MDM and analytics stages' work on one batch. In memory, or with a store the group
 /// shares, the output is written when this returns. With a store only this process writes,
 /// the batch is applied now and its PostgreSQL write returned, for the stage to run while it
 /// handles the next batch.
-fn apply_batch(
+async fn apply_batch(
     shared: &Arc<Shared>,
     batch: &Arc<stage::Batch>,
 ) -> anyhow::Result<stage::Handled<anyhow::Error>> {
@@ -881,7 +895,7 @@ fn apply_batch(
             return Ok(stage::Handled::Written);
         }
         Some(store) if store.is_coordinated() => {
-            let kept = write_batch(shared, store, batch)?;
+            let kept = write_batch(shared, store, batch).await?;
             shared.batch_written(batch, &kept);
             return Ok(stage::Handled::Written);
         }
@@ -913,7 +927,7 @@ fn apply_batch(
 
 /// Applies a batch inside the PostgreSQL transaction that stores it; returns which of its
 /// events were applied and stored.
-fn write_batch(
+async fn write_batch(
     shared: &Shared,
     store: &crate::store::Store,
     batch: &stage::Batch,
@@ -973,15 +987,15 @@ fn write_batch(
         dead_letters: &batch.kept_dead_letters,
         ..Default::default()
     };
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(store.write_with_retry(
+    store
+        .write_with_retry(
             &shared.hub,
             &write,
             shared.store_retry_for,
             &mut stored_events,
-        ))
-    })
-    .context("writing the batch to PostgreSQL")?;
+        )
+        .await
+        .context("writing the batch to PostgreSQL")?;
     Ok(applied.unwrap_or_default())
 }
 

@@ -194,14 +194,36 @@ impl<E> std::fmt::Debug for Handled<E> {
     }
 }
 
+/// What a stage does with each batch: it may wait (for a producer's acknowledgements, for
+/// the store) without holding a worker thread. A plain closure returning its result at once
+/// is a handler too.
+pub trait Handler<E> {
+    fn handle(
+        &mut self,
+        batch: &Arc<Batch>,
+    ) -> impl std::future::Future<Output = std::result::Result<Handled<E>, E>> + Send;
+}
+
+impl<E: Send, F> Handler<E> for F
+where
+    F: FnMut(&Arc<Batch>) -> std::result::Result<Handled<E>, E>,
+{
+    fn handle(
+        &mut self,
+        batch: &Arc<Batch>,
+    ) -> impl std::future::Future<Output = std::result::Result<Handled<E>, E>> + Send {
+        std::future::ready(self(batch))
+    }
+}
+
 /// A batch's write still to finish (`Handled::Writing`).
 pub type Pending<E> =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), E>> + Send>>;
 
 /// Consumes `topics` in consumer group `group` in batches until `stop` says so (or
 /// `shutdown` turns true): each message is decoded, dead letters go to the dead-letter topic,
-/// `handle` gets the batch, and only once its output is written are the batch's offsets
-/// committed. An `Err` from `handle` or from its write stops the stage without committing
+/// `handler` gets the batch, and only once its output is written are the batch's offsets
+/// committed. An `Err` from `handler` or from its write stops the stage without committing
 /// that batch, so it is consumed again.
 #[allow(clippy::too_many_arguments)]
 pub async fn consume<E: Send + 'static>(
@@ -213,7 +235,7 @@ pub async fn consume<E: Send + 'static>(
     mut stop: watch::Receiver<StopWhen>,
     mut shutdown: watch::Receiver<bool>,
     mut decode: impl FnMut(&Message<'_>) -> Decoded,
-    mut handle: impl FnMut(&Arc<Batch>) -> std::result::Result<Handled<E>, E>,
+    mut handler: impl Handler<E>,
 ) -> Result<ConsumeReport, StageError<E>> {
     let consumer = cluster.consumer(group, topics)?;
     let mut dead_letters = cluster.producer()?;
@@ -365,7 +387,7 @@ pub async fn consume<E: Send + 'static>(
         if in_flight.is_none() {
             busy_since.store(handled_at, Ordering::Relaxed);
         }
-        let handled = handle(&batch).map_err(StageError::Stage)?;
+        let handled = handler.handle(&batch).await.map_err(StageError::Stage)?;
         // The previous batch's write finishes before this one's starts.
         if let Some(previous) = in_flight.take() {
             joined(previous.task.await)?;
@@ -586,7 +608,7 @@ mod tests {
             stop,
             shutdown,
             |message| canonical("test", message),
-            |batch| {
+            |batch: &Arc<Batch>| {
                 seen += batch.events.len();
                 Ok::<_, String>(Handled::Written)
             },
