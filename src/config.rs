@@ -2,6 +2,7 @@
 //! `--config`. Each component owns its section's struct; this file only assembles them and
 //! reports every problem at once, naming the file and key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -49,6 +50,36 @@ pub struct Config {
     /// "PostgreSQL sources").
     #[serde(default)]
     pub postgres_sources: Vec<connectors::PgSourceConfig>,
+}
+
+impl Config {
+    /// Every configured source, of every kind.
+    pub fn all_sources(&self) -> impl Iterator<Item = &dyn connectors::Source> {
+        let files = self.sources.iter().map(|s| s as &dyn connectors::Source);
+        let debezium = self.debezium.iter().map(|s| s as &dyn connectors::Source);
+        let webhooks = self.webhooks.iter().map(|s| s as &dyn connectors::Source);
+        let tables = self
+            .postgres_sources
+            .iter()
+            .map(|s| s as &dyn connectors::Source);
+        files.chain(debezium).chain(tables).chain(webhooks)
+    }
+
+    /// The entity topics the sources produce to, sorted, each once.
+    pub fn entity_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .all_sources()
+            .flat_map(|source| {
+                source
+                    .entities()
+                    .into_iter()
+                    .map(|entity| self.kafka.topic(source.system(), entity))
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
 }
 
 /// `[http]`: the API, metrics and health endpoints.
@@ -137,39 +168,18 @@ impl Loaded {
         let mut problems = Vec::new();
         // Every source, whatever its kind: a unique name and a valid entry.
         let mut names = std::collections::BTreeSet::new();
-        let config = &self.config;
-        let sources = [
-            config
-                .sources
-                .iter()
-                .map(|s| (s.name.as_str(), s.validate()))
-                .collect::<Vec<_>>(),
-            config
-                .debezium
-                .iter()
-                .map(|s| (s.name.as_str(), s.validate()))
-                .collect(),
-            config
-                .postgres_sources
-                .iter()
-                .map(|s| (s.name.as_str(), s.validate()))
-                .collect(),
-            config
-                .webhooks
-                .iter()
-                .map(|s| (s.name.as_str(), s.validate()))
-                .collect(),
-        ];
-        let sections = ["sources", "debezium", "postgres_sources", "webhooks"];
-        for (section, entries) in sections.into_iter().zip(sources) {
-            for (index, (name, validated)) in entries.into_iter().enumerate() {
-                if !names.insert(name) {
-                    problems.push(format!("{section}[{index}].name: `{name}` is used twice"));
-                }
-                if let Err(error) = validated {
-                    problems.push(format!("{section}[{index}]: {error}"));
-                }
+        let mut per_section: BTreeMap<&str, usize> = BTreeMap::new();
+        for source in self.config.all_sources() {
+            let section = source.section();
+            let index = per_section.entry(section).or_default();
+            let name = source.name();
+            if !names.insert(name) {
+                problems.push(format!("{section}[{index}].name: `{name}` is used twice"));
             }
+            if let Err(error) = source.validate() {
+                problems.push(format!("{section}[{index}]: {error}"));
+            }
+            *index += 1;
         }
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
             for token in &webhook.tokens {
@@ -363,6 +373,59 @@ mod tests {
         ] {
             assert!(message.contains(expected), "{expected:?} not in {message}");
         }
+    }
+
+    #[test]
+    fn every_kind_of_source_shares_one_namespace_and_gives_its_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |webhook: &str| {
+            let path = dir.path().join(format!("{webhook}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    r#"
+                    data_dir = "."
+                    [[http.tokens]]
+                    name = "contractor"
+                    role = "contractor"
+                    secret_env = "GOLDTHREAD_TEST_TOKEN"
+                    [[sources]]
+                    name = "jobs"
+                    system = "hms"
+                    path = "tenants.csv"
+                    format = "csv"
+                    [sources.mapping]
+                    entity = "person"
+                    id = "id"
+                    [[webhooks]]
+                    name = "{webhook}"
+                    system = "repairs"
+                    tokens = ["contractor"]
+                    message_id = "messageId"
+                    [webhooks.mapping]
+                    entity = "work_order_update"
+                    id = "messageId"
+                    fields = {{ work_order_ref = "job", status = "status", status_at = "at" }}
+                    "#
+                ),
+            )
+            .unwrap();
+            Loaded::load(Some(&path))
+        };
+        let message = format!("{:#}", config("jobs").unwrap_err());
+        assert!(
+            message.contains("webhooks[0].name: `jobs` is used twice"),
+            "{message}"
+        );
+        let loaded = config("contractor").unwrap_or_else(|error| panic!("{error:#}"));
+        let topics = loaded.config.entity_topics();
+        assert_eq!(topics.len(), 2, "{topics:?}");
+        assert!(
+            topics
+                .iter()
+                .any(|t| t.contains("hms") && t.contains("person"))
+        );
+        assert!(topics.iter().any(|t| t.contains("repairs")), "{topics:?}");
     }
 
     #[test]

@@ -446,36 +446,7 @@ pub async fn run(
             (Some(store), Some(restored))
         }
     };
-    let mut entity_topics: Vec<String> = config
-        .sources
-        .iter()
-        .flat_map(|source| {
-            source
-                .entities()
-                .into_iter()
-                .map(|entity| config.kafka.topic(&source.system, entity))
-        })
-        .collect();
-    entity_topics.extend(
-        config
-            .postgres_sources
-            .iter()
-            .filter_map(|source| Some(config.kafka.topic(&source.system, source.entity()?))),
-    );
-    entity_topics.extend(config.webhooks.iter().flat_map(|webhook| {
-        webhook
-            .entities()
-            .into_iter()
-            .map(|entity| config.kafka.topic(&webhook.system, entity))
-    }));
-    entity_topics.extend(
-        config
-            .debezium
-            .iter()
-            .filter_map(|source| Some(config.kafka.topic(&source.system, source.entity()?))),
-    );
-    entity_topics.sort();
-    entity_topics.dedup();
+    let entity_topics = config.entity_topics();
     let mut all_topics = entity_topics.clone();
     all_topics.push(config.kafka.dead_letter_topic());
     let cluster = Arc::new(
