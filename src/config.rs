@@ -37,7 +37,7 @@ pub struct Config {
     #[serde(default)]
     pub analytics: AnalyticsConfig,
     #[serde(default)]
-    pub postgres: crate::store::PostgresConfig,
+    pub postgres: mdm::store::PostgresConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     /// Debezium topics to ingest (`config/sources.md`, "Debezium sources").

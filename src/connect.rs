@@ -293,7 +293,7 @@ async fn poll(
 ) -> anyhow::Result<(SourceCounts, String)> {
     let url = std::env::var(&source.url_env)
         .with_context(|| format!("url_env: set {} to the database URL", source.url_env))?;
-    let tls = crate::store::tls(source.tls_ca_file.as_deref())?;
+    let tls = mdm::store::tls(source.tls_ca_file.as_deref())?;
     let (client, connection) = tokio_postgres::connect(&url, tls)
         .await
         .context("connecting to the source database")?;

@@ -590,14 +590,14 @@ async fn steward_action(
     if let Some(store) = &state.shared.store {
         // It takes the hub's changes, so it stores the events behind them too (any the
         // stage applied and has not stored yet).
-        let write = crate::store::Write {
+        let write = mdm::store::Write {
             audit: Some(&entry),
             erasure: erasure.as_ref(),
             unstored: Some(&state.shared.unstored),
             ..Default::default()
         };
         let acting_on = entry.records.clone();
-        let mut peers_only = |peers: &crate::store::Peers| {
+        let mut peers_only = |peers: &mdm::store::Peers| {
             state.shared.apply_peers(peers, &acting_on)?;
             Ok(Vec::new())
         };

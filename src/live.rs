@@ -117,7 +117,7 @@ pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard>
             .iter()
             .map(|period| (period.name, &period.kpis))
             .collect();
-        if let Err(error) = store.write_live(&tables, &exceptions, as_of).await {
+        if let Err(error) = crate::kpi_store::write_live(store, &tables, &exceptions, as_of).await {
             // The next refresh writes again; the dashboard itself does not need PostgreSQL.
             tracing::warn!(error = %format!("{error:#}"), "writing live KPIs to PostgreSQL");
         }

@@ -8,12 +8,12 @@ mod config;
 mod connect;
 mod eval;
 mod http;
+mod kpi_store;
 mod link;
 mod live;
 mod output;
 mod run;
 mod sar;
-mod store;
 mod webhook;
 
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ enum Command {
         #[command(flatten)]
         link: link::LinkArgs,
     },
-    /// Apply the PostgreSQL migrations (`sql/migrations/`) and exit.
+    /// Apply the PostgreSQL migrations (`mdm/migrations/`) and exit.
     Migrate {
         /// Configuration file (for `postgres.url`).
         #[arg(long)]
@@ -355,11 +355,11 @@ fn main() -> anyhow::Result<()> {
             let url = postgres
                 .or(loaded.config.postgres.url.clone())
                 .context("no PostgreSQL URL: pass --postgres or set postgres.url")?;
-            let store = store::Store::connect(&url, &loaded.config.postgres).await?;
+            let store = mdm::store::Store::connect(&url, &loaded.config.postgres).await?;
             let applied = store.migrate().await?;
             println!(
                 "applied migrations: {applied:?} (of {})",
-                store::MIGRATIONS.len()
+                mdm::store::MIGRATIONS.len()
             );
             Ok(())
         }),

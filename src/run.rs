@@ -50,7 +50,7 @@ pub struct Shared {
     /// Steward actions, oldest first.
     pub audit: Mutex<Vec<mdm::AuditEntry>>,
     /// Where each batch's master data lands, when PostgreSQL is configured.
-    pub store: Option<crate::store::Store>,
+    pub store: Option<mdm::store::Store>,
     /// The broker and the entity topics, for tombstones and webhooks.
     pub cluster: Arc<Cluster>,
     pub topics: Vec<String>,
@@ -141,7 +141,7 @@ impl Shared {
     /// written, which the store does not hold yet).
     pub fn apply_peers(
         &self,
-        peers: &crate::store::Peers,
+        peers: &mdm::store::Peers,
         acting_on: &[pipeline::Reference],
     ) -> anyhow::Result<()> {
         if !peers.events.is_empty() {
@@ -429,7 +429,7 @@ pub async fn run(
     let (mut store, restored) = match &config.postgres.url {
         None => (None, None),
         Some(url) => {
-            let store = crate::store::Store::connect(url, &config.postgres).await?;
+            let store = mdm::store::Store::connect(url, &config.postgres).await?;
             let applied = store.migrate().await?;
             tracing::info!(?applied, "postgres ready");
             hub.track_changes();
@@ -739,8 +739,7 @@ pub async fn run(
             .with_context(|| format!("exporting the analytics tables to {}", dir.display()))?;
     }
     if let Some(store) = &shared.store {
-        store
-            .write_kpis(&kpis, &exceptions)
+        crate::kpi_store::write_kpis(store, &kpis, &exceptions)
             .await
             .context("writing KPIs to PostgreSQL")?;
     }
@@ -790,10 +789,10 @@ pub async fn run(
 /// record's latest event and every version of the repairs records, then the steward
 /// verdicts in force.
 async fn restore(
-    store: &crate::store::Store,
+    store: &mdm::store::Store,
     hub: &mut Hub,
     analytics: &Analytics,
-) -> anyhow::Result<crate::store::Restored> {
+) -> anyhow::Result<mdm::store::Restored> {
     let started = Instant::now();
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template(
@@ -880,13 +879,13 @@ async fn apply_batch(
     let (shared, batch, retry_for) = (shared.clone(), batch.clone(), shared.store_retry_for);
     Ok(stage::Handled::Writing(Box::pin(async move {
         let store = shared.store.as_ref().expect("a store");
-        let write = crate::store::Write {
+        let write = mdm::store::Write {
             positions: Some(&batch.consumed),
             dead_letters: &batch.kept_dead_letters,
             unstored: Some(&shared.unstored),
             ..Default::default()
         };
-        let mut stored = |_: &crate::store::Peers| Ok(Vec::new());
+        let mut stored = |_: &mdm::store::Peers| Ok(Vec::new());
         store
             .write_with_retry(&shared.hub, &write, retry_for, &mut stored)
             .await
@@ -900,7 +899,7 @@ async fn apply_batch(
 /// events were applied and stored.
 async fn write_batch(
     shared: &Shared,
-    store: &crate::store::Store,
+    store: &mdm::store::Store,
     batch: &stage::Batch,
 ) -> anyhow::Result<Vec<bool>> {
     // The stage commits the batch's offsets to Kafka only after this returns: the PostgreSQL
@@ -910,7 +909,7 @@ async fn write_batch(
     // rebalance): a retry after a failed write applies only the peers again.
     let mut applied: Option<Vec<bool>> = None;
     let mut stored_events =
-        |peers: &crate::store::Peers| -> anyhow::Result<Vec<&pipeline::Envelope>> {
+        |peers: &mdm::store::Peers| -> anyhow::Result<Vec<&pipeline::Envelope>> {
             shared.apply_peers(peers, &[])?;
             let fresh: Vec<bool> = batch
                 .origins
@@ -953,7 +952,7 @@ async fn write_batch(
                 .map(|(event, _)| event)
                 .collect())
         };
-    let write = crate::store::Write {
+    let write = mdm::store::Write {
         positions: Some(&batch.consumed),
         dead_letters: &batch.kept_dead_letters,
         ..Default::default()

@@ -155,7 +155,7 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
         loaded.config.data_dir = data_dir;
     }
     if let Some(url) = args.postgres.or_else(|| loaded.config.postgres.url.clone()) {
-        let store = crate::store::Store::connect(&url, &loaded.config.postgres).await?;
+        let store = mdm::store::Store::connect(&url, &loaded.config.postgres).await?;
         if let Some(erased_at) = store.erased_at(&args.subject).await? {
             let erased = Erased {
                 subject: args.subject,

@@ -86,9 +86,9 @@ fn run_writes_golden_records_that_bi_reads_pseudonymously_and_a_replay_writes_th
         pg.query("SELECT count(*) FROM goldthread.match_decision WHERE decided_by = 'model'"),
         "0"
     );
-    // Every numbered file in sql/migrations/ is applied.
+    // Every numbered file in mdm/migrations/ is applied.
     let mut files: Vec<u32> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/migrations"))
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/mdm/migrations"))
             .unwrap()
             .filter_map(|entry| entry.unwrap().file_name().to_str()?.get(..4)?.parse().ok())
             .collect();

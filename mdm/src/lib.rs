@@ -2,8 +2,9 @@
 //! streamed into an incremental cluster index, rule matching of properties, golden records
 //! with stable ids, survivorship with lineage, steward decisions, and the cross-reference.
 //!
-//! Architecture invariant: nothing in this crate does IO. [`Hub::apply`] takes canonical
-//! events and updates in-memory state; callers own Kafka, files and databases.
+//! Architecture invariant: nothing in this crate does IO but [`store`], the PostgreSQL store
+//! of master data. [`Hub::apply`] takes canonical events and updates in-memory state; callers
+//! own Kafka and files.
 
 pub mod address;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod normalise;
 pub mod parallel;
 pub mod person;
+pub mod store;
 
 pub use audit::AuditEntry;
 pub use config::MdmConfig;

@@ -1,6 +1,8 @@
-//! The PostgreSQL store: golden records, cross-reference, tenancies, match decisions, the
-//! review queue, KPI snapshots and consumed positions, for BI tools. Migrations are the
-//! numbered files in `sql/migrations/`, applied at startup and by `goldthread migrate`.
+//! The PostgreSQL store of master data: golden records, cross-reference, tenancies, match
+//! decisions, the review queue, steward verdicts, the audit trail, erasures, dead letters and
+//! consumed positions, for BI tools and restarts. The only IO in this crate. Migrations are
+//! the numbered files in `mdm/migrations/` (the KPI tables the binary writes among them),
+//! applied at startup and by `goldthread migrate`.
 //!
 //! Each consumed batch is written in one transaction together with the positions it reached,
 //! before its offsets are committed to Kafka: the batch's events upsert the latest version of
@@ -14,13 +16,12 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::sync::Mutex;
 
-use mdm::{Changes, Entity, Hub, StewardVerdict};
+use crate::{Changes, Entity, Hub, StewardVerdict};
 use pipeline::Envelope;
 use pipeline::Reference;
 use pipeline::entity::{Tenancy, Vulnerability};
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
-use sql::KpiTable;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 
@@ -29,52 +30,52 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
         "golden_records",
-        include_str!("../sql/migrations/0001_golden_records.sql"),
+        include_str!("../../migrations/0001_golden_records.sql"),
     ),
     (
         2,
         "steward_audit",
-        include_str!("../sql/migrations/0002_steward_audit.sql"),
+        include_str!("../../migrations/0002_steward_audit.sql"),
     ),
     (
         3,
         "recovery_and_history",
-        include_str!("../sql/migrations/0003_recovery_and_history.sql"),
+        include_str!("../../migrations/0003_recovery_and_history.sql"),
     ),
     (
         4,
         "erasure",
-        include_str!("../sql/migrations/0004_erasure.sql"),
+        include_str!("../../migrations/0004_erasure.sql"),
     ),
     (
         5,
         "source_positions",
-        include_str!("../sql/migrations/0005_source_positions.sql"),
+        include_str!("../../migrations/0005_source_positions.sql"),
     ),
     (
         6,
         "live_kpis_and_exceptions",
-        include_str!("../sql/migrations/0006_live_kpis_and_exceptions.sql"),
+        include_str!("../../migrations/0006_live_kpis_and_exceptions.sql"),
     ),
     (
         7,
         "group_sync",
-        include_str!("../sql/migrations/0007_group_sync.sql"),
+        include_str!("../../migrations/0007_group_sync.sql"),
     ),
     (
         8,
         "source_record_json",
-        include_str!("../sql/migrations/0008_source_record_json.sql"),
+        include_str!("../../migrations/0008_source_record_json.sql"),
     ),
     (
         9,
         "dead_letters",
-        include_str!("../sql/migrations/0009_dead_letters.sql"),
+        include_str!("../../migrations/0009_dead_letters.sql"),
     ),
     (
         10,
         "source_event_history",
-        include_str!("../sql/migrations/0010_source_event_history.sql"),
+        include_str!("../../migrations/0010_source_event_history.sql"),
     ),
 ];
 
@@ -292,6 +293,11 @@ impl Store {
 
     pub fn is_coordinated(&self) -> bool {
         self.coordinated
+    }
+
+    /// The connection pool, for tables the store does not own (the KPI snapshots).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The positions the group has written, per partition.
@@ -780,99 +786,6 @@ impl Store {
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?
     }
-
-    /// Stores a KPI table: one snapshot per day and period (the day's last computation).
-    /// Today's snapshot of a period's KPIs, and the data exceptions in force (replacing
-    /// the ones written before), in one transaction.
-    pub async fn write_kpis(
-        &self,
-        table: &KpiTable,
-        exceptions: &[sql::ExceptionRow],
-    ) -> anyhow::Result<()> {
-        let mut client = self.pool.get().await?;
-        let now = chrono::Utc::now();
-        let transaction = client.transaction().await?;
-        transaction
-            .execute(
-                "INSERT INTO goldthread.kpi_snapshot
-                   (snapshot_date, period_from, period_to, kpi, key, value, numerator, denominator, computed_at)
-                 SELECT $2, $3, $4, r.kpi, COALESCE(r.key, ''), r.value, r.numerator, r.denominator, $5
-                   FROM jsonb_to_recordset($1) AS r(kpi text, key text, value float8, numerator float8, denominator float8)
-                 ON CONFLICT (snapshot_date, period_from, period_to, kpi, key) DO UPDATE
-                 SET value = EXCLUDED.value, numerator = EXCLUDED.numerator,
-                     denominator = EXCLUDED.denominator, computed_at = EXCLUDED.computed_at",
-                &[
-                    &serde_json::to_value(&table.rows)?,
-                    &now.date_naive(),
-                    &table.from,
-                    &table.to,
-                    &now,
-                ],
-            )
-            .await?;
-        write_exceptions(&transaction, exceptions, table.as_of).await?;
-        transaction.commit().await?;
-        Ok(())
-    }
-
-    /// The live periods' KPIs (replacing each period's earlier result) and the exceptions in
-    /// force, in one transaction.
-    pub async fn write_live(
-        &self,
-        periods: &[(&str, &KpiTable)],
-        exceptions: &[sql::ExceptionRow],
-        as_of: chrono::NaiveDateTime,
-    ) -> anyhow::Result<()> {
-        let mut client = self.pool.get().await?;
-        let now = chrono::Utc::now();
-        let transaction = client.transaction().await?;
-        for (period, table) in periods {
-            transaction
-                .execute(
-                    "DELETE FROM goldthread.kpi_live WHERE period = $1",
-                    &[period],
-                )
-                .await?;
-            transaction
-                .execute(
-                    "INSERT INTO goldthread.kpi_live
-                       (period, period_from, period_to, kpi, key, value, numerator, denominator, computed_at)
-                     SELECT $2, $3, $4, r.kpi, COALESCE(r.key, ''), r.value, r.numerator, r.denominator, $5
-                       FROM jsonb_to_recordset($1) AS r(kpi text, key text, value float8, numerator float8, denominator float8)",
-                    &[
-                        &serde_json::to_value(&table.rows)?,
-                        period,
-                        &table.from,
-                        &table.to,
-                        &now,
-                    ],
-                )
-                .await?;
-        }
-        write_exceptions(&transaction, exceptions, as_of).await?;
-        transaction.commit().await?;
-        Ok(())
-    }
-}
-
-async fn write_exceptions(
-    transaction: &deadpool_postgres::Transaction<'_>,
-    exceptions: &[sql::ExceptionRow],
-    as_of: chrono::NaiveDateTime,
-) -> anyhow::Result<()> {
-    transaction
-        .execute("DELETE FROM goldthread.kpi_exception", &[])
-        .await?;
-    transaction
-        .execute(
-            "INSERT INTO goldthread.kpi_exception (rule, record, detail, as_of)
-             SELECT r.rule, r.record, r.detail, $2
-               FROM jsonb_to_recordset($1) AS r(rule text, record text, detail text)
-             ON CONFLICT (rule, record) DO NOTHING",
-            &[&serde_json::to_value(exceptions)?, &as_of],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Keeps dead letters (the latest per source and position); one about a record erased
@@ -932,9 +845,9 @@ async fn write_dead_letters(
 /// What one transaction writes.
 #[derive(Debug, Default)]
 pub struct Write<'a> {
-    pub audit: Option<&'a mdm::AuditEntry>,
+    pub audit: Option<&'a crate::AuditEntry>,
     /// An erasure: recorded, and the stored events of its records deleted.
-    pub erasure: Option<&'a mdm::Erasure>,
+    pub erasure: Option<&'a crate::Erasure>,
     /// The positions consumed (none for a steward action).
     pub positions: Option<&'a Positions>,
     /// Dead letters read back from the dead-letter topic, kept by source and position.
@@ -949,7 +862,7 @@ pub struct Write<'a> {
 pub struct Restored {
     pub events: u64,
     pub verdicts: Vec<StewardVerdict>,
-    pub audit: Vec<mdm::AuditEntry>,
+    pub audit: Vec<crate::AuditEntry>,
     pub positions: Positions,
     /// The `seq` of the last source record read.
     pub synced: i64,
@@ -1405,9 +1318,9 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub person_ids: Vec<String>,
-    pub persons: Vec<mdm::GoldenPerson>,
+    pub persons: Vec<crate::GoldenPerson>,
     pub property_ids: Vec<String>,
-    pub properties: Vec<mdm::GoldenProperty>,
+    pub properties: Vec<crate::GoldenProperty>,
     pub decisions: Vec<Decision>,
     /// The records whose xref rows are replaced, and those rows now.
     pub records: Vec<(Entity, Reference)>,
@@ -1426,7 +1339,7 @@ impl Snapshot {
     pub fn of(hub: &Hub, changes: &Changes) -> anyhow::Result<Snapshot> {
         // Only ids live now get rows (an absorbed id resolves to its survivor, which has an
         // entry of its own when it changed).
-        let persons: Vec<mdm::GoldenPerson> = changes
+        let persons: Vec<crate::GoldenPerson> = changes
             .persons
             .iter()
             .filter_map(|id| {
@@ -1434,7 +1347,7 @@ impl Snapshot {
                     .filter(|golden| &golden.golden_id == id)
             })
             .collect();
-        let properties: Vec<mdm::GoldenProperty> = changes
+        let properties: Vec<crate::GoldenProperty> = changes
             .properties
             .iter()
             .filter_map(|id| {
