@@ -1,5 +1,9 @@
 //! `goldthread run`: file sources -> Kafka -> MDM and analytics stages, with the HTTP API.
 //! Wiring only: the work is done by the library crates.
+//!
+//! Over 800 lines because `Shared` still holds the master data's state and its store
+//! writes (applying a batch, the peers' writes, restore); those belong to one owner of
+//! master data in `mdm::store` (issue 20), and this file shrinks to the wiring when they move.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

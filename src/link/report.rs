@@ -1,0 +1,402 @@
+//! `goldthread link`'s reconciliation report: per entity, what matched across systems, what
+//! only one system knows, duplicates within a system and attribute conflicts; identifier gaps
+//! per source; written as `report.json` and `report.html` and summarised on the terminal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use mdm::normalise::{self, Nino};
+use mdm::{Entity, Hub};
+use pipeline::Payload;
+use serde::Serialize;
+
+use super::{Input, SourceRead};
+
+/// One entity's reconciliation.
+#[derive(Debug, Serialize)]
+pub struct EntityReport {
+    pub entity: &'static str,
+    pub records: usize,
+    pub golden: usize,
+    /// Golden records holding records of more than one system.
+    pub matched_across_sources: usize,
+    /// Per system: its records that matched a record of another system.
+    pub records_matched_elsewhere: BTreeMap<String, usize>,
+    /// Per system: golden records only that system knows.
+    pub only_in: BTreeMap<String, usize>,
+    /// Per system: golden records holding two or more of its records (duplicates within it).
+    pub within_source_duplicates: BTreeMap<String, usize>,
+    /// Attribute -> golden records whose records disagree on it.
+    pub conflicts: BTreeMap<&'static str, usize>,
+    /// The first conflicts, for a person to look at.
+    pub conflict_examples: Vec<mdm::Conflict>,
+}
+
+/// Identifier gaps of one source.
+#[derive(Debug, Default, Serialize)]
+pub struct IdentifierGaps {
+    pub source: String,
+    pub entity: &'static str,
+    pub records: usize,
+    pub missing_nino: usize,
+    pub placeholder_nino: usize,
+    pub invalid_nino: usize,
+    pub missing_date_of_birth: usize,
+    pub default_date_of_birth: usize,
+    pub missing_uprn: usize,
+}
+
+/// `report.json`: what `report.html` shows.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model_version: String,
+    pub model_trained_on: String,
+    pub thresholds: mdm::matcher::Thresholds,
+    pub sources: Vec<SourceRead>,
+    pub entities: Vec<EntityReport>,
+    pub identifiers: Vec<IdentifierGaps>,
+    pub review_pairs: usize,
+    /// Per person blocking rule: records whose block was too large to compare against
+    /// (`mdm::matcher::MAX_CANDIDATES_PER_BLOCK`); non-zero means a value needs cleaning.
+    pub oversized_blocks: Vec<(String, u64)>,
+    pub quality: mdm::hub::Quality,
+    pub seconds: BTreeMap<&'static str, f64>,
+}
+
+pub(super) fn entity_report(hub: &Hub, entity: Entity) -> EntityReport {
+    let (records, golden): (usize, Vec<Vec<pipeline::Reference>>) = match entity {
+        Entity::Person => (
+            hub.counts().person_records,
+            hub.golden_persons()
+                .into_iter()
+                .map(|g| g.sources)
+                .collect(),
+        ),
+        Entity::Property => (
+            hub.counts().property_records,
+            hub.golden_properties()
+                .into_iter()
+                .map(|g| g.sources)
+                .collect(),
+        ),
+    };
+    let mut report = EntityReport {
+        entity: entity.as_str(),
+        records,
+        golden: golden.len(),
+        matched_across_sources: 0,
+        records_matched_elsewhere: BTreeMap::new(),
+        only_in: BTreeMap::new(),
+        within_source_duplicates: BTreeMap::new(),
+        conflicts: BTreeMap::new(),
+        conflict_examples: Vec::new(),
+    };
+    for sources in &golden {
+        let mut per_system: BTreeMap<&str, usize> = BTreeMap::new();
+        for reference in sources {
+            *per_system
+                .entry(reference.allocated_by.as_str())
+                .or_default() += 1;
+        }
+        if per_system.len() > 1 {
+            report.matched_across_sources += 1;
+            for (system, count) in &per_system {
+                *report
+                    .records_matched_elsewhere
+                    .entry(system.to_string())
+                    .or_default() += count;
+            }
+        } else if let Some(system) = per_system.keys().next() {
+            *report.only_in.entry(system.to_string()).or_default() += 1;
+        }
+        for (system, count) in per_system {
+            if count > 1 {
+                *report
+                    .within_source_duplicates
+                    .entry(system.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let conflicts = hub.conflicts(entity);
+    for conflict in &conflicts {
+        *report.conflicts.entry(conflict.attribute).or_default() += 1;
+    }
+    report.conflict_examples = conflicts.into_iter().take(25).collect();
+    report
+}
+
+pub(super) fn identifier_gaps(input: &Input) -> Vec<IdentifierGaps> {
+    let mut gaps: BTreeMap<(String, &'static str), IdentifierGaps> = BTreeMap::new();
+    for event in &input.events {
+        let source = event.source_ref.allocated_by.clone();
+        let entity = match &event.payload {
+            Payload::Person(_) => "person",
+            Payload::Property(_) => "property",
+            _ => continue,
+        };
+        let row = gaps
+            .entry((source.clone(), entity))
+            .or_insert_with(|| IdentifierGaps {
+                source,
+                entity,
+                ..IdentifierGaps::default()
+            });
+        row.records += 1;
+        match &event.payload {
+            Payload::Person(person) => {
+                match person.nino.as_deref().and_then(normalise::nino) {
+                    None => row.missing_nino += 1,
+                    Some(Nino::Placeholder(_)) => row.placeholder_nino += 1,
+                    Some(Nino::Invalid(_)) => row.invalid_nino += 1,
+                    Some(Nino::Valid(_)) => {}
+                }
+                match person.date_of_birth {
+                    None => row.missing_date_of_birth += 1,
+                    Some(date) if normalise::date_of_birth(Some(date)).is_none() => {
+                        row.default_date_of_birth += 1
+                    }
+                    Some(_) => {}
+                }
+            }
+            Payload::Property(property)
+                if property
+                    .uprn
+                    .as_deref()
+                    .is_none_or(|uprn| uprn.trim().is_empty()) =>
+            {
+                row.missing_uprn += 1;
+            }
+            _ => {}
+        }
+    }
+    gaps.into_values().collect()
+}
+
+pub(super) fn print_summary(report: &Report, out: &Path) {
+    println!(
+        "{:<10} {:>9} {:>9} {:>16} {:>14}",
+        "entity", "records", "golden", "across sources", "review pairs"
+    );
+    for entity in &report.entities {
+        println!(
+            "{:<10} {:>9} {:>9} {:>16} {:>14}",
+            entity.entity,
+            entity.records,
+            entity.golden,
+            entity.matched_across_sources,
+            if entity.entity == "person" {
+                report.review_pairs.to_string()
+            } else {
+                "-".into()
+            }
+        );
+    }
+    for source in report.sources.iter().filter(|s| s.unparsed.total() > 0) {
+        println!(
+            "{}: values kept that did not parse: {}",
+            source.name,
+            source.unparsed.describe()
+        );
+    }
+    println!(
+        "model {} ({}); read {:.1} s, train {:.1} s, match {:.1} s",
+        report.model_version,
+        report.model_trained_on,
+        report.seconds.get("read").unwrap_or(&0.0),
+        report.seconds.get("train").unwrap_or(&0.0),
+        report.seconds.get("match").unwrap_or(&0.0)
+    );
+    println!(
+        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html}}",
+        out.display()
+    );
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A table of rows of cells, escaped.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut html = String::from("<table><tr>");
+    for header in headers {
+        html.push_str(&format!("<th>{}</th>", escape(header)));
+    }
+    html.push_str("</tr>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            html.push_str(&format!("<td>{}</td>", escape(&cell)));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    html
+}
+
+fn per_system(map: &BTreeMap<String, usize>) -> String {
+    let systems: BTreeSet<_> = map.keys().collect();
+    systems
+        .into_iter()
+        .map(|system| format!("{system} {}", map[system]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `report.html`: the reconciliation report as one self-contained page.
+pub(super) fn html(report: &Report) -> String {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>goldthread reconciliation report</title>\
+         <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f0e6}</style></head><body>\
+         <h1>Reconciliation report</h1>",
+    );
+    page.push_str(&format!(
+        "<p>Person model <code>{}</code> ({}); link at probability {} and above, steward review from {}.</p>",
+        escape(&report.model_version),
+        escape(&report.model_trained_on),
+        report.thresholds.link,
+        report.thresholds.review
+    ));
+    page.push_str("<h2>Records per source</h2>");
+    page.push_str(&table(
+        &["source", "system", "rows", "events", "dead letters"],
+        report
+            .sources
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.system.clone(),
+                    s.rows.to_string(),
+                    s.events.to_string(),
+                    s.dead_letters.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+    let rows: Vec<Vec<String>> = report
+        .sources
+        .iter()
+        .flat_map(|source| {
+            source.unparsed.0.iter().map(|(field, count)| {
+                vec![
+                    source.name.clone(),
+                    field.clone(),
+                    count.count.to_string(),
+                    count.examples.join(", "),
+                ]
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        page.push_str("<h2>Values that did not parse</h2><p>The records were kept and matched; fix these values at source.</p>");
+        page.push_str(&table(&["source", "field", "values", "examples"], rows));
+    }
+    page.push_str("<h2>Matching</h2>");
+    page.push_str(&table(
+        &[
+            "entity",
+            "records",
+            "golden records",
+            "matched across sources",
+            "records matched to another source",
+            "new (only in one source)",
+            "within-source duplicates",
+        ],
+        report
+            .entities
+            .iter()
+            .map(|e| {
+                vec![
+                    e.entity.to_string(),
+                    e.records.to_string(),
+                    e.golden.to_string(),
+                    e.matched_across_sources.to_string(),
+                    per_system(&e.records_matched_elsewhere),
+                    per_system(&e.only_in),
+                    per_system(&e.within_source_duplicates),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str(&format!(
+        "<p>{} person pairs await steward review (<code>review_queue.csv</code>).</p>",
+        report.review_pairs
+    ));
+    for (rule, count) in report
+        .oversized_blocks
+        .iter()
+        .filter(|(_, count)| *count > 0)
+    {
+        page.push_str(&format!(
+            "<p><strong>{count} records</strong> found the blocking rule <code>{}</code>'s block too large to compare against: a shared value (a default phone or email) needs cleaning.</p>",
+            escape(rule)
+        ));
+    }
+    page.push_str("<h2>Attribute conflicts</h2>");
+    let mut rows = Vec::new();
+    for entity in &report.entities {
+        for (attribute, count) in &entity.conflicts {
+            rows.push(vec![
+                entity.entity.to_string(),
+                attribute.to_string(),
+                count.to_string(),
+            ]);
+        }
+    }
+    page.push_str(&table(&["entity", "attribute", "golden records"], rows));
+    let mut examples = Vec::new();
+    for entity in &report.entities {
+        for conflict in &entity.conflict_examples {
+            examples.push(vec![
+                conflict.golden_id.clone(),
+                conflict.attribute.to_string(),
+                conflict
+                    .values
+                    .iter()
+                    .map(|(r, v)| format!("{}:{} = {v}", r.allocated_by, r.id))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]);
+        }
+    }
+    page.push_str(&table(&["golden id", "attribute", "values"], examples));
+    page.push_str("<h2>Missing and placeholder identifiers</h2>");
+    page.push_str(&table(
+        &[
+            "source",
+            "entity",
+            "records",
+            "missing NINO",
+            "placeholder NINO",
+            "invalid NINO",
+            "missing DOB",
+            "default DOB",
+            "missing UPRN",
+        ],
+        report
+            .identifiers
+            .iter()
+            .map(|g| {
+                vec![
+                    g.source.clone(),
+                    g.entity.to_string(),
+                    g.records.to_string(),
+                    g.missing_nino.to_string(),
+                    g.placeholder_nino.to_string(),
+                    g.invalid_nino.to_string(),
+                    g.missing_date_of_birth.to_string(),
+                    g.default_date_of_birth.to_string(),
+                    g.missing_uprn.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str("</body></html>\n");
+    page
+}
