@@ -1115,7 +1115,6 @@ async fn ingest(
             }
             progress.inc(1);
         }
-        source_counts.rows_read = source.rows_read();
         metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => label.clone())
             .increment(source_counts.rows_read);
         progress.finish_with_message(format!(
