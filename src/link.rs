@@ -51,7 +51,7 @@ pub struct TrainArgs {
 }
 
 /// Rows read from one source.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceRead {
     pub name: String,
     pub system: String,
@@ -60,6 +60,20 @@ pub struct SourceRead {
     pub dead_letters: u64,
     /// Values of optional fields that did not parse: the records flowed, these are findings.
     pub unparsed: connectors::mapping::UnparsedTally,
+}
+
+/// The report's names for what `connectors::SourceCounts` counted (nothing is produced here).
+impl From<connectors::SourceCounts> for SourceRead {
+    fn from(counts: connectors::SourceCounts) -> SourceRead {
+        SourceRead {
+            name: counts.name,
+            system: counts.system,
+            rows: counts.rows_read,
+            events: counts.events_produced,
+            dead_letters: counts.dead_letters,
+            unparsed: counts.unparsed,
+        }
+    }
 }
 
 /// The master data events of the configured sources, in file order.
@@ -116,29 +130,23 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
             .add(ProgressBar::new_spinner())
             .with_style(style.clone())
             .with_prefix(source.name.clone());
-        let mut read = SourceRead {
-            name: source.name.clone(),
-            system: source.system.clone(),
-            ..SourceRead::default()
-        };
+        let mut counts = connectors::SourceCounts::new(
+            &source.name,
+            &source.system,
+            source.path.display().to_string(),
+        );
         let (mut events, mut dead_letters) = (Vec::new(), Vec::new());
         while let Some(record) = file.next_record() {
-            read.rows += 1;
             bar.inc(1);
-            match record? {
-                Record::Event(envelope) => {
-                    read.events += 1;
-                    read.unparsed.add(&source.name, &envelope);
-                    events.push(*envelope);
-                }
-                Record::DeadLetter(dead_letter) => {
-                    read.dead_letters += 1;
-                    dead_letters.push(dead_letter);
-                }
+            let record = record?;
+            counts.count(&record);
+            match record {
+                Record::Event(envelope) => events.push(*envelope),
+                Record::DeadLetter(dead_letter) => dead_letters.push(dead_letter),
             }
         }
         bar.finish();
-        Ok((read, events, dead_letters))
+        Ok((SourceRead::from(counts), events, dead_letters))
     };
     let files: Vec<&connectors::SourceConfig> = files.iter().collect();
     for result in mdm::parallel::map(&files, read_one) {
