@@ -224,18 +224,25 @@ const BANDS: &[(f64, f64)] = &[
 /// Candidate pairs per person blocking rule, the share of true pairs each rule and the union
 /// keep and what each rule adds over all the others; then the calibration of the model's
 /// probabilities over the candidate pairs (requirements' vetoes count as 0).
-fn pairs_tables(model: &model::Model, events: &[Envelope], labels: &HashMap<Reference, String>) {
+/// `prepared`: the persons among `events`, in order, prepared for the model (as normalised for
+/// matching).
+fn pairs_tables(
+    model: &model::Model,
+    prepared: &[model::Prepared],
+    events: &[Envelope],
+    labels: &HashMap<Reference, String>,
+) {
     let spec = &model.spec;
-    let (prepared, record_labels): (Vec<_>, Vec<_>) = events
+    let record_labels: Vec<String> = events
         .iter()
-        .filter_map(|event| match &event.payload {
-            Payload::Person(person) => Some((
-                mdm::person::Evidence::of(person, &event.unparsed).prepare(&spec.fields),
-                labels.get(&event.source_ref).cloned().unwrap_or_default(),
-            )),
-            _ => None,
-        })
-        .unzip();
+        .filter(|event| matches!(event.payload, Payload::Person(_)))
+        .map(|event| labels.get(&event.source_ref).cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        prepared.len(),
+        record_labels.len(),
+        "one prepared record per person"
+    );
     let mut by_label: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, label) in record_labels.iter().enumerate() {
         by_label.entry(label.as_str()).or_default().push(index);
@@ -254,7 +261,7 @@ fn pairs_tables(model: &model::Model, events: &[Envelope], labels: &HashMap<Refe
         "\n{:<32} {:>12} {:>16} {:>22}",
         "person blocking rule", "pairs", "true pairs kept", "true pairs only it keeps"
     );
-    let per_rule = model::rule_pairs(spec, &prepared, Pairing::Dedupe);
+    let per_rule = model::rule_pairs(spec, prepared, Pairing::Dedupe);
     for rule in &per_rule {
         let kept = rule
             .pairs
@@ -358,6 +365,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let train_seconds = started.elapsed().as_secs_f64();
     link::print_model_use(&model);
     let started = Instant::now();
+    // The pairs tables below read the same prepared records the hub takes.
+    let prepared = persons.prepared().to_vec();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
     link::apply(&mut hub, &input.events, Some(persons), false);
     let match_seconds = started.elapsed().as_secs_f64();
@@ -413,7 +422,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         thresholds.link,
         hub.person_model().version
     );
-    pairs_tables(hub.person_model(), &input.events, &person_labels);
+    pairs_tables(hub.person_model(), &prepared, &input.events, &person_labels);
     for (rule, count) in hub.oversized_blocks() {
         if count > 0 {
             println!("{rule}: {count} records found their block too large to compare against");
