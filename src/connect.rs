@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use connectors::SourceCounts;
+use connectors::supervise::{SourceHealth, supervise};
 
 /// A running connector.
 #[derive(Debug)]
@@ -25,74 +26,6 @@ pub struct Connector {
     /// Stops it once it has read what its topics held when it started (`--once`).
     pub stop: watch::Sender<StopWhen>,
     pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64, connectors::mapping::UnparsedTally)>>,
-}
-
-/// Whether each supervised source is running: `/ready` and the `connector_up` gauge.
-#[derive(Debug, Default)]
-pub struct SourceHealth(std::sync::Mutex<std::collections::BTreeMap<String, bool>>);
-
-impl SourceHealth {
-    fn set(&self, source: &str, up: bool) {
-        self.0
-            .lock()
-            .expect("source health lock")
-            .insert(source.to_string(), up);
-        metrics::gauge!(names::CONNECTOR_UP, "source" => source.to_string()).set(if up {
-            1.0
-        } else {
-            0.0
-        });
-    }
-
-    /// Each source and whether it runs.
-    pub fn sources(&self) -> std::collections::BTreeMap<String, bool> {
-        self.0.lock().expect("source health lock").clone()
-    }
-}
-
-/// The longest wait between two attempts of a failing source.
-const MOST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Runs a source's `attempt` under supervision. With `once` the first failure is the
-/// source's answer (a run that reads to the end fails fast). Otherwise a failure (a topic
-/// that does not exist yet, a database or broker down) is logged and the source retried
-/// after 1 s, 2 s, ... up to 30 s, for as long as the process serves: start order and
-/// outages do not stop it for good. `health` shows it down meanwhile.
-async fn supervise<T, F>(
-    name: &str,
-    once: bool,
-    health: &SourceHealth,
-    shutdown: &mut watch::Receiver<bool>,
-    mut attempt: impl FnMut() -> F,
-) -> anyhow::Result<T>
-where
-    F: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let mut backoff = std::time::Duration::from_secs(1);
-    loop {
-        health.set(name, true);
-        let started = std::time::Instant::now();
-        let error = match attempt().await {
-            Ok(done) => return Ok(done),
-            Err(error) if once => {
-                tracing::error!(source = name, error = %format!("{error:#}"), "source stopped");
-                health.set(name, false);
-                return Err(error);
-            }
-            Err(error) => error,
-        };
-        health.set(name, false);
-        // A source that ran a while before failing starts its backoff over.
-        if started.elapsed() > MOST_BACKOFF {
-            backoff = std::time::Duration::from_secs(1);
-        }
-        tracing::error!(source = name, error = %format!("{error:#}"), retry_in = ?backoff, "source failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return Err(error),
-        }
-        backoff = (backoff * 2).min(MOST_BACKOFF);
-    }
 }
 
 /// Starts a supervised connector per `[[debezium]]` source (see [`supervise`]).
@@ -253,7 +186,7 @@ pub struct Poller {
 /// reads the table from the start (applying a row again is harmless).
 /// Each is supervised ([`supervise`]): a database that is down is retried, not given up.
 pub fn start_pollers(
-    shared: &Arc<crate::run::Shared>,
+    shared: &Arc<crate::state::Shared>,
     sources: &[connectors::PgSourceConfig],
     once: bool,
     shutdown: &watch::Receiver<bool>,
@@ -286,7 +219,7 @@ pub fn start_pollers(
 }
 
 async fn poll(
-    shared: &crate::run::Shared,
+    shared: &crate::state::Shared,
     source: &connectors::PgSourceConfig,
     once: bool,
     shutdown: &mut watch::Receiver<bool>,
@@ -323,7 +256,7 @@ async fn poll(
 
 /// Polling on a monotonic column, after the position confirmed in the store.
 async fn poll_table(
-    shared: &crate::run::Shared,
+    shared: &crate::state::Shared,
     source: &connectors::PgSourceConfig,
     client: &tokio_postgres::Client,
     output: &mut Output,
@@ -348,7 +281,7 @@ async fn poll_table(
         .map(|row| row.get(0))
         .with_context(|| format!("table `{}` has no column `{cursor}` (cursor)", source.table))?;
     let query = client.prepare(&source.query(&cursor_type)).await?;
-    let mut position = match &shared.store {
+    let mut position = match shared.master.store() {
         Some(store) => store.source_position(&source.name).await?,
         None => None,
     };
@@ -381,11 +314,13 @@ async fn poll_table(
         output.producer.flush().await?;
         // Confirmed only now that every row up to it is acknowledged by the broker (and, on
         // the embedded broker, stored).
-        if let (Some(store), Some(position), false) = (&shared.store, &position, rows.is_empty()) {
+        if let (Some(store), Some(position), false) =
+            (shared.master.store(), &position, rows.is_empty())
+        {
             shared
                 .wait_durable(
                     std::slice::from_ref(&output.topic),
-                    crate::run::DURABLE_WITHIN,
+                    crate::state::DURABLE_WITHIN,
                 )
                 .await?;
             store.set_source_position(&source.name, position).await?;
@@ -404,7 +339,7 @@ async fn poll_table(
 /// and the slot is advanced past them once they are durable, so a restart resumes from its
 /// confirmed position.
 async fn replicate(
-    shared: &crate::run::Shared,
+    shared: &crate::state::Shared,
     source: &connectors::PgSourceConfig,
     client: &tokio_postgres::Client,
     output: &mut Output,
@@ -422,7 +357,7 @@ async fn replicate(
     // store), so a crash mid-snapshot reads it again at the next start. Without a store
     // every start reads it again (applying a row twice is harmless).
     let snapshot_key = format!("{}#snapshot", source.name);
-    let snapshot_done = match &shared.store {
+    let snapshot_done = match shared.master.store() {
         Some(store) => store.source_position(&snapshot_key).await?.is_some(),
         None => false,
     };
@@ -463,11 +398,11 @@ async fn replicate(
             output.emit(&source.name, record).await?;
         }
         output.producer.flush().await?;
-        if let Some(store) = &shared.store {
+        if let Some(store) = shared.master.store() {
             shared
                 .wait_durable(
                     std::slice::from_ref(&output.topic),
-                    crate::run::DURABLE_WITHIN,
+                    crate::state::DURABLE_WITHIN,
                 )
                 .await?;
             store.set_source_position(&snapshot_key, &start).await?;
@@ -519,7 +454,7 @@ async fn replicate(
             shared
                 .wait_durable(
                     std::slice::from_ref(&output.topic),
-                    crate::run::DURABLE_WITHIN,
+                    crate::state::DURABLE_WITHIN,
                 )
                 .await?;
             client

@@ -15,11 +15,14 @@ use pipeline::Reference;
 use serde::Deserialize;
 
 use crate::auth::{Caller, Role, Tokens};
-use crate::run::Shared;
+use crate::state::{ActFailed, Shared};
+use crate::webhook::Webhooks;
 
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
+    /// The `[[webhooks]]` endpoints and the message ids they have seen.
+    webhooks: Arc<Webhooks>,
     metrics: Option<PrometheusHandle>,
     /// The last readiness check and when it was made: `/ready` checks at most once per
     /// [`READY_FOR`], however often it is asked.
@@ -59,7 +62,12 @@ async fn require(
     }
 }
 
-pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: Tokens) -> Router {
+pub fn router(
+    shared: Arc<Shared>,
+    webhooks: Webhooks,
+    metrics: Option<PrometheusHandle>,
+    tokens: Tokens,
+) -> Router {
     let tokens = Arc::new(tokens);
     let guard = |role: Role| middleware::from_fn_with_state((tokens.clone(), role), require);
     // Viewers: KPIs, metrics and pseudonymous data (golden ids, properties).
@@ -104,6 +112,7 @@ pub fn router(shared: Arc<Shared>, metrics: Option<PrometheusHandle>, tokens: To
         .merge(admin)
         .with_state(AppState {
             shared,
+            webhooks: Arc::new(webhooks),
             metrics,
             ready: Default::default(),
         })
@@ -249,7 +258,7 @@ async fn check_ready(shared: &Arc<Shared>) -> Readiness {
         .await
         .map_err(|error| error.to_string())
         .and_then(|reached| reached.map_err(|error| error.to_string()));
-    let postgres = match &shared.store {
+    let postgres = match shared.master.store() {
         None => None,
         Some(store) => Some(store.reachable(timeout).await),
     };
@@ -412,12 +421,7 @@ async fn analyst_sql(State(state): State<AppState>, Json(query): Json<AnalystQue
 }
 
 async fn golden_person(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let found = state
-        .shared
-        .hub
-        .lock()
-        .expect("hub lock")
-        .golden_person(&id);
+    let found = state.shared.master.hub().golden_person(&id);
     match found {
         Some(person) => Json(person).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no golden person `{id}`")),
@@ -425,12 +429,7 @@ async fn golden_person(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let found = state
-        .shared
-        .hub
-        .lock()
-        .expect("hub lock")
-        .golden_property(&id);
+    let found = state.shared.master.hub().golden_property(&id);
     match found {
         Some(property) => Json(property).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no golden property `{id}`")),
@@ -442,7 +441,7 @@ async fn golden_property(State(state): State<AppState>, Path(id): Path<String>) 
 /// requirement kept apart although they scored above the link threshold (`vetoed`).
 fn explain(state: &AppState, entity: mdm::Entity, id: &str) -> Response {
     let found = {
-        let hub = state.shared.hub.lock().expect("hub lock");
+        let hub = state.shared.master.hub();
         hub.explain(entity, id)
             .map(|links| (links, hub.vetoed(entity, id)))
     };
@@ -468,7 +467,7 @@ async fn explain_property(State(state): State<AppState>, Path(id): Path<String>)
 
 /// The steward review queue: pairs between the thresholds and ambiguous links, explained.
 async fn review(State(state): State<AppState>) -> Response {
-    let queue = state.shared.hub.lock().expect("hub lock").review_queue();
+    let queue = state.shared.master.hub().review_queue();
     Json(queue).into_response()
 }
 
@@ -482,7 +481,7 @@ async fn xref(
         id,
         allocated_by: system,
     };
-    let hub = state.shared.hub.lock().expect("hub lock");
+    let hub = state.shared.master.hub();
     let matches: Vec<serde_json::Value> = hub
         .golden_ids_of(&reference)
         .into_iter()
@@ -549,103 +548,21 @@ fn person() -> mdm::Entity {
 async fn steward_action(
     state: &AppState,
     caller: Caller,
-    action: String,
-    entity: mdm::Entity,
-    records: Vec<Reference>,
+    action: mdm::master::Action,
     reason: String,
-    apply: impl FnOnce(&mut mdm::Hub) -> Result<Outcome, mdm::Error>,
 ) -> Response {
-    if reason.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "`reason`: say why (it is audited)");
-    }
-    let Outcome { affected, erasure } = {
-        let mut hub = state.shared.hub.lock().expect("hub lock");
-        match apply(&mut hub) {
-            Err(failure) => return error(status_of(failure.class()), failure.to_string()),
-            Ok(outcome) => outcome,
-        }
-    };
-    let records = match &erasure {
-        Some(erasure) => erasure.records.clone(),
-        None => records,
-    };
-    let entry = mdm::AuditEntry {
-        at: chrono::Utc::now(),
+    let actor = mdm::master::Actor {
         who: caller.name,
         role: caller.role.as_str().to_string(),
-        action,
-        entity,
-        records,
-        reason,
-        affected,
     };
-    tracing::info!(who = %entry.who, action = %entry.action, "steward action");
-    state
-        .shared
-        .audit
-        .lock()
-        .expect("audit lock")
-        .push(entry.clone());
-    // With PostgreSQL, BI sees the change now, not at the next batch.
-    if let Some(store) = &state.shared.store {
-        // It takes the hub's changes, so it stores the events behind them too (any the
-        // stage applied and has not stored yet).
-        let write = mdm::store::Write {
-            audit: Some(&entry),
-            erasure: erasure.as_ref(),
-            unstored: Some(&state.shared.unstored),
-            ..Default::default()
-        };
-        let acting_on = entry.records.clone();
-        let mut peers_only = |peers: &mdm::store::Peers| {
-            state.shared.apply_peers(peers, &acting_on)?;
-            Ok(Vec::new())
-        };
-        if let Err(failure) = store
-            .write(&state.shared.hub, &write, &mut peers_only)
-            .await
-        {
-            tracing::error!(error = %format!("{failure:#}"), "writing a steward action to PostgreSQL");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "applied and audited in memory, but PostgreSQL could not be updated: {failure:#}"
-                ),
-            );
+    match state.shared.act(actor, action, reason).await {
+        Ok(entry) => Json(entry).into_response(),
+        Err(ActFailed::Master(mdm::master::ActError::Refused(refused))) => {
+            error(status_of(refused.class()), refused.to_string())
         }
-    }
-    if let Some(erasure) = &erasure
-        && let Err(failure) = state
-            .shared
-            .analytics
-            .forget_vulnerabilities(&erasure.vulnerabilities)
-    {
-        tracing::error!(error = %failure, "removing an erased person's vulnerabilities from the analytics");
-    }
-    if let Some(erasure) = &erasure
-        && let Err(failure) = state.shared.send_tombstones(erasure).await
-    {
-        tracing::error!(error = %failure, "sending tombstones for an erasure");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("erased and audited, but the tombstones could not be sent: {failure:#}"),
-        );
-    }
-    Json(entry).into_response()
-}
-
-/// What a steward or admin action did to the engine.
-struct Outcome {
-    /// Golden ids whose membership changed.
-    affected: Vec<String>,
-    erasure: Option<mdm::Erasure>,
-}
-
-impl Outcome {
-    fn affected(affected: Vec<String>) -> Outcome {
-        Outcome {
-            affected,
-            erasure: None,
+        Err(failure) => {
+            tracing::error!(error = %failure, "a steward action");
+            error(StatusCode::INTERNAL_SERVER_ERROR, failure.to_string())
         }
     }
 }
@@ -664,30 +581,10 @@ async fn erase(
     Extension(caller): Extension<Caller>,
     Json(request): Json<EraseRequest>,
 ) -> Response {
-    // In memory only, a restart would bring the person back from the topics or files.
-    if state.shared.store.is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            "erasure needs the PostgreSQL store (postgres.url): without it a restart would serve the person again",
-        );
-    }
-    let subject = request.subject.clone();
-    steward_action(
-        &state,
-        caller,
-        "erase".into(),
-        mdm::Entity::Person,
-        Vec::new(),
-        request.reason,
-        |hub| {
-            let erasure = hub.erase(&hub.person_subject(&subject)?)?;
-            Ok(Outcome {
-                affected: vec![erasure.golden_id.clone()],
-                erasure: Some(erasure),
-            })
-        },
-    )
-    .await
+    let action = mdm::master::Action::Erase {
+        subject: request.subject,
+    };
+    steward_action(&state, caller, action, request.reason).await
 }
 
 async fn decide(
@@ -695,22 +592,13 @@ async fn decide(
     Extension(caller): Extension<Caller>,
     Json(decision): Json<Decision>,
 ) -> Response {
-    let (a, b) = (decision.a.reference(), decision.b.reference());
-    let action = format!("{:?}", decision.verdict).to_lowercase();
-    let records = vec![a.clone(), b.clone()];
-    steward_action(
-        &state,
-        caller,
-        action,
-        decision.entity,
-        records,
-        decision.reason,
-        |hub| {
-            hub.steward(decision.entity, &a, &b, decision.verdict)
-                .map(Outcome::affected)
-        },
-    )
-    .await
+    let action = mdm::master::Action::Decide {
+        entity: decision.entity,
+        a: decision.a.reference(),
+        b: decision.b.reference(),
+        verdict: decision.verdict,
+    };
+    steward_action(&state, caller, action, decision.reason).await
 }
 
 async fn split(
@@ -718,17 +606,11 @@ async fn split(
     Extension(caller): Extension<Caller>,
     Json(split): Json<Split>,
 ) -> Response {
-    let record = split.record.reference();
-    steward_action(
-        &state,
-        caller,
-        "split".into(),
-        split.entity,
-        vec![record.clone()],
-        split.reason,
-        |hub| hub.split(split.entity, &record).map(Outcome::affected),
-    )
-    .await
+    let action = mdm::master::Action::Split {
+        entity: split.entity,
+        record: split.record.reference(),
+    };
+    steward_action(&state, caller, action, split.reason).await
 }
 
 /// `POST /webhooks/{name}`: a contractor's job update (see `crate::webhook`).
@@ -738,13 +620,14 @@ async fn webhook(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (status, answer) = crate::webhook::receive(&state.shared, &caller, &name, &body).await;
+    let (status, answer) =
+        crate::webhook::receive(&state.shared, &state.webhooks, &caller, &name, &body).await;
     (status, Json(answer)).into_response()
 }
 
 /// `GET /api/steward/audit`: every steward action, oldest first.
 async fn audit(State(state): State<AppState>) -> Response {
-    let entries = state.shared.audit.lock().expect("audit lock").clone();
+    let entries = state.shared.master.audit();
     Json(entries).into_response()
 }
 

@@ -11,7 +11,8 @@ use serde::Serialize;
 use sql::{ExceptionRow, KpiTable, TrendPoint};
 use tokio::sync::watch;
 
-use crate::run::Shared;
+use mdm::Master;
+use sql::Analytics;
 
 /// The exception list the dashboard shows at most (the counts cover all of them).
 const EXCEPTIONS_SHOWN: usize = 200;
@@ -88,10 +89,14 @@ impl Live {
 }
 
 /// Computes the dashboard once.
-pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard> {
+pub async fn compute(
+    analytics: &Analytics,
+    master: &Master,
+    version: u64,
+) -> anyhow::Result<Dashboard> {
     let started = std::time::Instant::now();
     let today = Utc::now().date_naive();
-    let day = match shared.analytics.data_span().await? {
+    let day = match analytics.data_span().await? {
         Some((_, last)) if last < today => last,
         _ => today,
     };
@@ -106,13 +111,13 @@ pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard>
     ] {
         periods.push(Period {
             name,
-            kpis: shared.analytics.kpis(from, day, as_of).await?,
+            kpis: analytics.kpis(from, day, as_of).await?,
         });
     }
-    let trend = shared.analytics.trend(year_start, day).await?;
-    let exceptions = shared.analytics.exceptions(as_of).await?;
+    let trend = analytics.trend(year_start, day).await?;
+    let exceptions = analytics.exceptions(as_of).await?;
     let exception_counts = sql::kpi::exception_counts(&exceptions);
-    if let Some(store) = &shared.store {
+    if let Some(store) = master.store() {
         let tables: Vec<(&str, &KpiTable)> = periods
             .iter()
             .map(|period| (period.name, &period.kpis))
@@ -138,11 +143,13 @@ pub async fn compute(shared: &Shared, version: u64) -> anyhow::Result<Dashboard>
 /// Recomputes the dashboard after each change until shutdown, recording how long events
 /// took to show (`sql_event_to_kpi_seconds`).
 pub fn spawn(
-    shared: Arc<Shared>,
+    live: Arc<Live>,
+    analytics: Arc<Analytics>,
+    master: Arc<Master>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut changed = shared.live.changed.subscribe();
+        let mut changed = live.changed.subscribe();
         let mut version = 0;
         loop {
             // The first computation needs no change to wait for.
@@ -154,9 +161,9 @@ pub fn spawn(
                 tokio::time::sleep(SETTLE).await;
             }
             changed.borrow_and_update();
-            let since = shared.live.pending_since.lock().expect("live lock").take();
+            let since = live.pending_since.lock().expect("live lock").take();
             version += 1;
-            match compute(&shared, version).await {
+            match compute(&analytics, &master, version).await {
                 Ok(dashboard) => {
                     if let Some(since) = since {
                         let seconds =
@@ -164,10 +171,7 @@ pub fn spawn(
                         metrics::histogram!(pipeline::metrics::SQL_EVENT_TO_KPI_SECONDS)
                             .record(seconds);
                     }
-                    shared
-                        .live
-                        .dashboard
-                        .send_replace(Some(Arc::new(dashboard)));
+                    live.dashboard.send_replace(Some(Arc::new(dashboard)));
                 }
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "computing the dashboard")

@@ -14,6 +14,7 @@ mod live;
 mod output;
 mod run;
 mod sar;
+mod state;
 mod webhook;
 
 use std::path::PathBuf;

@@ -17,7 +17,7 @@ use pipeline::metrics as names;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::run::Shared;
+use crate::state::Shared;
 
 /// Message ids remembered per webhook, for answering retries (the oldest are forgotten
 /// first; a retry older than that produces the event again, which the hub applies once).
@@ -96,11 +96,11 @@ impl Webhooks {
 /// Handles one posted message: (status, JSON answer).
 pub async fn receive(
     shared: &Shared,
+    webhooks: &Webhooks,
     caller: &Caller,
     name: &str,
     body: &[u8],
 ) -> (StatusCode, serde_json::Value) {
-    let webhooks = &shared.webhooks;
     let Some(config) = webhooks.configs.iter().find(|config| config.name == name) else {
         return (
             StatusCode::NOT_FOUND,
@@ -152,7 +152,7 @@ pub async fn receive(
             // On the embedded broker, 202 waits for the store (a retry meanwhile is the same
             // event, applied once).
             let durable = shared
-                .wait_durable(std::slice::from_ref(&topic), crate::run::DURABLE_WITHIN)
+                .wait_durable(std::slice::from_ref(&topic), crate::state::DURABLE_WITHIN)
                 .await;
             if let Err(error) = durable {
                 tracing::error!(error = %format!("{error:#}"), "webhook: storing the event");

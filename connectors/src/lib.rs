@@ -11,6 +11,7 @@ pub mod file;
 pub mod mapping;
 pub mod pg;
 pub mod sample;
+pub mod supervise;
 pub mod webhook;
 
 pub use config::{Format, Mapping, SourceConfig};

@@ -11,6 +11,9 @@ pub enum Error {
     /// A request that cannot be carried out as asked (a record matched with itself).
     #[error("{0}")]
     BadInput(String),
+    /// A request the current state does not allow (an erasure without the store).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -18,6 +21,7 @@ impl Error {
         match self {
             Error::NotFound(_) => ErrorClass::NotFound,
             Error::BadInput(_) => ErrorClass::BadInput,
+            Error::Conflict(_) => ErrorClass::Conflict,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod master;
 pub mod matcher;
 pub mod model;
 pub mod normalise;
@@ -28,3 +29,4 @@ pub use hub::{
     LinkExplanation, NormalisedPersons, ReviewItem, StewardVerdict, Verdict, VulnerabilityStatus,
     XrefEntry,
 };
+pub use master::Master;

@@ -226,7 +226,7 @@ pub struct Store {
 /// What the other processes of the group committed that this one has not applied yet, read
 /// under the write lock (all empty when the store is not coordinated).
 #[derive(Debug, Default)]
-pub struct Peers {
+pub(crate) struct Peers {
     /// The latest event of each source record they wrote, in write order.
     pub events: Vec<Envelope>,
     /// The steward verdicts in force (`None`: not coordinated, nothing to compare).
@@ -390,7 +390,7 @@ impl Store {
     /// the group's other processes committed (`Peers`: apply those first, skip the batch's
     /// events they already wrote). Writes are serialised, so the rows land in the order the
     /// changes were taken; changes a failed write took are kept for the next one.
-    pub async fn write<'e>(
+    pub(crate) async fn write<'e>(
         &self,
         hub: &Mutex<Hub>,
         write: &Write<'_>,
@@ -455,7 +455,7 @@ impl Store {
     /// outside goldthread (see [`error_class`]), for up to `retry_for`: the stage waits and
     /// commits nothing meanwhile. Failures are counted and
     /// `store_up` reads 0 until a write succeeds.
-    pub async fn write_with_retry<'e>(
+    pub(crate) async fn write_with_retry<'e>(
         &self,
         hub: &Mutex<Hub>,
         write: &Write<'_>,
@@ -844,7 +844,7 @@ async fn write_dead_letters(
 
 /// What one transaction writes.
 #[derive(Debug, Default)]
-pub struct Write<'a> {
+pub(crate) struct Write<'a> {
     pub audit: Option<&'a crate::AuditEntry>,
     /// An erasure: recorded, and the stored events of its records deleted.
     pub erasure: Option<&'a crate::Erasure>,

@@ -1,0 +1,513 @@
+//! The one owner of master data while goldthread runs: the hub, the store (when PostgreSQL
+//! is configured), the audit trail and the events applied but not stored yet. Everything
+//! that changes master data goes through it: a consumed batch ([`Master::apply_batch`]), a
+//! steward action or an erasure ([`Master::act`], one transaction), a restart
+//! ([`Master::restore`]). Each answers with what the analytics must learn ([`Learned`]); the
+//! caller tells them, after the write. Nothing here calls back into its caller.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pipeline::stage::{Batch, Positions};
+use pipeline::{Envelope, Reference};
+
+use crate::store::{Peers, Restored, Store, Write};
+use crate::{AuditEntry, Entity, Erasure, Hub, StewardVerdict, Verdict};
+
+/// What the analytics must learn from a change to master data.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// The events applied to the hub (none about an erased person), in order: the batch's,
+    /// and what the group's other processes stored before it.
+    pub events: Vec<Envelope>,
+    /// The vulnerability records of people erased: the analytics forget them.
+    pub forgotten: Vec<Reference>,
+}
+
+impl Learned {
+    /// Each event once (a retried write reads its peers' events again).
+    fn dedup(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        self.events
+            .retain(|event| seen.insert(event.event_id.clone()));
+    }
+}
+
+/// A consumed batch, applied.
+#[derive(Debug)]
+pub struct BatchApplied {
+    /// Which of the batch's events were applied (the others are about erased people).
+    pub kept: Vec<bool>,
+    pub learned: Learned,
+    /// The batch still has to be stored: [`Master::store_applied`], which may run while the
+    /// next batch is applied. False when it is stored (or there is no store).
+    pub unstored: bool,
+}
+
+/// A steward's or an administrator's action on master data.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A verdict on two records: they are, or are not, one golden record (or withdraw one).
+    Decide {
+        entity: Entity,
+        a: Reference,
+        b: Reference,
+        verdict: Verdict,
+    },
+    /// A record leaves its golden record for one of its own.
+    Split { entity: Entity, record: Reference },
+    /// A person (a golden id, or a source record as `system:id`) is put beyond use.
+    Erase { subject: String },
+}
+
+impl Action {
+    /// The audit trail's name for it.
+    fn name(&self) -> String {
+        match self {
+            Action::Decide { verdict, .. } => format!("{verdict:?}").to_lowercase(),
+            Action::Split { .. } => "split".into(),
+            Action::Erase { .. } => "erase".into(),
+        }
+    }
+}
+
+/// Who acts, as the audit trail records them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub who: String,
+    pub role: String,
+}
+
+/// A steward action carried out.
+#[derive(Debug)]
+pub struct Acted {
+    pub entry: AuditEntry,
+    /// For an erasure: the records whose events and dead letters the topics must drop.
+    pub erasure: Option<Erasure>,
+    pub learned: Learned,
+}
+
+/// Why a steward action was not carried out, or not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("{0}")]
+    Refused(#[from] crate::Error),
+    /// Applied and audited in memory; the store did not take it.
+    #[error("applied and audited in memory, but PostgreSQL could not be updated: {0:#}")]
+    NotStored(anyhow::Error),
+}
+
+pub struct Master {
+    hub: Mutex<Hub>,
+    store: Option<Store>,
+    /// Steward actions, oldest first.
+    audit: Mutex<Vec<AuditEntry>>,
+    /// Events applied to the hub and not stored yet (when this process alone writes to the
+    /// store): a write takes them together with the hub's changes, under the hub's lock, so
+    /// the rows it stores never reflect an event it does not store.
+    unstored: Mutex<Vec<Envelope>>,
+    /// How long a batch's write is retried (`postgres.retry_for`).
+    retry_for: Duration,
+}
+
+impl std::fmt::Debug for Master {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Master").finish_non_exhaustive()
+    }
+}
+
+impl Master {
+    /// Master data in `hub`, stored in `store` when there is one (its writes retried for
+    /// `retry_for`).
+    pub fn new(mut hub: Hub, store: Option<Store>, retry_for: Duration) -> Master {
+        if store.is_some() {
+            hub.track_changes();
+        }
+        Master {
+            hub: Mutex::new(hub),
+            store,
+            audit: Mutex::new(Vec::new()),
+            unstored: Mutex::new(Vec::new()),
+            retry_for,
+        }
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Makes this process one of several writing to the store (see [`Store::coordinate`]).
+    pub fn coordinate(&mut self, synced: i64) {
+        if let Some(store) = &mut self.store {
+            store.coordinate(synced);
+        }
+    }
+
+    /// The hub, to read. Changes go through `Master`'s operations.
+    pub fn hub(&self) -> HubRef<'_> {
+        HubRef(self.hub.lock().expect("hub lock"))
+    }
+
+    /// The steward actions, oldest first.
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.audit.lock().expect("audit lock").clone()
+    }
+
+    /// Rebuilds the hub from what the store holds: erasures first, then every source record's
+    /// latest event and every version of the repairs records (handed to `learn` in chunks,
+    /// for the analytics), then the steward verdicts in force and the audit trail.
+    pub async fn restore(
+        &mut self,
+        mut learn: impl FnMut(&[Envelope]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Restored> {
+        const CHUNK: usize = 5000;
+        let store = self.store.as_ref().expect("restore needs a store");
+        let hub = self.hub.get_mut().expect("hub lock");
+        hub.suppress(store.erased().await?);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let restored = store
+            .restore(|event| {
+                hub.apply(&event);
+                chunk.push(event);
+                if chunk.len() == CHUNK {
+                    learn(&chunk)?;
+                    chunk.clear();
+                }
+                Ok(())
+            })
+            .await?;
+        learn(&chunk)?;
+        let mut refused = 0;
+        for verdict in &restored.verdicts {
+            if let Err(reason) =
+                hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
+            {
+                refused += 1;
+                tracing::warn!(%reason, "a stored steward verdict could not be applied");
+            }
+        }
+        // The store already holds all of this: the next write has only new changes to make.
+        hub.take_changes();
+        *self.audit.get_mut().expect("audit lock") = restored.audit.clone();
+        tracing::info!(
+            records = restored.events,
+            verdicts = restored.verdicts.len() - refused,
+            refused,
+            "state restored from PostgreSQL"
+        );
+        Ok(restored)
+    }
+
+    /// Applies a consumed batch. Without a store it is done. With a store the group shares,
+    /// it is applied inside the transaction that stores it, after what the group's other
+    /// processes wrote, and stored when this returns. With a store only this process
+    /// writes, it is applied now and stored by [`Master::store_applied`].
+    pub async fn apply_batch(&self, batch: &Batch) -> anyhow::Result<BatchApplied> {
+        match &self.store {
+            None => {
+                let (kept, events) = self.apply(&batch.events, false);
+                Ok(BatchApplied {
+                    kept,
+                    learned: Learned {
+                        events,
+                        forgotten: Vec::new(),
+                    },
+                    unstored: false,
+                })
+            }
+            Some(store) if store.is_coordinated() => self.write_coordinated(store, batch).await,
+            Some(_) => {
+                // Nobody else writes to the store, so applying needs nothing from it. The
+                // write takes the hub's changes when it starts, with the events that made
+                // them: this batch's, and any of the next batch's applied by then. It stores
+                // this batch's positions only: the next batch's events are applied again
+                // after a crash, harmlessly.
+                let (kept, events) = self.apply(&batch.events, true);
+                Ok(BatchApplied {
+                    kept,
+                    learned: Learned {
+                        events,
+                        forgotten: Vec::new(),
+                    },
+                    unstored: true,
+                })
+            }
+        }
+    }
+
+    /// Stores a batch [`Master::apply_batch`] applied and left unstored: the events applied
+    /// since the last write, the rows they changed and the batch's positions, in one
+    /// transaction, retried while PostgreSQL is unavailable (`postgres.retry_for`).
+    pub async fn store_applied(
+        &self,
+        positions: &Positions,
+        dead_letters: &[pipeline::DeadLetter],
+    ) -> anyhow::Result<()> {
+        let store = self.store.as_ref().expect("a store");
+        let write = Write {
+            positions: Some(positions),
+            dead_letters,
+            unstored: Some(&self.unstored),
+            ..Default::default()
+        };
+        let mut nothing_more = |_: &Peers| Ok(Vec::new());
+        store
+            .write_with_retry(&self.hub, &write, self.retry_for, &mut nothing_more)
+            .await
+    }
+
+    /// A steward action: applied to the hub, audited and, with a store, written with the
+    /// rows it changed (and the events behind any change not stored yet) in one transaction.
+    /// An erasure needs the store: in memory only, a restart would serve the person again.
+    pub async fn act(
+        &self,
+        actor: Actor,
+        action: Action,
+        reason: String,
+    ) -> Result<Acted, ActError> {
+        if reason.trim().is_empty() {
+            return Err(crate::Error::BadInput("`reason`: say why (it is audited)".into()).into());
+        }
+        if matches!(action, Action::Erase { .. }) && self.store.is_none() {
+            return Err(crate::Error::Conflict(
+                "erasure needs the PostgreSQL store (postgres.url): without it a restart would serve the person again".into(),
+            )
+            .into());
+        }
+        let (entity, records, affected, erasure) = {
+            let mut hub = self.hub.lock().expect("hub lock");
+            match &action {
+                Action::Decide {
+                    entity,
+                    a,
+                    b,
+                    verdict,
+                } => {
+                    let affected = hub.steward(*entity, a, b, *verdict)?;
+                    (*entity, vec![a.clone(), b.clone()], affected, None)
+                }
+                Action::Split { entity, record } => {
+                    let affected = hub.split(*entity, record)?;
+                    (*entity, vec![record.clone()], affected, None)
+                }
+                Action::Erase { subject } => {
+                    let golden_id = hub.person_subject(subject)?;
+                    let erasure = hub.erase(&golden_id)?;
+                    let (records, affected) =
+                        (erasure.records.clone(), vec![erasure.golden_id.clone()]);
+                    (Entity::Person, records, affected, Some(erasure))
+                }
+            }
+        };
+        let entry = AuditEntry {
+            at: chrono::Utc::now(),
+            who: actor.who,
+            role: actor.role,
+            action: action.name(),
+            entity,
+            records,
+            reason,
+            affected,
+        };
+        tracing::info!(who = %entry.who, action = %entry.action, "steward action");
+        self.audit.lock().expect("audit lock").push(entry.clone());
+        let mut learned = Learned::default();
+        // With PostgreSQL, BI sees the change now, not at the next batch.
+        if let Some(store) = &self.store {
+            // It takes the hub's changes, so it stores the events behind them too (any the
+            // stage applied and has not stored yet).
+            let write = Write {
+                audit: Some(&entry),
+                erasure: erasure.as_ref(),
+                unstored: Some(&self.unstored),
+                ..Default::default()
+            };
+            let mut peers_only = |peers: &Peers| {
+                self.apply_peers(peers, &entry.records, &mut learned)?;
+                Ok(Vec::new())
+            };
+            store
+                .write(&self.hub, &write, &mut peers_only)
+                .await
+                .map_err(ActError::NotStored)?;
+        }
+        if let Some(erasure) = &erasure {
+            learned
+                .forgotten
+                .extend(erasure.vulnerabilities.iter().cloned());
+        }
+        learned.dedup();
+        Ok(Acted {
+            entry,
+            erasure,
+            learned,
+        })
+    }
+
+    /// Applies events to the hub; returns which were kept (events about erased people are
+    /// ignored) and the kept events. With `unstored`, the kept events also wait for the next
+    /// store write, queued under the hub's lock so that write takes them with their changes.
+    fn apply(&self, events: &[Envelope], unstored: bool) -> (Vec<bool>, Vec<Envelope>) {
+        let mut hub = self.hub.lock().expect("hub lock");
+        let kept: Vec<bool> = events
+            .iter()
+            .map(|event| hub.apply(event) != crate::Applied::Erased)
+            .collect();
+        let applied: Vec<Envelope> = events
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| **kept)
+            .map(|(event, _)| event.clone())
+            .collect();
+        if unstored {
+            let mut waiting = self.unstored.lock().expect("unstored lock");
+            waiting.extend(applied.iter().cloned());
+        }
+        let counts = hub.counts();
+        use pipeline::metrics as names;
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
+            .set(counts.person_records as f64);
+        metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
+            .set(counts.property_records as f64);
+        (kept, applied)
+    }
+
+    /// Applies a batch inside the PostgreSQL transaction that stores it (a store the group
+    /// shares). The stage commits the batch's offsets to Kafka only after this returns. The
+    /// batch is applied after what the group's other processes wrote, and without the
+    /// events another member already wrote (it held the partition before a rebalance): a
+    /// retry after a failed write applies only the peers again.
+    async fn write_coordinated(
+        &self,
+        store: &Store,
+        batch: &Batch,
+    ) -> anyhow::Result<BatchApplied> {
+        let mut applied: Option<Vec<bool>> = None;
+        let mut learned = Learned::default();
+        let mut stored_events = |peers: &Peers| -> anyhow::Result<Vec<&Envelope>> {
+            self.apply_peers(peers, &[], &mut learned)?;
+            let fresh: Vec<bool> = batch
+                .origins
+                .iter()
+                .map(|origin| {
+                    let key = (origin.topic.clone(), origin.partition);
+                    origin.offset >= peers.written.get(&key).copied().unwrap_or(0)
+                })
+                .collect();
+            let kept = match &applied {
+                Some(kept) => kept.clone(),
+                None => {
+                    // Usually nothing is fenced: the batch is applied as it is.
+                    let fresh_events: Vec<Envelope> = batch
+                        .events
+                        .iter()
+                        .zip(&fresh)
+                        .filter(|(_, fresh)| **fresh)
+                        .map(|(event, _)| event.clone())
+                        .collect();
+                    let (kept_fresh, events) = self.apply(&fresh_events, false);
+                    learned.events.extend(events);
+                    let mut kept_fresh = kept_fresh.into_iter();
+                    let kept: Vec<bool> = fresh
+                        .iter()
+                        .map(|&fresh| fresh && kept_fresh.next().unwrap_or(false))
+                        .collect();
+                    applied = Some(kept.clone());
+                    kept
+                }
+            };
+            Ok(batch
+                .events
+                .iter()
+                .zip(&kept)
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event)
+                .collect())
+        };
+        let write = Write {
+            positions: Some(&batch.consumed),
+            dead_letters: &batch.kept_dead_letters,
+            ..Default::default()
+        };
+        store
+            .write_with_retry(&self.hub, &write, self.retry_for, &mut stored_events)
+            .await?;
+        learned.dedup();
+        Ok(BatchApplied {
+            kept: applied.unwrap_or_default(),
+            learned,
+            unstored: false,
+        })
+    }
+
+    /// Applies what the group's other processes committed (nothing unless the store is
+    /// coordinated): their records' latest events, their erasures, and the steward verdicts
+    /// in force, except on pairs with a record in `acting_on` (the steward action being
+    /// written, which the store does not hold yet).
+    fn apply_peers(
+        &self,
+        peers: &Peers,
+        acting_on: &[Reference],
+        learned: &mut Learned,
+    ) -> anyhow::Result<()> {
+        if !peers.events.is_empty() {
+            let (_, events) = self.apply(&peers.events, false);
+            learned.events.extend(events);
+        }
+        let mut hub = self.hub.lock().expect("hub lock");
+        for reference in &peers.erased {
+            if hub.is_erased(reference) {
+                continue;
+            }
+            let subject = format!("{}:{}", reference.allocated_by, reference.id);
+            match hub.person_subject(&subject) {
+                Ok(golden_id) => {
+                    let erasure = hub.erase(&golden_id)?;
+                    learned.forgotten.extend(erasure.vulnerabilities);
+                }
+                Err(_) => hub.suppress([reference.clone()]),
+            }
+        }
+        if let Some(stored) = &peers.verdicts {
+            let touches = |verdict: &StewardVerdict| {
+                acting_on.contains(&verdict.a) || acting_on.contains(&verdict.b)
+            };
+            let held = hub.verdicts();
+            let mut changes: Vec<StewardVerdict> = stored
+                .iter()
+                .filter(|verdict| !held.contains(verdict))
+                .cloned()
+                .collect();
+            changes.extend(held.iter().filter(|verdict| !stored.contains(verdict)).map(
+                |verdict| StewardVerdict {
+                    verdict: Verdict::Withdraw,
+                    ..verdict.clone()
+                },
+            ));
+            for verdict in changes.iter().filter(|verdict| !touches(verdict)) {
+                if let Err(reason) =
+                    hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
+                {
+                    tracing::warn!(%reason, "another process's steward verdict could not be applied");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hub, read-only, while the guard is held.
+pub struct HubRef<'a>(MutexGuard<'a, Hub>);
+
+impl std::fmt::Debug for HubRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubRef").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for HubRef<'_> {
+    type Target = Hub;
+    fn deref(&self) -> &Hub {
+        &self.0
+    }
+}
