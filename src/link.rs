@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use connectors::Source as _;
 use connectors::{FileSource, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::model::{Model, Pairing, TrainOptions};

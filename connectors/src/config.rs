@@ -9,43 +9,28 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
-/// One file source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Unique name; labels metrics and dead letters (`hms_tenants`).
-    pub name: String,
-    /// The system that allocated the ids in this file (`hms`, `crm`, `repairs`, `asset`): the
-    /// HACT `allocatedBy`, and the middle part of the topic name.
-    pub system: String,
-    /// The file, relative to `data_dir`; or a drop folder's files, with one `*` in the file
-    /// name (`drops/tenants-*.csv`): each matching file is read once, in name order.
-    pub path: PathBuf,
-    /// With a `*` path: look for new files this often while `run` serves (`30s`).
-    #[serde(default, with = "humantime_serde")]
-    pub watch: Option<std::time::Duration>,
-    /// Set by `expand` on each file of a drop folder: read once, remembered by file name.
-    #[serde(skip)]
-    pub dropped: bool,
-    /// `csv` or `jsonl`.
-    pub format: Format,
-    /// CSV only: the field delimiter, one character.
-    #[serde(default = "default_delimiter")]
-    pub delimiter: char,
-    /// chrono strftime formats tried in order for date fields (`%d/%m/%Y`).
-    #[serde(default = "default_date_formats")]
-    pub date_formats: Vec<String>,
-    /// Formats tried for instants after RFC 3339 (`%d/%m/%Y %H:%M`); naive times are UTC.
-    #[serde(default)]
-    pub datetime_formats: Vec<String>,
-    /// The mapping of every row (CSV) or line (JSON lines with one message type).
-    pub mapping: Option<Mapping>,
-    /// JSON lines with several message types: the field holding the type.
-    pub type_field: Option<String>,
-    /// JSON lines with several message types: a mapping per type; other types are dead-lettered.
-    #[serde(default)]
-    pub messages: BTreeMap<String, Mapping>,
-}
+source_config!(
+    "sources",
+    messages,
+    /// One file source: a CSV file (one `mapping`) or JSON lines (one `mapping`, or
+    /// `type_field` with `messages.<type>`).
+    pub struct SourceConfig {
+        /// The file, relative to `data_dir`; or a drop folder's files, with one `*` in the
+        /// file name (`drops/tenants-*.csv`): each matching file is read once, in name order.
+        pub path: PathBuf,
+        /// With a `*` path: look for new files this often while `run` serves (`30s`).
+        #[serde(default, with = "humantime_serde")]
+        pub watch: Option<std::time::Duration>,
+        /// Set by `expand` on each file of a drop folder: read once, remembered by file name.
+        #[serde(skip)]
+        pub dropped: bool,
+        /// `csv` or `jsonl`.
+        pub format: Format,
+        /// CSV only: the field delimiter, one character.
+        #[serde(default = "default_delimiter")]
+        pub delimiter: char,
+    }
+);
 
 /// How one kind of row becomes one canonical entity.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,10 +62,6 @@ pub enum Format {
 
 fn default_delimiter() -> char {
     ','
-}
-
-fn default_date_formats() -> Vec<String> {
-    vec!["%Y-%m-%d".into()]
 }
 
 impl Mapping {
@@ -157,35 +138,12 @@ pub(crate) fn validate_messages(
     true
 }
 
-/// The entities some mappings produce, sorted, once each.
-pub(crate) fn entities<'a>(mappings: impl Iterator<Item = &'a Mapping>) -> Vec<EntityKind> {
-    let mut kinds: Vec<EntityKind> = mappings.filter_map(Mapping::entity_kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
-}
-
 impl SourceConfig {
-    /// Checks the source and reports every problem at once, each naming its key.
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        if self.name.trim().is_empty() {
-            problems.push("name: must not be empty".into());
-        }
-        if self.system.is_empty()
-            || !self
-                .system
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            problems.push(format!(
-                "system: `{}` must be letters, digits, `_` or `-`",
-                self.system
-            ));
-        }
+    /// Checks its own keys (`Source::validate` checks the shared ones).
+    fn check(&self, problems: &mut Vec<String>) {
         match self.format {
             Format::Csv => match (&self.mapping, &self.type_field, self.messages.is_empty()) {
-                (Some(mapping), None, true) => mapping.validate("mapping", &mut problems),
+                (Some(mapping), None, true) => mapping.validate("mapping", problems),
                 _ => problems.push("mapping: a csv source needs exactly one `mapping` (and no `type_field`/`messages`)".into()),
             },
             Format::Jsonl => {
@@ -193,14 +151,11 @@ impl SourceConfig {
                     self.mapping.as_ref(),
                     self.type_field.as_ref(),
                     &self.messages,
-                    &mut problems,
+                    problems,
                 ) {
                     problems.push("a jsonl source needs either one `mapping`, or `type_field` with `messages.<type>` mappings".into());
                 }
             }
-        }
-        if self.date_formats.is_empty() {
-            problems.push("date_formats: must list at least one format".into());
         }
         let stars = self.path.to_string_lossy().matches('*').count();
         let in_name = self
@@ -215,11 +170,6 @@ impl SourceConfig {
         }
         if self.watch.is_some() && stars == 0 {
             problems.push("watch: only for a path with a `*` (a drop folder)".into());
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::config(&self.name, problems.join("; ")))
         }
     }
 
@@ -273,17 +223,12 @@ impl SourceConfig {
             })
             .collect())
     }
-
-    /// The entities this source can produce (mappings with an unknown entity, which
-    /// `validate` rejects, produce none).
-    pub fn entities(&self) -> Vec<EntityKind> {
-        entities(self.mapping.iter().chain(self.messages.values()))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Source as _;
 
     fn parse(text: &str) -> SourceConfig {
         toml::from_str(text).unwrap()

@@ -8,53 +8,28 @@
 use chrono::{DateTime, Utc};
 use pipeline::stage::{Decoded, Message};
 use pipeline::{DeadLetter, EntityKind, Op, Reference};
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Mapping;
-use crate::error::Error;
-use crate::mapping::{Mapper, Raw, json_path};
+use crate::mapping::{Raw, json_path};
 
-/// `[[debezium]]`: Debezium topics of one table, mapped onto one canonical entity.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DebeziumConfig {
-    /// Unique name; labels metrics and dead letters, and names the consumer group
-    /// (`<kafka.group_id>.connect.<name>`).
-    pub name: String,
-    /// The system that allocated the ids (`hms`): the HACT `allocatedBy`.
-    pub system: String,
-    /// The Debezium topics (`hmsdb.dbo.tenants`), read from the same Kafka cluster.
-    pub topics: Vec<String>,
-    /// Formats tried for text dates (Debezium sends day numbers unless configured otherwise).
-    #[serde(default = "default_date_formats")]
-    pub date_formats: Vec<String>,
-    #[serde(default)]
-    pub datetime_formats: Vec<String>,
-    /// How a row image (`after`, or `before` for a delete) maps onto the canonical entity;
-    /// paths are column names.
-    pub mapping: Mapping,
-}
-
-fn default_date_formats() -> Vec<String> {
-    vec!["%Y-%m-%d".into()]
-}
+source_config!(
+    "debezium",
+    one_mapping,
+    /// `[[debezium]]`: Debezium topics of one table, mapped onto one canonical entity (paths
+    /// are column names). Its name also names its consumer group
+    /// (`<kafka.group_id>.connect.<name>`); Debezium sends dates as day numbers unless
+    /// configured otherwise, and `date_formats` reads text dates.
+    pub struct DebeziumConfig {
+        /// The Debezium topics (`hmsdb.dbo.tenants`), read from the same Kafka cluster.
+        pub topics: Vec<String>,
+    }
+);
 
 impl DebeziumConfig {
-    /// Every problem at once, each naming its key.
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        if self.name.trim().is_empty() {
-            problems.push("name: must not be empty".to_string());
-        }
+    /// Checks its own keys (`Source::validate` checks the shared ones).
+    fn check(&self, problems: &mut Vec<String>) {
         if self.topics.is_empty() {
             problems.push("topics: list at least one Debezium topic".into());
-        }
-        self.mapping.validate("mapping", &mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::config(&self.name, problems.join("; ")))
         }
     }
 
@@ -123,12 +98,7 @@ impl DebeziumConfig {
                 );
             }
         };
-        let mapper = Mapper {
-            name: &self.name,
-            system: &self.system,
-            date_formats: &self.date_formats,
-            datetime_formats: &self.datetime_formats,
-        };
+        let mapper = self.mapper();
         let lookup = |path: &str| json_path(row, path).map(Raw::Json);
         match mapper.map(&self.mapping, lookup, message.position(), op) {
             Ok(mut event) => {

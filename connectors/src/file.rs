@@ -9,9 +9,10 @@ use chrono::Utc;
 use pipeline::{DeadLetter, Envelope, Op};
 use serde_json::Value;
 
+use crate::Source as _;
 use crate::config::{Format, Mapping, SourceConfig};
 use crate::error::Error;
-use crate::mapping::{Mapper, Raw, json_path, route};
+use crate::mapping::{Raw, json_path, route};
 
 /// Per-source counts: every row read is an event produced or a dead letter.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -336,12 +337,7 @@ impl FileSource {
         line: u64,
         raw: String,
     ) -> Record {
-        let mapper = Mapper {
-            name: &self.config.name,
-            system: &self.config.system,
-            date_formats: &self.config.date_formats,
-            datetime_formats: &self.config.datetime_formats,
-        };
+        let mapper = self.config.mapper();
         match mapper.map(mapping, lookup, self.position(line), Op::Read) {
             Ok(envelope) => Record::Event(Box::new(envelope)),
             Err(rejected) => {

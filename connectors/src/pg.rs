@@ -11,52 +11,44 @@ use pipeline::{DeadLetter, EntityKind, Op, Reference};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Mapping;
-use crate::error::Error;
 use crate::file::Record;
-use crate::mapping::{Mapper, Raw, json_path};
+use crate::mapping::{Raw, json_path};
 
-/// `[[postgres_sources]]`: one table of a source system's PostgreSQL database.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgSourceConfig {
-    /// Unique among sources; labels metrics, dead letters and the stored position.
-    pub name: String,
-    /// The system that allocated the ids (`hms`).
-    pub system: String,
-    /// The environment variable holding the database URL (a read replica's, typically), so
-    /// the password stays out of the file.
-    pub url_env: String,
-    /// A PEM file of the CA that signed the source database's certificate (verified, host
-    /// name too); without it TLS is used when the server offers it, unverified, as libpq's
-    /// `sslmode=prefer` (add `?sslmode=require` to the URL to insist).
-    pub tls_ca_file: Option<std::path::PathBuf>,
-    /// The table or view (`public.tenants`).
-    pub table: String,
-    /// `logical` (replication through the `pgoutput` plugin: an initial snapshot, then every
-    /// insert, update and delete) or `polling` (where replication cannot be granted).
-    #[serde(default)]
-    pub mode: Mode,
-    /// Polling: a column whose values are unique and only grow as rows are written (a
-    /// sequence bumped on every insert and update): rows are read strictly after the last.
-    pub cursor: Option<String>,
-    /// Logical: the publication that includes the table (`CREATE PUBLICATION ... FOR TABLE`).
-    pub publication: Option<String>,
-    /// Logical: the replication slot goldthread creates and advances
-    /// (default `goldthread_<name>`).
-    pub slot: Option<String>,
-    /// How often to look for new rows once caught up.
-    #[serde(with = "humantime_serde", default = "default_poll_interval")]
-    pub poll_interval: Duration,
-    /// Rows per query.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: i64,
-    #[serde(default = "default_date_formats")]
-    pub date_formats: Vec<String>,
-    #[serde(default)]
-    pub datetime_formats: Vec<String>,
-    pub mapping: Mapping,
-}
+source_config!(
+    "postgres_sources",
+    one_mapping,
+    /// `[[postgres_sources]]`: one table of a source system's PostgreSQL database (its name
+    /// also keys the stored position).
+    pub struct PgSourceConfig {
+        /// The environment variable holding the database URL (a read replica's, typically), so
+        /// the password stays out of the file.
+        pub url_env: String,
+        /// A PEM file of the CA that signed the source database's certificate (verified, host
+        /// name too); without it TLS is used when the server offers it, unverified, as libpq's
+        /// `sslmode=prefer` (add `?sslmode=require` to the URL to insist).
+        pub tls_ca_file: Option<std::path::PathBuf>,
+        /// The table or view (`public.tenants`).
+        pub table: String,
+        /// `logical` (replication through the `pgoutput` plugin: an initial snapshot, then every
+        /// insert, update and delete) or `polling` (where replication cannot be granted).
+        #[serde(default)]
+        pub mode: Mode,
+        /// Polling: a column whose values are unique and only grow as rows are written (a
+        /// sequence bumped on every insert and update): rows are read strictly after the last.
+        pub cursor: Option<String>,
+        /// Logical: the publication that includes the table (`CREATE PUBLICATION ... FOR TABLE`).
+        pub publication: Option<String>,
+        /// Logical: the replication slot goldthread creates and advances
+        /// (default `goldthread_<name>`).
+        pub slot: Option<String>,
+        /// How often to look for new rows once caught up.
+        #[serde(with = "humantime_serde", default = "default_poll_interval")]
+        pub poll_interval: Duration,
+        /// Rows per query.
+        #[serde(default = "default_batch_size")]
+        pub batch_size: i64,
+    }
+);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,10 +66,6 @@ fn default_batch_size() -> i64 {
     1000
 }
 
-fn default_date_formats() -> Vec<String> {
-    vec!["%Y-%m-%d".into()]
-}
-
 /// A SQL identifier as written in the config: `name` or `schema.name`, letters, digits and
 /// `_` only (it is spliced into the query, so nothing else is accepted).
 fn valid_identifier(text: &str) -> bool {
@@ -91,11 +79,8 @@ fn valid_identifier(text: &str) -> bool {
 }
 
 impl PgSourceConfig {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        if self.name.trim().is_empty() {
-            problems.push("name: must not be empty".to_string());
-        }
+    /// Checks its own keys (`Source::validate` checks the shared ones).
+    fn check(&self, problems: &mut Vec<String>) {
         if !valid_identifier(&self.table) {
             problems.push(format!(
                 "table: `{}` must be `name` or `schema.name` (letters, digits, `_`)",
@@ -122,12 +107,6 @@ impl PgSourceConfig {
         }
         if self.batch_size < 1 {
             problems.push("batch_size: must be at least 1".into());
-        }
-        self.mapping.validate("mapping", &mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::config(&self.name, problems.join("; ")))
         }
     }
 
@@ -203,12 +182,7 @@ impl PgSourceConfig {
             Ok(value) => value,
             Err(error) => return dead(None, format!("invalid JSON: {error}")),
         };
-        let mapper = Mapper {
-            name: &self.name,
-            system: &self.system,
-            date_formats: &self.date_formats,
-            datetime_formats: &self.datetime_formats,
-        };
+        let mapper = self.mapper();
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         match mapper.map(&self.mapping, lookup, position.clone(), Op::Read) {
             Ok(event) => Record::Event(Box::new(event)),
@@ -223,6 +197,7 @@ impl PgSourceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Source as _;
 
     fn config(table: &str) -> PgSourceConfig {
         toml::from_str(&format!(
@@ -406,12 +381,7 @@ impl PgSourceConfig {
     /// A row change from logical replication: an event, or a dead letter at `table@lsn`.
     pub fn decode_change(&self, lsn: &str, change: &RowChange) -> Record {
         let position = format!("{}@{lsn}", self.table);
-        let mapper = Mapper {
-            name: &self.name,
-            system: &self.system,
-            date_formats: &self.date_formats,
-            datetime_formats: &self.datetime_formats,
-        };
+        let mapper = self.mapper();
         let value = Value::Object(change.row.clone());
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         match mapper.map(&self.mapping, lookup, position.clone(), change.op) {

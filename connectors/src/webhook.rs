@@ -4,43 +4,25 @@
 //! or `type_field` with a mapping per message type). Decoding is pure; the HTTP endpoint,
 //! its authentication and the produce-before-202 are the binary's.
 
-use std::collections::BTreeMap;
-
-use pipeline::{EntityKind, Envelope, Op};
-use serde::Deserialize;
+use pipeline::{Envelope, Op};
 use serde_json::Value;
 
-use crate::config::{Mapping, entities, validate_messages};
-use crate::error::Error;
-use crate::mapping::{Mapper, Raw, Rejected, json_path, route};
+use crate::config::validate_messages;
+use crate::mapping::{Raw, Rejected, json_path, route};
 
-/// `[[webhooks]]`: one endpoint, `POST /webhooks/<name>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Unique among sources; the path segment, metrics label and dead-letter source.
-    pub name: String,
-    /// The system that allocated the ids in the messages (`contractor_a`).
-    pub system: String,
-    /// Names of `[[http.tokens]]` allowed to post here (a `contractor` role token reads
-    /// nothing else).
-    pub tokens: Vec<String>,
-    /// Dotted path of the sender's message id: a retry with the same id is the same event.
-    pub message_id: String,
-    #[serde(default = "default_date_formats")]
-    pub date_formats: Vec<String>,
-    #[serde(default)]
-    pub datetime_formats: Vec<String>,
-    /// The mapping of every message, or, with `type_field`, one per message type.
-    pub mapping: Option<Mapping>,
-    pub type_field: Option<String>,
-    #[serde(default)]
-    pub messages: BTreeMap<String, Mapping>,
-}
-
-fn default_date_formats() -> Vec<String> {
-    vec!["%Y-%m-%d".into()]
-}
+source_config!(
+    "webhooks",
+    messages,
+    /// `[[webhooks]]`: one endpoint, `POST /webhooks/<name>` (the name is the path
+    /// segment, so letters, digits, `_` and `-` only).
+    pub struct WebhookConfig {
+        /// Names of `[[http.tokens]]` allowed to post here (a `contractor` role token reads
+        /// nothing else).
+        pub tokens: Vec<String>,
+        /// Dotted path of the sender's message id: a retry with the same id is the same event.
+        pub message_id: String,
+    }
+);
 
 /// A message that did not become an event: the message id when it had one, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +32,12 @@ pub struct Refused {
 }
 
 impl WebhookConfig {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    /// Checks its own keys (`Source::validate` checks the shared ones).
+    fn check(&self, problems: &mut Vec<String>) {
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             problems.push(format!(
                 "name: `{}` must be letters, digits, `_` or `-` (it is a URL path segment)",
@@ -70,23 +51,13 @@ impl WebhookConfig {
             self.mapping.as_ref(),
             self.type_field.as_ref(),
             &self.messages,
-            &mut problems,
+            problems,
         ) {
             problems.push(
                 "a webhook needs either one `mapping`, or `type_field` with `messages.<type>` mappings"
                     .into(),
             );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::config(&self.name, problems.join("; ")))
-        }
-    }
-
-    /// The entities its messages can become.
-    pub fn entities(&self) -> Vec<EntityKind> {
-        entities(self.mapping.iter().chain(self.messages.values()))
     }
 
     /// Decodes one posted body into (message id, event). The event's id derives from the
@@ -135,12 +106,7 @@ impl WebhookConfig {
             message_id: Some(message_id.clone()),
             rejected,
         })?;
-        let mapper = Mapper {
-            name: &self.name,
-            system: &self.system,
-            date_formats: &self.date_formats,
-            datetime_formats: &self.datetime_formats,
-        };
+        let mapper = self.mapper();
         let position = format!("webhook/{}/{message_id}", self.name);
         let lookup = |path: &str| json_path(&value, path).map(Raw::Json);
         mapper
