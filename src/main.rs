@@ -5,7 +5,6 @@ mod auth;
 mod bench;
 mod client;
 mod config;
-mod connect;
 mod eval;
 mod http;
 mod kpi_store;

@@ -1,27 +1,25 @@
 //! `goldthread run`: file sources -> Kafka -> MDM and analytics stages, with the HTTP API.
 //! Wiring only: the work is done by the library crates.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
-use connectors::FileSource;
+use connectors::driver::{self, Positions as _, files};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::Master;
 use pipeline::kafka::Cluster;
+use pipeline::metrics as names;
 use pipeline::stage::{self, StopWhen};
-use pipeline::{DeadLetter, metrics as names};
 use sql::Analytics;
 use tokio::sync::watch;
 
 use crate::config::Loaded;
 use crate::output::{Summary, TopicCounts, VulnerabilityCounts};
-use crate::state::{DURABLE_WITHIN, Shared};
+use crate::state::Shared;
 use crate::{http, output};
-use connectors::SourceCounts;
 
 /// What `run` was asked to do besides the configuration.
 #[derive(Debug, Clone, Default)]
@@ -103,38 +101,20 @@ pub async fn run(
     };
     // Open every source first: a missing file or column stops the run before anything moves.
     // A drop folder's files are opened one by one; each is read once (`drop_key`).
-    let mut sources = Vec::new();
-    let mut problems = Vec::new();
-    for source in config.sources.iter().filter(|_| !options.no_sources) {
-        let files = match source.expand(&config.data_dir) {
-            Ok(files) => files,
-            Err(error) => {
-                problems.push(format!("source `{}`: {error}", source.name));
-                continue;
-            }
-        };
-        for file in files {
-            if file.dropped {
-                // A file still being written is read once it is complete.
-                let path = config.data_dir.join(&file.path);
-                while std::fs::metadata(&path).is_ok_and(|metadata| !settled(&metadata)) {
-                    tokio::time::sleep(SETTLE / 4).await;
-                }
-            }
-            match FileSource::open(&file, &config.data_dir) {
-                Ok(opened) => sources.push(opened),
-                Err(error) => problems.push(error.to_string()),
-            }
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
+    let files: &[connectors::SourceConfig] = if options.no_sources {
+        &[]
+    } else {
+        &config.sources
+    };
+    let mut sources = match files::open(files, &config.data_dir).await {
+        Ok(sources) => sources,
+        Err(problems) => bail!(
             "cannot open sources (data_dir {}):\n  - {}\nHint: `goldthread generate --out {}` writes the sample landlord.",
             config.data_dir.display(),
             problems.join("\n  - "),
             config.data_dir.display()
-        );
-    }
+        ),
+    };
     let analytics = Arc::new(Analytics::new(config.analytics.clone()).await?);
     let store = match &config.postgres.url {
         None => None,
@@ -322,7 +302,7 @@ pub async fn run(
     } else {
         (&config.debezium[..], &config.postgres_sources[..])
     };
-    let connectors = crate::connect::start(
+    let connectors = driver::debezium::start(
         &cluster,
         debezium,
         &config.stage,
@@ -330,32 +310,39 @@ pub async fn run(
         &shared.sources,
         &shutdown_rx,
     );
-    let pollers =
-        crate::connect::start_pollers(&shared, postgres_sources, options.once, &shutdown_rx);
+    let pollers = driver::postgres::start(
+        &cluster,
+        &shared,
+        &shared.sources,
+        postgres_sources,
+        options.once,
+        &shutdown_rx,
+    );
     let ingested = async {
-        let (mut source_counts, mut topic_produced, dead_letters) =
-            ingest(&cluster, &mut sources).await?;
+        let files::Produced {
+            counts: mut source_counts,
+            per_topic: mut topic_produced,
+            dead_letters,
+        } = files::produce(&cluster, &mut sources).await?;
         // Every event is acknowledged (and, on the embedded broker, stored) now: the
         // drop-folder files read count as read.
-        if let Some(store) = shared.master.store() {
-            shared.wait_durable(&entity_topics, DURABLE_WITHIN).await?;
+        if shared.kept() {
+            shared.durable(&entity_topics).await?;
             for source in &sources {
                 if let Some(key) = source.config().drop_key() {
-                    store.set_source_position(&key, "read").await?;
+                    shared.confirm(&key, "read").await?;
                 }
             }
         }
         let watchers = if options.once {
             Vec::new()
         } else {
-            watch_drop_folders(
+            files::watch_drop_folders(
+                &cluster,
                 &shared,
+                &entity_topics,
                 &config.data_dir,
-                if options.no_sources {
-                    &[]
-                } else {
-                    &config.sources
-                },
+                files,
                 &sources,
                 &shutdown_rx,
             )
@@ -364,8 +351,10 @@ pub async fn run(
         let mut polling = Vec::new();
         for poller in pollers {
             if options.once {
-                let (counts, topic) = poller.task.await??;
-                *topic_produced.entry(topic).or_default() += counts.events_produced;
+                let (counts, per_topic) = poller.task.await??;
+                for (topic, events) in per_topic {
+                    *topic_produced.entry(topic).or_default() += events;
+                }
                 source_counts.push(counts);
             } else {
                 polling.push(poller);
@@ -373,8 +362,10 @@ pub async fn run(
         }
         for connector in connectors {
             if options.once {
-                let (counts, topic) = connector.finish(&cluster).await?;
-                *topic_produced.entry(topic).or_default() += counts.events_produced;
+                let (counts, per_topic) = connector.finish(&cluster).await?;
+                for (topic, events) in per_topic {
+                    *topic_produced.entry(topic).or_default() += events;
+                }
                 source_counts.push(counts);
             } else {
                 running.push(connector);
@@ -543,158 +534,4 @@ impl stage::Handler<anyhow::Error> for MasterStage {
             Ok(())
         })))
     }
-}
-
-/// How long a dropped file must go unmodified before it is read: the rest of a file still
-/// being written would otherwise be lost (its first part read, the file remembered as read).
-/// Writing under a name the pattern does not match (or starting with `.`) and renaming it
-/// into place also works, at once.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Whether a file has gone unmodified for [`SETTLE`].
-fn settled(metadata: &std::fs::Metadata) -> bool {
-    metadata
-        .modified()
-        .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age >= SETTLE))
-}
-
-/// Reads every source to the end, producing events and dead letters.
-/// In a served run, looks in each watched drop folder (`watch`) for files not read yet and
-/// reads them as they arrive.
-fn watch_drop_folders(
-    shared: &Arc<Shared>,
-    data_dir: &std::path::Path,
-    configs: &[connectors::SourceConfig],
-    read: &[FileSource],
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let known: std::collections::BTreeSet<String> = read
-        .iter()
-        .filter_map(|source| source.config().drop_key())
-        .collect();
-    configs
-        .iter()
-        .filter_map(|config| Some((config.clone(), config.watch?)))
-        .map(|(config, every)| {
-            let (shared, mut shutdown) = (shared.clone(), shutdown.clone());
-            let data_dir = data_dir.to_path_buf();
-            let prefix = format!("{}/", config.name);
-            let mut known: std::collections::BTreeSet<String> = known
-                .iter()
-                .filter(|key| key.starts_with(&prefix))
-                .cloned()
-                .collect();
-            tokio::spawn(async move {
-                // A new file's size and modification time at the previous look: it is read
-                // once they have not changed since, and it has settled.
-                let mut seen: std::collections::BTreeMap<String, (u64, std::time::SystemTime)> =
-                    Default::default();
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = shutdown.wait_for(|stop| *stop) => return,
-                    }
-                    let read = async {
-                        let mut new = Vec::new();
-                        for file in config.expand(&data_dir)? {
-                            let key = file.drop_key().unwrap_or_default();
-                            if known.contains(&key) {
-                                continue;
-                            }
-                            let metadata = std::fs::metadata(data_dir.join(&file.path))?;
-                            let state = (metadata.len(), metadata.modified()?);
-                            let unchanged = seen.insert(key.clone(), state) == Some(state);
-                            if !unchanged || !settled(&metadata) {
-                                continue;
-                            }
-                            let done = match shared.master.store() {
-                                Some(store) => store.source_position(&key).await?.is_some(),
-                                None => false,
-                            };
-                            if done {
-                                known.insert(key);
-                            } else {
-                                new.push(FileSource::open(&file, &data_dir)?);
-                            }
-                        }
-                        if new.is_empty() {
-                            return anyhow::Ok(());
-                        }
-                        let (counts, _, _) = ingest(&shared.cluster, &mut new).await?;
-                        shared.wait_durable(&shared.topics, DURABLE_WITHIN).await?;
-                        for source in &new {
-                            let key = source.config().drop_key().unwrap_or_default();
-                            if let Some(store) = shared.master.store() {
-                                store.set_source_position(&key, "read").await?;
-                            }
-                            seen.remove(&key);
-                            known.insert(key);
-                        }
-                        for count in counts {
-                            tracing::info!(source = %count.name, file = %count.path, events = count.events_produced, dead_letters = count.dead_letters, "dropped file read");
-                        }
-                        Ok(())
-                    };
-                    if let Err(error) = read.await {
-                        tracing::error!(source = %config.name, error = %format!("{error:#}"), "reading a drop folder");
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
-async fn ingest(
-    cluster: &Cluster,
-    sources: &mut [FileSource],
-) -> anyhow::Result<(Vec<SourceCounts>, BTreeMap<String, u64>, Vec<DeadLetter>)> {
-    let mut producer = cluster.producer()?;
-    let mut counts = Vec::new();
-    let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
-    let mut dead_letters = Vec::new();
-    let style =
-        ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}")
-            .expect("valid template");
-    for source in sources {
-        let config = source.config().clone();
-        let progress = ProgressBar::new_spinner()
-            .with_style(style.clone())
-            .with_prefix(config.name.clone());
-        let mut source_counts = SourceCounts::new(
-            &config.name,
-            &config.system,
-            config.path.display().to_string(),
-        );
-        let label = config.name.clone();
-        while let Some(record) = source.next_record() {
-            let record = record.with_context(|| format!("source `{}`", config.name))?;
-            source_counts.count(&record);
-            match record {
-                connectors::Record::Event(envelope) => {
-                    let topic = cluster
-                        .config
-                        .topic(&config.system, envelope.payload.kind());
-                    producer.send(&topic, &envelope).await?;
-                    metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => label.clone(), "topic" => topic.clone()).increment(1);
-                    *per_topic.entry(topic).or_default() += 1;
-                }
-                connectors::Record::DeadLetter(dead_letter) => {
-                    tracing::debug!(source = %label, position = %dead_letter.position, reason = %dead_letter.reason, "dead letter");
-                    producer.send_dead_letter(&dead_letter).await?;
-                    metrics::counter!(names::CONNECTOR_DEAD_LETTERS_TOTAL, "source" => label.clone()).increment(1);
-                    dead_letters.push(dead_letter);
-                }
-            }
-            progress.inc(1);
-        }
-        metrics::counter!(names::CONNECTOR_ROWS_READ_TOTAL, "source" => label.clone())
-            .increment(source_counts.rows_read);
-        progress.finish_with_message(format!(
-            "{} events, {} dead letters",
-            source_counts.events_produced, source_counts.dead_letters
-        ));
-        counts.push(source_counts);
-    }
-    producer.flush().await?;
-    Ok((counts, per_topic, dead_letters))
 }

@@ -252,3 +252,29 @@ impl Shared {
         Ok(self.analytics.exceptions(sql::calendar::as_of(day)).await?)
     }
 }
+
+/// The sources' positions are kept in the store, confirmed once what they produced is
+/// durable (`Shared::wait_durable`).
+impl connectors::driver::Positions for Shared {
+    fn kept(&self) -> bool {
+        self.master.store().is_some()
+    }
+
+    async fn position(&self, key: &str) -> anyhow::Result<Option<String>> {
+        match self.master.store() {
+            Some(store) => store.source_position(key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn durable(&self, topics: &[String]) -> anyhow::Result<()> {
+        self.wait_durable(topics, DURABLE_WITHIN).await
+    }
+
+    async fn confirm(&self, key: &str, position: &str) -> anyhow::Result<()> {
+        match self.master.store() {
+            Some(store) => store.set_source_position(key, position).await,
+            None => Ok(()),
+        }
+    }
+}

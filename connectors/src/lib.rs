@@ -1,4 +1,6 @@
-//! goldthread sources: file exports (CSV, JSON lines) mapped onto canonical events, and the
+//! goldthread sources: file exports (CSV, JSON lines), Debezium topics, PostgreSQL tables
+//! and webhooks mapped onto canonical events (pure decoders, fuzzed); the drivers that run
+//! them under one supervisor and produce their records ([`driver`], [`supervise`]); and the
 //! sample landlord generator that writes such exports with known ground truth.
 //!
 //! A source yields one [`Record`] per row or line read: an event or a dead letter, never
@@ -10,6 +12,7 @@ mod source;
 
 pub mod config;
 pub mod debezium;
+pub mod driver;
 pub mod error;
 pub mod file;
 pub mod mapping;

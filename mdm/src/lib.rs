@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod hub;
 pub mod master;
 pub mod matcher;

@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod postgres;
 pub mod stage;
 
 pub use entity::{EntityKind, FieldKind, Payload};

@@ -258,7 +258,8 @@ impl Store {
         }
         let manager = Manager::from_config(
             config,
-            tls(settings.tls_ca_file.as_deref())?,
+            pipeline::postgres::tls(settings.tls_ca_file.as_deref(), "postgres.tls_ca_file")
+                .map_err(anyhow::Error::msg)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -883,31 +884,6 @@ fn latest_per_record<'e>(events: &[&'e Envelope]) -> Vec<&'e Envelope> {
     let mut indices: Vec<usize> = latest.into_values().collect();
     indices.sort_unstable();
     indices.into_iter().map(|index| events[index]).collect()
-}
-
-/// The TLS connector of PostgreSQL connections (the store's and the source databases').
-pub fn tls(
-    ca_file: Option<&std::path::Path>,
-) -> anyhow::Result<postgres_native_tls::MakeTlsConnector> {
-    let mut builder = native_tls::TlsConnector::builder();
-    match ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("postgres.tls_ca_file: reading {}", path.display()))?;
-            let certificate = native_tls::Certificate::from_pem(&pem).with_context(|| {
-                format!(
-                    "postgres.tls_ca_file: {} is not a PEM certificate",
-                    path.display()
-                )
-            })?;
-            builder.add_root_certificate(certificate);
-        }
-        None => {
-            builder.danger_accept_invalid_certs(true);
-        }
-    }
-    let connector = builder.build().context("building the TLS connector")?;
-    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
 /// The stored next offset of each partition.

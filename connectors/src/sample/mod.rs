@@ -16,6 +16,8 @@ use serde_json::json;
 
 use crate::error::Error;
 
+pub mod repairs;
+
 /// Rates of the injected messiness and of the repair outcomes. Every rate is a probability.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
