@@ -20,7 +20,8 @@ use crate::config::Loaded;
 
 mod report;
 use crate::output;
-use report::{Report, entity_report, html, identifier_gaps, print_summary};
+use mdm::reconcile::{entity_report, identifier_gaps};
+use report::{Report, html, print_summary};
 
 #[derive(Debug, clap::Args)]
 pub struct LinkArgs {
@@ -405,7 +406,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
             entity_report(&hub, Entity::Person),
             entity_report(&hub, Entity::Property),
         ],
-        identifiers: identifier_gaps(&input),
+        identifiers: identifier_gaps(&input.events),
         review_pairs,
         oversized_blocks: hub.oversized_blocks(),
         quality: hub.quality().clone(),

@@ -1591,40 +1591,7 @@ pub struct Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
-    use pipeline::{Op, Source};
-
-    fn event(system: &str, id: &str, payload: Payload) -> Envelope {
-        Envelope {
-            event_id: Envelope::event_id_for(system, id),
-            event_type: payload.kind().event_type().into(),
-            source: Source {
-                system: system.into(),
-                instance: system.into(),
-                op: Op::Read,
-                position: format!("{id}:1"),
-            },
-            source_ref: Reference {
-                id: id.into(),
-                allocated_by: system.into(),
-            },
-            occurred_at: None,
-            recorded_at: None,
-            ingested_at: Utc::now(),
-            payload,
-            unparsed: Default::default(),
-        }
-    }
-
-    fn person(given: &str, family: &str, dob: &str, phone: &str) -> Payload {
-        Payload::Person(Person {
-            given_name: Some(given.into()),
-            family_name: Some(family.into()),
-            date_of_birth: dob.parse().ok(),
-            phone: Some(phone.into()),
-            ..Person::default()
-        })
-    }
+    use crate::testing::{event, person};
 
     #[test]
     fn nickname_and_swapped_dob_link_hms_and_crm() {

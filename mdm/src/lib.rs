@@ -20,7 +20,10 @@ pub mod model;
 pub mod normalise;
 pub mod parallel;
 pub mod person;
+pub mod reconcile;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use audit::AuditEntry;
 pub use config::MdmConfig;

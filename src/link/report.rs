@@ -5,46 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use mdm::normalise::{self, Nino};
-use mdm::{Entity, Hub};
-use pipeline::Payload;
+use mdm::reconcile::{EntityReport, IdentifierGaps};
 use serde::Serialize;
 
-use super::{Input, SourceRead};
-
-/// One entity's reconciliation.
-#[derive(Debug, Serialize)]
-pub struct EntityReport {
-    pub entity: &'static str,
-    pub records: usize,
-    pub golden: usize,
-    /// Golden records holding records of more than one system.
-    pub matched_across_sources: usize,
-    /// Per system: its records that matched a record of another system.
-    pub records_matched_elsewhere: BTreeMap<String, usize>,
-    /// Per system: golden records only that system knows.
-    pub only_in: BTreeMap<String, usize>,
-    /// Per system: golden records holding two or more of its records (duplicates within it).
-    pub within_source_duplicates: BTreeMap<String, usize>,
-    /// Attribute -> golden records whose records disagree on it.
-    pub conflicts: BTreeMap<&'static str, usize>,
-    /// The first conflicts, for a person to look at.
-    pub conflict_examples: Vec<mdm::Conflict>,
-}
-
-/// Identifier gaps of one source.
-#[derive(Debug, Default, Serialize)]
-pub struct IdentifierGaps {
-    pub source: String,
-    pub entity: &'static str,
-    pub records: usize,
-    pub missing_nino: usize,
-    pub placeholder_nino: usize,
-    pub invalid_nino: usize,
-    pub missing_date_of_birth: usize,
-    pub default_date_of_birth: usize,
-    pub missing_uprn: usize,
-}
+use super::SourceRead;
 
 /// `report.json`: what `report.html` shows.
 #[derive(Debug, Serialize)]
@@ -61,116 +25,6 @@ pub struct Report {
     pub oversized_blocks: Vec<(String, u64)>,
     pub quality: mdm::hub::Quality,
     pub seconds: BTreeMap<&'static str, f64>,
-}
-
-pub(super) fn entity_report(hub: &Hub, entity: Entity) -> EntityReport {
-    let (records, golden): (usize, Vec<Vec<pipeline::Reference>>) = match entity {
-        Entity::Person => (
-            hub.counts().person_records,
-            hub.golden_persons()
-                .into_iter()
-                .map(|g| g.sources)
-                .collect(),
-        ),
-        Entity::Property => (
-            hub.counts().property_records,
-            hub.golden_properties()
-                .into_iter()
-                .map(|g| g.sources)
-                .collect(),
-        ),
-    };
-    let mut report = EntityReport {
-        entity: entity.as_str(),
-        records,
-        golden: golden.len(),
-        matched_across_sources: 0,
-        records_matched_elsewhere: BTreeMap::new(),
-        only_in: BTreeMap::new(),
-        within_source_duplicates: BTreeMap::new(),
-        conflicts: BTreeMap::new(),
-        conflict_examples: Vec::new(),
-    };
-    for sources in &golden {
-        let mut per_system: BTreeMap<&str, usize> = BTreeMap::new();
-        for reference in sources {
-            *per_system
-                .entry(reference.allocated_by.as_str())
-                .or_default() += 1;
-        }
-        if per_system.len() > 1 {
-            report.matched_across_sources += 1;
-            for (system, count) in &per_system {
-                *report
-                    .records_matched_elsewhere
-                    .entry(system.to_string())
-                    .or_default() += count;
-            }
-        } else if let Some(system) = per_system.keys().next() {
-            *report.only_in.entry(system.to_string()).or_default() += 1;
-        }
-        for (system, count) in per_system {
-            if count > 1 {
-                *report
-                    .within_source_duplicates
-                    .entry(system.to_string())
-                    .or_default() += 1;
-            }
-        }
-    }
-    let conflicts = hub.conflicts(entity);
-    for conflict in &conflicts {
-        *report.conflicts.entry(conflict.attribute).or_default() += 1;
-    }
-    report.conflict_examples = conflicts.into_iter().take(25).collect();
-    report
-}
-
-pub(super) fn identifier_gaps(input: &Input) -> Vec<IdentifierGaps> {
-    let mut gaps: BTreeMap<(String, &'static str), IdentifierGaps> = BTreeMap::new();
-    for event in &input.events {
-        let source = event.source_ref.allocated_by.clone();
-        let entity = match &event.payload {
-            Payload::Person(_) => "person",
-            Payload::Property(_) => "property",
-            _ => continue,
-        };
-        let row = gaps
-            .entry((source.clone(), entity))
-            .or_insert_with(|| IdentifierGaps {
-                source,
-                entity,
-                ..IdentifierGaps::default()
-            });
-        row.records += 1;
-        match &event.payload {
-            Payload::Person(person) => {
-                match person.nino.as_deref().and_then(normalise::nino) {
-                    None => row.missing_nino += 1,
-                    Some(Nino::Placeholder(_)) => row.placeholder_nino += 1,
-                    Some(Nino::Invalid(_)) => row.invalid_nino += 1,
-                    Some(Nino::Valid(_)) => {}
-                }
-                match person.date_of_birth {
-                    None => row.missing_date_of_birth += 1,
-                    Some(date) if normalise::date_of_birth(Some(date)).is_none() => {
-                        row.default_date_of_birth += 1
-                    }
-                    Some(_) => {}
-                }
-            }
-            Payload::Property(property)
-                if property
-                    .uprn
-                    .as_deref()
-                    .is_none_or(|uprn| uprn.trim().is_empty()) =>
-            {
-                row.missing_uprn += 1;
-            }
-            _ => {}
-        }
-    }
-    gaps.into_values().collect()
 }
 
 pub(super) fn print_summary(report: &Report, out: &Path) {
