@@ -7,12 +7,11 @@
 //! record behind it with its position, every match decision with its explanation, pending
 //! review pairs, tenancies and vulnerabilities.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use mdm::Entity;
-use pipeline::{Envelope, Payload, Reference};
+use anyhow::bail;
+use mdm::subject::SubjectAccess;
+use pipeline::Envelope;
 use serde::Serialize;
 
 use crate::config::Loaded;
@@ -34,111 +33,16 @@ pub struct SarArgs {
     postgres: Option<String>,
 }
 
-/// One source record as the connector read it.
-#[derive(Debug, Serialize)]
-pub struct SourceRecord {
-    pub system: String,
-    pub source_id: String,
-    /// Where it was read: `file:line`.
-    pub position: String,
-    pub event_id: String,
-    pub payload: Payload,
-}
-
-/// The report.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub subject: String,
-    pub golden_id: String,
-    pub golden_person: mdm::GoldenPerson,
-    pub source_records: Vec<SourceRecord>,
-    pub match_decisions: Vec<mdm::LinkExplanation>,
-    pub pending_review: Vec<mdm::ReviewItem>,
-    pub tenancies: Vec<mdm::GoldenTenancy>,
-    pub vulnerabilities: Vec<SourceRecord>,
-    /// Rows about the person's records that did not become events, with their raw rows.
-    pub dead_letters: Vec<pipeline::DeadLetter>,
-}
-
 /// Builds the report for `subject` from events already read.
 pub fn report(
     loaded: &Loaded,
     events: &[Envelope],
     dead_letters: &[pipeline::DeadLetter],
     subject: &str,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<SubjectAccess> {
     let mut hub = loaded.hub()?;
     link::apply(&mut hub, events, None, false);
-    report_from(&hub, events, dead_letters, subject)
-}
-
-/// The report for `subject` from a hub that holds `events` (and whatever verdicts and
-/// erasures apply); `dead_letters` may hold others' too.
-fn report_from(
-    hub: &mdm::Hub,
-    events: &[Envelope],
-    dead_letters: &[pipeline::DeadLetter],
-    subject: &str,
-) -> anyhow::Result<Report> {
-    let golden_id = hub.person_subject(subject).map_err(anyhow::Error::msg)?;
-    let golden_person = hub
-        .golden_person(&golden_id)
-        .with_context(|| format!("no golden person `{golden_id}`"))?;
-    let golden_id = golden_person.golden_id.clone();
-    let members: BTreeSet<&Reference> = golden_person.sources.iter().collect();
-    let record = |event: &Envelope| SourceRecord {
-        system: event.source_ref.allocated_by.clone(),
-        source_id: event.source_ref.id.clone(),
-        position: event.source.position.clone(),
-        event_id: event.event_id.clone(),
-        payload: event.payload.clone(),
-    };
-    let source_records = events
-        .iter()
-        .filter(|event| {
-            matches!(event.payload, Payload::Person(_)) && members.contains(&event.source_ref)
-        })
-        .map(record)
-        .collect();
-    let vulnerabilities = events
-        .iter()
-        .filter(|event| match &event.payload {
-            Payload::Vulnerability(vulnerability) => members.contains(&Reference {
-                id: vulnerability.person_ref.clone(),
-                allocated_by: event.source_ref.allocated_by.clone(),
-            }),
-            _ => false,
-        })
-        .map(record)
-        .collect();
-    Ok(Report {
-        subject: subject.to_string(),
-        match_decisions: hub.explain(Entity::Person, &golden_id).unwrap_or_default(),
-        pending_review: hub
-            .review_queue()
-            .into_iter()
-            .filter(|item| members.contains(&item.a) || members.contains(&item.b))
-            .collect(),
-        tenancies: hub
-            .tenancies()
-            .into_iter()
-            .filter(|tenancy| tenancy.golden_person_ids.contains(&golden_id))
-            .collect(),
-        dead_letters: dead_letters
-            .iter()
-            .filter(|dead_letter| {
-                dead_letter
-                    .source_ref
-                    .as_ref()
-                    .is_some_and(|reference| members.contains(reference))
-            })
-            .cloned()
-            .collect(),
-        golden_id,
-        golden_person,
-        source_records,
-        vulnerabilities,
-    })
+    Ok(mdm::subject::report(&hub, events, dead_letters, subject)?)
 }
 
 /// What an erased subject's report says.
@@ -190,7 +94,7 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
             .map(|person| person.sources)
             .unwrap_or_default();
         let dead_letters = store.dead_letters_of(&members).await?;
-        let report = report_from(&hub, &events, &dead_letters, &args.subject)?;
+        let report = mdm::subject::report(&hub, &events, &dead_letters, &args.subject)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }

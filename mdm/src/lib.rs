@@ -22,6 +22,7 @@ pub mod parallel;
 pub mod person;
 pub mod reconcile;
 pub mod store;
+pub mod subject;
 #[cfg(test)]
 mod testing;
 
