@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use connectors::Source as _;
-use connectors::{FileSource, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::model::{Model, Pairing, TrainOptions};
 use mdm::{Entity, Hub, NormalisedPersons};
@@ -95,13 +94,6 @@ const MASTER_DATA: &[EntityKind] = &[
 /// Reads every configured source that carries master data, with a spinner per source.
 pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
     let config = &loaded.config;
-    let style = ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12}")
-        .expect("valid template");
-    let mut input = Input {
-        events: Vec::new(),
-        sources: Vec::new(),
-        dead_letters: Vec::new(),
-    };
     let mut files = Vec::new();
     for source in config
         .sources
@@ -115,52 +107,16 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
                 .with_context(|| format!("source `{}`", source.name))?,
         );
     }
-    // One file per core (its spinner in one block of them); the events keep the files' order.
     let bars = indicatif::MultiProgress::new();
     if !progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let read_one = |source: &&connectors::SourceConfig| -> anyhow::Result<_> {
-        let mut file = FileSource::open(source, &config.data_dir).with_context(|| {
-            format!(
-                "opening source `{}` (data_dir {})",
-                source.name,
-                config.data_dir.display()
-            )
-        })?;
-        let bar = bars
-            .add(ProgressBar::new_spinner())
-            .with_style(style.clone())
-            .with_prefix(source.name.clone());
-        let mut counts = connectors::SourceCounts::new(
-            &source.name,
-            &source.system,
-            source.path.display().to_string(),
-        );
-        let (mut events, mut dead_letters) = (Vec::new(), Vec::new());
-        while let Some(record) = file.next_record() {
-            bar.inc(1);
-            let record = record?;
-            counts.count(&record);
-            match record {
-                Record::Event(envelope) => events.push(*envelope),
-                Record::DeadLetter(dead_letter) => dead_letters.push(dead_letter),
-            }
-        }
-        bar.finish();
-        Ok((SourceRead::from(counts), events, dead_letters))
+    let read = connectors::driver::files::read_all(&files, &config.data_dir, &bars)?;
+    let input = Input {
+        events: read.events,
+        sources: read.counts.into_iter().map(SourceRead::from).collect(),
+        dead_letters: read.dead_letters,
     };
-    let files: Vec<&connectors::SourceConfig> = files.iter().collect();
-    for result in mdm::parallel::map(&files, read_one) {
-        let (read, events, dead_letters) = result?;
-        input.sources.push(read);
-        if input.events.is_empty() {
-            input.events = events; // the first file's events are not copied
-        } else {
-            input.events.extend(events);
-        }
-        input.dead_letters.extend(dead_letters);
-    }
     if input.sources.is_empty() {
         bail!("{}: no source maps persons or properties", loaded.origin);
     }

@@ -318,20 +318,23 @@ pub async fn run(
         options.once,
         &shutdown_rx,
     );
+    // The drop-folder files read now, remembered as read once what they produced is durable.
+    let read_keys: Vec<String> = sources
+        .iter()
+        .filter_map(|source| source.config().drop_key())
+        .collect();
     let ingested = async {
         let files::Produced {
             counts: mut source_counts,
             per_topic: mut topic_produced,
             dead_letters,
-        } = files::produce(&cluster, &mut sources).await?;
+        } = files::produce(&cluster, sources).await?;
         // Every event is acknowledged (and, on the embedded broker, stored) now: the
         // drop-folder files read count as read.
         if shared.kept() {
             shared.durable(&entity_topics).await?;
-            for source in &sources {
-                if let Some(key) = source.config().drop_key() {
-                    shared.confirm(&key, "read").await?;
-                }
+            for key in &read_keys {
+                shared.confirm(key, "read").await?;
             }
         }
         let watchers = if options.once {
@@ -343,7 +346,7 @@ pub async fn run(
                 &entity_topics,
                 &config.data_dir,
                 files,
-                &sources,
+                &read_keys,
                 &shutdown_rx,
             )
         };

@@ -18,7 +18,7 @@ pub mod master;
 pub mod matcher;
 pub mod model;
 pub mod normalise;
-pub mod parallel;
+pub use pipeline::parallel;
 pub mod person;
 pub mod reconcile;
 pub mod store;

@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod parallel;
 pub mod postgres;
 pub mod stage;
 

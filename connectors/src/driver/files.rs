@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use pipeline::DeadLetter;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline::kafka::Cluster;
+use pipeline::{DeadLetter, Envelope};
 use tokio::sync::watch;
 
 use super::{Output, Positions};
-use crate::{FileSource, SourceConfig, SourceCounts};
+use crate::{FileSource, Record, SourceConfig, SourceCounts};
 
 /// How long a dropped file must go unmodified before it is read: the rest of a file still
 /// being written would otherwise be lost (its first part read, the file remembered as read).
@@ -66,7 +66,91 @@ pub async fn open(
     }
 }
 
-/// What reading files produced.
+/// The spinner of one file's reading.
+pub fn spinner(bars: &MultiProgress, name: &str) -> ProgressBar {
+    let style =
+        ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}")
+            .expect("valid template");
+    bars.add(ProgressBar::new_spinner())
+        .with_style(style)
+        .with_prefix(name.to_string())
+}
+
+/// The reading loop every use of a file shares: each record counted, the spinner moved, and
+/// handed to `sink`; the counts once the file is read.
+pub fn read(
+    source: &mut FileSource,
+    bar: &ProgressBar,
+    mut sink: impl FnMut(Record) -> anyhow::Result<()>,
+) -> anyhow::Result<SourceCounts> {
+    let config = source.config().clone();
+    let mut counts = SourceCounts::new(
+        &config.name,
+        &config.system,
+        config.path.display().to_string(),
+    );
+    while let Some(record) = source.next_record() {
+        let record = record.with_context(|| format!("source `{}`", config.name))?;
+        counts.count(&record);
+        sink(record)?;
+        bar.inc(1);
+    }
+    bar.finish_with_message(format!(
+        "{} events, {} dead letters",
+        counts.events_produced, counts.dead_letters
+    ));
+    Ok(counts)
+}
+
+/// What reading files into memory gave.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub counts: Vec<SourceCounts>,
+    /// Every event, in file order.
+    pub events: Vec<Envelope>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Reads files to the end into memory (`goldthread link`), a file per core, one spinner each
+/// in `bars`; the events keep the files' order.
+pub fn read_all(
+    files: &[SourceConfig],
+    data_dir: &Path,
+    bars: &MultiProgress,
+) -> anyhow::Result<Read> {
+    let read_one = |config: &SourceConfig| -> anyhow::Result<_> {
+        let mut source = FileSource::open(config, data_dir).with_context(|| {
+            format!(
+                "opening source `{}` (data_dir {})",
+                config.name,
+                data_dir.display()
+            )
+        })?;
+        let (mut events, mut dead_letters) = (Vec::new(), Vec::new());
+        let counts = read(&mut source, &spinner(bars, &config.name), |record| {
+            match record {
+                Record::Event(envelope) => events.push(*envelope),
+                Record::DeadLetter(dead_letter) => dead_letters.push(dead_letter),
+            }
+            Ok(())
+        })?;
+        Ok((counts, events, dead_letters))
+    };
+    let mut read = Read::default();
+    for result in pipeline::parallel::map(files, read_one) {
+        let (counts, events, dead_letters) = result?;
+        read.counts.push(counts);
+        if read.events.is_empty() {
+            read.events = events; // the first file's events are not copied
+        } else {
+            read.events.extend(events);
+        }
+        read.dead_letters.extend(dead_letters);
+    }
+    Ok(read)
+}
+
+/// What producing files gave.
 #[derive(Debug, Default)]
 pub struct Produced {
     pub counts: Vec<SourceCounts>,
@@ -75,48 +159,55 @@ pub struct Produced {
     pub dead_letters: Vec<DeadLetter>,
 }
 
-/// Reads every file to the end, producing its events and dead letters.
-pub async fn produce(cluster: &Cluster, sources: &mut [FileSource]) -> anyhow::Result<Produced> {
+/// Records a file's reading thread hands to the producer at most ahead of it.
+const READ_AHEAD: usize = 4096;
+
+/// Reads every file to the end, producing its events and dead letters. Each file is read on
+/// a blocking thread (`read`), its records produced as they come.
+pub async fn produce(cluster: &Cluster, sources: Vec<FileSource>) -> anyhow::Result<Produced> {
     let mut producer = cluster.producer()?;
     let mut produced = Produced::default();
-    let style =
-        ProgressStyle::with_template("{spinner} {prefix:<20} {pos:>9} rows {per_sec:>12} {msg}")
-            .expect("valid template");
-    for source in sources {
+    let bars = MultiProgress::new();
+    for mut source in sources {
         let config = source.config().clone();
-        let progress = ProgressBar::new_spinner()
-            .with_style(style.clone())
-            .with_prefix(config.name.clone());
-        let counts = SourceCounts::new(
-            &config.name,
-            &config.system,
-            config.path.display().to_string(),
-        );
-        let mut output = Output::new(cluster, &mut producer, counts);
+        let bar = spinner(&bars, &config.name);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reading = tokio::task::spawn_blocking(move || {
+            read(&mut source, &bar, |record| {
+                sender
+                    .blocking_send(record)
+                    .map_err(|_| anyhow::anyhow!("the producer stopped"))
+            })
+        });
+        // Counted by the reading loop; the output's counts name the source only.
+        let named = SourceCounts::new(&config.name, &config.system, String::new());
+        let mut output = Output::new(cluster, &mut producer, named);
         output.dead_letters = Some(Vec::new());
-        while let Some(record) = source.next_record() {
-            let record = record.with_context(|| format!("source `{}`", config.name))?;
-            output.emit(record).await?;
-            progress.inc(1);
+        let sent = async {
+            while let Some(record) = receiver.recv().await {
+                output.send(record).await?;
+            }
+            anyhow::Ok(())
         }
-        progress.finish_with_message(format!(
-            "{} events, {} dead letters",
-            output.counts.events_produced, output.counts.dead_letters
-        ));
+        .await;
+        // A failed send stops the reader (its channel closes) before its error is reported.
+        drop(receiver);
+        let counts = reading.await??;
+        sent?;
         for (topic, events) in output.per_topic {
             *produced.per_topic.entry(topic).or_default() += events;
         }
         produced
             .dead_letters
             .extend(output.dead_letters.unwrap_or_default());
-        produced.counts.push(output.counts);
+        produced.counts.push(counts);
     }
     producer.flush().await?;
     Ok(produced)
 }
 
 /// In a served run: looks in each watched drop folder (`watch`) for files not read yet
-/// (`read`: the files read at startup) and reads them as they arrive; each is confirmed read
+/// (`read`: the drop keys of the files read at startup) and reads them as they arrive; each is confirmed read
 /// (`<source>/<file name>` in `positions`) once what it produced to `topics` is durable.
 pub fn watch_drop_folders<P: Positions>(
     cluster: &Arc<Cluster>,
@@ -124,13 +215,10 @@ pub fn watch_drop_folders<P: Positions>(
     topics: &[String],
     data_dir: &Path,
     configs: &[SourceConfig],
-    read: &[FileSource],
+    read: &[String],
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let known: BTreeSet<String> = read
-        .iter()
-        .filter_map(|source| source.config().drop_key())
-        .collect();
+    let known: BTreeSet<String> = read.iter().cloned().collect();
     configs
         .iter()
         .filter_map(|config| Some((config.clone(), config.watch?)))
@@ -205,10 +293,13 @@ impl<P: Positions> Look<'_, P> {
         if new.is_empty() {
             return Ok(());
         }
-        let produced = produce(self.cluster, &mut new).await?;
+        let keys: Vec<String> = new
+            .iter()
+            .map(|source| source.config().drop_key().unwrap_or_default())
+            .collect();
+        let produced = produce(self.cluster, new).await?;
         self.positions.durable(self.topics).await?;
-        for source in &new {
-            let key = source.config().drop_key().unwrap_or_default();
+        for key in keys {
             self.positions.confirm(&key, "read").await?;
             seen.remove(&key);
             known.insert(key);

@@ -61,9 +61,14 @@ impl<'p> Output<'p> {
         }
     }
 
-    /// Sends what one row became and counts it.
+    /// Counts what one row became, and sends it.
     pub async fn emit(&mut self, record: Record) -> anyhow::Result<()> {
         self.counts.count(&record);
+        self.send(record).await
+    }
+
+    /// Sends what one row became (counted by the caller).
+    pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
         let source = self.counts.name.clone();
         match record {
             Record::Event(event) => {
