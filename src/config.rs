@@ -36,6 +36,9 @@ pub struct Config {
     pub mdm: MdmConfig,
     #[serde(default)]
     pub analytics: AnalyticsConfig,
+    /// The recording standard and its issue register (`mdm::quality`).
+    #[serde(default)]
+    pub quality: mdm::quality::QualityConfig,
     #[serde(default)]
     pub postgres: mdm::store::PostgresConfig,
     #[serde(default)]
@@ -211,6 +214,9 @@ impl Loaded {
         if self.config.stage.batch_size == 0 {
             problems.push("stage.batch_size: must be at least 1".into());
         }
+        if let Err(problem) = mdm::quality::Standard::from_config(&self.config.quality) {
+            problems.push(problem);
+        }
         if !problems.is_empty() {
             bail!(
                 "{}: invalid configuration:\n  - {}",
@@ -255,6 +261,12 @@ impl Loaded {
     }
 
     /// A hub with the configured person model (`mdm.person_model`), or the built-in one.
+    /// The recording standard (`[quality]`, checked by `validate`).
+    pub fn standard(&self) -> anyhow::Result<mdm::quality::Standard> {
+        mdm::quality::Standard::from_config(&self.config.quality)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", self.origin))
+    }
+
     pub fn hub(&self) -> anyhow::Result<mdm::Hub> {
         let mdm = self.config.mdm.clone();
         match &mdm.person_model {

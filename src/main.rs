@@ -11,6 +11,7 @@ mod kpi_store;
 mod link;
 mod live;
 mod output;
+mod quality;
 mod run;
 mod sar;
 mod state;
@@ -105,6 +106,12 @@ enum Command {
     Sar {
         #[command(flatten)]
         sar: sar::SarArgs,
+    },
+    /// The weekly data quality report of the master data sources against the recording
+    /// standard (`[quality]`): report.html, issues.csv, report.json.
+    QualityReport {
+        #[command(flatten)]
+        quality: quality::QualityArgs,
     },
     /// Train a person model on the configured person sources, without labels.
     Train {
@@ -339,6 +346,7 @@ fn main() -> anyhow::Result<()> {
         Command::Link { link } => link::link(link),
         Command::Train { train } => link::train(train),
         Command::Sar { sar } => runtime()?.block_on(sar::sar(sar)),
+        Command::QualityReport { quality } => quality::quality_report(quality),
         Command::Kpi { kpi: args } => runtime()?.block_on(kpi(args)),
         Command::BenchKpi { bench } => runtime()?.block_on(bench::bench(bench)),
         Command::Steward {

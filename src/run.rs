@@ -134,7 +134,8 @@ pub async fn run(
             Some(store)
         }
     };
-    let mut master = Master::new(loaded.hub()?, store, config.postgres.retry_for);
+    let mut master = Master::new(loaded.hub()?, store, config.postgres.retry_for)
+        .with_quality(loaded.standard()?);
     let restored = match master.store() {
         None => None,
         Some(_) => {

@@ -20,6 +20,7 @@ pub mod model;
 pub mod normalise;
 pub use pipeline::parallel;
 pub mod person;
+pub mod quality;
 pub mod reconcile;
 pub mod store;
 pub mod subject;

@@ -8,9 +8,12 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use chrono::NaiveDate;
+
 use pipeline::stage::{Batch, Positions};
 use pipeline::{Envelope, Reference};
 
+use crate::quality::{Register, Standard, Weekly};
 use crate::store::{Peers, Restored, Store, Write};
 use crate::{AuditEntry, Entity, Erasure, Hub, StewardVerdict, Verdict};
 
@@ -108,6 +111,8 @@ pub struct Master {
     unstored: Mutex<Vec<Envelope>>,
     /// How long a batch's write is retried (`postgres.retry_for`).
     retry_for: Duration,
+    /// The recording standard's issue register, kept as events are applied.
+    quality: Mutex<Register>,
 }
 
 impl std::fmt::Debug for Master {
@@ -129,7 +134,34 @@ impl Master {
             audit: Mutex::new(Vec::new()),
             unstored: Mutex::new(Vec::new()),
             retry_for,
+            quality: Mutex::new(Register::default()),
         }
+    }
+
+    /// Keeps the issue register of `standard` as events are applied.
+    pub fn with_quality(self, standard: Standard) -> Master {
+        *self.quality.lock().expect("quality lock") = Register::new(standard);
+        self
+    }
+
+    /// The weekly data quality report for the ISO week holding `day` (the week of the latest
+    /// issue seen when none is given), the rules about golden records evaluated now.
+    pub fn quality_report(&self, day: Option<NaiveDate>, weeks: u32) -> Weekly {
+        let hub = self.hub.lock().expect("hub lock");
+        let mut register = self.quality.lock().expect("quality lock");
+        register.reconcile(&hub, chrono::Utc::now());
+        let day = day.unwrap_or_else(|| {
+            register
+                .latest()
+                .unwrap_or_else(|| chrono::Utc::now().date_naive())
+        });
+        register.weekly(&hub, day, weeks)
+    }
+
+    /// Open issues per rule of the standard (the rules about golden records as last
+    /// evaluated).
+    pub fn quality_open_per_rule(&self) -> std::collections::BTreeMap<String, usize> {
+        self.quality.lock().expect("quality lock").open_per_rule()
     }
 
     pub fn store(&self) -> Option<&Store> {
@@ -163,11 +195,14 @@ impl Master {
         const CHUNK: usize = 5000;
         let store = self.store.as_ref().expect("restore needs a store");
         let hub = self.hub.get_mut().expect("hub lock");
+        let quality = self.quality.get_mut().expect("quality lock");
         hub.suppress(store.erased().await?);
         let mut chunk = Vec::with_capacity(CHUNK);
         let restored = store
             .restore(|event| {
-                hub.apply(&event);
+                if hub.apply(&event) != crate::Applied::Erased {
+                    quality.apply(&event);
+                }
                 chunk.push(event);
                 if chunk.len() == CHUNK {
                     learn(&chunk)?;
@@ -293,6 +328,7 @@ impl Master {
                 Action::Erase { subject } => {
                     let golden_id = hub.person_subject(subject)?;
                     let erasure = hub.erase(&golden_id)?;
+                    self.forget_quality(&erasure);
                     let (records, affected) =
                         (erasure.records.clone(), vec![erasure.golden_id.clone()]);
                     (Entity::Person, records, affected, Some(erasure))
@@ -344,6 +380,17 @@ impl Master {
         })
     }
 
+    /// The issue register forgets an erased person's records.
+    fn forget_quality(&self, erasure: &Erasure) {
+        let records: Vec<Reference> = erasure
+            .records
+            .iter()
+            .chain(&erasure.vulnerabilities)
+            .cloned()
+            .collect();
+        self.quality.lock().expect("quality lock").forget(&records);
+    }
+
     /// Applies events to the hub; returns which were kept (events about erased people are
     /// ignored) and the kept events. With `unstored`, the kept events also wait for the next
     /// store write, queued under the hub's lock so that write takes them with their changes.
@@ -363,6 +410,11 @@ impl Master {
             let mut waiting = self.unstored.lock().expect("unstored lock");
             waiting.extend(applied.iter().cloned());
         }
+        let mut quality = self.quality.lock().expect("quality lock");
+        for event in &applied {
+            quality.apply(event);
+        }
+        drop(quality);
         let counts = hub.counts();
         use pipeline::metrics as names;
         metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "person")
@@ -463,6 +515,7 @@ impl Master {
             match hub.person_subject(&subject) {
                 Ok(golden_id) => {
                     let erasure = hub.erase(&golden_id)?;
+                    self.forget_quality(&erasure);
                     learned.forgotten.extend(erasure.vulnerabilities);
                 }
                 Err(_) => hub.suppress([reference.clone()]),

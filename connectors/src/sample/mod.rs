@@ -503,6 +503,7 @@ pub fn generate(options: &GenerateOptions, out: &Path) -> Result<GenerateSummary
         used_ninos: Default::default(),
     };
     let mut writer = Writer::new(out)?;
+    writer.row(QUALITY_TRUTH, &["rule", "source", "source_id"])?;
     let properties = generator.properties();
     let households = generator.households(&properties);
     generator.write_properties(&properties, &mut writer)?;
@@ -520,6 +521,32 @@ pub fn generate(options: &GenerateOptions, out: &Path) -> Result<GenerateSummary
             .copied()
             .unwrap_or(0);
     Ok(summary)
+}
+
+/// The defects the default recording standard should find (`mdm::quality::default_rules`),
+/// one row per rule and record: what `goldthread quality-report` is held to.
+const QUALITY_TRUTH: &str = "truth/quality.csv";
+
+/// The rules of the default standard each injected defect fails.
+fn defects(flags: &[&str]) -> impl Iterator<Item = &'static str> {
+    flags.iter().filter_map(|flag| match *flag {
+        "missing_dob" => Some("person-date-of-birth"),
+        "default_dob" => Some("person-date-of-birth-valid"),
+        "missing_nino" => Some("tenant-nino"),
+        "placeholder_nino" => Some("person-nino-valid"),
+        "hms_duplicate" => Some("person-single-hms-record"),
+        "missing_uprn" => Some("property-uprn"),
+        "no_asset_record" => Some("property-asset-record"),
+        _ => None,
+    })
+}
+
+/// Writes the rows of `truth/quality.csv` for one record's injected defects.
+fn write_defects(writer: &mut Writer, source: &str, id: &str, flags: &[&str]) -> Result<(), Error> {
+    for rule in defects(flags) {
+        writer.row(QUALITY_TRUTH, &[rule, source, id])?;
+    }
+    Ok(())
 }
 
 struct Household {
@@ -851,6 +878,7 @@ impl Generator {
             )?;
             writer.row(truth, &["hms", &property.hms_ref, &property.id, ""])?;
             if !self.chance(0.9) {
+                write_defects(writer, "hms", &property.hms_ref, &["no_asset_record"])?;
                 continue;
             }
             let asset_id = self.id("AS", 6);
@@ -915,6 +943,7 @@ impl Generator {
                 ],
             )?;
             writer.row(truth, &["asset", &asset_id, &property.id, &noise.join(";")])?;
+            write_defects(writer, "asset", &asset_id, &noise)?;
         }
         Ok(())
     }
@@ -1042,6 +1071,7 @@ impl Generator {
                         ],
                     )?;
                     writer.row(truth, &["hms", &person_ref, &person.id, &flags.join(";")])?;
+                    write_defects(writer, "hms", &person_ref, &flags)?;
                     if copy == 0 {
                         if index < household.tenants {
                             tenant_refs.push(person_ref.clone());
@@ -1186,7 +1216,8 @@ impl Generator {
         writer.row(
             "truth/persons.csv",
             &["crm", &contact_id, &person.id, &flags.join(";")],
-        )
+        )?;
+        write_defects(writer, "crm", &contact_id, &flags)
     }
 
     fn instant(&mut self, date: NaiveDate, from_hour: u32, to_hour: u32) -> DateTime<Utc> {
