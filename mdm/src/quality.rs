@@ -191,7 +191,7 @@ pub fn default_rules() -> Vec<Rule> {
             fix: "Replace the placeholder with the real number, or leave it empty".into(),
             ..rule(
                 "person-nino-valid",
-                "A National Insurance number is a real one, not a placeholder (QQ123456C, TN...)",
+                "A National Insurance number is a real one, not a placeholder",
                 "person",
                 Dimension::Validity,
                 Severity::Medium,

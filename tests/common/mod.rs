@@ -9,7 +9,10 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod browser;
 mod postgres;
+#[allow(unused_imports)]
+pub use browser::Browser;
 pub use postgres::{Postgres, self_signed, which};
 
 pub fn goldthread() -> Command {

@@ -1,0 +1,231 @@
+//! Data quality: the default recording standard against the defects the generator injected
+//! (its `truth/quality.csv`), a corrected record resolving its issue, and the weekly report
+//! read in headless Chromium.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::*;
+
+/// `goldthread quality-report` over `data`; the parsed report.json.
+fn report(data: &Path, out: &Path) -> serde_json::Value {
+    run_ok(&[
+        "quality-report",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// The open issues of a report as (rule, source, source id).
+fn open_issues(report: &serde_json::Value) -> BTreeSet<(String, String, String)> {
+    report["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|owner| owner["issues"].as_array().unwrap())
+        .map(|issue| {
+            (
+                issue["rule"].as_str().unwrap().to_string(),
+                issue["record"]["allocated_by"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                issue["record"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_standard_finds_exactly_the_defects_the_generator_injected() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 400, 21);
+    let report = report(data.path(), out.path());
+    let truth: BTreeSet<(String, String, String)> =
+        read_csv(&data.path().join("truth/quality.csv"))
+            .into_iter()
+            .map(|row| {
+                (
+                    row["rule"].clone(),
+                    row["source"].clone(),
+                    row["source_id"].clone(),
+                )
+            })
+            .collect();
+    let found = open_issues(&report);
+    let per_rule = |set: &BTreeSet<(String, String, String)>| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (rule, _, _) in set {
+            *counts.entry(rule.clone()).or_default() += 1;
+        }
+        counts
+    };
+    assert_eq!(per_rule(&found), per_rule(&truth), "open issues per rule");
+    assert_eq!(found, truth, "the very records the generator broke");
+    // Every injected kind of defect is there to be found.
+    for rule in [
+        "person-date-of-birth",
+        "person-date-of-birth-valid",
+        "tenant-nino",
+        "person-nino-valid",
+        "person-single-hms-record",
+        "property-uprn",
+        "property-asset-record",
+    ] {
+        assert!(per_rule(&truth).get(rule).is_some_and(|&n| n > 0), "{rule}");
+    }
+    // Every rule of the standard is scored, and a score is the share of records passing.
+    for score in report["scores"].as_array().unwrap() {
+        let (checked, failing) = (
+            score["checked"].as_f64().unwrap(),
+            score["failing"].as_f64().unwrap(),
+        );
+        let expected = if checked == 0.0 {
+            1.0
+        } else {
+            1.0 - failing / checked
+        };
+        assert!(
+            (score["score"].as_f64().unwrap() - expected).abs() < 1e-9,
+            "{score}"
+        );
+    }
+    // issues.csv: the same issues, naming records by reference only: no name, date of
+    // birth, NINO, phone or email of anyone in the extracts.
+    let rows = read_csv(&out.path().join("issues.csv"));
+    assert_eq!(rows.len(), found.len());
+    let text = std::fs::read_to_string(out.path().join("issues.csv")).unwrap()
+        + &std::fs::read_to_string(out.path().join("report.json")).unwrap()
+        + &std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    for row in read_csv(&data.path().join("hms/tenants.csv")) {
+        for (column, value) in &row {
+            if value.len() >= 5
+                && ["surname", "dob", "ni_number", "phone", "email"].contains(&column.as_str())
+            {
+                assert!(
+                    !text.contains(value.as_str()),
+                    "{column} {value} is in the report"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_later_corrected_record_resolves_its_issue() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 200, 5);
+    let missing = read_csv(&data.path().join("truth/quality.csv"))
+        .into_iter()
+        .find(|row| row["rule"] == "person-date-of-birth")
+        .expect("a CRM contact without a date of birth");
+    assert_eq!(missing["source"], "crm");
+    // The CRM is corrected: the contact's row again, later in the extract, with a date of
+    // birth.
+    let contacts = data.path().join("crm/contacts.csv");
+    let mut reader = csv::Reader::from_path(&contacts).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let id = headers.iter().position(|h| h == "contact_id").unwrap();
+    let dob = headers.iter().position(|h| h == "date_of_birth").unwrap();
+    let mut corrected: Vec<String> = reader
+        .records()
+        .map(Result::unwrap)
+        .find(|row| row[id] == missing["source_id"])
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(corrected[dob], "", "the generator left it empty");
+    corrected[dob] = "1961-03-11".into();
+    let mut writer = csv::WriterBuilder::new().from_writer(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&contacts)
+            .unwrap(),
+    );
+    writer.write_record(&corrected).unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+
+    let report = report(data.path(), out.path());
+    let open = open_issues(&report);
+    let key = (
+        "person-date-of-birth".to_string(),
+        "crm".to_string(),
+        missing["source_id"].clone(),
+    );
+    assert!(!open.contains(&key), "still open after the correction");
+    assert!(
+        report["resolved_this_week"].as_u64().unwrap() >= 1,
+        "{}",
+        report["resolved_this_week"]
+    );
+    // The rest of the truth is still found.
+    let truth = read_csv(&data.path().join("truth/quality.csv"))
+        .into_iter()
+        .map(|row| {
+            (
+                row["rule"].clone(),
+                row["source"].clone(),
+                row["source_id"].clone(),
+            )
+        })
+        .filter(|issue| *issue != key)
+        .collect::<BTreeSet<_>>();
+    assert_eq!(open, truth);
+}
+
+#[test]
+fn the_weekly_report_reads_in_a_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 8);
+    let report = report(data.path(), out.path());
+    let browser = Browser::start();
+    browser.command(
+        "POST",
+        "/url",
+        serde_json::json!({"url": format!("file://{}", out.path().join("report.html").display())}),
+    );
+    let open = browser.script("return document.querySelector('#open b').textContent");
+    assert_eq!(open.as_str().unwrap(), report["open_issues"].to_string());
+    let title = browser.script("return document.querySelector('h1').textContent");
+    let week = report["week"].as_str().unwrap();
+    assert!(title.as_str().unwrap().contains(week), "{title}");
+    // A score row per rule and system, a section per owner, and the trend drawn.
+    let scores = browser.script("return document.querySelectorAll('#scores tr').length - 1");
+    assert_eq!(
+        scores.as_u64().unwrap() as usize,
+        report["scores"].as_array().unwrap().len()
+    );
+    let owners = browser.script(
+        "return [...document.querySelectorAll('section.owner h2')].map(h => h.textContent)",
+    );
+    let owners: Vec<String> = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        owners.iter().any(|h| h.starts_with("Asset management: ")),
+        "{owners:?}"
+    );
+    let points = browser.script("return document.querySelectorAll('svg.trend circle').length");
+    assert_eq!(
+        points.as_u64().unwrap() as usize,
+        report["trend"].as_array().unwrap().len()
+    );
+    // It is laid out: the first owner's table is visible, with its rows.
+    let rows = browser.script(
+        "const t = document.querySelector('section.owner table'); return t.getBoundingClientRect().height > 0 ? t.rows.length : 0",
+    );
+    assert!(rows.as_u64().unwrap() > 1, "{rows}");
+}
