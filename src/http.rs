@@ -76,6 +76,7 @@ pub fn router(
         .route("/api/kpis", get(kpis))
         .route("/api/dashboard", get(dashboard))
         .route("/api/exceptions", get(exceptions))
+        .route("/api/quality/report", get(quality_report))
         .route("/api/sql", post(analyst_sql))
         .route("/api/golden/properties/{id}", get(golden_property))
         .route("/api/golden/properties/{id}/explain", get(explain_property))
@@ -105,6 +106,7 @@ pub fn router(
     Router::new()
         .route("/health", get(health))
         .route("/dashboard", get(dashboard_page))
+        .route("/quality", get(quality_page))
         .route("/ready", get(ready))
         .merge(contractor)
         .merge(viewer)
@@ -352,6 +354,67 @@ async fn dashboard_page() -> Response {
         include_str!("dashboard.html"),
     )
         .into_response()
+}
+
+/// `GET /quality`: the data team's page, the weekly quality report refreshed live. Like
+/// `/dashboard`, it holds no data: it reads `/api/quality/report` with a viewer token.
+async fn quality_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("quality.html"),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QualityQuery {
+    /// `2026-W49`; default: the week of the latest issue.
+    week: Option<String>,
+    /// `json` (default) or `html`.
+    format: Option<String>,
+}
+
+/// `GET /api/quality/report?week=2026-W49&format=json|html`: the weekly data quality report
+/// (issues name records by source reference only), the golden-record rules evaluated now.
+async fn quality_report(
+    State(state): State<AppState>,
+    Query(query): Query<QualityQuery>,
+) -> Response {
+    let day = match query
+        .week
+        .as_deref()
+        .map(crate::quality::parse_week)
+        .transpose()
+    {
+        Ok(day) => day,
+        Err(message) => return error(StatusCode::BAD_REQUEST, format!("week: {message}")),
+    };
+    let html = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("format: `{other}` is not json or html"),
+            );
+        }
+    };
+    let master = state.shared.master.clone();
+    // Evaluating the golden-record rules reads every golden record: off the async workers.
+    let weekly = match tokio::task::spawn_blocking(move || master.quality_report(day, 8)).await {
+        Ok(weekly) => weekly,
+        Err(failure) => return error(StatusCode::INTERNAL_SERVER_ERROR, failure.to_string()),
+    };
+    if html {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::quality::html(&weekly),
+        )
+            .into_response()
+    } else {
+        Json(weekly).into_response()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,8 @@ pub struct Summary {
     pub stage_dead_letters: u64,
     pub mdm: mdm::hub::Counts,
     pub quality: mdm::hub::Quality,
+    /// Open issues per rule of the recording standard (`quality/` has the report).
+    pub quality_issues: BTreeMap<String, usize>,
     pub vulnerabilities: VulnerabilityCounts,
     pub kpis: KpiTable,
     /// Data exceptions found at the end of the KPI period, per rule (the rows are in
@@ -109,6 +111,21 @@ impl Summary {
             self.quality.default_dates_of_birth,
             self.quality.invalid_postcodes,
             self.quality.blocked_links
+        ));
+        let failing: Vec<String> = self
+            .quality_issues
+            .iter()
+            .filter(|(_, open)| **open > 0)
+            .map(|(rule, open)| format!("{rule} {open}"))
+            .collect();
+        lines.push(format!(
+            "recording standard: {} open issues ({})",
+            self.quality_issues.values().sum::<usize>(),
+            if failing.is_empty() {
+                "none".to_string()
+            } else {
+                failing.join(", ")
+            }
         ));
         lines.push(String::new());
         lines.push(format!(

@@ -466,6 +466,8 @@ pub async fn run(
             .await
             .context("writing KPIs to PostgreSQL")?;
     }
+    // The recording standard's report: the golden-record rules evaluated now.
+    let quality = shared.master.quality_report(None, 8);
     let hub = shared.master.hub();
     metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person")
         .set(hub.counts().golden_persons as f64);
@@ -486,6 +488,7 @@ pub async fn run(
         stage_dead_letters: report.dead_letters,
         mdm: hub.counts(),
         quality: hub.quality().clone(),
+        quality_issues: shared.master.quality_open_per_rule(),
         vulnerabilities: {
             let statuses = hub.vulnerabilities(kpis.to);
             VulnerabilityCounts {
@@ -504,6 +507,9 @@ pub async fn run(
     if let Some(out) = &options.out {
         output::write(out, &summary, &hub, &dead_letters, &exceptions)
             .with_context(|| format!("writing {}", out.display()))?;
+        let formats = ["html", "csv", "json"].map(String::from);
+        crate::quality::write(&out.join("quality"), &quality, &formats)
+            .with_context(|| format!("writing {}/quality", out.display()))?;
     }
     Ok(summary)
 }

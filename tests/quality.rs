@@ -229,3 +229,72 @@ fn the_weekly_report_reads_in_a_browser() {
     );
     assert!(rows.as_u64().unwrap() > 1, "{rows}");
 }
+
+/// The truth's open issues per rule.
+fn truth_per_rule(data: &Path) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for row in read_csv(&data.join("truth/quality.csv")) {
+        *counts.entry(row["rule"].clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_run_keeps_the_register_live_and_serves_the_report_and_the_data_teams_page() {
+    const VIEWER: &str = "viewer-secret-0001";
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 9);
+    let truth = truth_per_rule(data.path());
+    // `run --once`: the summary counts the open issues per rule, and quality/ holds the report.
+    let summary = run_once(data.path(), out.path(), &[]);
+    let counted: BTreeMap<String, u64> = summary["quality_issues"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, open)| open.as_u64() != Some(0))
+        .map(|(rule, open)| (rule.clone(), open.as_u64().unwrap()))
+        .collect();
+    assert_eq!(counted, truth);
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("quality/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["open_issues"].as_u64(), Some(truth.values().sum()));
+    // A served run: the API answers the same, and the data team's page shows it.
+    let (_server, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GOLDTHREAD_VIEWER_TOKEN", VIEWER)
+            .stderr(std::process::Stdio::null()),
+    );
+    let (status, _) = request(&address, "GET", "/api/quality/report", None, None);
+    assert_eq!(status, 401, "a token is needed");
+    let (status, body) = request(&address, "GET", "/api/quality/report", Some(VIEWER), None);
+    assert_eq!(status, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        open_issues(&served).len() as u64,
+        truth.values().sum::<u64>()
+    );
+    let (status, body) = request(
+        &address,
+        "GET",
+        "/api/quality/report?week=2026-W60",
+        Some(VIEWER),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let browser = Browser::start();
+    browser.command(
+        "POST",
+        "/url",
+        serde_json::json!({"url": format!("http://{address}/quality#token={VIEWER}")}),
+    );
+    let shown = browser.wait_for(
+        "return document.getElementById('report').contentDocument?.querySelector('#open b')?.textContent ?? ''",
+        std::time::Duration::from_secs(60),
+        |value| !value.as_str().unwrap_or("").is_empty(),
+    );
+    assert_eq!(shown.as_str().unwrap(), served["open_issues"].to_string());
+}
