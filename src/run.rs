@@ -468,6 +468,11 @@ pub async fn run(
     }
     // The recording standard's report: the golden-record rules evaluated now.
     let quality = shared.master.quality_report(None, 8);
+    shared
+        .master
+        .store_quality()
+        .await
+        .context("writing the quality issues to PostgreSQL")?;
     let hub = shared.master.hub();
     metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "person")
         .set(hub.counts().golden_persons as f64);

@@ -117,6 +117,32 @@ fn the_default_standard_finds_exactly_the_defects_the_generator_injected() {
     }
 }
 
+/// Appends a CRM contact's row again, with a date of birth where it had none.
+fn correct_date_of_birth(contacts: &Path, contact_id: &str) {
+    let mut reader = csv::Reader::from_path(contacts).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let id = headers.iter().position(|h| h == "contact_id").unwrap();
+    let dob = headers.iter().position(|h| h == "date_of_birth").unwrap();
+    let mut corrected: Vec<String> = reader
+        .records()
+        .map(Result::unwrap)
+        .find(|row| &row[id] == contact_id)
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(corrected[dob], "", "the generator left it empty");
+    corrected[dob] = "1961-03-11".into();
+    let mut writer = csv::WriterBuilder::new().from_writer(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(contacts)
+            .unwrap(),
+    );
+    writer.write_record(&corrected).unwrap();
+    writer.flush().unwrap();
+}
+
 #[test]
 fn a_later_corrected_record_resolves_its_issue() {
     let data = tempfile::tempdir().unwrap();
@@ -129,30 +155,7 @@ fn a_later_corrected_record_resolves_its_issue() {
     assert_eq!(missing["source"], "crm");
     // The CRM is corrected: the contact's row again, later in the extract, with a date of
     // birth.
-    let contacts = data.path().join("crm/contacts.csv");
-    let mut reader = csv::Reader::from_path(&contacts).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let id = headers.iter().position(|h| h == "contact_id").unwrap();
-    let dob = headers.iter().position(|h| h == "date_of_birth").unwrap();
-    let mut corrected: Vec<String> = reader
-        .records()
-        .map(Result::unwrap)
-        .find(|row| row[id] == missing["source_id"])
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(corrected[dob], "", "the generator left it empty");
-    corrected[dob] = "1961-03-11".into();
-    let mut writer = csv::WriterBuilder::new().from_writer(
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&contacts)
-            .unwrap(),
-    );
-    writer.write_record(&corrected).unwrap();
-    writer.flush().unwrap();
-    drop(writer);
+    correct_date_of_birth(&data.path().join("crm/contacts.csv"), &missing["source_id"]);
 
     let report = report(data.path(), out.path());
     let open = open_issues(&report);
@@ -297,4 +300,100 @@ fn a_run_keeps_the_register_live_and_serves_the_report_and_the_data_teams_page()
         |value| !value.as_str().unwrap_or("").is_empty(),
     );
     assert_eq!(shown.as_str().unwrap(), served["open_issues"].to_string());
+}
+
+#[test]
+fn the_register_lands_in_postgres_survives_a_restart_and_bi_sees_no_personal_data() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 12);
+    let truth: BTreeSet<String> = read_csv(&data.path().join("truth/quality.csv"))
+        .into_iter()
+        .map(|row| format!("{},{},{}", row["rule"], row["source"], row["source_id"]))
+        .collect();
+    let open_rows = |pg: &Postgres| -> BTreeSet<String> {
+        pg.query(
+            "SELECT string_agg(rule || ',' || source || ',' || source_id, E'\\n')
+               FROM goldthread.quality_issue WHERE resolved_at IS NULL",
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+    };
+    run_once(data.path(), out.path(), &["--postgres", &url]);
+    assert_eq!(open_rows(&pg), truth, "every open issue is stored");
+    let first_seen = pg.query("SELECT string_agg(first_seen::text, ',' ORDER BY rule, source, source_id) FROM goldthread.quality_issue");
+
+    // A restart on the same extracts: the same issues, first seen when they were.
+    run_once(data.path(), out.path(), &["--postgres", &url]);
+    assert_eq!(open_rows(&pg), truth);
+    assert_eq!(
+        pg.query("SELECT string_agg(first_seen::text, ',' ORDER BY rule, source, source_id) FROM goldthread.quality_issue"),
+        first_seen
+    );
+
+    // A corrected contact: its issue is resolved in the store.
+    let missing = read_csv(&data.path().join("truth/quality.csv"))
+        .into_iter()
+        .find(|row| row["rule"] == "person-date-of-birth")
+        .unwrap();
+    correct_date_of_birth(&data.path().join("crm/contacts.csv"), &missing["source_id"]);
+    run_once(data.path(), out.path(), &["--postgres", &url]);
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT resolved_at IS NOT NULL FROM goldthread.quality_issue
+              WHERE rule = 'person-date-of-birth' AND source_id = '{}'",
+            missing["source_id"]
+        )),
+        "t"
+    );
+
+    // BI: the quality views, and nothing that identifies a person.
+    pg.query("CREATE ROLE quality_bi LOGIN IN ROLE goldthread_bi");
+    let (ok, open, err) = pg.psql(
+        "quality_bi",
+        "SELECT count(*) FROM bi.quality_issue WHERE resolved_at IS NULL",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(open, (truth.len() - 1).to_string());
+    let (ok, weekly, err) = pg.psql("quality_bi", "SELECT sum(open_issues) FROM bi.quality_weekly WHERE week = to_char(now(), 'IYYY-\"W\"IW')");
+    assert!(ok, "{err}");
+    assert_eq!(weekly, (truth.len() - 1).to_string());
+    let (ok, _, err) = pg.psql(
+        "quality_bi",
+        "SELECT source_id FROM goldthread.quality_issue",
+    );
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let columns = pg.query(
+        "SELECT string_agg(column_name, ',') FROM information_schema.columns
+          WHERE table_schema = 'bi' AND table_name IN ('quality_issue', 'quality_weekly')",
+    );
+    for personal in [
+        "name",
+        "birth",
+        "nino",
+        "phone",
+        "email",
+        "source_id",
+        "problem",
+    ] {
+        assert!(!columns.contains(personal), "{personal} in {columns}");
+    }
+    let (_, everything, _) = pg.psql(
+        "quality_bi",
+        "SELECT string_agg(q::text, E'\\n') FROM bi.quality_issue q",
+    );
+    for row in read_csv(&data.path().join("hms/tenants.csv")) {
+        for column in ["person_ref", "surname", "dob", "ni_number", "phone"] {
+            let value = &row[column];
+            if value.len() >= 5 {
+                assert!(
+                    !everything.contains(value.as_str()),
+                    "{column} {value} in bi.quality_issue"
+                );
+            }
+        }
+    }
 }

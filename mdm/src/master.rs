@@ -140,8 +140,29 @@ impl Master {
 
     /// Keeps the issue register of `standard` as events are applied.
     pub fn with_quality(self, standard: Standard) -> Master {
-        *self.quality.lock().expect("quality lock") = Register::new(standard);
+        let mut register = Register::new(standard);
+        if self.store.is_some() {
+            register.track_changes();
+        }
+        *self.quality.lock().expect("quality lock") = register;
         self
+    }
+
+    /// Writes what the register changed since the last write (the golden-record rules'
+    /// issues a report evaluated, which no batch has written yet).
+    pub async fn store_quality(&self) -> anyhow::Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let write = Write {
+            unstored: Some(&self.unstored),
+            quality: Some(&self.quality),
+            ..Default::default()
+        };
+        let mut nothing_more = |_: &Peers| Ok(Vec::new());
+        store
+            .write_with_retry(&self.hub, &write, self.retry_for, &mut nothing_more)
+            .await
     }
 
     /// The weekly data quality report for the ISO week holding `day` (the week of the latest
@@ -197,6 +218,8 @@ impl Master {
         let hub = self.hub.get_mut().expect("hub lock");
         let quality = self.quality.get_mut().expect("quality lock");
         hub.suppress(store.erased().await?);
+        // The issues as stored first: those still failing keep when they were first seen.
+        quality.restore(store.quality_issues().await?);
         let mut chunk = Vec::with_capacity(CHUNK);
         let restored = store
             .restore(|event| {
@@ -223,6 +246,7 @@ impl Master {
         }
         // The store already holds all of this: the next write has only new changes to make.
         hub.take_changes();
+        quality.take_changes();
         *self.audit.get_mut().expect("audit lock") = restored.audit.clone();
         tracing::info!(
             records = restored.events,
@@ -283,6 +307,7 @@ impl Master {
             positions: Some(positions),
             dead_letters,
             unstored: Some(&self.unstored),
+            quality: Some(&self.quality),
             ..Default::default()
         };
         let mut nothing_more = |_: &Peers| Ok(Vec::new());
@@ -356,6 +381,7 @@ impl Master {
                 audit: Some(&entry),
                 erasure: erasure.as_ref(),
                 unstored: Some(&self.unstored),
+                quality: Some(&self.quality),
                 ..Default::default()
             };
             let mut peers_only = |peers: &Peers| {
@@ -479,6 +505,7 @@ impl Master {
         let write = Write {
             positions: Some(&batch.consumed),
             dead_letters: &batch.kept_dead_letters,
+            quality: Some(&self.quality),
             ..Default::default()
         };
         store

@@ -491,7 +491,7 @@ fn invalid(field: &str, value: &Value) -> Option<&'static str> {
 }
 
 /// One issue: a record failing a rule, from when it was first seen failing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Issue {
     pub rule: String,
     pub dimension: Dimension,
@@ -519,6 +519,9 @@ pub struct Register {
     resolved: Vec<Issue>,
     /// Records seen per entity and system: what a score is out of.
     records: HashMap<(EntityKind, String), std::collections::HashSet<String>>,
+    /// Issues opened, refreshed or resolved since the store last took them (when tracked).
+    changed: Vec<Issue>,
+    tracking: bool,
 }
 
 impl Register {
@@ -531,6 +534,49 @@ impl Register {
 
     pub fn standard(&self) -> &Standard {
         &self.standard
+    }
+
+    /// Keeps what changes for the store (`take_changes`).
+    pub fn track_changes(&mut self) {
+        self.tracking = true;
+    }
+
+    /// The issues changed since the last call, in their current state, oldest change first.
+    pub fn take_changes(&mut self) -> Vec<Issue> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Changes a failed write took, back ahead of any made since.
+    pub fn put_back(&mut self, mut changes: Vec<Issue>) {
+        changes.append(&mut self.changed);
+        self.changed = changes;
+    }
+
+    /// The issues a store holds (open and resolved), before the events are applied again:
+    /// an issue still failing keeps when it was first seen. Issues of rules no longer in the
+    /// standard are left out.
+    pub fn restore(&mut self, issues: Vec<Issue>) {
+        for issue in issues {
+            let Some(index) = self
+                .standard
+                .rules
+                .iter()
+                .position(|c| c.rule.id == issue.rule)
+            else {
+                continue;
+            };
+            if issue.resolved_at.is_some() {
+                self.resolved.push(issue);
+            } else {
+                self.open.insert((index, issue.record.clone()), issue);
+            }
+        }
+    }
+
+    fn changed(&mut self, issue: &Issue) {
+        if self.tracking {
+            self.changed.push(issue.clone());
+        }
     }
 
     /// Evaluates the rules about one record on an event applied to the hub: opens the issues
@@ -588,10 +634,16 @@ impl Register {
                     });
                     issue.problem = problem;
                     issue.last_seen = issue.last_seen.max(at);
+                    if self.tracking {
+                        self.changed.push(issue.clone());
+                    }
                 }
                 None => {
                     if let Some(mut issue) = self.open.remove(&key) {
                         issue.resolved_at = Some(at.max(issue.last_seen));
+                        if self.tracking {
+                            self.changed.push(issue.clone());
+                        }
                         self.resolved.push(issue);
                     }
                 }
@@ -669,6 +721,7 @@ impl Register {
         for key in stale {
             if let Some(mut issue) = self.open.remove(&key) {
                 issue.resolved_at = Some(at);
+                self.changed(&issue);
                 self.resolved.push(issue);
             }
         }
@@ -697,9 +750,15 @@ impl Register {
                     last_seen: at,
                     resolved_at: None,
                 });
+            let changed = issue.problem != problem
+                || issue.golden_id.as_deref() != Some(golden_id.as_str())
+                || issue.first_seen == at;
             issue.problem = problem;
             issue.golden_id = Some(golden_id);
             issue.last_seen = at;
+            if changed && self.tracking {
+                self.changed.push(issue.clone());
+            }
         }
         // The golden record of every other open issue, for whoever looks at it.
         for ((_, record), issue) in self.open.iter_mut() {

@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "source_event_history",
         include_str!("../../migrations/0010_source_event_history.sql"),
     ),
+    (
+        11,
+        "quality_issues",
+        include_str!("../../migrations/0011_quality_issues.sql"),
+    ),
 ];
 
 /// The kinds whose every version is kept (`goldthread.source_event`): what the repairs
@@ -408,7 +413,7 @@ impl Store {
         let started = std::time::Instant::now();
         let mut events = apply(&peers)?;
         let applied = started.elapsed();
-        let (changes, snapshot, taken_events) = {
+        let (changes, snapshot, taken_events, issues) = {
             let mut hub = hub.lock().expect("hub lock");
             let taken_events = write
                 .unstored
@@ -423,12 +428,16 @@ impl Store {
             } else {
                 Some(Snapshot::of(&hub, &changes)?)
             };
-            (changes, snapshot, taken_events)
+            let issues = write
+                .quality
+                .map(|register| register.lock().expect("quality lock").take_changes())
+                .unwrap_or_default();
+            (changes, snapshot, taken_events, issues)
         };
         events.extend(taken_events.iter());
         let taken = started.elapsed();
         let written = self
-            .write_transaction(transaction, &events, snapshot.as_ref(), write)
+            .write_transaction(transaction, &events, snapshot.as_ref(), &issues, write)
             .await;
         tracing::debug!(
             events = events.len(),
@@ -442,6 +451,9 @@ impl Store {
                 .lock()
                 .expect("unwritten lock")
                 .merge(changes);
+            if let Some(register) = write.quality {
+                register.lock().expect("quality lock").put_back(issues);
+            }
             // Their events go back too, ahead of any applied since.
             if let Some(unstored) = write.unstored {
                 let mut waiting = unstored.lock().expect("unstored lock");
@@ -497,6 +509,7 @@ impl Store {
         transaction: deadpool_postgres::Transaction<'_>,
         events: &[&Envelope],
         snapshot: Option<&Snapshot>,
+        issues: &[crate::quality::Issue],
         write: &Write<'_>,
     ) -> anyhow::Result<()> {
         if !events.is_empty() {
@@ -576,7 +589,10 @@ impl Store {
                      dead AS (
                          UPDATE goldthread.dead_letter d SET raw = '[erased]', reason = '[erased]'
                            FROM erased e
-                          WHERE (d.ref_source, d.ref_id) = (e.source, e.source_id))
+                          WHERE (d.ref_source, d.ref_id) = (e.source, e.source_id)),
+                     issues AS (
+                         DELETE FROM goldthread.quality_issue q USING erased e
+                          WHERE (q.source, q.source_id) = (e.source, e.source_id))
                      DELETE FROM goldthread.source_record r USING erased e
                       WHERE (r.kind, r.source, r.source_id) = (e.entity, e.source, e.source_id)",
                     &[&Value::Array(rows), &who, &reason, &erasure.golden_id],
@@ -586,6 +602,9 @@ impl Store {
         }
         if !write.dead_letters.is_empty() {
             write_dead_letters(&transaction, write.dead_letters).await?;
+        }
+        if !issues.is_empty() {
+            write_quality_issues(&transaction, issues).await?;
         }
         if let Some(entry) = write.audit {
             transaction
@@ -622,6 +641,26 @@ impl Store {
             *self.synced.lock().expect("synced lock") = synced;
         }
         Ok(())
+    }
+
+    /// The issue register as stored (open and resolved), for a restart.
+    pub async fn quality_issues(&self) -> anyhow::Result<Vec<crate::quality::Issue>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(jsonb_agg(jsonb_build_object(
+                     'rule', rule, 'dimension', dimension, 'severity', severity,
+                     'owner', owner, 'system', system,
+                     'record', jsonb_build_object('allocated_by', source, 'id', source_id),
+                     'golden_id', golden_id, 'problem', problem, 'fix', fix,
+                     'first_seen', first_seen, 'last_seen', last_seen,
+                     'resolved_at', resolved_at)), '[]')
+                   FROM goldthread.quality_issue",
+                &[],
+            )
+            .await
+            .context("reading goldthread.quality_issue")?;
+        serde_json::from_value(row.get(0)).context("goldthread.quality_issue")
     }
 
     /// The person records erased: a restart suppresses them before it applies anything, so
@@ -789,6 +828,40 @@ impl Store {
     }
 }
 
+/// Upserts issues of the register as they now stand (the latest change of each wins).
+async fn write_quality_issues(
+    transaction: &tokio_postgres::Transaction<'_>,
+    issues: &[crate::quality::Issue],
+) -> anyhow::Result<()> {
+    let mut latest: std::collections::BTreeMap<_, &crate::quality::Issue> = Default::default();
+    for issue in issues {
+        latest.insert((&issue.rule, &issue.record, issue.first_seen), issue);
+    }
+    let rows: Vec<&crate::quality::Issue> = latest.into_values().collect();
+    transaction
+        .execute(
+            "INSERT INTO goldthread.quality_issue
+             SELECT i.rule, i.record->>'allocated_by', i.record->>'id', i.first_seen,
+                    i.last_seen, i.resolved_at, i.dimension, i.severity, i.owner, i.system,
+                    i.golden_id, i.problem, i.fix
+               FROM jsonb_to_recordset($1) AS i(rule text, record jsonb, first_seen timestamptz,
+                    last_seen timestamptz, resolved_at timestamptz, dimension text,
+                    severity text, owner text, system text, golden_id text, problem text,
+                    fix text)
+              WHERE NOT EXISTS (SELECT 1 FROM goldthread.erasure e
+                                 WHERE (e.source, e.source_id)
+                                     = (i.record->>'allocated_by', i.record->>'id'))
+             ON CONFLICT (rule, source, source_id, first_seen) DO UPDATE
+                SET last_seen = EXCLUDED.last_seen, resolved_at = EXCLUDED.resolved_at,
+                    golden_id = EXCLUDED.golden_id, problem = EXCLUDED.problem,
+                    owner = EXCLUDED.owner, system = EXCLUDED.system",
+            &[&serde_json::to_value(&rows)?],
+        )
+        .await
+        .context("writing goldthread.quality_issue")?;
+    Ok(())
+}
+
 /// Keeps dead letters (the latest per source and position); one about a record erased
 /// meanwhile keeps where and which field, not the row or the reason (which quotes a value).
 async fn write_dead_letters(
@@ -856,6 +929,8 @@ pub(crate) struct Write<'a> {
     /// Events applied to the hub and not stored yet: taken (and stored) together with the
     /// hub's changes, under its lock, so no stored row reflects an event not stored with it.
     pub unstored: Option<&'a Mutex<Vec<Envelope>>>,
+    /// The issue register: its changes are taken with the hub's, and written with them.
+    pub quality: Option<&'a Mutex<crate::quality::Register>>,
 }
 
 /// What `Store::restore` read besides the events it handed over.
