@@ -239,14 +239,13 @@ svg .axis {{ stroke: #aab4c3; }} svg text {{ font-size: 11px; text-anchor: middl
     page.push_str("<h2>Scores</h2><table id=\"scores\"><tr><th>rule</th><th>dimension</th><th>severity</th><th>system</th><th>checked</th><th>failing</th><th>score</th></tr>");
     for score in &weekly.scores {
         let class = if score.failing == 0 { "good" } else { "bad" };
+        let severity = format!("{:?}", score.severity).to_lowercase();
         let _ = write!(
             page,
-            r#"<tr><td title="{}">{}</td><td>{:?}</td><td class="{}">{:?}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n {class}">{:.1}%</td></tr>"#,
+            r#"<tr><td title="{}">{}</td><td>{}</td><td class="{severity}">{severity}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n {class}">{:.1}%</td></tr>"#,
             escape(&score.description),
             escape(&score.rule),
-            score.dimension,
-            format!("{:?}", score.severity).to_lowercase(),
-            score.severity,
+            format!("{:?}", score.dimension).to_lowercase(),
             escape(&score.system),
             score.checked,
             score.failing,

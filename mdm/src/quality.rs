@@ -923,15 +923,18 @@ impl Register {
         }
         let mut costliest: BTreeMap<String, usize> = BTreeMap::new();
         for score in &scores {
-            let fields = if score.fields.is_empty() {
+            // A rule about golden records has no field: it counts under its own id.
+            let keys: Vec<String> = if score.fields.is_empty() {
                 vec![score.rule.clone()]
             } else {
-                score.fields.clone()
+                score
+                    .fields
+                    .iter()
+                    .map(|field| format!("{}.{field}", score.entity))
+                    .collect()
             };
-            for field in fields {
-                *costliest
-                    .entry(format!("{}.{field}", score.entity))
-                    .or_default() += score.failing;
+            for key in keys {
+                *costliest.entry(key).or_default() += score.failing;
             }
         }
         let mut costliest: Vec<(String, usize)> =
