@@ -185,56 +185,77 @@ impl Connection {
                 .trim_matches(['[', ']'])
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|address| address.is_loopback());
-        let https = match uri.scheme_str() {
-            Some("https") => true,
+        match uri.scheme_str() {
+            Some("https") => {}
             // The token would cross the network in clear.
-            Some("http") if loopback => false,
+            Some("http") if loopback => {}
             Some("http") => bail!(
                 "--url {}: use https:// for a remote instance (the token would travel in clear); http:// only to this machine",
                 self.url
             ),
             _ => bail!("--url {}: an http:// or https:// URL", self.url),
-        };
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| {
-                format!("connecting to {} (is `goldthread run` serving?)", self.url)
-            })?;
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(|body| body.to_string()).unwrap_or_default(),
-            )))?;
-        let (status, bytes) = if https {
-            let mut builder = native_tls::TlsConnector::builder();
-            if let Some(path) = &self.ca_file {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("--ca-file: reading {}", path.display()))?;
-                builder.add_root_certificate(
-                    native_tls::Certificate::from_pem(&pem).with_context(|| {
-                        format!("--ca-file: {} is not a PEM certificate", path.display())
-                    })?,
-                );
-            }
-            let connector = tokio_native_tls::TlsConnector::from(builder.build()?);
-            let stream = connector
-                .connect(host.trim_matches(['[', ']']), stream)
-                .await
-                .with_context(|| format!("TLS with {}", self.url))?;
-            exchange(stream, request).await?
-        } else {
-            exchange(stream, request).await?
-        };
+        }
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        let authorization = format!("Bearer {token}");
+        let (status, bytes) = send(
+            &uri,
+            method,
+            &[(hyper::header::AUTHORIZATION, authorization.as_str())],
+            body,
+            self.ca_file.as_deref(),
+        )
+        .await
+        .with_context(|| format!("{method} {} (is `goldthread run` serving?)", self.url))?;
         let text = String::from_utf8_lossy(&bytes);
         if !status.is_success() {
             bail!("{method} {path}: {status}: {}", text.trim());
         }
         serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+    }
+}
+
+/// One JSON request to `uri` (`http://` or `https://`, trusting `ca_file` besides the
+/// system's CAs): the status and the body.
+pub async fn send(
+    uri: &hyper::Uri,
+    method: &str,
+    headers: &[(hyper::header::HeaderName, &str)],
+    body: String,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+    let host = uri.host().context("no host")?.to_string();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("connecting to {host}:{port}"))?;
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body)))?;
+    if https {
+        let mut builder = native_tls::TlsConnector::builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            builder.add_root_certificate(
+                native_tls::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+            );
+        }
+        let connector = tokio_native_tls::TlsConnector::from(builder.build()?);
+        let stream = connector
+            .connect(host.trim_matches(['[', ']']), stream)
+            .await
+            .with_context(|| format!("TLS with {host}"))?;
+        exchange(stream, request).await
+    } else {
+        exchange(stream, request).await
     }
 }
 

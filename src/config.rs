@@ -217,6 +217,16 @@ impl Loaded {
         if let Err(problem) = mdm::quality::Standard::from_config(&self.config.quality) {
             problems.push(problem);
         }
+        for (index, notify) in self.config.quality.notify.iter().enumerate() {
+            if notify.url_env.trim().is_empty() || notify.owner.trim().is_empty() {
+                problems.push(format!(
+                    "quality.notify[{index}]: name the `owner` and the `url_env` holding the webhook's URL"
+                ));
+            }
+        }
+        if self.config.quality.notify_every.is_some() && self.config.quality.notify.is_empty() {
+            problems.push("quality.notify_every: no [[quality.notify]] to send to".into());
+        }
         if !problems.is_empty() {
             bail!(
                 "{}: invalid configuration:\n  - {}",

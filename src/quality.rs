@@ -34,6 +34,9 @@ pub struct QualityArgs {
     /// Folder for report.html, issues.csv and report.json.
     #[arg(long)]
     out: PathBuf,
+    /// Also send each owner's digest to its `[[quality.notify]]` webhook.
+    #[arg(long)]
+    notify: bool,
 }
 
 /// The Monday of an ISO week written `YYYY-Www`.
@@ -91,7 +94,115 @@ pub fn quality_report(args: QualityArgs) -> anyhow::Result<()> {
     for owner in &weekly.owners {
         println!("  {:<28} {:>7} open", owner.owner, owner.issues.len());
     }
+    if args.notify {
+        if loaded.config.quality.notify.is_empty() {
+            bail!("--notify: no [[quality.notify]] configured");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(notify(&loaded.config.quality.notify, &weekly))?;
+    }
     Ok(())
+}
+
+/// In a served run: every `every`, the week's report and each owner's digest sent.
+pub fn spawn_digests(
+    master: std::sync::Arc<mdm::Master>,
+    targets: Vec<mdm::quality::Notify>,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let reading = master.clone();
+            let Ok(weekly) =
+                tokio::task::spawn_blocking(move || reading.quality_report(None, 8)).await
+            else {
+                continue;
+            };
+            if let Err(error) = master.store_quality().await {
+                tracing::warn!(error = %format!("{error:#}"), "writing the quality issues to PostgreSQL");
+            }
+            if let Err(error) = notify(&targets, &weekly).await {
+                tracing::error!(error = %format!("{error:#}"), "sending the quality digests");
+            }
+        }
+    })
+}
+
+/// Attempts to deliver one digest, and the wait before each retry.
+const RETRIES: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// Sends each configured owner's digest (`mdm::quality::Weekly::digest`) to its webhook,
+/// retrying a failure or a 5xx/429 answer after 1, 2 and 4 s; every owner is tried, and the
+/// failures are reported together.
+pub async fn notify(targets: &[mdm::quality::Notify], weekly: &Weekly) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for target in targets {
+        let url = match std::env::var(&target.url_env) {
+            Ok(url) => url,
+            Err(_) => {
+                failures.push(format!(
+                    "{}: set {} to the webhook's URL",
+                    target.owner, target.url_env
+                ));
+                continue;
+            }
+        };
+        let uri: hyper::Uri = match url.parse() {
+            Ok(uri) => uri,
+            Err(_) => {
+                failures.push(format!(
+                    "{}: {} does not hold a URL",
+                    target.owner, target.url_env
+                ));
+                continue;
+            }
+        };
+        let body = weekly.digest(&target.owner).to_string();
+        let mut attempt = 0;
+        loop {
+            let sent =
+                crate::client::send(&uri, "POST", &[], body.clone(), target.ca_file.as_deref())
+                    .await;
+            let retry = match &sent {
+                Ok((status, _)) if status.is_success() => {
+                    tracing::info!(owner = %target.owner, week = %weekly.week, "quality digest sent");
+                    break;
+                }
+                Ok((status, _)) => {
+                    status.is_server_error() || *status == hyper::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(_) => true,
+            };
+            // The URL is a secret: said by its variable's name only.
+            let why = match sent {
+                Ok((status, _)) => format!("answered {status}"),
+                Err(error) => format!("{error:#}"),
+            };
+            if !retry || attempt == RETRIES.len() {
+                failures.push(format!("{} ({}): {why}", target.owner, target.url_env));
+                break;
+            }
+            tracing::warn!(owner = %target.owner, %why, retry_in = ?RETRIES[attempt], "quality digest not delivered; retrying");
+            tokio::time::sleep(RETRIES[attempt]).await;
+            attempt += 1;
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("quality digests not delivered: {}", failures.join("; "))
+    }
 }
 
 /// Writes the report in each of `formats` (html, csv, json) to `out`.

@@ -268,6 +268,14 @@ pub async fn run(
             shared.master.clone(),
             shutdown_rx.clone(),
         );
+        if let Some(every) = config.quality.notify_every {
+            crate::quality::spawn_digests(
+                shared.master.clone(),
+                config.quality.notify.clone(),
+                every,
+                shutdown_rx.clone(),
+            );
+        }
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;

@@ -397,3 +397,136 @@ fn the_register_lands_in_postgres_survives_a_restart_and_bi_sees_no_personal_dat
         }
     }
 }
+
+/// An HTTP receiver on a free port, standing in for a Teams or Slack incoming webhook: it
+/// answers the first `failures` requests 500 and the rest 200, and hands over each body.
+fn receiver(failures: usize) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (sender, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim_end().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if index < failures {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let _ = sender.send(String::from_utf8(body).unwrap());
+        }
+    });
+    (format!("http://{address}/hook"), bodies)
+}
+
+#[test]
+fn each_owner_gets_a_digest_of_its_issues_with_references_only_retried_until_taken() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 120, 13);
+    let config = data.path().join("notify.toml");
+    let default =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+            .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{default}\n[[quality.notify]]\nowner = \"Asset management\"\nurl_env = \"ASSET_TEAM_WEBHOOK\"\n"
+        ),
+    )
+    .unwrap();
+    let (url, bodies) = receiver(1);
+    let output = goldthread()
+        .args(["quality-report", "--config", config.to_str().unwrap()])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(["--out", out.path().to_str().unwrap(), "--notify"])
+        .env("ASSET_TEAM_WEBHOOK", &url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let received: Vec<String> = bodies.try_iter().collect();
+    assert_eq!(received.len(), 2, "refused once, then taken: {received:?}");
+    assert_eq!(received[0], received[1], "the retry sends the same digest");
+    let digest: serde_json::Value = serde_json::from_str(&received[1]).unwrap();
+    let expected: BTreeSet<String> = read_csv(&data.path().join("truth/quality.csv"))
+        .into_iter()
+        .filter(|row| row["rule"] == "property-asset-record")
+        .map(|row| format!("{}:{}", row["source"], row["source_id"]))
+        .collect();
+    assert_eq!(digest["open"].as_u64().unwrap() as usize, expected.len());
+    let text = digest["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "Asset management has {} open issues",
+            expected.len()
+        )),
+        "{text}"
+    );
+    let listed: BTreeSet<String> = digest["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| {
+            format!(
+                "{}:{}",
+                issue["source"].as_str().unwrap(),
+                issue["source_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        listed.is_subset(&expected) && !listed.is_empty(),
+        "{listed:?}"
+    );
+    // Nothing about anyone but the references: no address, name or other value of a home.
+    for row in read_csv(&data.path().join("hms/properties.csv")) {
+        for column in ["street", "postcode"] {
+            assert!(
+                !received[1].contains(row[column].as_str()),
+                "{column} {}",
+                row[column]
+            );
+        }
+    }
+    // A webhook that never takes it: the command says so, naming the variable, not the URL.
+    let (url, _bodies) = receiver(usize::MAX);
+    let output = goldthread()
+        .args(["quality-report", "--config", config.to_str().unwrap()])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(["--out", out.path().to_str().unwrap(), "--notify"])
+        .env("ASSET_TEAM_WEBHOOK", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("ASSET_TEAM_WEBHOOK") && stderr.contains("500"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&url), "the URL is a secret: {stderr}");
+}

@@ -50,6 +50,13 @@ pub struct QualityConfig {
     /// `owner` comes first, then this, then "data team".
     pub owners: BTreeMap<String, String>,
     pub rules: Vec<Rule>,
+    /// Where each owner's digest goes (`goldthread quality-report --notify`, and a served
+    /// run every `notify_every`).
+    pub notify: Vec<Notify>,
+    /// How often a served run sends the digests (unset: never; `quality-report --notify`
+    /// sends them on demand).
+    #[serde(with = "humantime_serde")]
+    pub notify_every: Option<std::time::Duration>,
 }
 
 impl Default for QualityConfig {
@@ -59,7 +66,84 @@ impl Default for QualityConfig {
             disable: Vec::new(),
             owners: BTreeMap::new(),
             rules: Vec::new(),
+            notify: Vec::new(),
+            notify_every: None,
         }
+    }
+}
+
+/// `[[quality.notify]]`: an owner's incoming webhook (Teams, Slack or any endpoint taking
+/// JSON): the digest of its open issues, with the source reference of each and no value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The owner whose issues go there (a rule's `owner`, `quality.owners`, or "data team").
+    pub owner: String,
+    /// The environment variable holding the webhook's URL (it carries a secret).
+    pub url_env: String,
+    /// A PEM file of a CA to trust besides the system's, for an `https://` URL.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Issues listed in a digest at most (the counts cover all).
+pub const DIGEST_ISSUES: usize = 50;
+
+impl Weekly {
+    /// The digest of one owner's open issues, as a JSON body Teams and Slack incoming
+    /// webhooks take (`text`), with the details beside it for other receivers. Records are
+    /// named by source reference only.
+    pub fn digest(&self, owner: &str) -> Value {
+        let issues: &[Issue] = self
+            .owners
+            .iter()
+            .find(|section| section.owner == owner)
+            .map_or(&[], |section| &section.issues);
+        let mut per_rule: BTreeMap<&str, usize> = BTreeMap::new();
+        for issue in issues {
+            *per_rule.entry(issue.rule.as_str()).or_default() += 1;
+        }
+        let new = issues
+            .iter()
+            .filter(|issue| issue.first_seen.date_naive() >= self.from)
+            .count();
+        let rules: Vec<String> = per_rule
+            .iter()
+            .map(|(rule, count)| format!("{rule}: {count}"))
+            .collect();
+        let text = format!(
+            "Data quality, week {}: {owner} has {} open issues ({new} new this week). {}",
+            self.week,
+            issues.len(),
+            if rules.is_empty() {
+                "Nothing to fix.".to_string()
+            } else {
+                rules.join("; ")
+            }
+        );
+        let listed: Vec<Value> = issues
+            .iter()
+            .take(DIGEST_ISSUES)
+            .map(|issue| {
+                serde_json::json!({
+                    "rule": issue.rule,
+                    "severity": issue.severity,
+                    "system": issue.system,
+                    "source": issue.record.allocated_by,
+                    "source_id": issue.record.id,
+                    "problem": issue.problem,
+                    "fix": issue.fix,
+                    "first_seen": issue.first_seen,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "text": text,
+            "week": self.week,
+            "owner": owner,
+            "open": issues.len(),
+            "new_this_week": new,
+            "issues": listed,
+        })
     }
 }
 
