@@ -353,6 +353,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     }
     dead.flush()?;
     let review_pairs = hub.review_queue().len();
+    let risks = crate::quality::due_diligence(&loaded, &input.events, &hub, &args.out)?;
     let mut report = Report {
         model_version: hub.person_model().version.clone(),
         model_trained_on: hub.person_model().trained_on.clone(),
@@ -366,6 +367,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
         review_pairs,
         oversized_blocks: hub.oversized_blocks(),
         quality: hub.quality().clone(),
+        risks,
         seconds: seconds.clone(),
     };
     report

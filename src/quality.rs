@@ -205,6 +205,64 @@ pub async fn notify(targets: &[mdm::quality::Notify], weekly: &Weekly) -> anyhow
     }
 }
 
+/// Merger due diligence (`goldthread link`): the incoming data measured against the
+/// standard. Writes the weekly report to `out/quality/` and the risk table, a row per gap,
+/// to `out/risk_register.csv` (for the merger's risk register); returns the risks.
+pub fn due_diligence(
+    loaded: &Loaded,
+    events: &[pipeline::Envelope],
+    hub: &mdm::Hub,
+    out: &Path,
+) -> anyhow::Result<Vec<mdm::quality::Risk>> {
+    let mut register = Register::new(loaded.standard()?);
+    for event in events {
+        register.apply(event);
+    }
+    register.reconcile(hub, chrono::Utc::now());
+    let day = register
+        .latest()
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let weekly = register.weekly(hub, day, 0);
+    write(
+        &out.join("quality"),
+        &weekly,
+        &["html", "csv", "json"].map(String::from),
+    )?;
+    let risks = weekly.risks();
+    let mut csv = csv::Writer::from_writer(output::create(out, "risk_register.csv")?);
+    csv.write_record([
+        "gap",
+        "rule",
+        "dimension",
+        "severity",
+        "count",
+        "share_pct",
+        "per_system",
+        "mitigation",
+    ])?;
+    for risk in &risks {
+        let per_system: Vec<String> = risk
+            .per_system
+            .iter()
+            .map(|(system, count)| format!("{system}={count}"))
+            .collect();
+        csv.write_record([
+            risk.gap.as_str(),
+            &risk.rule,
+            &format!("{:?}", risk.dimension).to_lowercase(),
+            &format!("{:?}", risk.severity).to_lowercase(),
+            &risk.count.to_string(),
+            &format!("{:.1}", 100.0 * risk.share),
+            &per_system.join(";"),
+            &risk.mitigation,
+        ])?;
+    }
+    csv.flush()?;
+    drop(csv);
+    output::make_formula_safe(out, &["risk_register.csv"])?;
+    Ok(risks)
+}
+
 /// Writes the report in each of `formats` (html, csv, json) to `out`.
 pub fn write(out: &Path, weekly: &Weekly, formats: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;

@@ -530,3 +530,32 @@ fn each_owner_gets_a_digest_of_its_issues_with_references_only_retried_until_tak
     );
     assert!(!stderr.contains(&url), "the URL is a secret: {stderr}");
 }
+
+#[test]
+fn link_measures_an_incoming_landlord_against_the_standard_as_a_risk_table() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    generate(data.path(), 150, 14);
+    run_ok(&[
+        "link",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let truth = truth_per_rule(data.path());
+    let risks: BTreeMap<String, u64> = read_csv(&out.path().join("risk_register.csv"))
+        .into_iter()
+        .map(|row| (row["rule"].clone(), row["count"].parse().unwrap()))
+        .collect();
+    assert_eq!(
+        risks, truth,
+        "a row per gap the generator made, with its size"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["risks"].as_array().unwrap().len(), truth.len());
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("Knowledge gaps against the recording standard"));
+    assert!(out.path().join("quality/issues.csv").exists());
+}

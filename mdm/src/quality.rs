@@ -85,6 +85,65 @@ pub struct Notify {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+/// One row of a merger's risk table: a gap the incoming data has against the standard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Risk {
+    /// What is missing or wrong, in the standard's words.
+    pub gap: String,
+    pub rule: String,
+    pub dimension: Dimension,
+    pub severity: Severity,
+    /// Records (or golden records) with the gap, and the share of those checked.
+    pub count: usize,
+    pub share: f64,
+    /// Per system, the records with the gap.
+    pub per_system: BTreeMap<String, usize>,
+    pub mitigation: String,
+}
+
+impl Weekly {
+    /// The knowledge gaps as a risk table (merger due diligence): a row per rule some
+    /// records fail, most severe and largest first.
+    pub fn risks(&self) -> Vec<Risk> {
+        let mut risks: BTreeMap<&str, Risk> = BTreeMap::new();
+        for score in self.scores.iter().filter(|score| score.failing > 0) {
+            let risk = risks.entry(score.rule.as_str()).or_insert_with(|| Risk {
+                gap: score.description.clone(),
+                rule: score.rule.clone(),
+                dimension: score.dimension,
+                severity: score.severity,
+                count: 0,
+                share: 0.0,
+                per_system: BTreeMap::new(),
+                mitigation: String::new(),
+            });
+            risk.count += score.failing;
+            risk.share += score.checked as f64;
+            risk.per_system.insert(score.system.clone(), score.failing);
+        }
+        let fixes: BTreeMap<&str, &str> = self
+            .owners
+            .iter()
+            .flat_map(|owner| &owner.issues)
+            .map(|issue| (issue.rule.as_str(), issue.fix.as_str()))
+            .collect();
+        let mut risks: Vec<Risk> = risks
+            .into_values()
+            .map(|mut risk| {
+                risk.share = risk.count as f64 / risk.share.max(1.0);
+                risk.mitigation = fixes
+                    .get(risk.rule.as_str())
+                    .copied()
+                    .unwrap_or("")
+                    .to_string();
+                risk
+            })
+            .collect();
+        risks.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.count.cmp(&a.count)));
+        risks
+    }
+}
+
 /// Issues listed in a digest at most (the counts cover all).
 pub const DIGEST_ISSUES: usize = 50;
 
@@ -350,6 +409,17 @@ pub fn default_rules() -> Vec<Rule> {
             )
         },
         Rule {
+            present: fields(&["party_refs"]),
+            fix: "Record the tenants on the tenancy".into(),
+            ..rule(
+                "tenancy-people",
+                "Every tenancy names its tenants",
+                "tenancy",
+                Dimension::Completeness,
+                Severity::High,
+            )
+        },
+        Rule {
             present: fields(&["review_date"]),
             fix: "Set a review date (within twelve months) and diarise the review".into(),
             ..rule(
@@ -489,6 +559,7 @@ impl Standard {
         let held = |field: &str| match values.get(field) {
             None | Some(Value::Null) => false,
             Some(Value::String(text)) => !text.trim().is_empty(),
+            Some(Value::Array(items)) => !items.is_empty(),
             Some(_) => true,
         };
         let mut failures = Vec::new();

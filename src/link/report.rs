@@ -24,6 +24,8 @@ pub struct Report {
     /// (`mdm::matcher::MAX_CANDIDATES_PER_BLOCK`); non-zero means a value needs cleaning.
     pub oversized_blocks: Vec<(String, u64)>,
     pub quality: mdm::hub::Quality,
+    /// Merger due diligence: the gaps against the recording standard (`risk_register.csv`).
+    pub risks: Vec<mdm::quality::Risk>,
     pub seconds: BTreeMap<&'static str, f64>,
 }
 
@@ -46,6 +48,15 @@ pub(super) fn print_summary(report: &Report, out: &Path) {
             }
         );
     }
+    for risk in report.risks.iter().take(5) {
+        println!(
+            "gap ({:?}): {} records, {:.1}%: {}",
+            risk.severity,
+            risk.count,
+            100.0 * risk.share,
+            risk.gap
+        );
+    }
     for source in report.sources.iter().filter(|s| s.unparsed.total() > 0) {
         println!(
             "{}: values kept that did not parse: {}",
@@ -62,7 +73,7 @@ pub(super) fn print_summary(report: &Report, out: &Path) {
         report.seconds.get("match").unwrap_or(&0.0)
     );
     println!(
-        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html}}",
+        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html, risk_register.csv, quality/}}",
         out.display()
     );
 }
@@ -220,6 +231,36 @@ pub(super) fn html(report: &Report) -> String {
         }
     }
     page.push_str(&table(&["golden id", "attribute", "values"], examples));
+    page.push_str("<h2>Knowledge gaps against the recording standard</h2>");
+    page.push_str(&table(
+        &[
+            "gap",
+            "severity",
+            "records",
+            "share",
+            "per system",
+            "mitigation",
+        ],
+        report
+            .risks
+            .iter()
+            .map(|risk| {
+                vec![
+                    risk.gap.clone(),
+                    format!("{:?}", risk.severity).to_lowercase(),
+                    risk.count.to_string(),
+                    format!("{:.1}%", 100.0 * risk.share),
+                    risk.per_system
+                        .iter()
+                        .map(|(system, count)| format!("{system} {count}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    risk.mitigation.clone(),
+                ]
+            })
+            .collect(),
+    ));
+    page.push_str("<p>The rows are in <code>risk_register.csv</code>; the records behind them in <code>quality/issues.csv</code>.</p>");
     page.push_str("<h2>Missing and placeholder identifiers</h2>");
     page.push_str(&table(
         &[
