@@ -153,6 +153,10 @@ struct SampleArgs {
     /// TOML file overriding the noise rates (keys: see README, "Sample landlord").
     #[arg(long)]
     noise: Option<PathBuf>,
+    /// Also write a legacy landlord of this many homes, absorbed by the sample landlord, to
+    /// `<out>/acorn` in the format `config/examples/legacy-landlord.toml` maps.
+    #[arg(long)]
+    legacy_homes: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -290,6 +294,19 @@ fn write_sample(args: &SampleArgs, out: &std::path::Path) -> anyhow::Result<()> 
     );
     for (file, rows) in &summary.files {
         eprintln!("  {file:<28} {rows:>9} rows");
+    }
+    if let Some(homes) = args.legacy_homes {
+        let acorn = out.join("acorn");
+        let legacy = connectors::sample::legacy::generate_legacy(out, &acorn, homes, args.seed)?;
+        eprintln!(
+            "wrote a legacy landlord (Acorn Homes) of {} homes and {} tenants to {}: {} tenants and {} homes known to the sample landlord, {} defects against the default standard",
+            legacy.homes,
+            legacy.tenants,
+            acorn.display(),
+            legacy.known_tenants,
+            legacy.known_homes,
+            legacy.defects
+        );
     }
     Ok(())
 }

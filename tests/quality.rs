@@ -559,3 +559,81 @@ fn link_measures_an_incoming_landlord_against_the_standard_as_a_risk_table() {
     assert!(html.contains("Knowledge gaps against the recording standard"));
     assert!(out.path().join("quality/issues.csv").exists());
 }
+
+#[test]
+fn a_legacy_landlord_is_measured_against_the_receiving_one_with_the_example_config() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    run_ok(&[
+        "generate",
+        "--homes",
+        "300",
+        "--seed",
+        "17",
+        "--out",
+        dir,
+        "--legacy-homes",
+        "120",
+    ]);
+    run_ok(&[
+        "link",
+        "--config",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/examples/legacy-landlord.toml"
+        ),
+        "--data-dir",
+        dir,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    // The knowledge gaps: both landlords' injected defects, exactly.
+    let mut truth = truth_per_rule(data.path());
+    for (rule, count) in truth_per_rule(&data.path().join("acorn")) {
+        *truth.entry(rule).or_default() += count;
+    }
+    let risks: BTreeMap<String, u64> = read_csv(&out.path().join("risk_register.csv"))
+        .into_iter()
+        .map(|row| (row["rule"].clone(), row["count"].parse().unwrap()))
+        .collect();
+    assert_eq!(risks, truth);
+    // Acorn's residents and homes the receiving landlord already knows, and the new ones.
+    let overlap = read_csv(&data.path().join("acorn/truth/overlap.csv"));
+    let known = |prefix: &str| {
+        overlap
+            .iter()
+            .filter(|row| row["source_id"].starts_with(prefix))
+            .count() as u64
+    };
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let entity = |name: &str| {
+        report["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entity| entity["entity"] == name)
+            .unwrap()
+            .clone()
+    };
+    let rows = |file: &str| read_csv_with(&data.path().join("acorn").join(file), b';').len() as u64;
+    let (persons, homes) = (entity("person"), entity("property"));
+    assert_eq!(
+        persons["records_matched_elsewhere"]["acorn_hms"].as_u64(),
+        Some(known("AC0"))
+    );
+    assert_eq!(
+        homes["records_matched_elsewhere"]["acorn_hms"].as_u64(),
+        Some(known("AC-P"))
+    );
+    assert_eq!(
+        persons["only_in"]["acorn_hms"].as_u64().unwrap() + known("AC0"),
+        rows("TENANTS_EXPORT.csv"),
+        "every other Acorn tenant is new"
+    );
+    assert_eq!(
+        homes["only_in"]["acorn_hms"].as_u64().unwrap() + known("AC-P"),
+        rows("PROPERTY_LIST.csv")
+    );
+}

@@ -64,8 +64,15 @@ pub fn run_once(data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
 
 /// Every row of a CSV file as a map from header to value.
 pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut reader =
-        csv::Reader::from_path(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    read_csv_with(path, b',')
+}
+
+/// `read_csv` for a file with another field delimiter.
+pub fn read_csv_with(path: &Path, delimiter: u8) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_path(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let headers = reader.headers().unwrap().clone();
     reader
         .records()

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::error::Error;
 
+pub mod legacy;
 pub mod repairs;
 
 /// Rates of the injected messiness and of the repair outcomes. Every rate is a probability.
@@ -523,6 +524,31 @@ pub fn generate(options: &GenerateOptions, out: &Path) -> Result<GenerateSummary
     Ok(summary)
 }
 
+/// A valid National Insurance number none of `used` holds (then added to it): allowed prefix
+/// letters, six digits, suffix A-D.
+fn new_nino(rng: &mut ChaCha8Rng, used: &mut std::collections::BTreeSet<String>) -> String {
+    const FIRST: &[u8] = b"ABCEGHJKLMNOPRSTWXYZ";
+    const SECOND: &[u8] = b"ABCEGHJKLMNPRSTWXYZ";
+    loop {
+        let prefix = format!(
+            "{}{}",
+            FIRST[rng.random_range(0..FIRST.len())] as char,
+            SECOND[rng.random_range(0..SECOND.len())] as char
+        );
+        if ["BG", "GB", "NK", "KN", "TN", "NT", "ZZ"].contains(&prefix.as_str()) {
+            continue;
+        }
+        let nino = format!(
+            "{prefix}{:06}{}",
+            rng.random_range(0..1_000_000),
+            ['A', 'B', 'C', 'D'][rng.random_range(0..4)]
+        );
+        if used.insert(nino.clone()) {
+            return nino;
+        }
+    }
+}
+
 /// The defects the default recording standard should find (`mdm::quality::default_rules`),
 /// one row per rule and record: what `goldthread quality-report` is held to.
 const QUALITY_TRUTH: &str = "truth/quality.csv";
@@ -675,26 +701,7 @@ impl Generator {
     }
 
     fn nino(&mut self) -> String {
-        const FIRST: &[u8] = b"ABCEGHJKLMNOPRSTWXYZ";
-        const SECOND: &[u8] = b"ABCEGHJKLMNPRSTWXYZ";
-        loop {
-            let prefix = format!(
-                "{}{}",
-                FIRST[self.rng.random_range(0..FIRST.len())] as char,
-                SECOND[self.rng.random_range(0..SECOND.len())] as char
-            );
-            if ["BG", "GB", "NK", "KN", "TN", "NT", "ZZ"].contains(&prefix.as_str()) {
-                continue;
-            }
-            let nino = format!(
-                "{prefix}{:06}{}",
-                self.rng.random_range(0..1_000_000),
-                ['A', 'B', 'C', 'D'][self.rng.random_range(0..4)]
-            );
-            if self.used_ninos.insert(nino.clone()) {
-                return nino;
-            }
-        }
+        new_nino(&mut self.rng, &mut self.used_ninos)
     }
 
     fn person(&mut self, family: &str, female: bool, dob: NaiveDate) -> Person {
