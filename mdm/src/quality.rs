@@ -243,6 +243,13 @@ pub struct Rule {
     pub unique_within_system: bool,
     /// Every golden record holds a record of this system (a home has an asset record).
     pub has_record_from: Option<String>,
+    /// The records of one golden record agree on this field (their normalised values), the
+    /// first of `systems` holding one being the reference: the others that differ fail.
+    pub agree: Option<String>,
+    /// The date in this field has not passed (as of when the register is read), unless the
+    /// date in `unless_past` has (a review date, unless the vulnerability has ended).
+    pub not_past: Option<String>,
+    pub unless_past: Option<String>,
 }
 
 /// What a rule checks.
@@ -253,14 +260,55 @@ enum Check {
     Valid(Vec<String>),
     Unique,
     HasRecordFrom(String),
+    Agree(String),
+    NotPast {
+        field: String,
+        unless: Option<String>,
+    },
 }
 
 impl Check {
     /// Whether it is about golden records rather than one record.
     fn golden(&self) -> bool {
-        matches!(self, Check::Unique | Check::HasRecordFrom(_))
+        matches!(
+            self,
+            Check::Unique | Check::HasRecordFrom(_) | Check::Agree(_)
+        )
+    }
+
+    /// Whether it is evaluated when the register is read (about golden records, or about
+    /// the day), rather than as events are applied.
+    fn when_read(&self) -> bool {
+        self.golden() || matches!(self, Check::NotPast { .. })
     }
 }
+
+/// The fields `agree` compares (`Hub::conflicts`).
+const COMPARED: [(EntityKind, &[&str]); 2] = [
+    (
+        EntityKind::Person,
+        &[
+            "given_name",
+            "family_name",
+            "date_of_birth",
+            "nino",
+            "phone",
+            "email",
+            "postcode",
+        ],
+    ),
+    (
+        EntityKind::Property,
+        &[
+            "uprn",
+            "saon",
+            "paon",
+            "street",
+            "postcode",
+            "property_type",
+        ],
+    ),
+];
 
 /// A rule ready to evaluate.
 #[derive(Debug, Clone)]
@@ -292,6 +340,9 @@ pub fn default_rules() -> Vec<Rule> {
         valid: Vec::new(),
         unique_within_system: false,
         has_record_from: None,
+        agree: None,
+        not_past: None,
+        unless_past: None,
     };
     let fields = |names: &[&str]| names.iter().map(|name| name.to_string()).collect();
     vec![
@@ -397,6 +448,18 @@ pub fn default_rules() -> Vec<Rule> {
             )
         },
         Rule {
+            systems: vec!["hms".into(), "crm".into()],
+            agree: Some("date_of_birth".into()),
+            fix: "Check the date of birth against ID and correct the record that is wrong".into(),
+            ..rule(
+                "person-date-of-birth-agrees",
+                "The HMS and the CRM agree on a person's date of birth",
+                "person",
+                Dimension::Consistency,
+                Severity::Medium,
+            )
+        },
+        Rule {
             systems: vec!["hms".into()],
             unique_within_system: true,
             fix: "Merge the duplicate tenant records in the HMS".into(),
@@ -425,6 +488,18 @@ pub fn default_rules() -> Vec<Rule> {
             ..rule(
                 "vulnerability-review-date",
                 "A vulnerability has a review date",
+                "vulnerability",
+                Dimension::Completeness,
+                Severity::High,
+            )
+        },
+        Rule {
+            not_past: Some("review_date".into()),
+            unless_past: Some("end_date".into()),
+            fix: "Review the vulnerability with the resident and set the next review date".into(),
+            ..rule(
+                "vulnerability-reviewed",
+                "A vulnerability is reviewed by its review date (within twelve months), unless it has ended",
                 "vulnerability",
                 Dimension::Timeliness,
                 Severity::High,
@@ -493,9 +568,28 @@ impl Standard {
             if let Some(system) = &rule.has_record_from {
                 checks.push(Check::HasRecordFrom(system.clone()));
             }
+            if let Some(field) = &rule.not_past {
+                checks.push(Check::NotPast {
+                    field: field.clone(),
+                    unless: rule.unless_past.clone(),
+                });
+            }
+            if let Some(field) = &rule.agree {
+                let compared = COMPARED
+                    .iter()
+                    .find(|(kind, _)| *kind == entity)
+                    .map_or(&[][..], |(_, fields)| *fields);
+                if !compared.contains(&field.as_str()) {
+                    problems.push(format!(
+                        "{at}.agree: records are compared on {} only",
+                        compared.join(", ")
+                    ));
+                }
+                checks.push(Check::Agree(field.clone()));
+            }
             if checks.len() != 1 {
                 problems.push(format!(
-                    "{at}: name exactly one check of present, any_present, valid, unique_within_system, has_record_from"
+                    "{at}: name exactly one check of present, any_present, valid, unique_within_system, has_record_from, agree, not_past"
                 ));
                 continue;
             }
@@ -503,6 +597,8 @@ impl Standard {
             for field in [&rule.present, &rule.any_present, &rule.valid]
                 .into_iter()
                 .flatten()
+                .chain(rule.not_past.iter())
+                .chain(rule.unless_past.iter())
             {
                 if entity.field(field).is_none() {
                     let known: Vec<_> = entity.fields().iter().map(|f| f.name).collect();
@@ -550,7 +646,7 @@ impl Standard {
         let kind = event.payload.kind();
         let system = event.source_ref.allocated_by.as_str();
         let applicable = |compiled: &&Compiled| {
-            compiled.entity == kind && !compiled.check.golden() && compiled.applies_to(system)
+            compiled.entity == kind && !compiled.check.when_read() && compiled.applies_to(system)
         };
         if !self.rules.iter().any(|compiled| applicable(&compiled)) {
             return Vec::new();
@@ -594,7 +690,10 @@ impl Standard {
                         .collect();
                     (!invalid.is_empty()).then(|| invalid.join("; "))
                 }
-                Check::Unique | Check::HasRecordFrom(_) => None,
+                Check::Unique
+                | Check::HasRecordFrom(_)
+                | Check::Agree(_)
+                | Check::NotPast { .. } => None,
             };
             if let Some(problem) = problem {
                 failures.push((index, problem));
@@ -674,6 +773,9 @@ pub struct Register {
     resolved: Vec<Issue>,
     /// Records seen per entity and system: what a score is out of.
     records: HashMap<(EntityKind, String), std::collections::HashSet<String>>,
+    /// The dates `not_past` rules compare with the day, per rule and record: the date, and
+    /// the `unless_past` date.
+    dated: HashMap<(usize, Reference), (NaiveDate, Option<NaiveDate>)>,
     /// Issues opened, refreshed or resolved since the store last took them (when tracked).
     changed: Vec<Issue>,
     tracking: bool,
@@ -765,8 +867,37 @@ impl Register {
         for (index, problem) in failures {
             failing[index] = Some(problem);
         }
+        if self.standard.rules.iter().any(|compiled| {
+            compiled.entity == kind && matches!(compiled.check, Check::NotPast { .. })
+        }) {
+            let values = payload_fields(&event.payload);
+            let date = |field: &str| {
+                values
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .and_then(|text| text.parse::<NaiveDate>().ok())
+            };
+            for (index, compiled) in self.standard.rules.iter().enumerate() {
+                if let Check::NotPast { field, unless } = &compiled.check
+                    && compiled.entity == kind
+                {
+                    let key = (index, event.source_ref.clone());
+                    match date(field)
+                        .filter(|_| event.source.op != Op::Delete && compiled.applies_to(&system))
+                    {
+                        Some(due) => {
+                            self.dated
+                                .insert(key, (due, unless.as_deref().and_then(&date)));
+                        }
+                        None => {
+                            self.dated.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
         for (index, compiled) in self.standard.rules.iter().enumerate() {
-            if compiled.entity != kind || compiled.check.golden() {
+            if compiled.entity != kind || compiled.check.when_read() {
                 continue;
             }
             let key = (index, event.source_ref.clone());
@@ -810,7 +941,56 @@ impl Register {
     /// resolves their issues, and names the golden record of every open issue.
     pub fn reconcile(&mut self, hub: &Hub, at: DateTime<Utc>) {
         let mut failing: HashMap<(usize, Reference), (String, String)> = HashMap::new();
+        let mut conflicts: HashMap<EntityKind, Vec<crate::Conflict>> = HashMap::new();
         for (index, compiled) in self.standard.rules.iter().enumerate() {
+            if let Check::Agree(field) = &compiled.check {
+                let entity = match compiled.entity {
+                    EntityKind::Person => Entity::Person,
+                    _ => Entity::Property,
+                };
+                let found = conflicts
+                    .entry(compiled.entity)
+                    .or_insert_with(|| hub.conflicts(entity));
+                // The systems' order, then ids, picks the reference value.
+                let rank = |reference: &Reference| {
+                    let system = compiled
+                        .rule
+                        .systems
+                        .iter()
+                        .position(|system| *system == reference.allocated_by)
+                        .unwrap_or(usize::MAX);
+                    (
+                        system,
+                        reference.allocated_by.clone(),
+                        reference.id.len(),
+                        reference.id.clone(),
+                    )
+                };
+                for conflict in found.iter().filter(|conflict| conflict.attribute == field) {
+                    let mut values: Vec<&(Reference, String)> = conflict
+                        .values
+                        .iter()
+                        .filter(|(reference, _)| compiled.applies_to(&reference.allocated_by))
+                        .collect();
+                    values.sort_by_key(|(reference, _)| rank(reference));
+                    let Some((first, reference_value)) = values.first().map(|(r, v)| (r, v)) else {
+                        continue;
+                    };
+                    for (record, value) in &values[1..] {
+                        if value != reference_value {
+                            let problem = format!(
+                                "{field} differs from {}:{}'s",
+                                first.allocated_by, first.id
+                            );
+                            failing.insert(
+                                (index, record.clone()),
+                                (conflict.golden_id.clone(), problem),
+                            );
+                        }
+                    }
+                }
+                continue;
+            }
             if !compiled.check.golden() {
                 continue;
             }
@@ -865,11 +1045,25 @@ impl Register {
                 }
             }
         }
+        // What is due by a date that has passed.
+        let today = at.date_naive();
+        for ((index, record), (due, unless)) in &self.dated {
+            if *due < today && unless.is_none_or(|ended| ended >= today) {
+                let field = match &self.standard.rules[*index].check {
+                    Check::NotPast { field, .. } => field.as_str(),
+                    _ => continue,
+                };
+                failing.insert(
+                    (*index, record.clone()),
+                    (String::new(), format!("{field} has passed")),
+                );
+            }
+        }
         // Resolve what no longer fails.
         let stale: Vec<(usize, Reference)> = self
             .open
             .keys()
-            .filter(|(index, _)| self.standard.rules[*index].check.golden())
+            .filter(|(index, _)| self.standard.rules[*index].check.when_read())
             .filter(|key| !failing.contains_key(*key))
             .cloned()
             .collect();
@@ -905,11 +1099,14 @@ impl Register {
                     last_seen: at,
                     resolved_at: None,
                 });
-            let changed = issue.problem != problem
-                || issue.golden_id.as_deref() != Some(golden_id.as_str())
-                || issue.first_seen == at;
+            // A rule about the day names no golden record: it is looked up below.
+            let golden_id = (!golden_id.is_empty())
+                .then_some(golden_id)
+                .or(issue.golden_id.clone());
+            let changed =
+                issue.problem != problem || issue.golden_id != golden_id || issue.first_seen == at;
             issue.problem = problem;
-            issue.golden_id = Some(golden_id);
+            issue.golden_id = golden_id;
             issue.last_seen = at;
             if changed && self.tracking {
                 self.changed.push(issue.clone());

@@ -563,6 +563,7 @@ fn defects(flags: &[&str]) -> impl Iterator<Item = &'static str> {
         "hms_duplicate" => Some("person-single-hms-record"),
         "missing_uprn" => Some("property-uprn"),
         "no_asset_record" => Some("property-asset-record"),
+        "dob_disagrees" => Some("person-date-of-birth-agrees"),
         _ => None,
     })
 }
@@ -1027,6 +1028,9 @@ impl Generator {
                 } else {
                     1
                 };
+                // Whether an HMS record holds the real date of birth (not a default): a CRM
+                // date that differs from it is then a disagreement between the systems.
+                let mut hms_dob = false;
                 for copy in 0..copies {
                     let person_ref = self.id("T", 6);
                     let mut flags = Vec::new();
@@ -1044,6 +1048,7 @@ impl Generator {
                         flags.push("default_dob");
                         "01/01/1900".to_string()
                     } else {
+                        hms_dob = true;
                         person.dob.format("%d/%m/%Y").to_string()
                     };
                     let nino = if self.chance(noise.placeholder_nino) {
@@ -1089,7 +1094,7 @@ impl Generator {
                     }
                 }
                 if self.chance(noise.crm_coverage) {
-                    self.crm_contact(person, property, writer)?;
+                    self.crm_contact(person, property, hms_dob, writer)?;
                 }
             }
             let tenancy_ref = self.id("TY", 6);
@@ -1121,7 +1126,7 @@ impl Generator {
                     .unwrap_or("Smith");
                 let applicant = self.person(family, female, dob);
                 writer.row("truth/crm_only.csv", &[&applicant.id])?;
-                self.crm_contact(&applicant, property, writer)?;
+                self.crm_contact(&applicant, property, false, writer)?;
             }
         }
         Ok(())
@@ -1151,10 +1156,13 @@ impl Generator {
         )
     }
 
+    /// A CRM contact of `person`; `hms_dob`: whether an HMS record of theirs holds their
+    /// real date of birth.
     fn crm_contact(
         &mut self,
         person: &Person,
         property: &Property,
+        hms_dob: bool,
         writer: &mut Writer,
     ) -> Result<(), Error> {
         let noise = self.options.noise.clone();
@@ -1224,6 +1232,9 @@ impl Generator {
             "truth/persons.csv",
             &["crm", &contact_id, &person.id, &flags.join(";")],
         )?;
+        if hms_dob && flags.contains(&"dob_swap") {
+            flags.push("dob_disagrees");
+        }
         write_defects(writer, "crm", &contact_id, &flags)
     }
 
