@@ -321,9 +321,18 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Open issues per week as an SVG line chart.
+/// The colours of the dimensions' lines in the trend chart.
+const DIMENSION_COLOURS: [(mdm::quality::Dimension, &str); 5] = [
+    (mdm::quality::Dimension::Completeness, "#2f6fde"),
+    (mdm::quality::Dimension::Validity, "#c2410c"),
+    (mdm::quality::Dimension::Consistency, "#7e22ce"),
+    (mdm::quality::Dimension::Uniqueness, "#15803d"),
+    (mdm::quality::Dimension::Timeliness, "#a16207"),
+];
+
+/// Open issues per week as an SVG line chart: all of them, and a line per dimension.
 fn trend_chart(weekly: &Weekly) -> String {
-    let (width, height, pad) = (640.0, 180.0, 32.0);
+    let (width, height, pad) = (640.0, 200.0, 32.0);
     let most = weekly
         .trend
         .iter()
@@ -338,25 +347,41 @@ fn trend_chart(weekly: &Weekly) -> String {
             height - pad - (height - 2.0 * pad) * open as f64 / most,
         )
     };
+    let line = |counts: &[usize], class: &str, colour: &str| {
+        let points: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(index, &open)| {
+                let (x, y) = point(index, open);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        format!(
+            r#"<polyline points="{}" class="{class}" style="stroke: {colour}"/>"#,
+            points.join(" ")
+        )
+    };
     let mut svg = format!(
         r#"<svg class="trend" viewBox="0 0 {width} {height}" role="img" aria-label="open issues per week">"#
     );
-    let path: Vec<String> = weekly
-        .trend
-        .iter()
-        .enumerate()
-        .map(|(index, p)| {
-            let (x, y) = point(index, p.open);
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
     let _ = write!(
         svg,
-        r#"<line x1="{pad}" y1="{0}" x2="{1}" y2="{0}" class="axis"/><polyline points="{2}" class="line"/>"#,
+        r#"<line x1="{pad}" y1="{0}" x2="{1}" y2="{0}" class="axis"/>"#,
         height - pad,
-        width - pad,
-        path.join(" ")
+        width - pad
     );
+    for (dimension, colour) in DIMENSION_COLOURS {
+        let counts: Vec<usize> = weekly
+            .trend
+            .iter()
+            .map(|p| p.by_dimension.get(&dimension).copied().unwrap_or(0))
+            .collect();
+        if counts.iter().any(|&n| n > 0) {
+            svg.push_str(&line(&counts, "dimension", colour));
+        }
+    }
+    let totals: Vec<usize> = weekly.trend.iter().map(|p| p.open).collect();
+    svg.push_str(&line(&totals, "line", "#1d2430"));
     for (index, p) in weekly.trend.iter().enumerate() {
         let (x, y) = point(index, p.open);
         let _ = write!(
@@ -369,7 +394,15 @@ fn trend_chart(weekly: &Weekly) -> String {
         );
     }
     svg.push_str("</svg>");
-    svg
+    let legend: Vec<String> = std::iter::once(("all".to_string(), "#1d2430"))
+        .chain(
+            DIMENSION_COLOURS
+                .iter()
+                .map(|(dimension, colour)| (format!("{dimension:?}").to_lowercase(), *colour)),
+        )
+        .map(|(name, colour)| format!(r#"<span style="color: {colour}">&#9644; {name}</span>"#))
+        .collect();
+    format!("{svg}<p class=\"legend\">{}</p>", legend.join(" "))
 }
 
 /// The report as one HTML page (no scripts, nothing fetched), for screen and print.
@@ -387,7 +420,8 @@ table {{ border-collapse: collapse; width: 100%; margin: .6em 0; }} th, td {{ te
 th {{ background: #f3f5f9; }} td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .high {{ color: #a4161a; font-weight: 600; }} .medium {{ color: #9a6700; }} .low {{ color: #4a5568; }}
 .bad {{ color: #a4161a; }} .good {{ color: #1a7f37; }}
-svg.trend {{ width: 100%; max-width: 40em; }} svg .line {{ fill: none; stroke: #2f6fde; stroke-width: 2; }}
+svg.trend {{ width: 100%; max-width: 40em; }} svg .line {{ fill: none; stroke-width: 2.5; }} svg .dimension {{ fill: none; stroke-width: 1.5; stroke-dasharray: 4 2; }}
+.legend span {{ margin-right: 1em; }}
 svg .axis {{ stroke: #aab4c3; }} svg text {{ font-size: 11px; text-anchor: middle; fill: #4a5568; }}
 @media print {{ body {{ margin: 0; max-width: none; font-size: 11px; }} h2 {{ break-after: avoid; }} tr {{ break-inside: avoid; }} .owner {{ break-before: page; }} }}
 </style></head><body>
@@ -405,7 +439,21 @@ svg .axis {{ stroke: #aab4c3; }} svg text {{ font-size: 11px; text-anchor: middl
         owners = weekly.owners.len(),
         chart = trend_chart(weekly),
     );
-    page.push_str("<h2>Scores</h2><table id=\"scores\"><tr><th>rule</th><th>dimension</th><th>severity</th><th>system</th><th>checked</th><th>failing</th><th>score</th></tr>");
+    page.push_str("<h2>Scores by dimension</h2><table id=\"dimensions\"><tr><th>dimension</th><th>system</th><th>checks</th><th>failing</th><th>score</th></tr>");
+    for score in &weekly.dimensions {
+        let class = if score.failing == 0 { "good" } else { "bad" };
+        let _ = write!(
+            page,
+            r#"<tr><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n {class}">{:.1}%</td></tr>"#,
+            format!("{:?}", score.dimension).to_lowercase(),
+            escape(&score.system),
+            score.checked,
+            score.failing,
+            100.0 * score.score
+        );
+    }
+    page.push_str("</table>");
+    page.push_str("<h2>Scores by rule</h2><table id=\"scores\"><tr><th>rule</th><th>dimension</th><th>severity</th><th>system</th><th>checked</th><th>failing</th><th>score</th></tr>");
     for score in &weekly.scores {
         let class = if score.failing == 0 { "good" } else { "bad" };
         let severity = format!("{:?}", score.severity).to_lowercase();

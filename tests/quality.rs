@@ -240,6 +240,12 @@ fn the_weekly_report_reads_in_a_browser() {
         owners.iter().any(|h| h.starts_with("Asset management: ")),
         "{owners:?}"
     );
+    let dimensions =
+        browser.script("return document.querySelectorAll('#dimensions tr').length - 1");
+    assert_eq!(
+        dimensions.as_u64().unwrap() as usize,
+        report["dimensions"].as_array().unwrap().len()
+    );
     let points = browser.script("return document.querySelectorAll('svg.trend circle').length");
     assert_eq!(
         points.as_u64().unwrap() as usize,

@@ -1215,9 +1215,13 @@ impl Register {
         .into();
         let all = || self.open.values().chain(&self.resolved);
         let open_at = |at: DateTime<Utc>| {
-            all()
+            let mut by_dimension: BTreeMap<Dimension, usize> = BTreeMap::new();
+            for issue in all()
                 .filter(|issue| issue.first_seen < at && issue.resolved_at.is_none_or(|r| r >= at))
-                .count()
+            {
+                *by_dimension.entry(issue.dimension).or_default() += 1;
+            }
+            by_dimension
         };
         let open: Vec<Issue> = self
             .open()
@@ -1298,10 +1302,34 @@ impl Register {
                 let week_end = end - chrono::Duration::days(7 * i64::from(back));
                 let monday = (week_end - chrono::Duration::days(7)).date_naive();
                 let iso = monday.iso_week();
+                let by_dimension = open_at(week_end);
                 TrendPoint {
                     week: format!("{}-W{:02}", iso.year(), iso.week()),
-                    open: open_at(week_end),
+                    open: by_dimension.values().sum(),
+                    by_dimension,
                 }
+            })
+            .collect();
+        let mut dimensions: BTreeMap<(Dimension, String), (usize, usize)> = BTreeMap::new();
+        for score in &scores {
+            let totals = dimensions
+                .entry((score.dimension, score.system.clone()))
+                .or_default();
+            totals.0 += score.checked;
+            totals.1 += score.failing.min(score.checked);
+        }
+        let dimensions = dimensions
+            .into_iter()
+            .map(|((dimension, system), (checked, failing))| DimensionScore {
+                dimension,
+                system,
+                checked,
+                failing,
+                score: if checked == 0 {
+                    1.0
+                } else {
+                    1.0 - failing as f64 / checked as f64
+                },
             })
             .collect();
         Weekly {
@@ -1322,6 +1350,7 @@ impl Register {
                 .map(|(owner, issues)| OwnerIssues { owner, issues })
                 .collect(),
             scores,
+            dimensions,
             costliest,
             trend,
         }
@@ -1365,6 +1394,19 @@ pub struct TrendPoint {
     pub week: String,
     /// Issues open at the end of the week.
     pub open: usize,
+    /// The same, per dimension.
+    pub by_dimension: BTreeMap<Dimension, usize>,
+}
+
+/// A dimension's score in one system: the share of checks its records pass, over its rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DimensionScore {
+    pub dimension: Dimension,
+    /// The system (`golden` for the rules about golden records).
+    pub system: String,
+    pub checked: usize,
+    pub failing: usize,
+    pub score: f64,
 }
 
 /// The weekly data quality report: per owner the open issues to act on, what was new and
@@ -1380,6 +1422,8 @@ pub struct Weekly {
     pub resolved_this_week: usize,
     pub owners: Vec<OwnerIssues>,
     pub scores: Vec<Score>,
+    /// Per dimension and system, over their rules.
+    pub dimensions: Vec<DimensionScore>,
     /// `entity.field` and the open issues on it, most first.
     pub costliest: Vec<(String, usize)>,
     pub trend: Vec<TrendPoint>,
