@@ -149,20 +149,14 @@ impl Master {
     }
 
     /// Writes what the register changed since the last write (the golden-record rules'
-    /// issues a report evaluated, which no batch has written yet).
+    /// issues a report evaluated, which no batch has written yet). A store the group shares
+    /// takes them with the next batch instead: a write there applies the peers' events
+    /// first, which only a batch's write does.
     pub async fn store_quality(&self) -> anyhow::Result<()> {
-        let Some(store) = &self.store else {
-            return Ok(());
-        };
-        let write = Write {
-            unstored: Some(&self.unstored),
-            quality: Some(&self.quality),
-            ..Default::default()
-        };
-        let mut nothing_more = |_: &Peers| Ok(Vec::new());
-        store
-            .write_with_retry(&self.hub, &write, self.retry_for, &mut nothing_more)
-            .await
+        match &self.store {
+            Some(store) if !store.is_coordinated() => self.write_unstored(store, None, &[]).await,
+            _ => Ok(()),
+        }
     }
 
     /// The weekly data quality report for the ISO week holding `day` (the week of the latest
@@ -303,8 +297,20 @@ impl Master {
         dead_letters: &[pipeline::DeadLetter],
     ) -> anyhow::Result<()> {
         let store = self.store.as_ref().expect("a store");
+        self.write_unstored(store, Some(positions), dead_letters)
+            .await
+    }
+
+    /// Writes the events applied and not stored, what they changed, the register's
+    /// changes and `positions` (a store only this process writes: no peers to apply).
+    async fn write_unstored(
+        &self,
+        store: &Store,
+        positions: Option<&Positions>,
+        dead_letters: &[pipeline::DeadLetter],
+    ) -> anyhow::Result<()> {
         let write = Write {
-            positions: Some(positions),
+            positions,
             dead_letters,
             unstored: Some(&self.unstored),
             quality: Some(&self.quality),
