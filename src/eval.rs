@@ -198,7 +198,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     loaded.validate()?;
     let data_dir = loaded.config.data_dir.clone();
-    let input = link::read(&loaded, false)?;
+    let input = crate::master_data::read(&loaded, false)?;
     if input.events.is_empty() {
         bail!("no master data records under {}", data_dir.display());
     }
@@ -210,7 +210,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     // The pairs tables below read the same prepared records the hub takes.
     let prepared = persons.prepared().to_vec();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);
-    link::apply(&mut hub, &input.events, Some(persons), false);
+    crate::master_data::apply(&mut hub, &input.events, Some(persons), false);
     let match_seconds = started.elapsed().as_secs_f64();
 
     let person_path = args

@@ -10,6 +10,7 @@ mod http;
 mod kpi_store;
 mod link;
 mod live;
+mod master_data;
 mod output;
 mod quality;
 mod run;

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use mdm::quality::{Register, Weekly};
 
 use crate::config::Loaded;
-use crate::{link, output};
+use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct QualityArgs {
@@ -58,7 +58,7 @@ pub fn quality_report(args: QualityArgs) -> anyhow::Result<()> {
         loaded.config.data_dir = data_dir;
     }
     loaded.validate()?;
-    let input = link::read(&loaded, true)?;
+    let input = crate::master_data::read(&loaded, true)?;
     if input.events.is_empty() {
         bail!(
             "no master data records under {}",
@@ -66,7 +66,7 @@ pub fn quality_report(args: QualityArgs) -> anyhow::Result<()> {
         );
     }
     let mut hub = loaded.hub()?;
-    link::apply(&mut hub, &input.events, None, true);
+    crate::master_data::apply(&mut hub, &input.events, None, true);
     let mut register = Register::new(loaded.standard()?);
     for event in &input.events {
         register.apply(event);

@@ -15,7 +15,6 @@ use pipeline::Envelope;
 use serde::Serialize;
 
 use crate::config::Loaded;
-use crate::link;
 
 #[derive(Debug, clap::Args)]
 pub struct SarArgs {
@@ -41,7 +40,7 @@ pub fn report(
     subject: &str,
 ) -> anyhow::Result<SubjectAccess> {
     let mut hub = loaded.hub()?;
-    link::apply(&mut hub, events, None, false);
+    crate::master_data::apply(&mut hub, events, None, false);
     Ok(mdm::subject::report(&hub, events, dead_letters, subject)?)
 }
 
@@ -98,7 +97,7 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    let input = link::read(&loaded, false)?;
+    let input = crate::master_data::read(&loaded, false)?;
     if input.events.is_empty() {
         bail!(
             "no master data records under {}",
@@ -123,7 +122,7 @@ mod tests {
         generate(&GenerateOptions::new(150, 1, 5), dir.path()).unwrap();
         let mut loaded = Loaded::load(None).unwrap();
         loaded.config.data_dir = dir.path().to_path_buf();
-        let input = link::read(&loaded, false).unwrap();
+        let input = crate::master_data::read(&loaded, false).unwrap();
         // The ground truth: each real person's source records.
         let mut truth: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
         let mut reader = csv::Reader::from_path(dir.path().join("truth/persons.csv")).unwrap();

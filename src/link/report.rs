@@ -8,7 +8,7 @@ use std::path::Path;
 use mdm::reconcile::{EntityReport, IdentifierGaps};
 use serde::Serialize;
 
-use super::SourceRead;
+use crate::master_data::SourceRead;
 
 /// `report.json`: what `report.html` shows.
 #[derive(Debug, Serialize)]
