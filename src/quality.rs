@@ -67,11 +67,7 @@ pub fn quality_report(args: QualityArgs) -> anyhow::Result<()> {
     }
     let mut hub = loaded.hub()?;
     crate::master_data::apply(&mut hub, &input.events, None, true);
-    let mut register = Register::new(loaded.standard()?);
-    for event in &input.events {
-        register.apply(event);
-    }
-    register.reconcile(&hub, chrono::Utc::now());
+    let register = register_of(&loaded, &input.events, &hub)?;
     let day = args
         .week
         .or_else(|| register.latest())
@@ -205,6 +201,21 @@ pub async fn notify(targets: &[mdm::quality::Notify], weekly: &Weekly) -> anyhow
     }
 }
 
+/// The register of the standard over events read once (and applied to `hub`), the rules
+/// about golden records and the day evaluated now.
+fn register_of(
+    loaded: &Loaded,
+    events: &[pipeline::Envelope],
+    hub: &mdm::Hub,
+) -> anyhow::Result<Register> {
+    let mut register = Register::new(loaded.standard()?);
+    for event in events {
+        register.apply(event);
+    }
+    register.reconcile(hub, chrono::Utc::now());
+    Ok(register)
+}
+
 /// Merger due diligence (`goldthread link`): the incoming data measured against the
 /// standard. Writes the weekly report to `out/quality/` and the risk table, a row per gap,
 /// to `out/risk_register.csv` (for the merger's risk register); returns the risks.
@@ -214,11 +225,7 @@ pub fn due_diligence(
     hub: &mdm::Hub,
     out: &Path,
 ) -> anyhow::Result<Vec<mdm::quality::Risk>> {
-    let mut register = Register::new(loaded.standard()?);
-    for event in events {
-        register.apply(event);
-    }
-    register.reconcile(hub, chrono::Utc::now());
+    let register = register_of(loaded, events, hub)?;
     let day = register
         .latest()
         .unwrap_or_else(|| chrono::Utc::now().date_naive());

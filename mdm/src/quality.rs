@@ -2,9 +2,10 @@
 //! field, each with a dimension, a severity and an owner) and the live issue register it
 //! keeps. Rules about one record (`present`, `any_present`, `valid`) are evaluated on every
 //! event as it is applied: a failing record opens an issue, a later event that passes closes
-//! it. Rules about golden records (`unique_within_system`, `has_record_from`) are evaluated
-//! over the hub when the register is read ([`Register::reconcile`]). An issue names the
-//! record by its source reference only, never by its values.
+//! it. Rules about golden records (`unique_within_system`, `has_record_from`, `agree`) and
+//! about the day (`not_past`) are evaluated when the register is read
+//! ([`Register::reconcile`]). An issue names the record by its source reference only, never
+//! by its values.
 
 use std::collections::{BTreeMap, HashMap};
 
