@@ -541,7 +541,7 @@ impl stage::Handler<anyhow::Error> for MasterStage {
     ) -> anyhow::Result<stage::Handled<anyhow::Error>> {
         let shared = &self.shared;
         let applied = shared.master.apply_batch(batch).await?;
-        shared.learn(&applied.learned)?;
+        shared.learn_batch(batch, &applied)?;
         if !applied.unstored {
             shared.batch_written(batch, &applied.kept);
             return Ok(stage::Handled::Written);

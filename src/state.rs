@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use connectors::supervise::SourceHealth;
 use mdm::Master;
-use mdm::master::{ActError, Acted, Action, Actor, Learned};
+use mdm::master::{ActError, Acted, Action, Actor, BatchApplied, Learned};
 use pipeline::kafka::Cluster;
 use pipeline::stage;
 use sql::{Analytics, ExceptionRow, KpiTable};
@@ -82,6 +82,25 @@ impl Shared {
     /// How far the stage has got, as it moves.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// Tells the analytics what a consumed batch changed: what the group's other processes
+    /// stored before it, then the batch's events that were applied.
+    pub fn learn_batch(&self, batch: &stage::Batch, applied: &BatchApplied) -> anyhow::Result<()> {
+        self.learn(&applied.learned)?;
+        if applied.kept.iter().all(|&kept| kept) {
+            self.analytics.append(&batch.events)?;
+        } else {
+            let kept: Vec<pipeline::Envelope> = batch
+                .events
+                .iter()
+                .zip(&applied.kept)
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event.clone())
+                .collect();
+            self.analytics.append(&kept)?;
+        }
+        Ok(())
     }
 
     /// Tells the analytics what changed in master data.

@@ -20,8 +20,9 @@ use crate::{AuditEntry, Entity, Erasure, Hub, StewardVerdict, Verdict};
 /// What the analytics must learn from a change to master data.
 #[derive(Debug, Default)]
 pub struct Learned {
-    /// The events applied to the hub (none about an erased person), in order: the batch's,
-    /// and what the group's other processes stored before it.
+    /// Events applied to the hub besides a batch's own (whose `BatchApplied::kept` says
+    /// which were applied): what the group's other processes stored before it, in order,
+    /// none about an erased person.
     pub events: Vec<Envelope>,
     /// The vulnerability records of people erased: the analytics forget them.
     pub forgotten: Vec<Reference>,
@@ -257,17 +258,11 @@ impl Master {
     /// writes, it is applied now and stored by [`Master::store_applied`].
     pub async fn apply_batch(&self, batch: &Batch) -> anyhow::Result<BatchApplied> {
         match &self.store {
-            None => {
-                let (kept, events) = self.apply(&batch.events, false);
-                Ok(BatchApplied {
-                    kept,
-                    learned: Learned {
-                        events,
-                        forgotten: Vec::new(),
-                    },
-                    unstored: false,
-                })
-            }
+            None => Ok(BatchApplied {
+                kept: self.apply(&batch.events, false),
+                learned: Learned::default(),
+                unstored: false,
+            }),
             Some(store) if store.is_coordinated() => self.write_coordinated(store, batch).await,
             Some(_) => {
                 // Nobody else writes to the store, so applying needs nothing from it. The
@@ -275,13 +270,9 @@ impl Master {
                 // them: this batch's, and any of the next batch's applied by then. It stores
                 // this batch's positions only: the next batch's events are applied again
                 // after a crash, harmlessly.
-                let (kept, events) = self.apply(&batch.events, true);
                 Ok(BatchApplied {
-                    kept,
-                    learned: Learned {
-                        events,
-                        forgotten: Vec::new(),
-                    },
+                    kept: self.apply(&batch.events, true),
+                    learned: Learned::default(),
                     unstored: true,
                 })
             }
@@ -424,26 +415,27 @@ impl Master {
     }
 
     /// Applies events to the hub; returns which were kept (events about erased people are
-    /// ignored) and the kept events. With `unstored`, the kept events also wait for the next
-    /// store write, queued under the hub's lock so that write takes them with their changes.
-    fn apply(&self, events: &[Envelope], unstored: bool) -> (Vec<bool>, Vec<Envelope>) {
+    /// ignored). With `unstored`, the kept events also wait for the next store write, queued
+    /// under the hub's lock so that write takes them with their changes.
+    fn apply(&self, events: &[Envelope], unstored: bool) -> Vec<bool> {
         let mut hub = self.hub.lock().expect("hub lock");
         let kept: Vec<bool> = events
             .iter()
             .map(|event| hub.apply(event) != crate::Applied::Erased)
             .collect();
-        let applied: Vec<Envelope> = events
-            .iter()
-            .zip(&kept)
-            .filter(|(_, kept)| **kept)
-            .map(|(event, _)| event.clone())
-            .collect();
+        let applied = || {
+            events
+                .iter()
+                .zip(&kept)
+                .filter(|(_, kept)| **kept)
+                .map(|(event, _)| event)
+        };
         if unstored {
             let mut waiting = self.unstored.lock().expect("unstored lock");
-            waiting.extend(applied.iter().cloned());
+            waiting.extend(applied().cloned());
         }
         let mut quality = self.quality.lock().expect("quality lock");
-        for event in &applied {
+        for event in applied() {
             quality.apply(event);
         }
         drop(quality);
@@ -453,7 +445,7 @@ impl Master {
             .set(counts.person_records as f64);
         metrics::gauge!(names::MDM_XREF_ENTRIES, "entity" => "property")
             .set(counts.property_records as f64);
-        (kept, applied)
+        kept
     }
 
     /// Applies a batch inside the PostgreSQL transaction that stores it (a store the group
@@ -480,8 +472,13 @@ impl Master {
                 .collect();
             let kept = match &applied {
                 Some(kept) => kept.clone(),
+                // Usually nothing is fenced: the batch is applied as it is.
+                None if fresh.iter().all(|&fresh| fresh) => {
+                    let kept = self.apply(&batch.events, false);
+                    applied = Some(kept.clone());
+                    kept
+                }
                 None => {
-                    // Usually nothing is fenced: the batch is applied as it is.
                     let fresh_events: Vec<Envelope> = batch
                         .events
                         .iter()
@@ -489,9 +486,7 @@ impl Master {
                         .filter(|(_, fresh)| **fresh)
                         .map(|(event, _)| event.clone())
                         .collect();
-                    let (kept_fresh, events) = self.apply(&fresh_events, false);
-                    learned.events.extend(events);
-                    let mut kept_fresh = kept_fresh.into_iter();
+                    let mut kept_fresh = self.apply(&fresh_events, false).into_iter();
                     let kept: Vec<bool> = fresh
                         .iter()
                         .map(|&fresh| fresh && kept_fresh.next().unwrap_or(false))
@@ -536,8 +531,11 @@ impl Master {
         learned: &mut Learned,
     ) -> anyhow::Result<()> {
         if !peers.events.is_empty() {
-            let (_, events) = self.apply(&peers.events, false);
-            learned.events.extend(events);
+            let kept = self.apply(&peers.events, false);
+            let applied = peers.events.iter().zip(kept).filter(|(_, kept)| *kept);
+            learned
+                .events
+                .extend(applied.map(|(event, _)| event.clone()));
         }
         let mut hub = self.hub.lock().expect("hub lock");
         for reference in &peers.erased {
