@@ -643,7 +643,12 @@ impl Standard {
     }
 
     /// The rules about one record that `event` fails, with what is wrong (no values).
-    fn failures(&self, event: &Envelope) -> Vec<(usize, String)> {
+    /// `values`: the event's payload fields (`payload_fields`).
+    fn failures(
+        &self,
+        event: &Envelope,
+        values: &serde_json::Map<String, Value>,
+    ) -> Vec<(usize, String)> {
         let kind = event.payload.kind();
         let system = event.source_ref.allocated_by.as_str();
         let applicable = |compiled: &&Compiled| {
@@ -652,7 +657,6 @@ impl Standard {
         if !self.rules.iter().any(|compiled| applicable(&compiled)) {
             return Vec::new();
         }
-        let values = payload_fields(&event.payload);
         let held = |field: &str| match values.get(field) {
             None | Some(Value::Null) => false,
             Some(Value::String(text)) => !text.trim().is_empty(),
@@ -856,13 +860,24 @@ impl Register {
             .or(event.occurred_at)
             .unwrap_or(event.ingested_at);
         let system = event.source_ref.allocated_by.clone();
+        // The payload's fields, read once for every rule about this kind of record.
+        let values = if self
+            .standard
+            .rules
+            .iter()
+            .any(|compiled| compiled.entity == kind)
+        {
+            payload_fields(&event.payload)
+        } else {
+            serde_json::Map::new()
+        };
         let records = self.records.entry((kind, system.clone())).or_default();
         let failures = if event.source.op == Op::Delete {
             records.remove(&event.source_ref.id);
             Vec::new()
         } else {
             records.insert(event.source_ref.id.clone());
-            self.standard.failures(event)
+            self.standard.failures(event, &values)
         };
         let mut failing = vec![None; self.standard.rules.len()];
         for (index, problem) in failures {
@@ -871,7 +886,6 @@ impl Register {
         if self.standard.rules.iter().any(|compiled| {
             compiled.entity == kind && matches!(compiled.check, Check::NotPast { .. })
         }) {
-            let values = payload_fields(&event.payload);
             let date = |field: &str| {
                 values
                     .get(field)
