@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::state::{ActFailed, Shared};
-use crate::webhook::Webhooks;
+use connectors::driver::webhook::{Received, Webhooks};
 
 #[derive(Clone)]
 struct AppState {
@@ -384,7 +384,7 @@ async fn quality_report(
     let day = match query
         .week
         .as_deref()
-        .map(crate::quality::parse_week)
+        .map(mdm::quality::report::parse_week)
         .transpose()
     {
         Ok(day) => day,
@@ -409,7 +409,7 @@ async fn quality_report(
     if html {
         (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            crate::quality::html(&weekly),
+            mdm::quality::report::html(&weekly),
         )
             .into_response()
     } else {
@@ -467,7 +467,7 @@ struct AnalystQuery {
 /// `analytics.sql_timeout` (408); 503 while `analytics.sql_concurrency` queries run and as
 /// many wait.
 async fn analyst_sql(State(state): State<AppState>, Json(query): Json<AnalystQuery>) -> Response {
-    match state.shared.analytics.analyst_query(&query.sql).await {
+    match state.shared.analyst_query(&query.sql).await {
         Ok(result) => Json(result).into_response(),
         Err(failure @ sql::Error::Timeout(_)) => {
             error(StatusCode::REQUEST_TIMEOUT, failure.to_string())
@@ -676,15 +676,56 @@ async fn split(
     steward_action(&state, caller, action, split.reason).await
 }
 
-/// `POST /webhooks/{name}`: a contractor's job update (see `crate::webhook`).
+/// `POST /webhooks/{name}`: a contractor's job update (`connectors::driver::webhook`): 202
+/// once its event is stored, 200 for a retry of an accepted message id and 409 for that id
+/// with another body, 422 (413 when too large) for a message that does not map, 503 to
+/// retry.
 async fn webhook(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (status, answer) =
-        crate::webhook::receive(&state.shared, &state.webhooks, &caller, &name, &body).await;
+    let shared = state.shared.as_ref();
+    let received = state
+        .webhooks
+        .receive(&shared.cluster, shared, &caller.name, &name, &body)
+        .await;
+    let (status, answer) = match received {
+        Received::Unknown => return error(StatusCode::NOT_FOUND, format!("no webhook `{name}`")),
+        Received::NotAllowed => {
+            let message = format!("token `{}` may not post to webhook `{name}`", caller.name);
+            return error(StatusCode::FORBIDDEN, message);
+        }
+        Received::Accepted {
+            message_id,
+            event_id,
+        } => (
+            StatusCode::ACCEPTED,
+            serde_json::json!({"message_id": message_id, "event_id": event_id}),
+        ),
+        Received::Duplicate { message_id } => (
+            StatusCode::OK,
+            serde_json::json!({"message_id": message_id, "duplicate": true}),
+        ),
+        Received::Conflict { message_id } => (
+            StatusCode::CONFLICT,
+            serde_json::json!({"error": format!("message id `{message_id}` was accepted with another body: a new message needs a new id"), "message_id": message_id}),
+        ),
+        Received::Refused {
+            field,
+            reason,
+            too_large,
+        } => {
+            let status = if too_large {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, serde_json::json!({"error": reason, "field": field}))
+        }
+        Received::Retry(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
     (status, Json(answer)).into_response()
 }
 

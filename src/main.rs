@@ -7,16 +7,13 @@ mod client;
 mod config;
 mod eval;
 mod http;
-mod kpi_store;
 mod link;
-mod live;
 mod master_data;
 mod output;
 mod quality;
 mod run;
 mod sar;
 mod state;
-mod webhook;
 
 use std::path::PathBuf;
 

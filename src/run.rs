@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use connectors::driver::{self, Positions as _, files};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::Master;
+use mdm::store::KpiRows;
 use pipeline::kafka::Cluster;
 use pipeline::metrics as names;
 use pipeline::stage::{self, StopWhen};
@@ -262,10 +263,18 @@ pub async fn run(
     let http_task = if options.once {
         None
     } else {
-        crate::live::spawn(
-            shared.live.clone(),
+        let master = shared.master.clone();
+        shared.live.clone().spawn(
             shared.analytics.clone(),
-            shared.master.clone(),
+            move |dashboard, exceptions| {
+                let master = master.clone();
+                async move {
+                    if let Err(error) = store_live(&master, &dashboard, &exceptions).await {
+                        // The next refresh writes again; the dashboard does not need PostgreSQL.
+                        tracing::warn!(error = %format!("{error:#}"), "writing live KPIs to PostgreSQL");
+                    }
+                }
+            },
             shutdown_rx.clone(),
         );
         if let Some(every) = config.quality.notify_every {
@@ -290,7 +299,7 @@ pub async fn run(
                 "no API token is active: every endpoint but /health answers 401; set GOLDTHREAD_ADMIN_TOKEN (or the variables named in http.tokens)"
             );
         }
-        let webhooks = crate::webhook::Webhooks::new(config.webhooks.clone());
+        let webhooks = driver::webhook::Webhooks::new(config.webhooks.clone());
         let router = http::router(shared.clone(), webhooks, metrics.clone(), tokens);
         let limits = http::Limits {
             max_connections: config.http.max_connections,
@@ -470,7 +479,14 @@ pub async fn run(
             .with_context(|| format!("exporting the analytics tables to {}", dir.display()))?;
     }
     if let Some(store) = shared.master.store() {
-        crate::kpi_store::write_kpis(store, &kpis, &exceptions)
+        let rows = serde_json::to_value(&kpis.rows)?;
+        let kpi_rows = KpiRows {
+            from: kpis.from,
+            to: kpis.to,
+            rows: &rows,
+        };
+        store
+            .write_kpi_snapshot(kpi_rows, &serde_json::to_value(&exceptions)?, kpis.as_of)
             .await
             .context("writing KPIs to PostgreSQL")?;
     }
@@ -525,6 +541,40 @@ pub async fn run(
             .with_context(|| format!("writing {}/quality", out.display()))?;
     }
     Ok(summary)
+}
+
+/// With PostgreSQL, the dashboard's periods to `goldthread.kpi_live` and the exceptions in
+/// force to `goldthread.kpi_exception`.
+async fn store_live(
+    master: &Master,
+    dashboard: &sql::live::Dashboard,
+    exceptions: &[sql::ExceptionRow],
+) -> anyhow::Result<()> {
+    let Some(store) = master.store() else {
+        return Ok(());
+    };
+    let rows: Vec<serde_json::Value> = dashboard
+        .periods
+        .iter()
+        .map(|period| serde_json::to_value(&period.kpis.rows))
+        .collect::<Result<_, _>>()?;
+    let periods: Vec<(&str, KpiRows<'_>)> = dashboard
+        .periods
+        .iter()
+        .zip(&rows)
+        .map(|(period, rows)| {
+            let kpis = KpiRows {
+                from: period.kpis.from,
+                to: period.kpis.to,
+                rows,
+            };
+            (period.name, kpis)
+        })
+        .collect();
+    let exceptions = serde_json::to_value(exceptions)?;
+    store
+        .write_kpi_live(&periods, &exceptions, dashboard.as_of)
+        .await
 }
 
 /// The MDM and analytics stage: master data applies the batch (and stores it, or returns

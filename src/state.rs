@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::NaiveDate;
 use connectors::supervise::SourceHealth;
 use mdm::Master;
@@ -15,11 +15,11 @@ use pipeline::stage;
 use sql::{Analytics, ExceptionRow, KpiTable};
 use tokio::sync::watch;
 
-use crate::live::Live;
+use sql::live::Live;
 
 /// How long a source waits for what it produced to be stored before it gives up (and
 /// retries) rather than confirm it.
-pub const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How far the stage has got.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +119,7 @@ impl Shared {
     pub fn batch_written(&self, batch: &stage::Batch, kept: &[bool]) {
         let earliest = batch.events.iter().zip(kept).filter(|(_, kept)| **kept);
         self.live
-            .batch_applied(earliest.map(|(event, _)| event.ingested_at).min());
+            .changed(earliest.map(|(event, _)| event.ingested_at).min());
         self.progress.send_modify(|progress| {
             progress.batches += 1;
             progress.positions = batch.positions.clone();
@@ -241,28 +241,23 @@ impl Shared {
         Ok(())
     }
 
-    /// The KPI suite for a period; without one, the span of the data.
+    /// The KPI suite for a period (`sql::Analytics::kpis_over`).
     pub async fn kpis(
         &self,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> anyhow::Result<KpiTable> {
         self.refresh_golden_tables()?;
-        let (from, to) = match (from, to) {
-            (Some(from), Some(to)) => (from, to),
-            (from, to) => {
-                let today = chrono::Utc::now().date_naive();
-                let (first, last) = self.analytics.data_span().await?.unwrap_or((today, today));
-                (from.unwrap_or(first), to.unwrap_or(last))
-            }
-        };
-        if from > to {
-            bail!("the period starts ({from}) after it ends ({to})");
+        Ok(self.analytics.kpis_over(from, to).await?)
+    }
+
+    /// An analyst's query (`sql::Analytics::analyst_query`) over tables that include the
+    /// golden records as they are now.
+    pub async fn analyst_query(&self, sql: &str) -> Result<sql::QueryResult, sql::Error> {
+        if let Err(error) = self.refresh_golden_tables() {
+            tracing::warn!(error = %format!("{error:#}"), "refreshing the golden tables");
         }
-        Ok(self
-            .analytics
-            .kpis(from, to, sql::calendar::as_of(to))
-            .await?)
+        self.analytics.analyst_query(sql).await
     }
 
     /// The data exceptions as of the end of `day` (today when none is given).

@@ -1,8 +1,8 @@
 //! The webhook source: contractors' repair systems post HACT-style JSON messages
 //! (JobStatusUpdate, WorkOrderComplete, ...) to `POST /webhooks/<name>`. Each message maps
 //! onto one canonical event by the same mapping contract as JSON lines files (one `mapping`,
-//! or `type_field` with a mapping per message type). Decoding is pure; the HTTP endpoint,
-//! its authentication and the produce-before-202 are the binary's.
+//! or `type_field` with a mapping per message type). Decoding is pure; producing is
+//! `driver::webhook`'s, and the HTTP endpoint and its authentication are the binary's.
 
 use pipeline::{Envelope, Op};
 use serde_json::Value;

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod hub;
 pub mod master;
 pub mod matcher;

@@ -163,6 +163,29 @@ pub struct Scored {
     pub blocking_rule: Option<String>,
 }
 
+impl Scored {
+    /// The score in one line: the blocking rule, the prior's weight, then each comparison's
+    /// level and weight, and the requirement that vetoed it.
+    pub fn explain(&self) -> String {
+        let mut parts: Vec<String> = self
+            .blocking_rule
+            .iter()
+            .map(|rule| format!("blocked on {rule}"))
+            .collect();
+        parts.push(format!("prior ({:+.2})", self.prior_weight));
+        parts.extend(self.fields.iter().map(|field| {
+            format!(
+                "{}={} ({:+.2})",
+                field.comparison, field.level, field.weight
+            )
+        }));
+        if let Some(requirement) = &self.vetoed_by {
+            parts.push(format!("vetoed: {requirement}"));
+        }
+        parts.join("; ")
+    }
+}
+
 /// A hard rule: when both values are present, the comparison must reach `min_level` for the
 /// pair to link (DOMAIN.md §3: never merge people without given-name agreement).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,9 @@ pub enum Error {
         #[source]
         source: datafusion::error::DataFusionError,
     },
+    /// A KPI period that cannot be (it ends before it starts).
+    #[error("{0}")]
+    Period(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("the query ran longer than {0:?} and was stopped")]
@@ -27,7 +30,7 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
-            Error::Config(_) | Error::Timeout(_) | Error::Refused(_) => {
+            Error::Config(_) | Error::Period(_) | Error::Timeout(_) | Error::Refused(_) => {
                 pipeline::ErrorClass::BadInput
             }
             Error::Busy => pipeline::ErrorClass::External,

@@ -248,6 +248,29 @@ fn strings(
 }
 
 impl Analytics {
+    /// The KPI suite for a period, judged at its end (`calendar::as_of`); a bound not
+    /// given is the data's (`data_span`; today when there is no data).
+    pub async fn kpis_over(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<KpiTable, Error> {
+        let (from, to) = match (from, to) {
+            (Some(from), Some(to)) => (from, to),
+            (from, to) => {
+                let today = chrono::Utc::now().date_naive();
+                let (first, last) = self.data_span().await?.unwrap_or((today, today));
+                (from.unwrap_or(first), to.unwrap_or(last))
+            }
+        };
+        if from > to {
+            return Err(Error::Period(format!(
+                "the period starts ({from}) after it ends ({to})"
+            )));
+        }
+        self.kpis(from, to, crate::calendar::as_of(to)).await
+    }
+
     /// Runs the KPI suite for slots / completions between `from` and `to` inclusive,
     /// judging deadlines at `as_of`.
     pub async fn kpis(

@@ -3,7 +3,8 @@
 //! and golden records, appended as events arrive (every version kept, the latest kept
 //! apart, and the KPIs' per-day counts kept too: `kept`); the KPI suite (`sql/kpi/*.sql`)
 //! for any date range, the data exception rules
-//! (`sql/exceptions/*.sql`), the dashboard's trend and analysts' read-only queries.
+//! (`sql/exceptions/*.sql`), the live dashboard (`live`: its periods, trend and exceptions,
+//! recomputed as batches arrive) and analysts' read-only queries.
 //!
 //! Architecture invariant: no network IO, and no file IO but `Analytics::export`, which
 //! writes the tables where its caller asks.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 mod kept;
 pub mod kpi;
+pub mod live;
 pub mod query;
 pub mod tables;
 

@@ -1,12 +1,14 @@
 //! The sources' drivers: what reads each kind of source while goldthread runs and produces
 //! its records to Kafka (through `pipeline::kafka`): files and drop folders ([`files`]),
-//! Debezium topics ([`debezium`]), PostgreSQL tables ([`postgres`]). Each runs under
+//! Debezium topics ([`debezium`]), PostgreSQL tables ([`postgres`]), webhooks ([`webhook`]:
+//! messages the binary's HTTP route hands over). Each runs under
 //! [`crate::supervise`]; a position is confirmed only once what was produced before it is
 //! durable, through the [`Positions`] the caller keeps (goldthread's store).
 
 pub mod debezium;
 pub mod files;
 pub mod postgres;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;

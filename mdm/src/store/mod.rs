@@ -1,7 +1,7 @@
 //! The PostgreSQL store of master data: golden records, cross-reference, tenancies, match
 //! decisions, the review queue, steward verdicts, the audit trail, erasures, dead letters and
 //! consumed positions, for BI tools and restarts. The only IO in this crate. Migrations are
-//! the numbered files in `mdm/migrations/` (the KPI tables the binary writes among them),
+//! the numbered files in `mdm/migrations/` (the KPI tables among them: `kpis`),
 //! applied at startup and by `goldthread migrate`.
 //!
 //! Each consumed batch is written in one transaction together with the positions it reached,
@@ -11,6 +11,9 @@
 //! never duplicates.
 //! A restart rebuilds the hub from the stored source records and steward verdicts
 //! (`Store::restore`) and consumes on from the stored positions.
+
+mod kpis;
+pub use kpis::KpiRows;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -5,7 +5,9 @@
 //! it. Rules about golden records (`unique_within_system`, `has_record_from`, `agree`) and
 //! about the day (`not_past`) are evaluated when the register is read
 //! ([`Register::reconcile`]). An issue names the record by its source reference only, never
-//! by its values.
+//! by its values. [`report`] renders the weekly report for people.
+
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,0 +1,101 @@
+//! The KPI tables (`goldthread.kpi_snapshot`, `kpi_live`, `kpi_exception`, migration 0006):
+//! what BI reads of the analytics. The analytics hand their rows over as JSON (this crate
+//! does not know the `sql` crate's types); PostgreSQL takes them apart with
+//! `jsonb_to_recordset`.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use serde_json::Value;
+
+use super::Store;
+
+/// One period's KPI rows (`[{kpi, key, value, numerator, denominator}]`).
+#[derive(Debug, Clone, Copy)]
+pub struct KpiRows<'a> {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub rows: &'a Value,
+}
+
+impl Store {
+    /// Today's snapshot of a period's KPIs (one per day and period: the day's last
+    /// computation replaces the earlier ones) and the data exceptions in force
+    /// (`[{rule, record, detail}]`, replacing the ones written before), in one transaction.
+    pub async fn write_kpi_snapshot(
+        &self,
+        kpis: KpiRows<'_>,
+        exceptions: &Value,
+        as_of: NaiveDateTime,
+    ) -> anyhow::Result<()> {
+        let mut client = self.pool().get().await?;
+        let now = chrono::Utc::now();
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "INSERT INTO goldthread.kpi_snapshot
+                   (snapshot_date, period_from, period_to, kpi, key, value, numerator, denominator, computed_at)
+                 SELECT $2, $3, $4, r.kpi, COALESCE(r.key, ''), r.value, r.numerator, r.denominator, $5
+                   FROM jsonb_to_recordset($1) AS r(kpi text, key text, value float8, numerator float8, denominator float8)
+                 ON CONFLICT (snapshot_date, period_from, period_to, kpi, key) DO UPDATE
+                 SET value = EXCLUDED.value, numerator = EXCLUDED.numerator,
+                     denominator = EXCLUDED.denominator, computed_at = EXCLUDED.computed_at",
+                &[kpis.rows, &now.date_naive(), &kpis.from, &kpis.to, &now],
+            )
+            .await?;
+        write_exceptions(&transaction, exceptions, as_of).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The live periods' KPIs, each replacing its period's earlier result, and the
+    /// exceptions in force, in one transaction.
+    pub async fn write_kpi_live(
+        &self,
+        periods: &[(&str, KpiRows<'_>)],
+        exceptions: &Value,
+        as_of: NaiveDateTime,
+    ) -> anyhow::Result<()> {
+        let mut client = self.pool().get().await?;
+        let now = chrono::Utc::now();
+        let transaction = client.transaction().await?;
+        for (period, kpis) in periods {
+            transaction
+                .execute(
+                    "DELETE FROM goldthread.kpi_live WHERE period = $1",
+                    &[period],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO goldthread.kpi_live
+                       (period, period_from, period_to, kpi, key, value, numerator, denominator, computed_at)
+                     SELECT $2, $3, $4, r.kpi, COALESCE(r.key, ''), r.value, r.numerator, r.denominator, $5
+                       FROM jsonb_to_recordset($1) AS r(kpi text, key text, value float8, numerator float8, denominator float8)",
+                    &[kpis.rows, period, &kpis.from, &kpis.to, &now],
+                )
+                .await?;
+        }
+        write_exceptions(&transaction, exceptions, as_of).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
+async fn write_exceptions(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    exceptions: &Value,
+    as_of: NaiveDateTime,
+) -> anyhow::Result<()> {
+    transaction
+        .execute("DELETE FROM goldthread.kpi_exception", &[])
+        .await?;
+    transaction
+        .execute(
+            "INSERT INTO goldthread.kpi_exception (rule, record, detail, as_of)
+             SELECT r.rule, r.record, r.detail, $2
+               FROM jsonb_to_recordset($1) AS r(rule text, record text, detail text)
+             ON CONFLICT (rule, record) DO NOTHING",
+            &[exceptions, &as_of],
+        )
+        .await?;
+    Ok(())
+}
