@@ -15,10 +15,9 @@ use pipeline::Envelope;
 use crate::config::Loaded;
 use crate::master_data::{apply, read};
 
-mod report;
 use crate::output;
+use mdm::reconcile::report::{Report, html};
 use mdm::reconcile::{entity_report, identifier_gaps};
-use report::{Report, html, print_summary};
 
 #[derive(Debug, clap::Args)]
 pub struct LinkArgs {
@@ -276,6 +275,56 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     output::write_file(&args.out, "report.html", html(&report).as_bytes())?;
     print_summary(&report, &args.out);
     Ok(())
+}
+
+/// The report on the terminal.
+fn print_summary(report: &Report, out: &Path) {
+    println!(
+        "{:<10} {:>9} {:>9} {:>16} {:>14}",
+        "entity", "records", "golden", "across sources", "review pairs"
+    );
+    for entity in &report.entities {
+        println!(
+            "{:<10} {:>9} {:>9} {:>16} {:>14}",
+            entity.entity,
+            entity.records,
+            entity.golden,
+            entity.matched_across_sources,
+            if entity.entity == "person" {
+                report.review_pairs.to_string()
+            } else {
+                "-".into()
+            }
+        );
+    }
+    for risk in report.risks.iter().take(5) {
+        println!(
+            "gap ({:?}): {} records, {:.1}%: {}",
+            risk.severity,
+            risk.count,
+            100.0 * risk.share,
+            risk.gap
+        );
+    }
+    for source in report.sources.iter().filter(|s| s.unparsed.total() > 0) {
+        println!(
+            "{}: values kept that did not parse: {}",
+            source.name,
+            source.unparsed.describe()
+        );
+    }
+    println!(
+        "model {} ({}); read {:.1} s, train {:.1} s, match {:.1} s",
+        report.model_version,
+        report.model_trained_on,
+        report.seconds.get("read").unwrap_or(&0.0),
+        report.seconds.get("train").unwrap_or(&0.0),
+        report.seconds.get("match").unwrap_or(&0.0)
+    );
+    println!(
+        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html, risk_register.csv, quality/}}",
+        out.display()
+    );
 }
 
 #[cfg(test)]

@@ -5,35 +5,21 @@
 use anyhow::{Context, bail};
 use connectors::Source as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use mdm::reconcile::report::SourceRead;
 use mdm::{Hub, NormalisedPersons};
 use pipeline::{DeadLetter, EntityKind, Envelope};
-use serde::Serialize;
 
 use crate::config::Loaded;
 
-/// Rows read from one source.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceRead {
-    pub name: String,
-    pub system: String,
-    pub rows: u64,
-    pub events: u64,
-    pub dead_letters: u64,
-    /// Values of optional fields that did not parse: the records flowed, these are findings.
-    pub unparsed: connectors::mapping::UnparsedTally,
-}
-
 /// The report's names for what `connectors::SourceCounts` counted (nothing is produced here).
-impl From<connectors::SourceCounts> for SourceRead {
-    fn from(counts: connectors::SourceCounts) -> SourceRead {
-        SourceRead {
-            name: counts.name,
-            system: counts.system,
-            rows: counts.rows_read,
-            events: counts.events_produced,
-            dead_letters: counts.dead_letters,
-            unparsed: counts.unparsed,
-        }
+fn source_read(counts: connectors::SourceCounts) -> SourceRead {
+    SourceRead {
+        name: counts.name,
+        system: counts.system,
+        rows: counts.rows_read,
+        events: counts.events_produced,
+        dead_letters: counts.dead_letters,
+        unparsed: counts.unparsed,
     }
 }
 
@@ -74,7 +60,7 @@ pub fn read(loaded: &Loaded, progress: bool) -> anyhow::Result<Input> {
     let read = connectors::driver::files::read_all(&files, &config.data_dir, &bars)?;
     let input = Input {
         events: read.events,
-        sources: read.counts.into_iter().map(SourceRead::from).collect(),
+        sources: read.counts.into_iter().map(source_read).collect(),
         dead_letters: read.dead_letters,
     };
     if input.sources.is_empty() {

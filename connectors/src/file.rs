@@ -25,7 +25,7 @@ pub struct SourceCounts {
     pub events_produced: u64,
     pub dead_letters: u64,
     /// Values of optional fields that did not parse (the events flowed with them kept).
-    pub unparsed: crate::mapping::UnparsedTally,
+    pub unparsed: pipeline::UnparsedTally,
 }
 
 impl SourceCounts {

@@ -10,53 +10,6 @@ use std::collections::BTreeMap;
 
 use crate::config::Mapping;
 
-/// Values of optional fields that did not parse, per canonical field, with the first few as
-/// examples: a data-quality finding per source (the records themselves flowed).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct UnparsedTally(pub BTreeMap<String, UnparsedCount>);
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UnparsedCount {
-    pub count: u64,
-    /// The first values, as they came (at most three, each cut to 64 characters).
-    pub examples: Vec<String>,
-}
-
-impl UnparsedTally {
-    /// Counts an event's unparsed values (and the `connector_unparsed_values_total` metric).
-    pub fn add(&mut self, source: &str, envelope: &Envelope) {
-        for (field, value) in &envelope.unparsed {
-            let count = self.0.entry(field.clone()).or_default();
-            count.count += 1;
-            if count.examples.len() < 3 {
-                count.examples.push(value.raw.chars().take(64).collect());
-            }
-            metrics::counter!(
-                pipeline::metrics::CONNECTOR_UNPARSED_VALUES_TOTAL,
-                "source" => source.to_string(),
-                "field" => field.clone()
-            )
-            .increment(1);
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.values().map(|count| count.count).sum()
-    }
-
-    /// `date_of_birth 12 (19450493, 30/03/2000), nino 3 (...)`.
-    pub fn describe(&self) -> String {
-        self.0
-            .iter()
-            .map(|(field, count)| {
-                format!("{field} {} ({})", count.count, count.examples.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 /// A source value, before it is parsed by its canonical field kind.
 #[derive(Debug, Clone, Copy)]
 pub enum Raw<'a> {

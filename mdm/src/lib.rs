@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod export;
+mod html;
 pub mod hub;
 pub mod master;
 pub mod matcher;

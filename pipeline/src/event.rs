@@ -83,6 +83,53 @@ pub struct Unparsed {
     pub date_digits: Option<String>,
 }
 
+/// Values of optional fields that did not parse, per canonical field, with the first few as
+/// examples: a data-quality finding per source (the records themselves flowed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct UnparsedTally(pub std::collections::BTreeMap<String, UnparsedCount>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UnparsedCount {
+    pub count: u64,
+    /// The first values, as they came (at most three, each cut to 64 characters).
+    pub examples: Vec<String>,
+}
+
+impl UnparsedTally {
+    /// Counts an event's unparsed values (and the `connector_unparsed_values_total` metric).
+    pub fn add(&mut self, source: &str, envelope: &Envelope) {
+        for (field, value) in &envelope.unparsed {
+            let count = self.0.entry(field.clone()).or_default();
+            count.count += 1;
+            if count.examples.len() < 3 {
+                count.examples.push(value.raw.chars().take(64).collect());
+            }
+            metrics::counter!(
+                crate::metrics::CONNECTOR_UNPARSED_VALUES_TOTAL,
+                "source" => source.to_string(),
+                "field" => field.clone()
+            )
+            .increment(1);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|count| count.count).sum()
+    }
+
+    /// `date_of_birth 12 (19450493, 30/03/2000), nino 3 (...)`.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(field, count)| {
+                format!("{field} {} ({})", count.count, count.examples.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// The namespace for event ids (UUID v5 of the source position).
 const EVENT_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1d_27c4_8a55_4b8e_9b0e_5d2c_0a7e_1f3b);

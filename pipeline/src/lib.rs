@@ -14,5 +14,6 @@ pub mod stage;
 pub use entity::{EntityKind, FieldKind, Payload};
 pub use error::{Error, ErrorClass};
 pub use event::{
-    DeadLetter, Envelope, MAX_DEAD_LETTER_RAW_BYTES, MAX_ROW_BYTES, Op, Reference, Source, Unparsed,
+    DeadLetter, Envelope, MAX_DEAD_LETTER_RAW_BYTES, MAX_ROW_BYTES, Op, Reference, Source,
+    Unparsed, UnparsedCount, UnparsedTally,
 };

@@ -25,7 +25,7 @@ pub struct Connector {
     pub config: DebeziumConfig,
     /// Stops it once it has read what its topics held when it started (`--once`).
     pub stop: watch::Sender<StopWhen>,
-    pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64, crate::mapping::UnparsedTally)>>,
+    pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64, pipeline::UnparsedTally)>>,
 }
 
 /// Starts a supervised connector per `[[debezium]]` source (see [`supervise`]).
@@ -50,7 +50,7 @@ pub fn start(
             );
             let task = tokio::spawn(async move {
                 let produced = AtomicU64::new(0);
-                let unparsed = std::sync::Mutex::new(crate::mapping::UnparsedTally::default());
+                let unparsed = std::sync::Mutex::new(pipeline::UnparsedTally::default());
                 let (cluster, source, stage_config, produced, tally) =
                     (&cluster, &source, &stage_config, &produced, &unparsed);
                 let report = supervise(&source.name, once, &health, &mut shutdown.clone(), || {
@@ -86,7 +86,7 @@ async fn consume_debezium(
     stop: watch::Receiver<StopWhen>,
     shutdown: watch::Receiver<bool>,
     produced: &AtomicU64,
-    unparsed: &std::sync::Mutex<crate::mapping::UnparsedTally>,
+    unparsed: &std::sync::Mutex<pipeline::UnparsedTally>,
 ) -> anyhow::Result<ConsumeReport> {
     let topic = cluster.config.topic(
         &source.system,
@@ -122,7 +122,7 @@ struct Forward<'a> {
     topic: String,
     producer: pipeline::kafka::EventProducer,
     produced: &'a AtomicU64,
-    unparsed: &'a std::sync::Mutex<crate::mapping::UnparsedTally>,
+    unparsed: &'a std::sync::Mutex<pipeline::UnparsedTally>,
 }
 
 impl stage::Handler<pipeline::Error> for Forward<'_> {

@@ -9,6 +9,7 @@ use std::io::Write;
 use chrono::NaiveDate;
 
 use super::{Dimension, Risk, Weekly};
+use crate::html::escape;
 
 /// The Monday of an ISO week written `YYYY-Www`.
 pub fn parse_week(text: &str) -> Result<NaiveDate, String> {
@@ -98,13 +99,6 @@ pub fn risks_csv(risks: &[Risk], out: impl Write) -> Result<(), csv::Error> {
     }
     csv.flush()?;
     Ok(())
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The colours of the dimensions' lines in the trend chart.

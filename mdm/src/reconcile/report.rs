@@ -1,88 +1,42 @@
-//! `goldthread link`'s reconciliation report: per entity, what matched across systems, what
-//! only one system knows, duplicates within a system and attribute conflicts; identifier gaps
-//! per source; written as `report.json` and `report.html` and summarised on the terminal.
+//! `goldthread link`'s report as people read it: [`Report`] (`report.json`) and [`html`]
+//! (`report.html`, one self-contained page).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
-use mdm::reconcile::{EntityReport, IdentifierGaps};
 use serde::Serialize;
 
-use crate::master_data::SourceRead;
+use super::{EntityReport, IdentifierGaps};
+use crate::html::escape;
+
+/// Rows read from one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceRead {
+    pub name: String,
+    pub system: String,
+    pub rows: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    /// Values of optional fields that did not parse: the records flowed, these are findings.
+    pub unparsed: pipeline::UnparsedTally,
+}
 
 /// `report.json`: what `report.html` shows.
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub model_version: String,
     pub model_trained_on: String,
-    pub thresholds: mdm::matcher::Thresholds,
+    pub thresholds: crate::matcher::Thresholds,
     pub sources: Vec<SourceRead>,
     pub entities: Vec<EntityReport>,
     pub identifiers: Vec<IdentifierGaps>,
     pub review_pairs: usize,
     /// Per person blocking rule: records whose block was too large to compare against
-    /// (`mdm::matcher::MAX_CANDIDATES_PER_BLOCK`); non-zero means a value needs cleaning.
+    /// (`crate::matcher::MAX_CANDIDATES_PER_BLOCK`); non-zero means a value needs cleaning.
     pub oversized_blocks: Vec<(String, u64)>,
-    pub quality: mdm::hub::Quality,
+    pub quality: crate::hub::Quality,
     /// Merger due diligence: the gaps against the recording standard (`risk_register.csv`).
-    pub risks: Vec<mdm::quality::Risk>,
+    pub risks: Vec<crate::quality::Risk>,
     pub seconds: BTreeMap<&'static str, f64>,
-}
-
-pub(super) fn print_summary(report: &Report, out: &Path) {
-    println!(
-        "{:<10} {:>9} {:>9} {:>16} {:>14}",
-        "entity", "records", "golden", "across sources", "review pairs"
-    );
-    for entity in &report.entities {
-        println!(
-            "{:<10} {:>9} {:>9} {:>16} {:>14}",
-            entity.entity,
-            entity.records,
-            entity.golden,
-            entity.matched_across_sources,
-            if entity.entity == "person" {
-                report.review_pairs.to_string()
-            } else {
-                "-".into()
-            }
-        );
-    }
-    for risk in report.risks.iter().take(5) {
-        println!(
-            "gap ({:?}): {} records, {:.1}%: {}",
-            risk.severity,
-            risk.count,
-            100.0 * risk.share,
-            risk.gap
-        );
-    }
-    for source in report.sources.iter().filter(|s| s.unparsed.total() > 0) {
-        println!(
-            "{}: values kept that did not parse: {}",
-            source.name,
-            source.unparsed.describe()
-        );
-    }
-    println!(
-        "model {} ({}); read {:.1} s, train {:.1} s, match {:.1} s",
-        report.model_version,
-        report.model_trained_on,
-        report.seconds.get("read").unwrap_or(&0.0),
-        report.seconds.get("train").unwrap_or(&0.0),
-        report.seconds.get("match").unwrap_or(&0.0)
-    );
-    println!(
-        "wrote {}/{{xref.csv, golden_persons.csv, golden_properties.csv, tenancies.csv, review_queue.csv, dead_letters.jsonl, report.json, report.html, risk_register.csv, quality/}}",
-        out.display()
-    );
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A table of rows of cells, escaped.
@@ -113,7 +67,7 @@ fn per_system(map: &BTreeMap<String, usize>) -> String {
 }
 
 /// `report.html`: the reconciliation report as one self-contained page.
-pub(super) fn html(report: &Report) -> String {
+pub fn html(report: &Report) -> String {
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>goldthread reconciliation report</title>\
          <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\

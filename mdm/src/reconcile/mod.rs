@@ -1,6 +1,9 @@
 //! Reconciliation of master data across systems (`goldthread link`'s report): per entity,
 //! what matched across systems, what only one system knows, duplicates within a system and
 //! attribute conflicts; per source, the identifiers matching leans on that are missing.
+//! [`report`] puts them together with the run's figures for people.
+
+pub mod report;
 
 use std::collections::BTreeMap;
 
