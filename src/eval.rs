@@ -89,26 +89,6 @@ fn clusters_of(
     })
 }
 
-fn print_scores(entity: &str, scores: &eval::Scores, review: Option<f64>) {
-    println!(
-        "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
-        entity,
-        scores.records,
-        scores.real,
-        scores.golden,
-        format!("{:.4}", scores.precision),
-        format!("{:.4}", scores.recall),
-        format!("{:.4}", scores.f1),
-        scores.impure,
-        scores.split,
-        format!(
-            "{:.1}%",
-            100.0 * scores.exact as f64 / scores.golden.max(1) as f64
-        ),
-        review.map_or("-".into(), |share| format!("{:.2}%", 100.0 * share)),
-    );
-}
-
 /// Candidate pairs per person blocking rule, the share of true pairs each rule and the union
 /// keep and what each rule adds over all the others; then the calibration of the model's
 /// probabilities over the candidate pairs (`mdm::eval::pairs_report`). `prepared`: the
@@ -124,64 +104,9 @@ fn print_pairs_tables(
         .filter(|event| matches!(event.payload, Payload::Person(_)))
         .map(|event| labels.get(&event.source_ref).cloned().unwrap_or_default())
         .collect();
-    let report = eval::pairs_report(model, prepared, &record_labels);
-    let share = |count: usize| 100.0 * count as f64 / report.truth.max(1) as f64;
     println!(
-        "\n{:<32} {:>12} {:>16} {:>22}",
-        "person blocking rule", "pairs", "true pairs kept", "true pairs only it keeps"
-    );
-    for rule in &report.rules {
-        println!(
-            "{:<32} {:>12} {:>15.2}% {:>21.2}%",
-            rule.name,
-            rule.pairs,
-            share(rule.kept),
-            share(rule.only)
-        );
-    }
-    println!(
-        "{:<32} {:>12} {:>15.2}%",
-        "union",
-        report.union_pairs,
-        share(report.union_kept)
-    );
-    println!(
-        "\n{:<16} {:>10} {:>14} {:>16} {:>14}",
-        "probability", "pairs", "mean predicted", "observed true", "within 5 pts"
-    );
-    let row = |label: String, band: &eval::Band, verdict: &str| {
-        if band.pairs == 0 {
-            println!("{label:<16} {:>10}", 0);
-            return;
-        }
-        println!(
-            "{label:<16} {:>10} {:>13.2}% {:>15.2}% {verdict:>14}",
-            band.pairs,
-            100.0 * band.predicted / band.pairs as f64,
-            100.0 * band.observed(),
-        );
-    };
-    for band in &report.bands {
-        let verdict = match band.calibrated() {
-            None => "too few",
-            Some(true) => "yes",
-            Some(false) => "NO",
-        };
-        row(format!("{}-{}", band.low, band.high), band, verdict);
-    }
-    // The uncertain pairs together, however few each band holds.
-    let middle = &report.bands[1..report.bands.len() - 1];
-    let all = eval::Band {
-        low: middle[0].low,
-        high: middle[middle.len() - 1].high,
-        pairs: middle.iter().map(|band| band.pairs).sum(),
-        true_pairs: middle.iter().map(|band| band.true_pairs).sum(),
-        predicted: middle.iter().map(|band| band.predicted).sum(),
-    };
-    row("0.01-0.99 (all)".into(), &all, "-");
-    println!(
-        "a band is judged from {} pairs: with fewer, one pair moves its observed share by more than 10 points",
-        eval::MIN_BAND_PAIRS
+        "\n{}",
+        eval::pairs_report(model, prepared, &record_labels).to_text()
     );
 }
 
@@ -205,7 +130,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (model, persons) = link::model_for(args.model.as_deref(), &input.events, &loaded)?;
     let train_seconds = started.elapsed().as_secs_f64();
-    link::print_model_use(&model);
+    eprint!("{}", mdm::training::describe(&model));
     let started = Instant::now();
     // The pairs tables below read the same prepared records the hub takes.
     let prepared = persons.prepared().to_vec();
@@ -226,25 +151,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .collect();
     let review_pairs = hub.review_queue().len();
 
-    println!(
-        "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
-        "entity",
-        "records",
-        "real",
-        "golden",
-        "precision",
-        "recall",
-        "F1",
-        "impure",
-        "split",
-        "exact",
-        "in review"
-    );
-    print_scores(
-        "person",
-        &persons,
-        Some(in_review.len() as f64 / persons.records.max(1) as f64),
-    );
+    println!("{}", eval::Scores::header());
+    let review = in_review.len() as f64 / persons.records.max(1) as f64;
+    println!("{}", persons.row("person", Some(review)));
     let property_path = args
         .property_labels
         .unwrap_or_else(|| data_dir.join("truth/properties.csv"));
@@ -252,7 +161,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         let property_labels = read_labels(&property_path, "property_id")?;
         let (clusters, labels) =
             clusters_of(&hub, Entity::Property, &property_labels, &property_path)?;
-        print_scores("property", &eval::score(&clusters, &labels), None);
+        println!("{}", eval::score(&clusters, &labels).row("property", None));
     }
     let thresholds = loaded.config.mdm.thresholds;
     println!(
@@ -271,7 +180,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
     }
     if args.parameters {
-        link::print_parameters(hub.person_model());
+        print!("{}", mdm::training::parameters_table(hub.person_model()));
     }
     Ok(())
 }

@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-use mdm::model::{Model, Pairing, TrainOptions};
+use anyhow::Context;
+use mdm::model::Model;
+use mdm::training;
 use mdm::{Entity, Hub, NormalisedPersons};
 use pipeline::Envelope;
 
@@ -48,58 +49,6 @@ pub struct TrainArgs {
     out: PathBuf,
 }
 
-/// Trains a person model of `spec` on prepared person records, without labels.
-pub fn train_model(
-    prepared: &[mdm::model::Prepared],
-    origin: &str,
-    spec: mdm::model::ModelSpec,
-) -> anyhow::Result<Model> {
-    if prepared.len() < 2 {
-        bail!(
-            "{origin}: training needs person records, found {}",
-            prepared.len()
-        );
-    }
-    // u from random pairs (exact agreement is counted, not sampled): a million is plenty
-    // for any extract, and for a small one 10 per record (never under 100,000) does as well.
-    let options = TrainOptions {
-        u_sample: (prepared.len() * 10).clamp(100_000, 1_000_000),
-        ..TrainOptions::default()
-    };
-    let mut model = Model::train(spec, prepared, Pairing::Dedupe, &options);
-    model.trained_on = format!("{} person records from {origin}", prepared.len());
-    print_blocking(&model.spec, prepared);
-    Ok(model)
-}
-
-/// The pairs each blocking rule makes on these records, the pairs no other rule makes, and
-/// pairs per record: what each rule costs and adds.
-fn print_blocking(spec: &mdm::model::ModelSpec, prepared: &[mdm::model::Prepared]) {
-    let per_rule = mdm::model::rule_pairs(spec, prepared, Pairing::Dedupe);
-    eprintln!(
-        "  {:<32} {:>10} {:>16} {:>16}",
-        "blocking rule", "pairs", "only this rule", "pairs/record"
-    );
-    let records = prepared.len().max(1) as f64;
-    for rule in &per_rule {
-        eprintln!(
-            "  {:<32} {:>10} {:>16} {:>16.2}",
-            rule.name,
-            rule.pairs.len(),
-            rule.only.len(),
-            2.0 * rule.pairs.len() as f64 / records
-        );
-    }
-    let union = mdm::model::union_of(&per_rule);
-    eprintln!(
-        "  {:<32} {:>10} {:>16} {:>16.2}",
-        "union",
-        union.len(),
-        "",
-        2.0 * union.len() as f64 / records
-    );
-}
-
 /// The training spec: `[mdm.person]` over the mapped fields, with `mdm.blocking` if set.
 pub fn training_spec(loaded: &Loaded) -> mdm::model::ModelSpec {
     let mut spec = loaded.person_spec();
@@ -112,49 +61,6 @@ pub fn training_spec(loaded: &Loaded) -> mdm::model::ModelSpec {
         spec.blocking = rules;
     }
     spec
-}
-
-/// Prints how a person model uses the data: each comparison, the blocking, training and
-/// prior rules, the requirements, and any warning from training.
-pub fn print_model_use(model: &Model) {
-    let spec = &model.spec;
-    eprintln!("person model {} ({})", model.version, model.trained_on);
-    for comparison in &spec.comparisons {
-        eprintln!(
-            "  compares {:<16} {}{}",
-            comparison.field,
-            serde_json::to_string(&comparison.comparator).unwrap_or_default(),
-            if comparison.term_frequency {
-                " with term frequencies"
-            } else {
-                ""
-            }
-        );
-    }
-    let names = |rules: &[mdm::model::BlockingRule]| {
-        rules
-            .iter()
-            .map(|rule| rule.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    eprintln!("  blocks on       {}", names(&spec.blocking));
-    eprintln!("  trains m on     {}", names(&spec.training));
-    eprintln!("  prior from      {}", names(&spec.prior));
-    for requirement in &spec.requirements {
-        eprintln!(
-            "  requires        {} at least {}",
-            requirement.comparison, requirement.min_level
-        );
-    }
-    let (found, recall) = model.prior_found;
-    eprintln!(
-        "  prior weight    {:.2} bits ({found} pairs found by the prior rules, estimated recall {recall:.3})",
-        model.prior_weight()
-    );
-    for warning in &model.warnings {
-        eprintln!("  warning: {warning}");
-    }
 }
 
 /// The person model in `path`, or one trained on the people among `events`, with those
@@ -177,7 +83,11 @@ pub fn model_for(
             let spec = training_spec(loaded);
             let persons = NormalisedPersons::of(events, &spec.fields);
             let origin = loaded.config.data_dir.display().to_string();
-            let model = train_model(persons.prepared(), &origin, spec)?;
+            let model = mdm::training::train_unlabelled(spec, persons.prepared(), &origin)?;
+            eprint!(
+                "{}",
+                mdm::training::blocking_table(&model.spec, persons.prepared())
+            );
             Ok((model, persons))
         }
     }
@@ -200,19 +110,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
-    print_model_use(&model);
-    print_parameters(&model);
+    eprint!("{}", training::describe(&model));
+    print!("{}", training::parameters_table(&model));
     Ok(())
-}
-
-pub fn print_parameters(model: &Model) {
-    println!(
-        "{:<16} {:<18} {:>10} {:>10} {:>8}",
-        "comparison", "level", "m", "u", "weight"
-    );
-    for (comparison, level, m, u, weight) in model.parameters() {
-        println!("{comparison:<16} {level:<18} {m:>10.6} {u:>10.6} {weight:>8.2}");
-    }
 }
 
 pub fn link(args: LinkArgs) -> anyhow::Result<()> {
@@ -231,7 +131,7 @@ pub fn link(args: LinkArgs) -> anyhow::Result<()> {
     }
     let (model, persons) = model_for(args.model.as_deref(), &input.events, &loaded)?;
     seconds.insert("train", started.elapsed().as_secs_f64());
-    print_model_use(&model);
+    eprint!("{}", training::describe(&model));
 
     let started = Instant::now();
     let mut hub = Hub::with_model(loaded.config.mdm.clone(), model);

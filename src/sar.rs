@@ -68,31 +68,28 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&erased)?);
             return Ok(());
         }
-        let mut hub = loaded.hub()?;
-        hub.suppress(store.erased().await?);
+        // The store's state as a restarted `run` rebuilds it: erasures, records, verdicts.
+        let mut master =
+            mdm::Master::new(loaded.hub()?, Some(store), loaded.config.postgres.retry_for);
         let mut events = Vec::new();
-        let restored = store
-            .restore(|event| {
-                hub.apply(&event);
-                events.push(event);
+        master
+            .restore(|chunk| {
+                events.extend_from_slice(chunk);
                 Ok(())
             })
             .await?;
-        for verdict in &restored.verdicts {
-            if let Err(reason) =
-                hub.steward(verdict.entity, &verdict.a, &verdict.b, verdict.verdict)
-            {
-                tracing::warn!(%reason, "a stored steward verdict could not be applied");
-            }
-        }
-        let golden_id = hub
-            .person_subject(&args.subject)
-            .map_err(anyhow::Error::msg)?;
-        let members = hub
-            .golden_person(&golden_id)
-            .map(|person| person.sources)
-            .unwrap_or_default();
+        let members = {
+            let hub = master.hub();
+            let golden_id = hub
+                .person_subject(&args.subject)
+                .map_err(anyhow::Error::msg)?;
+            hub.golden_person(&golden_id)
+                .map(|person| person.sources)
+                .unwrap_or_default()
+        };
+        let store = master.store().expect("given above");
         let dead_letters = store.dead_letters_of(&members).await?;
+        let hub = master.hub();
         let report = mdm::subject::report(&hub, &events, &dead_letters, &args.subject)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

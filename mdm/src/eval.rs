@@ -253,6 +253,121 @@ pub fn pairs_report(model: &Model, prepared: &[Prepared], labels: &[String]) -> 
     }
 }
 
+impl Scores {
+    /// The header of the table of [`Scores::row`]s.
+    pub fn header() -> String {
+        format!(
+            "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
+            "entity",
+            "records",
+            "real",
+            "golden",
+            "precision",
+            "recall",
+            "F1",
+            "impure",
+            "split",
+            "exact",
+            "in review"
+        )
+    }
+
+    /// One entity's scores as a table row; `review`: the share of its records in the
+    /// review queue.
+    pub fn row(&self, entity: &str, review: Option<f64>) -> String {
+        format!(
+            "{:<9} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8} {:>7} {:>7} {:>7} {:>10}",
+            entity,
+            self.records,
+            self.real,
+            self.golden,
+            format!("{:.4}", self.precision),
+            format!("{:.4}", self.recall),
+            format!("{:.4}", self.f1),
+            self.impure,
+            self.split,
+            format!(
+                "{:.1}%",
+                100.0 * self.exact as f64 / self.golden.max(1) as f64
+            ),
+            review.map_or("-".into(), |share| format!("{:.2}%", 100.0 * share)),
+        )
+    }
+}
+
+impl PairsReport {
+    /// The report as tables: per blocking rule, its pairs and the share of true pairs it
+    /// keeps (and keeps alone); then the calibration per probability band.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let share = |count: usize| 100.0 * count as f64 / self.truth.max(1) as f64;
+        let _ = writeln!(
+            text,
+            "{:<32} {:>12} {:>16} {:>22}",
+            "person blocking rule", "pairs", "true pairs kept", "true pairs only it keeps"
+        );
+        for rule in &self.rules {
+            let _ = writeln!(
+                text,
+                "{:<32} {:>12} {:>15.2}% {:>21.2}%",
+                rule.name,
+                rule.pairs,
+                share(rule.kept),
+                share(rule.only)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "{:<32} {:>12} {:>15.2}%\n",
+            "union",
+            self.union_pairs,
+            share(self.union_kept)
+        );
+        let _ = writeln!(
+            text,
+            "{:<16} {:>10} {:>14} {:>16} {:>14}",
+            "probability", "pairs", "mean predicted", "observed true", "within 5 pts"
+        );
+        let mut row = |label: String, band: &Band, verdict: &str| {
+            let _ = if band.pairs == 0 {
+                writeln!(text, "{label:<16} {:>10}", 0)
+            } else {
+                writeln!(
+                    text,
+                    "{label:<16} {:>10} {:>13.2}% {:>15.2}% {verdict:>14}",
+                    band.pairs,
+                    100.0 * band.predicted / band.pairs as f64,
+                    100.0 * band.observed(),
+                )
+            };
+        };
+        for band in &self.bands {
+            let verdict = match band.calibrated() {
+                None => "too few",
+                Some(true) => "yes",
+                Some(false) => "NO",
+            };
+            row(format!("{}-{}", band.low, band.high), band, verdict);
+        }
+        // The uncertain pairs together, however few each band holds.
+        let middle = &self.bands[1..self.bands.len() - 1];
+        let all = Band {
+            low: middle[0].low,
+            high: middle[middle.len() - 1].high,
+            pairs: middle.iter().map(|band| band.pairs).sum(),
+            true_pairs: middle.iter().map(|band| band.true_pairs).sum(),
+            predicted: middle.iter().map(|band| band.predicted).sum(),
+        };
+        row("0.01-0.99 (all)".into(), &all, "-");
+        let _ = write!(
+            text,
+            "a band is judged from {MIN_BAND_PAIRS} pairs: with fewer, one pair moves its observed share by more than 10 points"
+        );
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

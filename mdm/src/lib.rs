@@ -28,6 +28,7 @@ pub mod store;
 pub mod subject;
 #[cfg(test)]
 mod testing;
+pub mod training;
 
 pub use audit::AuditEntry;
 pub use config::MdmConfig;
