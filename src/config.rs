@@ -239,6 +239,48 @@ impl Loaded {
 }
 
 impl Loaded {
+    /// Whether `run` can run this configuration: it has sources, and nothing it acknowledges
+    /// (a webhook's 202 when serving, a replication slot advanced) is lost when the process
+    /// stops, unless `allow_volatile_acknowledgements` accepts that: on the embedded broker
+    /// only the store keeps it.
+    pub fn check_runnable(&self, once: bool) -> anyhow::Result<()> {
+        let config = &self.config;
+        if config.all_sources().next().is_none() {
+            bail!(
+                "{}: no [[sources]], [[debezium]], [[postgres_sources]] or [[webhooks]] configured",
+                self.origin
+            );
+        }
+        let embedded = config.kafka.bootstrap_servers.is_none();
+        if !embedded || config.postgres.url.is_some() || config.allow_volatile_acknowledgements {
+            return Ok(());
+        }
+        let webhooks = config
+            .webhooks
+            .iter()
+            .filter(|_| !once)
+            .map(|webhook| format!("webhook `{}` answers 202", webhook.name));
+        let slots = config
+            .postgres_sources
+            .iter()
+            .filter(|source| source.mode == connectors::pg::Mode::Logical)
+            .map(|source| {
+                format!(
+                    "postgres source `{}` advances its replication slot",
+                    source.name
+                )
+            });
+        let volatile: Vec<String> = webhooks.chain(slots).collect();
+        if !volatile.is_empty() {
+            bail!(
+                "{}: {}, but on the embedded broker without PostgreSQL what is acknowledged is lost when the process stops. Set postgres.url (or --postgres) to keep it, or kafka.bootstrap_servers for a real broker and postgres.url; or set allow_volatile_acknowledgements = true to accept the loss (demos, tests)",
+                self.origin,
+                volatile.join("; ")
+            );
+        }
+        Ok(())
+    }
+
     /// What the configured sources (files, Debezium, PostgreSQL, webhooks) map for persons.
     pub fn person_mapped(&self) -> mdm::person::Mapped {
         let config = &self.config;

@@ -48,49 +48,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = &loaded.config;
-    if config.sources.is_empty()
-        && config.debezium.is_empty()
-        && config.webhooks.is_empty()
-        && config.postgres_sources.is_empty()
-    {
-        bail!(
-            "{}: no [[sources]], [[debezium]], [[postgres_sources]] or [[webhooks]] configured",
-            loaded.origin
-        );
-    }
-    // What a sender or a source is told is kept must outlive the process: on the embedded
-    // broker only the store holds it.
-    let embedded = config.kafka.bootstrap_servers.is_none();
-    if embedded && config.postgres.url.is_none() && !config.allow_volatile_acknowledgements {
-        let mut volatile: Vec<String> = Vec::new();
-        if !options.once {
-            volatile.extend(
-                config
-                    .webhooks
-                    .iter()
-                    .map(|webhook| format!("webhook `{}` answers 202", webhook.name)),
-            );
-        }
-        volatile.extend(
-            config
-                .postgres_sources
-                .iter()
-                .filter(|source| source.mode == connectors::pg::Mode::Logical)
-                .map(|source| {
-                    format!(
-                        "postgres source `{}` advances its replication slot",
-                        source.name
-                    )
-                }),
-        );
-        if !volatile.is_empty() {
-            bail!(
-                "{}: {}, but on the embedded broker without PostgreSQL what is acknowledged is lost when the process stops. Set postgres.url (or --postgres) to keep it, or kafka.bootstrap_servers for a real broker and postgres.url; or set allow_volatile_acknowledgements = true to accept the loss (demos, tests)",
-                loaded.origin,
-                volatile.join("; ")
-            );
-        }
-    }
+    loaded.check_runnable(options.once)?;
     // A served run's API tokens: a secret too short to be safe stops it before anything moves.
     let tokens = if options.once {
         None
@@ -101,13 +59,12 @@ pub async fn run(
         Some(loaded)
     };
     // Open every source first: a missing file or column stops the run before anything moves.
-    // A drop folder's files are opened one by one; each is read once (`drop_key`).
     let files: &[connectors::SourceConfig] = if options.no_sources {
         &[]
     } else {
         &config.sources
     };
-    let mut sources = match files::open(files, &config.data_dir).await {
+    let sources = match files::open(files, &config.data_dir).await {
         Ok(sources) => sources,
         Err(problems) => bail!(
             "cannot open sources (data_dir {}):\n  - {}\nHint: `goldthread generate --out {}` writes the sample landlord.",
@@ -117,59 +74,19 @@ pub async fn run(
         ),
     };
     let analytics = Arc::new(Analytics::new(config.analytics.clone()).await?);
-    let store = match &config.postgres.url {
-        None => None,
-        Some(url) => {
-            let store = mdm::store::Store::connect(url, &config.postgres).await?;
-            let applied = store.migrate().await?;
-            tracing::info!(?applied, "postgres ready");
-            // Drop-folder files already read by an earlier run are not read again.
-            let mut unread = Vec::new();
-            for source in sources {
-                match source.config().drop_key() {
-                    Some(key) if store.source_position(&key).await?.is_some() => {}
-                    _ => unread.push(source),
-                }
-            }
-            sources = unread;
-            Some(store)
-        }
-    };
+    let (store, sources) = open_store(&loaded, sources).await?;
     let mut master = Master::new(loaded.hub()?, store, config.postgres.retry_for)
         .with_quality(loaded.standard()?);
-    let restored = match master.store() {
-        None => None,
-        Some(_) => {
-            let started = Instant::now();
-            let progress = ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template(
-                    "{spinner} restoring from PostgreSQL {pos:>9} records {per_sec:>12}",
-                )
-                .expect("valid template"),
-            );
-            let restored = master
-                .restore(|events| {
-                    progress.inc(events.len() as u64);
-                    analytics.append(events)?;
-                    Ok(())
-                })
-                .await?;
-            progress.finish_and_clear();
-            tracing::info!(
-                seconds = started.elapsed().as_secs_f64(),
-                "restored from PostgreSQL"
-            );
-            Some(restored)
-        }
-    };
+    let restored = restore(&mut master, &analytics).await?;
     let entity_topics = config.entity_topics();
-    let mut all_topics = entity_topics.clone();
-    all_topics.push(config.kafka.dead_letter_topic());
-    let cluster = Arc::new(
-        Cluster::connect(&config.kafka, &all_topics)
-            .await
-            .context("connecting to Kafka")?,
-    );
+    let cluster = connect(
+        &loaded,
+        &entity_topics,
+        &mut master,
+        restored.as_ref(),
+        &options,
+    )
+    .await?;
     let broker = if cluster.is_embedded() {
         format!("embedded ({})", cluster.bootstrap_servers)
     } else {
@@ -179,6 +96,157 @@ pub async fn run(
     if !options.once {
         println!("broker: {broker}");
     }
+
+    let shared = Arc::new(Shared::new(
+        Arc::new(master),
+        analytics,
+        cluster.clone(),
+        entity_topics.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // With a store, the stage keeps the dead letters too (read back from their topic), so
+    // erasure and subject access reach them.
+    let mut stage_topics = entity_topics.clone();
+    if shared.master.store().is_some() {
+        stage_topics.push(config.kafka.dead_letter_topic());
+    }
+    let mut stage_task = spawn_stage(&shared, &loaded, &stage_topics, stop_rx, &shutdown_rx);
+    let http_task = match tokens {
+        None => None,
+        Some(tokens) => Some(serve(&shared, &loaded, tokens, metrics, &shutdown_rx).await?),
+    };
+    let ingested = match ingest(&shared, &loaded, &options, sources, &shutdown_rx).await {
+        Ok(ingested) => ingested,
+        Err(error) => {
+            // Stop the stage (and the server) before reporting: no task outlives the run.
+            shutdown_tx.send_replace(true);
+            let _ = stage_task.await;
+            if let Some(task) = http_task {
+                let _ = task.await;
+            }
+            return Err(error);
+        }
+    };
+    let targets = cluster.high_watermarks(&stage_topics)?;
+    let report = if options.once {
+        stop_tx.send_replace(StopWhen::Reached(targets));
+        stage_task.await??
+    } else {
+        // Ready once everything produced so far is applied (by the group, when the store
+        // is shared: its stored positions), then serve until Ctrl-C; a stage that stops on
+        // its own is an error.
+        tokio::select! {
+            result = caught_up(&shared, &targets) => result?,
+            result = &mut stage_task => bail!("the stage stopped before catching up: {:?}", result??),
+        }
+        let produced: u64 = ingested.per_topic.values().sum();
+        println!("ready: {produced} events processed; Ctrl-C to stop");
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+            result = &mut stage_task => bail!("the stage stopped: {:?}", result??),
+        }
+        tracing::info!("shutting down");
+        shutdown_tx.send_replace(true);
+        // A source that failed said so when it stopped.
+        for watcher in ingested.watchers {
+            watcher.await?;
+        }
+        for poller in ingested.pollers {
+            let _ = poller.task.await?;
+        }
+        for connector in ingested.connectors {
+            let _ = connector.task.await?;
+        }
+        let report = stage_task.await??;
+        if let Some(task) = http_task {
+            task.await??;
+        }
+        report
+    };
+    let consumed = Consumed {
+        sources: ingested.counts,
+        per_topic: ingested.per_topic,
+        dead_letters: ingested.dead_letters,
+        report,
+        topics: entity_topics,
+        broker,
+        started,
+    };
+    summarise(&shared, &options, consumed).await
+}
+
+/// With `postgres.url`: the store, connected and migrated, and the sources without the
+/// drop-folder files an earlier run already read.
+async fn open_store(
+    loaded: &Loaded,
+    sources: Vec<connectors::FileSource>,
+) -> anyhow::Result<(Option<mdm::store::Store>, Vec<connectors::FileSource>)> {
+    let config = &loaded.config;
+    let Some(url) = &config.postgres.url else {
+        return Ok((None, sources));
+    };
+    let store = mdm::store::Store::connect(url, &config.postgres).await?;
+    let applied = store.migrate().await?;
+    tracing::info!(?applied, "postgres ready");
+    let mut unread = Vec::new();
+    for source in sources {
+        match source.config().drop_key() {
+            Some(key) if store.source_position(&key).await?.is_some() => {}
+            _ => unread.push(source),
+        }
+    }
+    Ok((Some(store), unread))
+}
+
+/// With a store: master data restored from it, and the analytics from its events.
+async fn restore(
+    master: &mut Master,
+    analytics: &Analytics,
+) -> anyhow::Result<Option<mdm::store::Restored>> {
+    if master.store().is_none() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template(
+            "{spinner} restoring from PostgreSQL {pos:>9} records {per_sec:>12}",
+        )
+        .expect("valid template"),
+    );
+    let restored = master
+        .restore(|events| {
+            progress.inc(events.len() as u64);
+            analytics.append(events)?;
+            Ok(())
+        })
+        .await?;
+    progress.finish_and_clear();
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "restored from PostgreSQL"
+    );
+    Ok(Some(restored))
+}
+
+/// Connects to the broker (the embedded one without `kafka.bootstrap_servers`), creating the
+/// topics, and sets where the group consumes from: the topics' beginning when nothing is
+/// stored, the stored positions after a restore.
+async fn connect(
+    loaded: &Loaded,
+    entity_topics: &[String],
+    master: &mut Master,
+    restored: Option<&mdm::store::Restored>,
+    options: &RunOptions,
+) -> anyhow::Result<Arc<Cluster>> {
+    let config = &loaded.config;
+    let mut all_topics = entity_topics.to_vec();
+    all_topics.push(config.kafka.dead_letter_topic());
+    let cluster = Arc::new(
+        Cluster::connect(&config.kafka, &all_topics)
+            .await
+            .context("connecting to Kafka")?,
+    );
     if options.no_sources && (cluster.is_embedded() || master.store().is_none()) {
         bail!(
             "--no-sources makes this process one more member of a consumer group: it needs a real broker (kafka.bootstrap_servers) and the store the group shares (postgres.url)"
@@ -188,7 +256,7 @@ pub async fn run(
         // The hub lives in memory only: each start rebuilds it from the topics' beginning,
         // so the group's committed offsets (which an in-memory apply moved on) are reset.
         let beginning: stage::Positions = cluster
-            .high_watermarks(&entity_topics)?
+            .high_watermarks(entity_topics)?
             .into_keys()
             .map(|partition| (partition, 0))
             .collect();
@@ -197,7 +265,7 @@ pub async fn run(
             .context("resetting the group's offsets to the topics' beginning (no store)")?;
         tracing::info!("no store: consuming every topic from its beginning to rebuild the hub");
     }
-    if let Some(restored) = &restored {
+    if let Some(restored) = restored {
         if cluster.is_embedded() {
             // A new embedded broker holds only what this run produces: every event is
             // consumed again, and applying one twice is harmless.
@@ -212,264 +280,253 @@ pub async fn run(
             master.coordinate(restored.synced);
         }
     }
+    Ok(cluster)
+}
 
-    let shared = Arc::new(Shared::new(
-        Arc::new(master),
-        analytics,
-        cluster.clone(),
-        entity_topics.clone(),
-    ));
-    let (stop_tx, stop_rx) = watch::channel(StopWhen::Never);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
-    // With a store, the stage keeps the dead letters too (read back from their topic), so
-    // erasure and subject access reach them.
-    let mut stage_topics = entity_topics.clone();
-    if shared.master.store().is_some() {
-        stage_topics.push(config.kafka.dead_letter_topic());
-    }
-    let stage_task = {
-        let (cluster, shared, topics, stage_config) = (
-            cluster.clone(),
-            shared.clone(),
-            stage_topics.clone(),
-            config.stage.clone(),
-        );
-        let dead_letter_topic = config.kafka.dead_letter_topic();
-        let shutdown_rx = shutdown_rx.clone();
-        tokio::spawn(async move {
-            stage::consume(
-                &cluster,
-                "mdm_analytics",
-                &cluster.config.group_id,
-                &topics,
-                &stage_config,
-                stop_rx,
-                shutdown_rx,
-                |message| {
-                    if message.topic == dead_letter_topic {
-                        stage::kept_dead_letter(message)
-                    } else {
-                        stage::canonical("mdm_analytics", message)
-                    }
-                },
-                MasterStage { shared },
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("{error}"))
-        })
-    };
-
-    let http_task = if options.once {
-        None
-    } else {
-        let master = shared.master.clone();
-        shared.live.clone().spawn(
-            shared.analytics.clone(),
-            move |dashboard, exceptions| {
-                let master = master.clone();
-                async move {
-                    if let Err(error) = store_live(&master, &dashboard, &exceptions).await {
-                        // The next refresh writes again; the dashboard does not need PostgreSQL.
-                        tracing::warn!(error = %format!("{error:#}"), "writing live KPIs to PostgreSQL");
-                    }
+/// The MDM and analytics stage, consuming `topics` until stopped.
+fn spawn_stage(
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    topics: &[String],
+    stop: watch::Receiver<StopWhen>,
+    shutdown: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<anyhow::Result<stage::ConsumeReport>> {
+    let (shared, topics, shutdown) = (shared.clone(), topics.to_vec(), shutdown.clone());
+    let stage_config = loaded.config.stage.clone();
+    let dead_letter_topic = loaded.config.kafka.dead_letter_topic();
+    tokio::spawn(async move {
+        let cluster = shared.cluster.clone();
+        stage::consume(
+            &cluster,
+            "mdm_analytics",
+            &cluster.config.group_id,
+            &topics,
+            &stage_config,
+            stop,
+            shutdown,
+            |message| {
+                if message.topic == dead_letter_topic {
+                    stage::kept_dead_letter(message)
+                } else {
+                    stage::canonical("mdm_analytics", message)
                 }
             },
-            shutdown_rx.clone(),
-        );
-        if let Some(every) = config.quality.notify_every {
-            crate::quality::spawn_digests(
-                shared.master.clone(),
-                config.quality.notify.clone(),
-                every,
-                shutdown_rx.clone(),
-            );
-        }
-        let listener = tokio::net::TcpListener::bind(&config.http.listen)
-            .await
-            .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
-        let address = listener.local_addr()?;
-        println!("listening on http://{address}");
-        let (tokens, inactive) = tokens.expect("loaded for a served run");
-        if !inactive.is_empty() {
-            tracing::info!(tokens = %inactive.join(", "), "API tokens inactive");
-        }
-        if tokens.is_empty() {
-            tracing::warn!(
-                "no API token is active: every endpoint but /health answers 401; set GOLDTHREAD_ADMIN_TOKEN (or the variables named in http.tokens)"
-            );
-        }
-        let webhooks = driver::webhook::Webhooks::new(config.webhooks.clone());
-        let router = http::router(shared.clone(), webhooks, metrics.clone(), tokens);
-        let limits = http::Limits {
-            max_connections: config.http.max_connections,
-            header_read_timeout: config.http.header_read_timeout,
-            request_timeout: config.http.request_timeout,
-        };
-        Some(tokio::spawn(http::serve(
-            listener,
-            router,
-            limits,
-            shutdown_rx.clone(),
-        )))
-    };
+            MasterStage { shared },
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))
+    })
+}
 
-    let mut stage_task = stage_task;
-    let (debezium, postgres_sources) = if options.no_sources {
-        (&[][..], &[][..])
+/// A served run's background work and API: the live dashboard (its results stored), the
+/// quality digests, and the HTTP server on `http.listen`.
+async fn serve(
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    (tokens, inactive): (crate::auth::Tokens, Vec<String>),
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let config = &loaded.config;
+    let master = shared.master.clone();
+    shared.live.clone().spawn(
+        shared.analytics.clone(),
+        move |dashboard, exceptions| {
+            let master = master.clone();
+            async move {
+                if let Err(error) = store_live(&master, &dashboard, &exceptions).await {
+                    // The next refresh writes again; the dashboard does not need PostgreSQL.
+                    tracing::warn!(error = %format!("{error:#}"), "writing live KPIs to PostgreSQL");
+                }
+            }
+        },
+        shutdown.clone(),
+    );
+    if let Some(every) = config.quality.notify_every {
+        crate::quality::spawn_digests(
+            shared.master.clone(),
+            config.quality.notify.clone(),
+            every,
+            shutdown.clone(),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    if !inactive.is_empty() {
+        tracing::info!(tokens = %inactive.join(", "), "API tokens inactive");
+    }
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no API token is active: every endpoint but /health answers 401; set GOLDTHREAD_ADMIN_TOKEN (or the variables named in http.tokens)"
+        );
+    }
+    let webhooks = driver::webhook::Webhooks::new(config.webhooks.clone());
+    let router = http::router(shared.clone(), webhooks, metrics, tokens);
+    let limits = http::Limits {
+        max_connections: config.http.max_connections,
+        header_read_timeout: config.http.header_read_timeout,
+        request_timeout: config.http.request_timeout,
+    };
+    Ok(tokio::spawn(http::serve(
+        listener,
+        router,
+        limits,
+        shutdown.clone(),
+    )))
+}
+
+/// What the sources read and produced, and the drivers still running (a served run).
+struct Ingested {
+    counts: Vec<connectors::SourceCounts>,
+    /// Events produced, per topic.
+    per_topic: std::collections::BTreeMap<String, u64>,
+    dead_letters: Vec<pipeline::DeadLetter>,
+    connectors: Vec<driver::debezium::Connector>,
+    pollers: Vec<driver::postgres::Poller>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts every source: the files are read and produced now (and the drop folders watched
+/// when serving); with `once`, the Debezium and PostgreSQL sources are waited for too.
+async fn ingest(
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    options: &RunOptions,
+    sources: Vec<connectors::FileSource>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Ingested> {
+    let (config, cluster) = (&loaded.config, &shared.cluster);
+    let (debezium, postgres_sources, files) = if options.no_sources {
+        (&[][..], &[][..], &[][..])
     } else {
-        (&config.debezium[..], &config.postgres_sources[..])
+        (
+            &config.debezium[..],
+            &config.postgres_sources[..],
+            &config.sources[..],
+        )
     };
     let connectors = driver::debezium::start(
-        &cluster,
+        cluster,
         debezium,
         &config.stage,
         options.once,
         &shared.sources,
-        &shutdown_rx,
+        shutdown,
     );
     let pollers = driver::postgres::start(
-        &cluster,
-        &shared,
+        cluster,
+        shared,
         &shared.sources,
         postgres_sources,
         options.once,
-        &shutdown_rx,
+        shutdown,
     );
     // The drop-folder files read now, remembered as read once what they produced is durable.
     let read_keys: Vec<String> = sources
         .iter()
         .filter_map(|source| source.config().drop_key())
         .collect();
-    let ingested = async {
-        let files::Produced {
-            counts: mut source_counts,
-            per_topic: mut topic_produced,
-            dead_letters,
-        } = files::produce(&cluster, sources).await?;
-        // Every event is acknowledged (and, on the embedded broker, stored) now: the
-        // drop-folder files read count as read.
-        if shared.kept() {
-            shared.durable(&entity_topics).await?;
-            for key in &read_keys {
-                shared.confirm(key, "read").await?;
-            }
+    let files::Produced {
+        counts: mut source_counts,
+        per_topic: mut topic_produced,
+        dead_letters,
+    } = files::produce(cluster, sources).await?;
+    // Every event is acknowledged (and, on the embedded broker, stored) now: the
+    // drop-folder files read count as read.
+    if shared.kept() {
+        shared.durable(&shared.topics).await?;
+        for key in &read_keys {
+            shared.confirm(key, "read").await?;
         }
-        let watchers = if options.once {
-            Vec::new()
-        } else {
-            files::watch_drop_folders(
-                &cluster,
-                &shared,
-                &entity_topics,
-                &config.data_dir,
-                files,
-                &read_keys,
-                &shutdown_rx,
-            )
-        };
-        let mut running = Vec::new();
-        let mut polling = Vec::new();
-        for poller in pollers {
-            if options.once {
-                let (counts, per_topic) = poller.task.await??;
-                for (topic, events) in per_topic {
-                    *topic_produced.entry(topic).or_default() += events;
-                }
-                source_counts.push(counts);
-            } else {
-                polling.push(poller);
-            }
-        }
-        for connector in connectors {
-            if options.once {
-                let (counts, per_topic) = connector.finish(&cluster).await?;
-                for (topic, events) in per_topic {
-                    *topic_produced.entry(topic).or_default() += events;
-                }
-                source_counts.push(counts);
-            } else {
-                running.push(connector);
-            }
-        }
-        anyhow::Ok((
-            source_counts,
-            topic_produced,
-            dead_letters,
-            running,
-            polling,
-            watchers,
-        ))
     }
-    .await;
-    let (source_counts, topic_produced, dead_letters, connectors, pollers, watchers) =
-        match ingested {
-            Ok(ingested) => ingested,
-            Err(error) => {
-                // Stop the stage (and the server) before reporting: no task outlives the run.
-                shutdown_tx.send_replace(true);
-                let _ = stage_task.await;
-                if let Some(task) = http_task {
-                    let _ = task.await;
-                }
-                return Err(error);
-            }
-        };
-    let produced_total: u64 = topic_produced.values().sum();
-    let targets = cluster.high_watermarks(&stage_topics)?;
-
-    let report = if options.once {
-        stop_tx.send_replace(StopWhen::Reached(targets));
-        stage_task.await??
+    let watchers = if options.once {
+        Vec::new()
     } else {
-        // Ready once everything produced so far is applied (by the group, when the store
-        // is shared: its stored positions), then serve until Ctrl-C; a stage that stops on
-        // its own is an error.
-        let mut progress = shared.progress();
-        let caught_up = async {
-            match shared.master.store() {
-                Some(store) if store.is_coordinated() => loop {
-                    if stage::reached(&store.positions().await?, &targets) {
-                        break anyhow::Ok(());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                },
-                _ => {
-                    progress
-                        .wait_for(|progress| stage::reached(&progress.positions, &targets))
-                        .await?;
-                    Ok(())
-                }
-            }
-        };
-        tokio::select! {
-            result = caught_up => result?,
-            result = &mut stage_task => bail!("the stage stopped before catching up: {:?}", result??),
-        }
-        println!("ready: {produced_total} events processed; Ctrl-C to stop");
-        tokio::select! {
-            signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
-            result = &mut stage_task => bail!("the stage stopped: {:?}", result??),
-        }
-        tracing::info!("shutting down");
-        shutdown_tx.send_replace(true);
-        // A source that failed said so when it stopped.
-        for watcher in watchers {
-            watcher.await?;
-        }
-        for poller in pollers {
-            let _ = poller.task.await?;
-        }
-        for connector in connectors {
-            let _ = connector.task.await?;
-        }
-        let report = stage_task.await??;
-        if let Some(task) = http_task {
-            task.await??;
-        }
-        report
+        files::watch_drop_folders(
+            cluster,
+            shared,
+            &shared.topics,
+            &config.data_dir,
+            files,
+            &read_keys,
+            shutdown,
+        )
     };
+    let mut ingested = Ingested {
+        counts: Vec::new(),
+        per_topic: Default::default(),
+        dead_letters,
+        connectors: Vec::new(),
+        pollers: Vec::new(),
+        watchers,
+    };
+    for poller in pollers {
+        if options.once {
+            let (counts, per_topic) = poller.task.await??;
+            for (topic, events) in per_topic {
+                *topic_produced.entry(topic).or_default() += events;
+            }
+            source_counts.push(counts);
+        } else {
+            ingested.pollers.push(poller);
+        }
+    }
+    for connector in connectors {
+        if options.once {
+            let (counts, per_topic) = connector.finish(cluster).await?;
+            for (topic, events) in per_topic {
+                *topic_produced.entry(topic).or_default() += events;
+            }
+            source_counts.push(counts);
+        } else {
+            ingested.connectors.push(connector);
+        }
+    }
+    ingested.counts = source_counts;
+    ingested.per_topic = topic_produced;
+    Ok(ingested)
+}
 
+/// Waits until everything produced up to `targets` is applied: by this process, or by the
+/// group when the store is shared (its stored positions).
+async fn caught_up(shared: &Shared, targets: &stage::Positions) -> anyhow::Result<()> {
+    match shared.master.store() {
+        Some(store) if store.is_coordinated() => loop {
+            if stage::reached(&store.positions().await?, targets) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        },
+        _ => {
+            shared
+                .progress()
+                .wait_for(|progress| stage::reached(&progress.positions, targets))
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+/// What the run read, produced and consumed, for its summary.
+struct Consumed {
+    sources: Vec<connectors::SourceCounts>,
+    per_topic: std::collections::BTreeMap<String, u64>,
+    dead_letters: Vec<pipeline::DeadLetter>,
+    report: stage::ConsumeReport,
+    topics: Vec<String>,
+    broker: String,
+    started: Instant,
+}
+
+/// After the stage stopped: the KPIs and exceptions of the period (stored, exported), the
+/// quality report, the summary and, with `--out`, the files.
+async fn summarise(
+    shared: &Shared,
+    options: &RunOptions,
+    consumed: Consumed,
+) -> anyhow::Result<Summary> {
     let kpis = shared.kpis(options.from, options.to).await?;
     let exceptions = shared.exceptions(Some(kpis.to)).await?;
     if let Some(dir) = &options.export {
@@ -502,39 +559,39 @@ pub async fn run(
         .set(hub.counts().golden_persons as f64);
     metrics::gauge!(names::MDM_GOLDEN_RECORDS, "entity" => "property")
         .set(hub.counts().golden_properties as f64);
-    let topics = entity_topics
+    let report = &consumed.report;
+    let topics = consumed
+        .topics
         .iter()
         .map(|topic| TopicCounts {
             topic: topic.clone(),
-            produced: topic_produced.get(topic).copied().unwrap_or(0),
+            produced: consumed.per_topic.get(topic).copied().unwrap_or(0),
             consumed: report.consumed_per_topic.get(topic).copied().unwrap_or(0),
         })
         .collect();
+    let statuses = hub.vulnerabilities(kpis.to);
     let summary = Summary {
-        sources: source_counts,
+        sources: consumed.sources,
         topics,
-        dead_letters: dead_letters.len() as u64 + report.dead_letters,
+        dead_letters: consumed.dead_letters.len() as u64 + report.dead_letters,
         stage_dead_letters: report.dead_letters,
         mdm: hub.counts(),
         quality: hub.quality().clone(),
         quality_issues: shared.master.quality_open_per_rule(),
-        vulnerabilities: {
-            let statuses = hub.vulnerabilities(kpis.to);
-            VulnerabilityCounts {
-                as_of: kpis.to,
-                active: statuses.iter().filter(|status| status.active).count(),
-                review_overdue: statuses.iter().filter(|s| s.review_overdue).count(),
-                lapsed: statuses.iter().filter(|status| !status.active).count(),
-                homes_flagged: hub.contractor_alerts(kpis.to).len(),
-            }
+        vulnerabilities: VulnerabilityCounts {
+            as_of: kpis.to,
+            active: statuses.iter().filter(|status| status.active).count(),
+            review_overdue: statuses.iter().filter(|s| s.review_overdue).count(),
+            lapsed: statuses.iter().filter(|status| !status.active).count(),
+            homes_flagged: hub.contractor_alerts(kpis.to).len(),
         },
-        kpis,
         exceptions: sql::kpi::exception_counts(&exceptions),
-        broker,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
+        kpis,
+        broker: consumed.broker,
+        elapsed_seconds: consumed.started.elapsed().as_secs_f64(),
     };
     if let Some(out) = &options.out {
-        output::write(out, &summary, &hub, &dead_letters, &exceptions)
+        output::write(out, &summary, &hub, &consumed.dead_letters, &exceptions)
             .with_context(|| format!("writing {}", out.display()))?;
         let formats = ["html", "csv", "json"].map(String::from);
         crate::quality::write(&out.join("quality"), &quality, &formats)
