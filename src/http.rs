@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::state::{ActFailed, Shared};
-use connectors::driver::webhook::{Received, Webhooks};
+use connectors::driver::webhook::Webhooks;
 
 #[derive(Clone)]
 struct AppState {
@@ -676,10 +676,8 @@ async fn split(
     steward_action(&state, caller, action, split.reason).await
 }
 
-/// `POST /webhooks/{name}`: a contractor's job update (`connectors::driver::webhook`): 202
-/// once its event is stored, 200 for a retry of an accepted message id and 409 for that id
-/// with another body, 422 (413 when too large) for a message that does not map, 503 to
-/// retry.
+/// `POST /webhooks/{name}`: a contractor's job update, answered as
+/// `connectors::driver::webhook::Received::answer` says.
 async fn webhook(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -691,41 +689,8 @@ async fn webhook(
         .webhooks
         .receive(&shared.cluster, shared, &caller.name, &name, &body)
         .await;
-    let (status, answer) = match received {
-        Received::Unknown => return error(StatusCode::NOT_FOUND, format!("no webhook `{name}`")),
-        Received::NotAllowed => {
-            let message = format!("token `{}` may not post to webhook `{name}`", caller.name);
-            return error(StatusCode::FORBIDDEN, message);
-        }
-        Received::Accepted {
-            message_id,
-            event_id,
-        } => (
-            StatusCode::ACCEPTED,
-            serde_json::json!({"message_id": message_id, "event_id": event_id}),
-        ),
-        Received::Duplicate { message_id } => (
-            StatusCode::OK,
-            serde_json::json!({"message_id": message_id, "duplicate": true}),
-        ),
-        Received::Conflict { message_id } => (
-            StatusCode::CONFLICT,
-            serde_json::json!({"error": format!("message id `{message_id}` was accepted with another body: a new message needs a new id"), "message_id": message_id}),
-        ),
-        Received::Refused {
-            field,
-            reason,
-            too_large,
-        } => {
-            let status = if too_large {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            (status, serde_json::json!({"error": reason, "field": field}))
-        }
-        Received::Retry(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
-    };
+    let (status, answer) = received.answer(&name, &caller.name);
+    let status = StatusCode::from_u16(status).expect("a valid status");
     (status, Json(answer)).into_response()
 }
 

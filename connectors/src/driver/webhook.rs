@@ -72,6 +72,43 @@ pub enum Received {
     Retry(String),
 }
 
+impl Received {
+    /// The HTTP answer: its status and JSON body. 202 once stored, 200 for a retry of an
+    /// accepted message id, 409 for that id with another body, 422 (413 when too large) for
+    /// a message that does not map, 404 and 403 for a webhook unknown or not the caller's,
+    /// 503 to retry.
+    pub fn answer(&self, webhook: &str, token: &str) -> (u16, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            Received::Unknown => (404, json!({"error": format!("no webhook `{webhook}`")})),
+            Received::NotAllowed => (
+                403,
+                json!({"error": format!("token `{token}` may not post to webhook `{webhook}`")}),
+            ),
+            Received::Accepted {
+                message_id,
+                event_id,
+            } => (202, json!({"message_id": message_id, "event_id": event_id})),
+            Received::Duplicate { message_id } => {
+                (200, json!({"message_id": message_id, "duplicate": true}))
+            }
+            Received::Conflict { message_id } => (
+                409,
+                json!({"error": format!("message id `{message_id}` was accepted with another body: a new message needs a new id"), "message_id": message_id}),
+            ),
+            Received::Refused {
+                field,
+                reason,
+                too_large,
+            } => (
+                if *too_large { 413 } else { 422 },
+                json!({"error": reason, "field": field}),
+            ),
+            Received::Retry(message) => (503, json!({"error": message})),
+        }
+    }
+}
+
 fn body_hash(body: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
@@ -206,4 +243,50 @@ impl Webhooks {
 fn unavailable(error: pipeline::Error) -> Received {
     tracing::error!(%error, "webhook: producing to Kafka");
     Received::Retry(format!("not accepted, retry: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_answers_with_its_status() {
+        let id = || "M-1".to_string();
+        let cases = [
+            (Received::Unknown, 404),
+            (Received::NotAllowed, 403),
+            (
+                Received::Accepted {
+                    message_id: id(),
+                    event_id: "e".into(),
+                },
+                202,
+            ),
+            (Received::Duplicate { message_id: id() }, 200),
+            (Received::Conflict { message_id: id() }, 409),
+            (
+                Received::Refused {
+                    field: Some("job.status".into()),
+                    reason: "not a status".into(),
+                    too_large: false,
+                },
+                422,
+            ),
+            (
+                Received::Refused {
+                    field: None,
+                    reason: "too large".into(),
+                    too_large: true,
+                },
+                413,
+            ),
+            (Received::Retry("not stored yet".into()), 503),
+        ];
+        for (received, status) in cases {
+            let (answered, body) = received.answer("jobs", "contractor-a");
+            assert_eq!(answered, status, "{received:?}");
+            let errs = !(200..300).contains(&status);
+            assert_eq!(body.get("error").is_some(), errs, "{received:?}: {body}");
+        }
+    }
 }
