@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
+use connectors::driver::webhook::Webhooks;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::Reference;
 use serde::Deserialize;
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::state::{ActFailed, Shared};
-use connectors::driver::webhook::Webhooks;
 
 #[derive(Clone)]
 struct AppState {

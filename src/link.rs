@@ -9,16 +9,15 @@ use std::time::Instant;
 
 use anyhow::Context;
 use mdm::model::Model;
+use mdm::reconcile::report::{Report, html};
+use mdm::reconcile::{entity_report, identifier_gaps};
 use mdm::training;
 use mdm::{Entity, Hub, NormalisedPersons};
 use pipeline::Envelope;
 
 use crate::config::Loaded;
 use crate::master_data::{apply, read};
-
 use crate::output;
-use mdm::reconcile::report::{Report, html};
-use mdm::reconcile::{entity_report, identifier_gaps};
 
 #[derive(Debug, clap::Args)]
 pub struct LinkArgs {
@@ -83,10 +82,10 @@ pub fn model_for(
             let spec = training_spec(loaded);
             let persons = NormalisedPersons::of(events, &spec.fields);
             let origin = loaded.config.data_dir.display().to_string();
-            let model = mdm::training::train_unlabelled(spec, persons.prepared(), &origin)?;
+            let model = training::train_unlabelled(spec, persons.prepared(), &origin)?;
             eprint!(
                 "{}",
-                mdm::training::blocking_table(&model.spec, persons.prepared())
+                training::blocking_table(&model.spec, persons.prepared())
             );
             Ok((model, persons))
         }

@@ -280,14 +280,16 @@ pub fn make_formula_safe(out: &Path, names: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The master data tables `run --out` and `link` share (`mdm::export::TABLES`).
+/// The master data tables `run --out` and `link` share (`mdm::export::Table`).
 pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    for name in mdm::export::TABLES {
-        mdm::export::write_table(hub, name, create(out, name)?)
+    let names = mdm::export::Table::ALL.map(|table| table.file_name());
+    for (table, name) in mdm::export::Table::ALL.into_iter().zip(names) {
+        table
+            .write(hub, create(out, name)?)
             .with_context(|| out.join(name).display().to_string())?;
     }
-    make_formula_safe(out, &mdm::export::TABLES)
+    make_formula_safe(out, &names)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub struct QualityArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The ISO week, `2026-W49` (default: the week of the latest issue seen).
-    #[arg(long, value_parser = mdm::quality::report::parse_week)]
+    #[arg(long, value_parser = report::parse_week)]
     week: Option<NaiveDate>,
     /// Weeks of trend before it.
     #[arg(long, default_value_t = 8)]

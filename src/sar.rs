@@ -80,9 +80,7 @@ pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
             .await?;
         let members = {
             let hub = master.hub();
-            let golden_id = hub
-                .person_subject(&args.subject)
-                .map_err(anyhow::Error::msg)?;
+            let golden_id = hub.person_subject(&args.subject)?;
             hub.golden_person(&golden_id)
                 .map(|person| person.sources)
                 .unwrap_or_default()

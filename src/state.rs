@@ -12,10 +12,9 @@ use mdm::Master;
 use mdm::master::{ActError, Acted, Action, Actor, BatchApplied, Learned};
 use pipeline::kafka::Cluster;
 use pipeline::stage;
+use sql::live::Live;
 use sql::{Analytics, ExceptionRow, KpiTable};
 use tokio::sync::watch;
-
-use sql::live::Live;
 
 /// How long a source waits for what it produced to be stored before it gives up (and
 /// retries) rather than confirm it.

@@ -1,5 +1,5 @@
 //! Master data as CSV tables, for people and for the tests: what `goldthread run --out` and
-//! `goldthread link` write (the file names in [`TABLES`]), and the stewards' and
+//! `goldthread link` write (each [`Table`] to its file), and the stewards' and
 //! contractors' views of vulnerabilities. Each table is written to any `io::Write`: opening
 //! files (and keeping them private) is the caller's.
 
@@ -9,35 +9,60 @@ use chrono::NaiveDate;
 
 use crate::{Entity, Hub};
 
-/// The master data tables, by file name: cross-reference, golden persons and properties,
-/// tenancies, every link inside a golden record explained, and the review queue.
-pub const TABLES: [&str; 6] = [
-    "xref.csv",
-    "golden_persons.csv",
-    "golden_properties.csv",
-    "tenancies.csv",
-    "links.csv",
-    "review_queue.csv",
-];
+/// A master data table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Every source record and its golden id.
+    Xref,
+    GoldenPersons,
+    GoldenProperties,
+    Tenancies,
+    /// Every link inside a golden record, explained, and the pairs a requirement kept apart.
+    Links,
+    /// The pairs a steward should look at, with the model's explanation.
+    ReviewQueue,
+}
 
-/// Writes the table `name` (one of [`TABLES`]) of `hub`.
-pub fn write_table(hub: &Hub, name: &str, out: impl Write) -> Result<(), csv::Error> {
-    let mut csv = csv::Writer::from_writer(out);
-    match name {
-        "xref.csv" => {
-            for entry in hub.xref() {
-                csv.serialize(entry)?;
-            }
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Xref,
+        Table::GoldenPersons,
+        Table::GoldenProperties,
+        Table::Tenancies,
+        Table::Links,
+        Table::ReviewQueue,
+    ];
+
+    /// The table's file: `xref.csv`, `golden_persons.csv`, ...
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Table::Xref => "xref.csv",
+            Table::GoldenPersons => "golden_persons.csv",
+            Table::GoldenProperties => "golden_properties.csv",
+            Table::Tenancies => "tenancies.csv",
+            Table::Links => "links.csv",
+            Table::ReviewQueue => "review_queue.csv",
         }
-        "golden_persons.csv" => golden_persons(hub, &mut csv)?,
-        "golden_properties.csv" => golden_properties(hub, &mut csv)?,
-        "tenancies.csv" => tenancies(hub, &mut csv)?,
-        "links.csv" => links(hub, &mut csv)?,
-        "review_queue.csv" => review_queue(hub, &mut csv)?,
-        other => panic!("no master data table `{other}`"),
     }
-    csv.flush()?;
-    Ok(())
+
+    /// Writes the table of `hub` as CSV.
+    pub fn write(self, hub: &Hub, out: impl Write) -> Result<(), csv::Error> {
+        let mut csv = csv::Writer::from_writer(out);
+        match self {
+            Table::Xref => {
+                for entry in hub.xref() {
+                    csv.serialize(entry)?;
+                }
+            }
+            Table::GoldenPersons => golden_persons(hub, &mut csv)?,
+            Table::GoldenProperties => golden_properties(hub, &mut csv)?,
+            Table::Tenancies => tenancies(hub, &mut csv)?,
+            Table::Links => links(hub, &mut csv)?,
+            Table::ReviewQueue => review_queue(hub, &mut csv)?,
+        }
+        csv.flush()?;
+        Ok(())
+    }
 }
 
 fn optional(value: &Option<String>) -> String {
