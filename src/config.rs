@@ -127,6 +127,28 @@ impl Default for HttpConfig {
     }
 }
 
+/// `--config` and `--data-dir`: how every command that reads the sources finds them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder the sources' paths are relative to (overrides `data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The configuration file (or the built-in one), with `--data-dir` applied.
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        let mut loaded = Loaded::load(self.config.as_deref())?;
+        if let Some(data_dir) = &self.data_dir {
+            loaded.config.data_dir = data_dir.clone();
+        }
+        Ok(loaded)
+    }
+}
+
 /// A configuration and where it came from (for messages and relative paths).
 #[derive(Debug, Clone)]
 pub struct Loaded {

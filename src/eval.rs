@@ -11,17 +11,13 @@ use anyhow::{Context, bail};
 use mdm::{Entity, Hub, eval};
 use pipeline::{Envelope, Payload, Reference};
 
-use crate::config::Loaded;
+use crate::config::ConfigArgs;
 use crate::link;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Configuration file (default: the built-in config/default.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Person labels: a CSV with `source`, `source_id` and `person_id` (default: the
     /// generator's `<data_dir>/truth/persons.csv`).
     #[arg(long)]
@@ -111,10 +107,7 @@ fn print_pairs_tables(
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let mut loaded = Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let mut loaded = args.config.load()?;
     if let Some(link) = args.threshold {
         loaded.config.mdm.thresholds.link = link;
     }

@@ -15,18 +15,14 @@ use mdm::training;
 use mdm::{Entity, Hub, NormalisedPersons};
 use pipeline::Envelope;
 
-use crate::config::Loaded;
+use crate::config::{ConfigArgs, Loaded};
 use crate::master_data::{apply, read};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct LinkArgs {
-    /// Configuration file with the `[[sources]]` to link (default: the built-in one).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Folder for xref.csv, golden_*.csv, review_queue.csv, report.html and report.json.
     #[arg(long)]
     out: PathBuf,
@@ -37,12 +33,8 @@ pub struct LinkArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Configuration file with the person `[[sources]]` to learn from.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Where to write the model (JSON); point `mdm.person_model` at it.
     #[arg(long)]
     out: PathBuf,
@@ -93,10 +85,7 @@ pub fn model_for(
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let mut loaded = Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let loaded = args.config.load()?;
     let input = read(&loaded, true)?;
     let started = Instant::now();
     let (model, _) = model_for(None, &input.events, &loaded)?;
@@ -115,10 +104,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn link(args: LinkArgs) -> anyhow::Result<()> {
-    let mut loaded = Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let loaded = args.config.load()?;
     let mut seconds = BTreeMap::new();
     let started = Instant::now();
     let input = read(&loaded, true)?;
@@ -278,8 +264,10 @@ mod tests {
         let (dir, _) = sample();
         let out = dir.path().join("linked");
         link(LinkArgs {
-            config: None,
-            data_dir: Some(dir.path().to_path_buf()),
+            config: ConfigArgs {
+                config: None,
+                data_dir: Some(dir.path().to_path_buf()),
+            },
             out: out.clone(),
             model: None,
         })

@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use config::ConfigArgs;
 use connectors::sample::{GenerateOptions, NoiseConfig, generate};
 
 #[derive(Debug, Parser)]
@@ -159,12 +160,8 @@ struct SampleArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Configuration file (default: the built-in config/default.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Process all input, print the summary and exit.
     #[arg(long)]
     once: bool,
@@ -207,12 +204,8 @@ enum KpiFormat {
 
 #[derive(Debug, clap::Args)]
 struct KpiArgs {
-    /// Configuration file (default: the built-in config/default.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// First day of the period (default: the first appointment slot in the data).
     #[arg(long)]
     from: Option<chrono::NaiveDate>,
@@ -244,10 +237,7 @@ async fn kpi(args: KpiArgs) -> anyhow::Result<()> {
             client::kpis(&connection, args.from, args.to).await?
         }
         None => {
-            let mut loaded = config::Loaded::load(args.config.as_deref())?;
-            if let Some(data_dir) = args.data_dir {
-                loaded.config.data_dir = data_dir;
-            }
+            let loaded = args.config.load()?;
             let options = run::RunOptions {
                 once: true,
                 out: None,
@@ -310,10 +300,7 @@ fn write_sample(args: &SampleArgs, out: &std::path::Path) -> anyhow::Result<()> 
 }
 
 async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
-    let mut loaded = config::Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let mut loaded = args.config.load()?;
     if let Some(listen) = args.listen {
         loaded.config.http.listen = listen;
     }
@@ -395,8 +382,10 @@ fn main() -> anyhow::Result<()> {
         } => {
             write_sample(&sample, &dir)?;
             let run = RunArgs {
-                config: None,
-                data_dir: Some(dir.clone()),
+                config: ConfigArgs {
+                    config: None,
+                    data_dir: Some(dir.clone()),
+                },
                 once,
                 out: Some(dir.join("out")),
                 from: None,

@@ -10,17 +10,13 @@ use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use mdm::quality::{Register, Weekly, report};
 
-use crate::config::Loaded;
+use crate::config::{ConfigArgs, Loaded};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct QualityArgs {
-    /// Configuration file (default: the built-in config/default.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The ISO week, `2026-W49` (default: the week of the latest issue seen).
     #[arg(long, value_parser = report::parse_week)]
     week: Option<NaiveDate>,
@@ -39,10 +35,7 @@ pub struct QualityArgs {
 }
 
 pub fn quality_report(args: QualityArgs) -> anyhow::Result<()> {
-    let mut loaded = Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let loaded = args.config.load()?;
     loaded.validate()?;
     let input = crate::master_data::read(&loaded, true)?;
     if input.events.is_empty() {

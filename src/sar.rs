@@ -7,26 +7,20 @@
 //! record behind it with its position, every match decision with its explanation, pending
 //! review pairs, tenancies and vulnerabilities.
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 use mdm::subject::SubjectAccess;
 use pipeline::Envelope;
 use serde::Serialize;
 
-use crate::config::Loaded;
+use crate::config::{ConfigArgs, Loaded};
 
 #[derive(Debug, clap::Args)]
 pub struct SarArgs {
     /// The person: a golden id (`GP-...`, absorbed ids resolve) or a source record
     /// (`hms:T000123`).
     subject: String,
-    /// Configuration file (default: the built-in config/default.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Folder the sources' paths are relative to (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The store to report from (overrides `postgres.url`).
     #[arg(long, env = "GOLDTHREAD_POSTGRES_URL")]
     postgres: Option<String>,
@@ -53,10 +47,7 @@ struct Erased {
 }
 
 pub async fn sar(args: SarArgs) -> anyhow::Result<()> {
-    let mut loaded = Loaded::load(args.config.as_deref())?;
-    if let Some(data_dir) = args.data_dir {
-        loaded.config.data_dir = data_dir;
-    }
+    let loaded = args.config.load()?;
     if let Some(url) = args.postgres.or_else(|| loaded.config.postgres.url.clone()) {
         let store = mdm::store::Store::connect(&url, &loaded.config.postgres).await?;
         if let Some(erased_at) = store.erased_at(&args.subject).await? {
