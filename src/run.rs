@@ -314,7 +314,11 @@ fn spawn_stage(
             MasterStage { shared },
         )
         .await
-        .map_err(|error| anyhow::anyhow!("{error}"))
+        // The handler's error keeps its chain (a store failure's SQLSTATE, its context).
+        .map_err(|error| match error {
+            stage::StageError::Stage(error) => error.context("the MDM and analytics stage"),
+            stage::StageError::Pipeline(error) => anyhow::Error::new(error),
+        })
     })
 }
 
