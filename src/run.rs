@@ -116,12 +116,25 @@ pub async fn run(
         None => None,
         Some(tokens) => Some(serve(&shared, &loaded, tokens, metrics, &shutdown_rx).await?),
     };
-    let ingested = match ingest(&shared, &loaded, &options, sources, &shutdown_rx).await {
+    // A stage that stops while the sources are read (its store gone for longer than
+    // `postgres.retry_for`) is the run's error: the sources would wait for it in vain.
+    let ingesting = ingest(&shared, &loaded, &options, sources, &shutdown_rx);
+    let ingested = tokio::select! {
+        ingested = ingesting => ingested,
+        stopped = &mut stage_task => Err(match stopped {
+            Ok(Err(error)) => error,
+            Ok(Ok(_)) => anyhow::anyhow!("the stage stopped before the sources were read"),
+            Err(panicked) => anyhow::Error::new(panicked).context("the stage"),
+        }),
+    };
+    let ingested = match ingested {
         Ok(ingested) => ingested,
         Err(error) => {
             // Stop the stage (and the server) before reporting: no task outlives the run.
             shutdown_tx.send_replace(true);
-            let _ = stage_task.await;
+            if !stage_task.is_finished() {
+                let _ = stage_task.await;
+            }
             if let Some(task) = http_task {
                 let _ = task.await;
             }

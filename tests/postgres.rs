@@ -354,6 +354,76 @@ fn a_run_killed_mid_stream_and_restarted_writes_exactly_the_rows_of_a_clean_run(
     );
 }
 
+/// The store gone for longer than `postgres.retry_for` while the sources are being read stops
+/// the run at once, and the operator reads why: the stage's whole chain, down to the refused
+/// connection. (The sources used to wait two minutes for the stage that had stopped, then
+/// report only that they had waited.)
+#[test]
+fn a_store_lost_mid_run_stops_it_at_once_and_says_why() {
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 1000, 5);
+    let config = data.path().join("short-retry.toml");
+    let default =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+            .unwrap();
+    assert!(default.contains("batch_size = 5000") && !default.contains("[postgres]"));
+    std::fs::write(
+        &config,
+        default.replace("batch_size = 5000", "batch_size = 100")
+            + "\n[postgres]\nretry_for = \"1s\"\n",
+    )
+    .unwrap();
+    let database = pg.create_database("lost");
+    let mut running = Running(
+        goldthread()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--postgres", &database])
+            .env("RUST_BACKTRACE", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("a batch in PostgreSQL", 120, &|| {
+        let (ok, count, _) = pg.psql_in(
+            "lost",
+            "postgres",
+            "SELECT count(*) FROM goldthread.consumed",
+        );
+        ok && count.parse::<u64>().unwrap_or(0) > 0
+    });
+    pg.stop();
+    let stopped = std::time::Instant::now();
+    let mut stderr = running.0.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(60),
+            "still running a minute after PostgreSQL stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stderr = reading.join().unwrap();
+    assert!(!status.success(), "{stderr}");
+    let error = &stderr[stderr.find("Error:").expect("an error")..];
+    for cause in [
+        "the MDM and analytics stage",
+        "writing the batch to PostgreSQL",
+        "PostgreSQL writes failed for 1s (postgres.retry_for)",
+    ] {
+        assert!(error.contains(cause), "`{cause}` in {error}");
+    }
+}
+
 /// A restart gives the analytics every version they had, not only each record's latest:
 /// a work order whose priority changed, a status update after another. A second run over
 /// the same store with nothing new to read (every source file empty) restores the first
