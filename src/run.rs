@@ -53,10 +53,10 @@ pub async fn run(
     let tokens = if options.once {
         None
     } else {
-        let loaded =
+        let tokens =
             crate::auth::Tokens::load(&config.http.tokens, |name| std::env::var(name).ok())
                 .map_err(|problem| anyhow::anyhow!("{}: http.tokens: {problem}", loaded.origin))?;
-        Some(loaded)
+        Some(tokens)
     };
     // Open every source first: a missing file or column stops the run before anything moves.
     let files: &[connectors::SourceConfig] = if options.no_sources {
