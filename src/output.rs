@@ -166,11 +166,14 @@ pub fn write(
     let file = |name: &str| create(out, name);
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
     write_file(out, "kpis.csv", summary.kpis.to_csv().as_bytes())?;
-    let mut writer = csv::Writer::from_writer(file("exceptions.csv")?);
-    for exception in exceptions {
-        writer.serialize(exception)?;
-    }
-    writer.flush()?;
+    write_csv(out, "exceptions.csv", |file| {
+        let mut csv = csv::Writer::from_writer(file);
+        for exception in exceptions {
+            csv.serialize(exception)?;
+        }
+        csv.flush()?;
+        Ok(())
+    })?;
 
     // A dead letter about an erased person keeps where and which field: its row and its
     // reason (which quotes a value) are personal data.
@@ -197,16 +200,12 @@ pub fn write(
     // Stewards' view of vulnerabilities (special category data) as of the period's end, and
     // the contractors' view: a flag per home, no code, no description, no person.
     let day = summary.kpis.to;
-    mdm::export::vulnerabilities(hub, day, file("vulnerabilities.csv")?)?;
-    mdm::export::contractor_alerts(hub, day, file("contractor_alerts.csv")?)?;
-    make_formula_safe(
-        out,
-        &[
-            "exceptions.csv",
-            "vulnerabilities.csv",
-            "contractor_alerts.csv",
-        ],
-    )?;
+    write_csv(out, "vulnerabilities.csv", |file| {
+        mdm::export::vulnerabilities(hub, day, file)
+    })?;
+    write_csv(out, "contractor_alerts.csv", |file| {
+        mdm::export::contractor_alerts(hub, day, file)
+    })?;
     write_master_data(out, hub)
 }
 
@@ -236,6 +235,17 @@ pub fn write_file(out: &Path, name: &str, text: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the CSV file `out/name` with `write` (private, as [`create`]) and makes its cells
+/// formula-safe ([`make_formula_safe`]): every CSV goldthread writes goes through here.
+pub fn write_csv(
+    out: &Path,
+    name: &str,
+    write: impl FnOnce(std::io::BufWriter<std::fs::File>) -> Result<(), csv::Error>,
+) -> anyhow::Result<()> {
+    write(create(out, name)?).with_context(|| out.join(name).display().to_string())?;
+    make_formula_safe(out, &[name])
+}
+
 /// A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return
 /// as a formula: such a cell (unless it is a number) is written with a leading `'`, which
 /// spreadsheets show as text. Source data is not trusted to be free of them.
@@ -250,7 +260,7 @@ fn formula_safe(cell: &[u8]) -> Option<Vec<u8>> {
 
 /// Rewrites the CSV files `names` in `out` with formula-safe cells ([`formula_safe`]); a
 /// file that needs no change is left as it is.
-pub fn make_formula_safe(out: &Path, names: &[&str]) -> anyhow::Result<()> {
+fn make_formula_safe(out: &Path, names: &[&str]) -> anyhow::Result<()> {
     for name in names {
         let path = out.join(name);
         let read = || {
@@ -283,13 +293,10 @@ pub fn make_formula_safe(out: &Path, names: &[&str]) -> anyhow::Result<()> {
 /// The master data tables `run --out` and `link` share (`mdm::export::Table`).
 pub fn write_master_data(out: &Path, hub: &Hub) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let names = mdm::export::Table::ALL.map(|table| table.file_name());
-    for (table, name) in mdm::export::Table::ALL.into_iter().zip(names) {
-        table
-            .write(hub, create(out, name)?)
-            .with_context(|| out.join(name).display().to_string())?;
+    for table in mdm::export::Table::ALL {
+        write_csv(out, table.file_name(), |file| table.write(hub, file))?;
     }
-    make_formula_safe(out, &names)
+    Ok(())
 }
 
 #[cfg(test)]

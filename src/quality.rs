@@ -215,8 +215,9 @@ pub fn due_diligence(
         &["html", "csv", "json"].map(String::from),
     )?;
     let risks = weekly.risks();
-    report::risks_csv(&risks, output::create(out, "risk_register.csv")?)?;
-    output::make_formula_safe(out, &["risk_register.csv"])?;
+    output::write_csv(out, "risk_register.csv", |file| {
+        report::risks_csv(&risks, file)
+    })?;
     Ok(risks)
 }
 
@@ -227,10 +228,7 @@ pub fn write(out: &Path, weekly: &Weekly, formats: &[String]) -> anyhow::Result<
         match format.as_str() {
             "json" => output::write_file(out, "report.json", &serde_json::to_vec_pretty(weekly)?)?,
             "html" => output::write_file(out, "report.html", report::html(weekly).as_bytes())?,
-            "csv" => {
-                report::issues_csv(weekly, output::create(out, "issues.csv")?)?;
-                output::make_formula_safe(out, &["issues.csv"])?;
-            }
+            "csv" => output::write_csv(out, "issues.csv", |file| report::issues_csv(weekly, file))?,
             other => bail!("--format: `{other}` is not html, csv or json"),
         }
     }

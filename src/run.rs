@@ -446,8 +446,8 @@ async fn ingest(
         .filter_map(|source| source.config().drop_key())
         .collect();
     let files::Produced {
-        counts: mut source_counts,
-        per_topic: mut topic_produced,
+        counts,
+        per_topic,
         dead_letters,
     } = files::produce(cluster, sources).await?;
     // Every event is acknowledged (and, on the embedded broker, stored) now: the
@@ -472,38 +472,42 @@ async fn ingest(
         )
     };
     let mut ingested = Ingested {
-        counts: Vec::new(),
-        per_topic: Default::default(),
+        counts,
+        per_topic,
         dead_letters,
         connectors: Vec::new(),
         pollers: Vec::new(),
         watchers,
     };
+    if !options.once {
+        ingested.pollers = pollers;
+        ingested.connectors = connectors;
+        return Ok(ingested);
+    }
+    // With `once`, every source has read to its end: its counts join the files'.
     for poller in pollers {
-        if options.once {
-            let (counts, per_topic) = poller.task.await??;
-            for (topic, events) in per_topic {
-                *topic_produced.entry(topic).or_default() += events;
-            }
-            source_counts.push(counts);
-        } else {
-            ingested.pollers.push(poller);
-        }
+        ingested.add(poller.task.await??);
     }
     for connector in connectors {
-        if options.once {
-            let (counts, per_topic) = connector.finish(cluster).await?;
-            for (topic, events) in per_topic {
-                *topic_produced.entry(topic).or_default() += events;
-            }
-            source_counts.push(counts);
-        } else {
-            ingested.connectors.push(connector);
-        }
+        ingested.add(connector.finish(cluster).await?);
     }
-    ingested.counts = source_counts;
-    ingested.per_topic = topic_produced;
     Ok(ingested)
+}
+
+impl Ingested {
+    /// What one more source read and produced.
+    fn add(
+        &mut self,
+        (counts, per_topic): (
+            connectors::SourceCounts,
+            std::collections::BTreeMap<String, u64>,
+        ),
+    ) {
+        for (topic, events) in per_topic {
+            *self.per_topic.entry(topic).or_default() += events;
+        }
+        self.counts.push(counts);
+    }
 }
 
 /// Waits until everything produced up to `targets` is applied: by this process, or by the

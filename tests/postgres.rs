@@ -296,9 +296,7 @@ fn a_run_killed_mid_stream_and_restarted_writes_exactly_the_rows_of_a_clean_run(
     generate(data.path(), 300, 5);
     // Small batches, so the kill lands between many committed transactions.
     let config = data.path().join("small-batches.toml");
-    let default =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
-            .unwrap();
+    let default = include_str!("../config/default.toml");
     assert!(default.contains("batch_size = 5000"));
     std::fs::write(
         &config,
@@ -364,9 +362,7 @@ fn a_store_lost_mid_run_stops_it_at_once_and_says_why() {
     let data = tempfile::tempdir().unwrap();
     generate(data.path(), 1000, 5);
     let config = data.path().join("short-retry.toml");
-    let default =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
-            .unwrap();
+    let default = include_str!("../config/default.toml");
     assert!(default.contains("batch_size = 5000") && !default.contains("[postgres]"));
     std::fs::write(
         &config,

@@ -471,9 +471,7 @@ fn each_owner_gets_a_digest_of_its_issues_with_references_only_retried_until_tak
     let out = tempfile::tempdir().unwrap();
     generate(data.path(), 120, 13);
     let config = data.path().join("notify.toml");
-    let default =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
-            .unwrap();
+    let default = include_str!("../config/default.toml");
     std::fs::write(
         &config,
         format!(
