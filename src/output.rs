@@ -165,7 +165,7 @@ pub fn write(
     std::fs::create_dir_all(out)?;
     let file = |name: &str| create(out, name);
     serde_json::to_writer_pretty(file("summary.json")?, summary)?;
-    write_file(out, "kpis.csv", summary.kpis.to_csv().as_bytes())?;
+    write_kpis(out, &summary.kpis)?;
     write_csv(out, "exceptions.csv", |file| {
         let mut csv = csv::Writer::from_writer(file);
         for exception in exceptions {
@@ -207,6 +207,16 @@ pub fn write(
         mdm::export::contractor_alerts(hub, day, file)
     })?;
     write_master_data(out, hub)
+}
+
+/// `kpis.csv`: a breakdown's key comes from source data (a contractor's name), so it goes
+/// through [`write_csv`] like every other table.
+fn write_kpis(out: &Path, kpis: &KpiTable) -> anyhow::Result<()> {
+    write_csv(out, "kpis.csv", |mut file| {
+        file.write_all(kpis.to_csv().as_bytes())?;
+        file.flush()?;
+        Ok(())
+    })
 }
 
 /// Creates (or empties) `out/name`, readable by its owner only: the files hold personal
@@ -330,5 +340,37 @@ mod tests {
         assert_eq!(rows[1][2], "-12.5", "numbers stay numbers");
         assert_eq!(rows[2][1..], ["'@SUM(A1)", "+3"]);
         assert_eq!(rows[3][1..], ["Ann", "'-"]);
+    }
+
+    #[test]
+    fn a_kpi_breakdown_key_cannot_become_a_formula() {
+        let out = tempfile::tempdir().unwrap();
+        let row = |key: &str| sql::KpiRow {
+            kpi: "appointments_kept".into(),
+            key: Some(key.into()),
+            value: Some(0.5),
+            numerator: Some(1.0),
+            denominator: Some(2.0),
+            definition: "appointments_kept.sql".into(),
+        };
+        let day = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+        let kpis = KpiTable {
+            from: day,
+            to: day,
+            as_of: day.and_hms_opt(23, 59, 59).unwrap(),
+            rows: vec![row("=HYPERLINK(\"http://x\")"), row("Smith, Jones\rLtd")],
+        };
+        write_kpis(out.path(), &kpis).unwrap();
+        let rows: Vec<Vec<String>> = csv::Reader::from_path(out.path().join("kpis.csv"))
+            .unwrap()
+            .records()
+            .map(|record| record.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        assert_eq!(rows[0][1], "'=HYPERLINK(\"http://x\")");
+        assert_eq!(
+            rows[1][1], "Smith, Jones\rLtd",
+            "a carriage return is quoted"
+        );
+        assert_eq!(rows[1][2..5], ["0.5", "1", "2"]);
     }
 }

@@ -126,7 +126,7 @@ impl KpiTable {
     pub fn to_csv(&self) -> String {
         let number = |value: Option<f64>| value.map(|value| value.to_string()).unwrap_or_default();
         let quote = |text: &str| {
-            if text.contains([',', '"', '\n']) {
+            if text.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", text.replace('"', "\"\""))
             } else {
                 text.to_string()
