@@ -624,8 +624,10 @@ async fn steward_action(
             error(status_of(refused.class()), refused.to_string())
         }
         Err(failure) => {
+            let status = status_of(failure.class());
+            let failure = format!("{:#}", anyhow::Error::new(failure));
             tracing::error!(error = %failure, "a steward action");
-            error(StatusCode::INTERNAL_SERVER_ERROR, failure.to_string())
+            error(status, failure)
         }
     }
 }

@@ -650,9 +650,9 @@ async fn store_live(
         })
         .collect();
     let exceptions = serde_json::to_value(exceptions)?;
-    store
+    Ok(store
         .write_kpi_live(&periods, &exceptions, dashboard.as_of)
-        .await
+        .await?)
 }
 
 /// The MDM and analytics stage: master data applies the batch (and stores it, or returns

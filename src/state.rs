@@ -59,6 +59,18 @@ pub enum ActFailed {
     Tombstones(anyhow::Error),
 }
 
+impl ActFailed {
+    /// Who is at fault: the request (refused), PostgreSQL or the broker (`External`), or
+    /// goldthread.
+    pub fn class(&self) -> pipeline::ErrorClass {
+        match self {
+            ActFailed::Master(ActError::Refused(refused)) => refused.class(),
+            ActFailed::Master(ActError::NotStored(error)) => error.class(),
+            ActFailed::Tombstones(_) => pipeline::ErrorClass::External,
+        }
+    }
+}
+
 impl Shared {
     pub fn new(
         master: Arc<Master>,
@@ -275,7 +287,7 @@ impl connectors::driver::Positions for Shared {
 
     async fn position(&self, key: &str) -> anyhow::Result<Option<String>> {
         match self.master.store() {
-            Some(store) => store.source_position(key).await,
+            Some(store) => Ok(store.source_position(key).await?),
             None => Ok(None),
         }
     }
@@ -286,7 +298,7 @@ impl connectors::driver::Positions for Shared {
 
     async fn confirm(&self, key: &str, position: &str) -> anyhow::Result<()> {
         match self.master.store() {
-            Some(store) => store.set_source_position(key, position).await,
+            Some(store) => Ok(store.set_source_position(key, position).await?),
             None => Ok(()),
         }
     }

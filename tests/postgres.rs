@@ -251,6 +251,22 @@ fn steward_actions_are_audited_in_postgres() {
     pg.query("CREATE ROLE dashboards LOGIN IN ROLE goldthread_bi");
     let (ok, _, _) = pg.psql("dashboards", "SELECT * FROM goldthread.steward_audit");
     assert!(!ok);
+    // With PostgreSQL away the action stands in memory only, and the steward is told so as
+    // a failure elsewhere (503, worth retrying), with the cause.
+    pg.stop();
+    let (status, response) = request(
+        &address,
+        "POST",
+        "/api/steward/decisions",
+        Some("steward-secret-0001"),
+        Some(&body),
+    );
+    assert_eq!(status, 503, "{response}");
+    assert!(
+        response.contains("PostgreSQL could not be updated: "),
+        "{response}"
+    );
+    pg.resume();
 
     // After a crash and a restart the verdict still stands: the engine is rebuilt from the
     // stored records and verdicts, and the replayed events do not merge the pair again.

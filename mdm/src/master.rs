@@ -14,7 +14,7 @@ use pipeline::stage::{Batch, Positions};
 use pipeline::{Envelope, Reference};
 
 use crate::quality::{Register, Standard, Weekly};
-use crate::store::{Peers, Restored, Store, Write};
+use crate::store::{self, Peers, Restored, Store, Write};
 use crate::{AuditEntry, Entity, Erasure, Hub, StewardVerdict, Verdict};
 
 /// What the analytics must learn from a change to master data.
@@ -97,8 +97,8 @@ pub enum ActError {
     #[error("{0}")]
     Refused(#[from] crate::Error),
     /// Applied and audited in memory; the store did not take it.
-    #[error("applied and audited in memory, but PostgreSQL could not be updated: {0:#}")]
-    NotStored(anyhow::Error),
+    #[error("applied and audited in memory, but PostgreSQL could not be updated")]
+    NotStored(#[source] store::Error),
 }
 
 pub struct Master {
@@ -153,7 +153,7 @@ impl Master {
     /// issues a report evaluated, which no batch has written yet). A store the group shares
     /// takes them with the next batch instead: a write there applies the peers' events
     /// first, which only a batch's write does.
-    pub async fn store_quality(&self) -> anyhow::Result<()> {
+    pub async fn store_quality(&self) -> store::Result<()> {
         match &self.store {
             Some(store) if !store.is_coordinated() => self.write_unstored(store, None, &[]).await,
             _ => Ok(()),
@@ -206,8 +206,8 @@ impl Master {
     /// for the analytics), then the steward verdicts in force and the audit trail.
     pub async fn restore(
         &mut self,
-        mut learn: impl FnMut(&[Envelope]) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Restored> {
+        mut learn: impl FnMut(&[Envelope]) -> Result<(), store::BoxError>,
+    ) -> store::Result<Restored> {
         const CHUNK: usize = 5000;
         let store = self.store.as_ref().expect("restore needs a store");
         let hub = self.hub.get_mut().expect("hub lock");
@@ -223,13 +223,13 @@ impl Master {
                 }
                 chunk.push(event);
                 if chunk.len() == CHUNK {
-                    learn(&chunk)?;
+                    learn(&chunk).map_err(learning)?;
                     chunk.clear();
                 }
                 Ok(())
             })
             .await?;
-        learn(&chunk)?;
+        learn(&chunk).map_err(learning)?;
         let mut refused = 0;
         for verdict in &restored.verdicts {
             if let Err(reason) =
@@ -256,7 +256,7 @@ impl Master {
     /// it is applied inside the transaction that stores it, after what the group's other
     /// processes wrote, and stored when this returns. With a store only this process
     /// writes, it is applied now and stored by [`Master::store_applied`].
-    pub async fn apply_batch(&self, batch: &Batch) -> anyhow::Result<BatchApplied> {
+    pub async fn apply_batch(&self, batch: &Batch) -> store::Result<BatchApplied> {
         match &self.store {
             None => Ok(BatchApplied {
                 kept: self.apply(&batch.events, false),
@@ -286,7 +286,7 @@ impl Master {
         &self,
         positions: &Positions,
         dead_letters: &[pipeline::DeadLetter],
-    ) -> anyhow::Result<()> {
+    ) -> store::Result<()> {
         let store = self.store.as_ref().expect("a store");
         self.write_unstored(store, Some(positions), dead_letters)
             .await
@@ -299,7 +299,7 @@ impl Master {
         store: &Store,
         positions: Option<&Positions>,
         dead_letters: &[pipeline::DeadLetter],
-    ) -> anyhow::Result<()> {
+    ) -> store::Result<()> {
         let write = Write {
             positions,
             dead_letters,
@@ -453,14 +453,10 @@ impl Master {
     /// batch is applied after what the group's other processes wrote, and without the
     /// events another member already wrote (it held the partition before a rebalance): a
     /// retry after a failed write applies only the peers again.
-    async fn write_coordinated(
-        &self,
-        store: &Store,
-        batch: &Batch,
-    ) -> anyhow::Result<BatchApplied> {
+    async fn write_coordinated(&self, store: &Store, batch: &Batch) -> store::Result<BatchApplied> {
         let mut applied: Option<Vec<bool>> = None;
         let mut learned = Learned::default();
-        let mut stored_events = |peers: &Peers| -> anyhow::Result<Vec<&Envelope>> {
+        let mut stored_events = |peers: &Peers| -> store::Result<Vec<&Envelope>> {
             self.apply_peers(peers, &[], &mut learned)?;
             let fresh: Vec<bool> = batch
                 .origins
@@ -529,7 +525,7 @@ impl Master {
         peers: &Peers,
         acting_on: &[Reference],
         learned: &mut Learned,
-    ) -> anyhow::Result<()> {
+    ) -> store::Result<()> {
         if !peers.events.is_empty() {
             let kept = self.apply(&peers.events, false);
             let applied = peers.events.iter().zip(kept).filter(|(_, kept)| *kept);
@@ -577,6 +573,14 @@ impl Master {
             }
         }
         Ok(())
+    }
+}
+
+/// What `Master::restore`'s `learn` failed with.
+fn learning(source: store::BoxError) -> store::Error {
+    store::Error::Caller {
+        doing: "handing the restored events on",
+        source,
     }
 }
 

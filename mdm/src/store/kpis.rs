@@ -6,7 +6,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
-use super::Store;
+use super::{Result, Store};
 
 /// One period's KPI rows (`[{kpi, key, value, numerator, denominator}]`).
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +25,7 @@ impl Store {
         kpis: KpiRows<'_>,
         exceptions: &Value,
         as_of: NaiveDateTime,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let mut client = self.pool().get().await?;
         let now = chrono::Utc::now();
         let transaction = client.transaction().await?;
@@ -53,7 +53,7 @@ impl Store {
         periods: &[(&str, KpiRows<'_>)],
         exceptions: &Value,
         as_of: NaiveDateTime,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let mut client = self.pool().get().await?;
         let now = chrono::Utc::now();
         let transaction = client.transaction().await?;
@@ -84,7 +84,7 @@ async fn write_exceptions(
     transaction: &deadpool_postgres::Transaction<'_>,
     exceptions: &Value,
     as_of: NaiveDateTime,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     transaction
         .execute("DELETE FROM goldthread.kpi_exception", &[])
         .await?;

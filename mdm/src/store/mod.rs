@@ -15,16 +15,19 @@
 //! Here: connecting, migrating, the reads and the restore; `write`: the batch write and
 //! its retries; `snapshot`: the rows a write replaces; `kpis`: the KPI tables.
 
+mod error;
 mod kpis;
 mod snapshot;
 mod write;
+
+pub use error::{BoxError, Error, Result};
 
 pub use kpis::KpiRows;
 pub use snapshot::{Decision, Snapshot};
 pub(crate) use write::Write;
 
-use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use error::Context;
 use std::sync::Mutex;
 
 use crate::{Changes, StewardVerdict};
@@ -194,10 +197,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    pub async fn connect(url: &str, settings: &PostgresConfig) -> anyhow::Result<Store> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .context("postgres.url: not a PostgreSQL connection URL")?;
+    pub async fn connect(url: &str, settings: &PostgresConfig) -> Result<Store> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
+            Error::Config(format!(
+                "postgres.url: not a PostgreSQL connection URL: {error}"
+            ))
+        })?;
         // The password stays out of config files: taken from PGPASSWORD, as libpq does.
         if config.get_password().is_none()
             && let Ok(password) = std::env::var("PGPASSWORD")
@@ -207,7 +212,7 @@ impl Store {
         let manager = Manager::from_config(
             config,
             pipeline::postgres::tls(settings.tls_ca_file.as_deref(), "postgres.tls_ca_file")
-                .map_err(anyhow::Error::msg)?,
+                .map_err(Error::Config)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -215,7 +220,7 @@ impl Store {
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.unwrap_or(4))
             .build()
-            .context("building the PostgreSQL pool")?;
+            .map_err(|error| Error::Config(format!("building the PostgreSQL pool: {error}")))?;
         // Fail now, with the server's reason, rather than at the first batch.
         drop(
             pool.get()
@@ -250,16 +255,13 @@ impl Store {
     }
 
     /// The positions the group has written, per partition.
-    pub async fn positions(&self) -> anyhow::Result<Positions> {
+    pub async fn positions(&self) -> Result<Positions> {
         positions_in(&**self.pool.get().await?).await
     }
 
     /// Takes the write lock and reads what the other processes committed since this one last
     /// synced. Called at the start of a coordinated write's transaction.
-    async fn peers(
-        &self,
-        transaction: &deadpool_postgres::Transaction<'_>,
-    ) -> anyhow::Result<Peers> {
+    async fn peers(&self, transaction: &deadpool_postgres::Transaction<'_>) -> Result<Peers> {
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
             .await
@@ -271,9 +273,9 @@ impl Store {
             .await
             .context("reading the group's new source records")?
         {
-            let Json(event) = row
-                .try_get(0)
-                .context("goldthread.source_record: a stored event no longer decodes")?;
+            let Json(event) = row.try_get(0).map_err(error::undecodable(
+                "goldthread.source_record: a stored event no longer decodes",
+            ))?;
             events.push(event);
         }
         let written = positions_in(&**transaction).await?;
@@ -290,7 +292,7 @@ impl Store {
     }
 
     /// Applies the migrations not yet applied; returns their versions.
-    pub async fn migrate(&self) -> anyhow::Result<Vec<i32>> {
+    pub async fn migrate(&self) -> Result<Vec<i32>> {
         let mut client = self.pool.get().await?;
         client
             .batch_execute(
@@ -333,7 +335,7 @@ impl Store {
     }
 
     /// The issue register as stored (open and resolved), for a restart.
-    pub async fn quality_issues(&self) -> anyhow::Result<Vec<crate::quality::Issue>> {
+    pub async fn quality_issues(&self) -> Result<Vec<crate::quality::Issue>> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -354,7 +356,7 @@ impl Store {
 
     /// The person records erased: a restart suppresses them before it applies anything, so
     /// nothing read again brings the person back.
-    pub async fn erased(&self) -> anyhow::Result<Vec<pipeline::Reference>> {
+    pub async fn erased(&self) -> Result<Vec<pipeline::Reference>> {
         erased_in(&**self.pool.get().await?).await
     }
 
@@ -362,7 +364,7 @@ impl Store {
     pub async fn dead_letters_of(
         &self,
         records: &[pipeline::Reference],
-    ) -> anyhow::Result<Vec<pipeline::DeadLetter>> {
+    ) -> Result<Vec<pipeline::DeadLetter>> {
         let client = self.pool.get().await?;
         let (sources, ids): (Vec<&str>, Vec<&str>) = records
             .iter()
@@ -399,10 +401,7 @@ impl Store {
 
     /// When `subject` (a golden person id, or `system:id` of a person record) was erased,
     /// if it was.
-    pub async fn erased_at(
-        &self,
-        subject: &str,
-    ) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    pub async fn erased_at(&self, subject: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let client = self.pool.get().await?;
         let row = match subject.split_once(':') {
             Some((source, source_id)) => {
@@ -430,10 +429,7 @@ impl Store {
     /// the repairs records (which the analytics read as history), in the order they were
     /// written (handed to `apply` one at a time, so a large store is never all in memory as
     /// JSON), the steward verdicts in force, the audit trail and the positions.
-    pub async fn restore(
-        &self,
-        mut apply: impl FnMut(Envelope) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Restored> {
+    pub async fn restore(&self, mut apply: impl FnMut(Envelope) -> Result<()>) -> Result<Restored> {
         use futures_util::TryStreamExt;
         let client = self.pool.get().await?;
         let rows = client
@@ -450,9 +446,9 @@ impl Store {
         let (mut events, mut synced) = (0u64, 0i64);
         while let Some(row) = rows.try_next().await? {
             synced = row.get(1);
-            let Json(envelope) = row
-                .try_get(0)
-                .context("goldthread.source_record: a stored event no longer decodes")?;
+            let Json(envelope) = row.try_get(0).map_err(error::undecodable(
+                "goldthread.source_record: a stored event no longer decodes",
+            ))?;
             apply(envelope)?;
             events += 1;
         }
@@ -476,7 +472,7 @@ impl Store {
     }
 
     /// The confirmed position of a polled source, if it has one.
-    pub async fn source_position(&self, source: &str) -> anyhow::Result<Option<String>> {
+    pub async fn source_position(&self, source: &str) -> Result<Option<String>> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -488,7 +484,7 @@ impl Store {
     }
 
     /// Confirms a polled source's position (after what it read is in Kafka).
-    pub async fn set_source_position(&self, source: &str, position: &str) -> anyhow::Result<()> {
+    pub async fn set_source_position(&self, source: &str, position: &str) -> Result<()> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -529,7 +525,7 @@ pub struct Restored {
 }
 
 /// The stored next offset of each partition.
-async fn positions_in(client: &impl tokio_postgres::GenericClient) -> anyhow::Result<Positions> {
+async fn positions_in(client: &impl tokio_postgres::GenericClient) -> Result<Positions> {
     let mut positions = Positions::new();
     for row in client
         .query(
@@ -547,7 +543,7 @@ async fn positions_in(client: &impl tokio_postgres::GenericClient) -> anyhow::Re
 /// The erased person records.
 async fn erased_in(
     client: &impl tokio_postgres::GenericClient,
-) -> anyhow::Result<Vec<pipeline::Reference>> {
+) -> Result<Vec<pipeline::Reference>> {
     let rows = client
         .query(
             "SELECT source, source_id FROM goldthread.erasure WHERE entity = 'person'",
@@ -562,46 +558,4 @@ async fn erased_in(
             id: row.get(1),
         })
         .collect())
-}
-
-/// What kind of failure a store error is. A lost or refused connection, a pool timeout, a
-/// server shutting down or out of resources, a serialisation failure or a deadlock is
-/// `External`: a retry may succeed. Anything else the server rejects (a constraint, a value
-/// it cannot take) and any error not from PostgreSQL is goldthread's `Bug`: writing the same
-/// rows again would fail the same way.
-pub fn error_class(error: &anyhow::Error) -> pipeline::ErrorClass {
-    use pipeline::ErrorClass;
-    for cause in error.chain() {
-        if cause.is::<deadpool_postgres::PoolError>() {
-            return ErrorClass::External;
-        }
-        if let Some(error) = cause.downcast_ref::<tokio_postgres::Error>() {
-            let Some(code) = error.code() else {
-                return ErrorClass::External; // closed connection, IO, timeout
-            };
-            // SQLSTATE classes: 08 connection, 40 rollback (serialisation, deadlock),
-            // 53 insufficient resources, 57 operator intervention (shutdown), 58 system.
-            let class = &code.code()[..2];
-            return if ["08", "40", "53", "57", "58"].contains(&class) {
-                ErrorClass::External
-            } else {
-                ErrorClass::Bug
-            };
-        }
-    }
-    ErrorClass::Bug
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_failures_outside_goldthread_are_retried() {
-        let pool_closed =
-            anyhow::Error::new(deadpool_postgres::PoolError::Closed).context("writing a batch");
-        assert_eq!(error_class(&pool_closed), pipeline::ErrorClass::External);
-        let ours = anyhow::anyhow!("a peer's events could not be applied");
-        assert_eq!(error_class(&ours), pipeline::ErrorClass::Bug);
-    }
 }

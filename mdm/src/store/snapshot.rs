@@ -1,7 +1,7 @@
 //! The rows a write replaces, taken from the hub (`Snapshot::of`), and how they are written:
 //! what changed deleted, what is live inserted with binary `COPY`.
 
-use anyhow::Context;
+use super::error::Context;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 
@@ -9,6 +9,7 @@ use pipeline::Reference;
 use pipeline::entity::{Tenancy, Vulnerability};
 use serde_json::{Value, json};
 
+use super::Result;
 use crate::{Changes, Entity, Hub};
 
 /// Writes the cross-reference rows of the records that changed (`changed_record`, their
@@ -52,7 +53,7 @@ const WRITE_XREF: &str = "
 pub(super) async fn write_snapshot(
     transaction: &tokio_postgres::Transaction<'_>,
     snapshot: &Snapshot,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let records = &snapshot.records;
     let xref = &snapshot.xref;
     let redirects = &snapshot.redirects;
@@ -320,7 +321,7 @@ async fn copy_rows<'a, T>(
     columns: &str,
     rows: &'a [T],
     cells: impl Fn(&'a T) -> Cells<'a>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -396,7 +397,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn of(hub: &Hub, changes: &Changes) -> anyhow::Result<Snapshot> {
+    pub fn of(hub: &Hub, changes: &Changes) -> Result<Snapshot> {
         // Only ids live now get rows (an absorbed id resolves to its survivor, which has an
         // entry of its own when it changed).
         let persons: Vec<crate::GoldenPerson> = changes

@@ -3,14 +3,14 @@
 
 use std::sync::Mutex;
 
-use anyhow::Context;
+use super::error::Context;
 use pipeline::Envelope;
 use pipeline::stage::Positions;
 use serde_json::{Value, json};
 use tokio_postgres::types::Json;
 
 use super::snapshot::{Snapshot, write_snapshot};
-use super::{HISTORY_KINDS, Peers, Store, error_class};
+use super::{Error, HISTORY_KINDS, Peers, Result, Store};
 use crate::Hub;
 
 /// Appends events to the history, in the order given, each event id once.
@@ -54,8 +54,8 @@ impl Store {
         &self,
         hub: &Mutex<Hub>,
         write: &Write<'_>,
-        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<&'e Envelope>> + Send),
-    ) -> anyhow::Result<()> {
+        apply: &mut (dyn FnMut(&Peers) -> Result<Vec<&'e Envelope>> + Send),
+    ) -> Result<()> {
         let _one_writer = self.writer.lock().await;
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// `write`, retried with backoff (0.1 s doubling to 5 s) while it fails for a reason
-    /// outside goldthread (see [`error_class`]), for up to `retry_for`: the stage waits and
+    /// outside goldthread ([`Error::class`]), for up to `retry_for`: the stage waits and
     /// commits nothing meanwhile. Failures are counted and
     /// `store_up` reads 0 until a write succeeds.
     pub(crate) async fn write_with_retry<'e>(
@@ -127,8 +127,8 @@ impl Store {
         hub: &Mutex<Hub>,
         write: &Write<'_>,
         retry_for: std::time::Duration,
-        apply: &mut (dyn FnMut(&Peers) -> anyhow::Result<Vec<&'e Envelope>> + Send),
-    ) -> anyhow::Result<()> {
+        apply: &mut (dyn FnMut(&Peers) -> Result<Vec<&'e Envelope>> + Send),
+    ) -> Result<()> {
         use pipeline::metrics as names;
         let started = std::time::Instant::now();
         let mut delay = std::time::Duration::from_millis(100);
@@ -141,14 +141,14 @@ impl Store {
                 Err(error) => {
                     metrics::gauge!(names::STORE_UP).set(0.0);
                     metrics::counter!(names::STORE_WRITE_FAILURES_TOTAL).increment(1);
-                    if error_class(&error) != pipeline::ErrorClass::External {
-                        return Err(error
-                            .context("writing to PostgreSQL (not retried: retrying cannot help)"));
+                    if error.class() != pipeline::ErrorClass::External {
+                        return Err(Error::NotRetried(Box::new(error)));
                     }
                     if started.elapsed() >= retry_for {
-                        return Err(error.context(format!(
-                            "PostgreSQL writes failed for {retry_for:?} (postgres.retry_for)"
-                        )));
+                        return Err(Error::GaveUp {
+                            retry_for,
+                            last: Box::new(error),
+                        });
                     }
                     tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "writing to PostgreSQL failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -165,7 +165,7 @@ impl Store {
         snapshot: Option<&Snapshot>,
         issues: &[crate::quality::Issue],
         write: &Write<'_>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         if !events.is_empty() {
             let latest = latest_per_record(events);
             let column = |field: fn(&Envelope) -> &str| -> Vec<&str> {
@@ -302,7 +302,7 @@ impl Store {
 async fn write_quality_issues(
     transaction: &tokio_postgres::Transaction<'_>,
     issues: &[crate::quality::Issue],
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut latest: std::collections::BTreeMap<_, &crate::quality::Issue> = Default::default();
     for issue in issues {
         latest.insert((&issue.rule, &issue.record, issue.first_seen), issue);
@@ -337,7 +337,7 @@ async fn write_quality_issues(
 async fn write_dead_letters(
     transaction: &tokio_postgres::Transaction<'_>,
     dead_letters: &[pipeline::DeadLetter],
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut latest: std::collections::BTreeMap<(&str, &str), &pipeline::DeadLetter> =
         Default::default();
     for dead_letter in dead_letters {
