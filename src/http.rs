@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use connectors::driver::webhook::Webhooks;
+use connectors::supervise::SourceState;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::Reference;
 use serde::Deserialize;
@@ -231,7 +232,7 @@ async fn health() -> &'static str {
 
 /// `GET /ready`: 200 when the broker and PostgreSQL (when configured) answer within two
 /// seconds and every Debezium and PostgreSQL source runs, else 503; the body says which
-/// (a failed source is being retried). Open like `/health`, for load balancers and
+/// (a failed source is `retrying`, or `stopped` when only its configuration can mend it). Open like `/health`, for load balancers and
 /// orchestrators: it tells only up or down. Checked at most every two seconds: concurrent
 /// callers share one check.
 async fn ready(State(state): State<AppState>) -> Response {
@@ -267,14 +268,21 @@ async fn check_ready(shared: &Arc<Shared>) -> Readiness {
     let sources = shared.sources.sources();
     let up = broker.is_ok()
         && postgres.as_ref().is_none_or(Result::is_ok)
-        && sources.values().all(|&up| up);
+        && sources.values().all(|&state| state == SourceState::Running);
     let describe = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
         Err(_) => "unreachable".to_string(),
     };
     let sources: serde_json::Map<String, serde_json::Value> = sources
         .into_iter()
-        .map(|(name, up)| (name, if up { "ok" } else { "retrying" }.into()))
+        .map(|(name, state)| {
+            let state = match state {
+                SourceState::Running => "ok",
+                SourceState::Retrying => "retrying",
+                SourceState::Stopped => "stopped",
+            };
+            (name, state.into())
+        })
         .collect();
     let body = serde_json::json!({
         "broker": describe(&broker),

@@ -278,6 +278,14 @@ impl Shared {
     }
 }
 
+/// A failure of the store keeping the sources' positions, as the sources see it.
+fn positions_failed(error: mdm::store::Error) -> connectors::Error {
+    connectors::Error::Positions {
+        class: error.class(),
+        source: Box::new(error),
+    }
+}
+
 /// The sources' positions are kept in the store, confirmed once what they produced is
 /// durable (`Shared::wait_durable`).
 impl connectors::driver::Positions for Shared {
@@ -285,20 +293,28 @@ impl connectors::driver::Positions for Shared {
         self.master.store().is_some()
     }
 
-    async fn position(&self, key: &str) -> anyhow::Result<Option<String>> {
+    async fn position(&self, key: &str) -> connectors::Result<Option<String>> {
         match self.master.store() {
-            Some(store) => Ok(store.source_position(key).await?),
+            Some(store) => store.source_position(key).await.map_err(positions_failed),
             None => Ok(None),
         }
     }
 
-    async fn durable(&self, topics: &[String]) -> anyhow::Result<()> {
-        self.wait_durable(topics, DURABLE_WITHIN).await
+    async fn durable(&self, topics: &[String]) -> connectors::Result<()> {
+        self.wait_durable(topics, DURABLE_WITHIN)
+            .await
+            .map_err(|error| connectors::Error::Positions {
+                class: pipeline::ErrorClass::External,
+                source: error.into(),
+            })
     }
 
-    async fn confirm(&self, key: &str, position: &str) -> anyhow::Result<()> {
+    async fn confirm(&self, key: &str, position: &str) -> connectors::Result<()> {
         match self.master.store() {
-            Some(store) => Ok(store.set_source_position(key, position).await?),
+            Some(store) => store
+                .set_source_position(key, position)
+                .await
+                .map_err(positions_failed),
             None => Ok(()),
         }
     }

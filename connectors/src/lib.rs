@@ -24,7 +24,9 @@ pub mod webhook;
 pub use config::{Format, Mapping, SourceConfig};
 
 pub use debezium::DebeziumConfig;
-pub use error::Error;
+pub use error::{BoxError, Error};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use file::{FileSource, Record, SourceCounts};
 pub use pg::PgSourceConfig;
 pub use source::Source;

@@ -8,16 +8,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context;
 use pipeline::kafka::Cluster;
 use pipeline::metrics as names;
 use pipeline::stage::{self, ConsumeReport, StageConfig, StopWhen};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::DebeziumConfig;
-use crate::SourceCounts;
 use crate::supervise::{SourceHealth, supervise};
+use crate::{DebeziumConfig, Error, Result, SourceCounts};
 
 /// A running connector.
 #[derive(Debug)]
@@ -25,7 +23,7 @@ pub struct Connector {
     pub config: DebeziumConfig,
     /// Stops it once it has read what its topics held when it started (`--once`).
     pub stop: watch::Sender<StopWhen>,
-    pub task: JoinHandle<anyhow::Result<(ConsumeReport, u64, pipeline::UnparsedTally)>>,
+    pub task: JoinHandle<Result<(ConsumeReport, u64, pipeline::UnparsedTally)>>,
 }
 
 /// Starts a supervised connector per `[[debezium]]` source (see [`supervise`]).
@@ -87,7 +85,7 @@ async fn consume_debezium(
     shutdown: watch::Receiver<bool>,
     produced: &AtomicU64,
     unparsed: &std::sync::Mutex<pipeline::UnparsedTally>,
-) -> anyhow::Result<ConsumeReport> {
+) -> Result<ConsumeReport> {
     let topic = cluster.config.topic(
         &source.system,
         source.entity().expect("validated: entity is known"),
@@ -112,7 +110,10 @@ async fn consume_debezium(
         },
     )
     .await
-    .map_err(|error| anyhow::anyhow!("debezium source `{}`: {error}", source.name))
+    .map_err(|error| {
+        let (stage::StageError::Pipeline(error) | stage::StageError::Stage(error)) = error;
+        Error::in_source("debezium", &source.name)(error.into())
+    })
 }
 
 /// A Debezium source's stage: each change's event to the entity topic; the batch counts as
@@ -153,12 +154,15 @@ impl Connector {
     pub async fn finish(
         self,
         cluster: &Cluster,
-    ) -> anyhow::Result<(SourceCounts, std::collections::BTreeMap<String, u64>)> {
+    ) -> Result<(SourceCounts, std::collections::BTreeMap<String, u64>)> {
+        let name = &self.config.name;
         let targets = cluster
             .high_watermarks(&self.config.topics)
-            .with_context(|| format!("debezium source `{}`", self.config.name))?;
+            .map_err(|error| Error::in_source("debezium", name)(error.into()))?;
         self.stop.send_replace(StopWhen::Reached(targets));
-        let (report, produced, unparsed) = self.task.await??;
+        let (report, produced, unparsed) = self.task.await.map_err(|failed| {
+            Error::Unavailable(format!("debezium source `{name}`: {failed}"))
+        })??;
         let read: u64 = report.consumed_per_topic.values().sum();
         let topic = cluster.config.topic(
             &self.config.system,

@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline::kafka::Cluster;
 use pipeline::{DeadLetter, Envelope};
 use tokio::sync::watch;
 
 use super::{Output, Positions};
-use crate::{FileSource, Record, SourceConfig, SourceCounts};
+use crate::{Error, FileSource, Record, Result, SourceConfig, SourceCounts};
 
 /// How long a dropped file must go unmodified before it is read: the rest of a file still
 /// being written would otherwise be lost (its first part read, the file remembered as read).
@@ -81,8 +80,8 @@ pub fn spinner(bars: &MultiProgress, name: &str) -> ProgressBar {
 pub fn read(
     source: &mut FileSource,
     bar: &ProgressBar,
-    mut sink: impl FnMut(Record) -> anyhow::Result<()>,
-) -> anyhow::Result<SourceCounts> {
+    mut sink: impl FnMut(Record) -> Result<()>,
+) -> Result<SourceCounts> {
     let config = source.config().clone();
     let mut counts = SourceCounts::new(
         &config.name,
@@ -90,7 +89,7 @@ pub fn read(
         config.path.display().to_string(),
     );
     while let Some(record) = source.next_record() {
-        let record = record.with_context(|| format!("source `{}`", config.name))?;
+        let record = record.map_err(Error::in_source("file", &config.name))?;
         counts.count(&record);
         sink(record)?;
         bar.inc(1);
@@ -113,19 +112,10 @@ pub struct Read {
 
 /// Reads files to the end into memory (`goldthread link`), a file per core, one spinner each
 /// in `bars`; the events keep the files' order.
-pub fn read_all(
-    files: &[SourceConfig],
-    data_dir: &Path,
-    bars: &MultiProgress,
-) -> anyhow::Result<Read> {
-    let read_one = |config: &SourceConfig| -> anyhow::Result<_> {
-        let mut source = FileSource::open(config, data_dir).with_context(|| {
-            format!(
-                "opening source `{}` (data_dir {})",
-                config.name,
-                data_dir.display()
-            )
-        })?;
+pub fn read_all(files: &[SourceConfig], data_dir: &Path, bars: &MultiProgress) -> Result<Read> {
+    let read_one = |config: &SourceConfig| -> Result<_> {
+        let mut source =
+            FileSource::open(config, data_dir).map_err(Error::in_source("file", &config.name))?;
         let (mut events, mut dead_letters) = (Vec::new(), Vec::new());
         let counts = read(&mut source, &spinner(bars, &config.name), |record| {
             match record {
@@ -164,7 +154,7 @@ const READ_AHEAD: usize = 4096;
 
 /// Reads every file to the end, producing its events and dead letters. Each file is read on
 /// a blocking thread (`read`), its records produced as they come.
-pub async fn produce(cluster: &Cluster, sources: Vec<FileSource>) -> anyhow::Result<Produced> {
+pub async fn produce(cluster: &Cluster, sources: Vec<FileSource>) -> Result<Produced> {
     let mut producer = cluster.producer()?;
     let mut produced = Produced::default();
     let bars = MultiProgress::new();
@@ -176,7 +166,7 @@ pub async fn produce(cluster: &Cluster, sources: Vec<FileSource>) -> anyhow::Res
             read(&mut source, &bar, |record| {
                 sender
                     .blocking_send(record)
-                    .map_err(|_| anyhow::anyhow!("the producer stopped"))
+                    .map_err(|_| Error::Unavailable("the producer stopped".into()))
             })
         });
         // Counted by the reading loop; the output's counts name the source only.
@@ -187,12 +177,14 @@ pub async fn produce(cluster: &Cluster, sources: Vec<FileSource>) -> anyhow::Res
             while let Some(record) = receiver.recv().await {
                 output.send(record).await?;
             }
-            anyhow::Ok(())
+            Ok::<_, Error>(())
         }
         .await;
         // A failed send stops the reader (its channel closes) before its error is reported.
         drop(receiver);
-        let counts = reading.await??;
+        let counts = reading.await.map_err(|failed| {
+            Error::Unavailable(format!("reading `{}`: {failed}", config.name))
+        })??;
         sent?;
         for (topic, events) in output.per_topic {
             *produced.per_topic.entry(topic).or_default() += events;
@@ -271,15 +263,19 @@ impl<P: Positions> Look<'_, P> {
         config: &SourceConfig,
         known: &mut BTreeSet<String>,
         seen: &mut BTreeMap<String, (u64, SystemTime)>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let mut new = Vec::new();
         for file in config.expand(self.data_dir)? {
             let key = file.drop_key().unwrap_or_default();
             if known.contains(&key) {
                 continue;
             }
-            let metadata = std::fs::metadata(self.data_dir.join(&file.path))?;
-            let state = (metadata.len(), metadata.modified()?);
+            let path = self.data_dir.join(&file.path);
+            let metadata = std::fs::metadata(&path).map_err(|error| Error::io(&path, error))?;
+            let modified = metadata
+                .modified()
+                .map_err(|error| Error::io(&path, error))?;
+            let state = (metadata.len(), modified);
             let unchanged = seen.insert(key.clone(), state) == Some(state);
             if !unchanged || !settled(&metadata) {
                 continue;

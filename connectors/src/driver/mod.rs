@@ -22,18 +22,17 @@ use crate::{Record, SourceCounts};
 /// Where sources' positions are confirmed (a drop folder's files read, a polled table's
 /// cursor, a replication snapshot done), and how a source waits for what it produced to be
 /// durable before it confirms a position. The caller's: `goldthread run` keeps them in its
-/// store.
+/// store. Its failures are [`crate::Error::Positions`], classed by the caller.
 pub trait Positions: Send + Sync + 'static {
     /// Whether positions are kept at all (without a store, every start reads again).
     fn kept(&self) -> bool;
     /// The position confirmed under `key`, if any.
-    fn position(&self, key: &str) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+    fn position(&self, key: &str) -> impl Future<Output = crate::Result<Option<String>>> + Send;
     /// Waits until what was produced to `topics` so far is durable.
-    fn durable(&self, topics: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn durable(&self, topics: &[String]) -> impl Future<Output = crate::Result<()>> + Send;
     /// Records `position` under `key` (after [`Positions::durable`]); nothing when positions
     /// are not kept.
-    fn confirm(&self, key: &str, position: &str)
-    -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn confirm(&self, key: &str, position: &str) -> impl Future<Output = crate::Result<()>> + Send;
 }
 
 /// Where one source's records go: each event to the topic of its system and entity, each
@@ -64,13 +63,13 @@ impl<'p> Output<'p> {
     }
 
     /// Counts what one row became, and sends it.
-    pub async fn emit(&mut self, record: Record) -> anyhow::Result<()> {
+    pub async fn emit(&mut self, record: Record) -> crate::Result<()> {
         self.counts.count(&record);
         self.send(record).await
     }
 
     /// Sends what one row became (counted by the caller).
-    pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
+    pub async fn send(&mut self, record: Record) -> crate::Result<()> {
         let source = self.counts.name.clone();
         match record {
             Record::Event(event) => {

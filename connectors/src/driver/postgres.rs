@@ -6,19 +6,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
 use pipeline::kafka::Cluster;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Output, Positions};
 use crate::supervise::{SourceHealth, supervise};
-use crate::{PgSourceConfig, SourceCounts};
+use crate::{Error, PgSourceConfig, Result, SourceCounts};
 
 /// A running PostgreSQL polling source.
 #[derive(Debug)]
 pub struct Poller {
-    pub task: JoinHandle<anyhow::Result<(SourceCounts, BTreeMap<String, u64>)>>,
+    pub task: JoinHandle<Result<(SourceCounts, BTreeMap<String, u64>)>>,
 }
 
 /// Starts a poller per `[[postgres_sources]]` table. With `once`, each stops when a poll
@@ -46,7 +45,7 @@ pub fn start<P: Positions>(
                     async move {
                         poll(cluster, positions, source, once, &mut shutdown)
                             .await
-                            .with_context(|| format!("postgres source `{}`", source.name))
+                            .map_err(Error::in_source("postgres", &source.name))
                     }
                 })
                 .await
@@ -62,14 +61,26 @@ async fn poll(
     source: &PgSourceConfig,
     once: bool,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<(SourceCounts, BTreeMap<String, u64>)> {
-    let url = std::env::var(&source.url_env)
-        .with_context(|| format!("url_env: set {} to the database URL", source.url_env))?;
-    let tls = pipeline::postgres::tls(source.tls_ca_file.as_deref(), "tls_ca_file")
-        .map_err(anyhow::Error::msg)?;
-    let (client, connection) = tokio_postgres::connect(&url, tls)
+) -> Result<(SourceCounts, BTreeMap<String, u64>)> {
+    let config = |message: String| Error::config(&source.name, message);
+    let url = std::env::var(&source.url_env).map_err(|_| {
+        config(format!(
+            "url_env: set {} to the database URL",
+            source.url_env
+        ))
+    })?;
+    let url: tokio_postgres::Config = url.parse().map_err(|error| {
+        config(format!(
+            "url_env: {} is not a PostgreSQL connection URL: {error}",
+            source.url_env
+        ))
+    })?;
+    let tls =
+        pipeline::postgres::tls(source.tls_ca_file.as_deref(), "tls_ca_file").map_err(config)?;
+    let (client, connection) = url
+        .connect(tls)
         .await
-        .context("connecting to the source database")?;
+        .map_err(Error::postgres("connecting to the source database"))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "source database connection closed");
@@ -112,7 +123,7 @@ impl<P: Positions> Reader<'_, P> {
         &self,
         output: &mut Output<'_>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let cursor = self
             .source
             .cursor
@@ -130,7 +141,12 @@ impl<P: Positions> Reader<'_, P> {
             )
             .await?
             .map(|row| row.get(0))
-            .with_context(|| format!("table `{}` has no column `{cursor}` (cursor)", self.source.table))?;
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "table `{}` has no column `{cursor}` (cursor)",
+                    self.source.table
+                ))
+            })?;
         let query = self
             .client
             .prepare(&self.source.query(&cursor_type))
@@ -188,7 +204,7 @@ impl<P: Positions> Reader<'_, P> {
         &self,
         output: &mut Output<'_>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let slot = self.source.slot_name();
         let publication = self
             .source
@@ -219,7 +235,7 @@ impl<P: Positions> Reader<'_, P> {
                         &[&slot],
                     )
                     .await
-                    .with_context(|| format!("creating replication slot `{slot}` (needs wal_level = logical and the REPLICATION privilege)"))?;
+                    .map_err(Error::postgres(format!("creating replication slot `{slot}` (needs wal_level = logical and the REPLICATION privilege)")))?;
                 tracing::info!(%slot, "replication slot created");
                 created.get(0)
             }
@@ -229,13 +245,15 @@ impl<P: Positions> Reader<'_, P> {
                 .client
                 .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
                 .await
-                .with_context(|| format!("snapshot of {table}"))?;
+                .map_err(Error::postgres(format!("snapshot of {table}")))?;
             for (index, row) in rows.iter().enumerate() {
                 let json: String = row.get(0);
                 let change = crate::pg::RowChange {
                     table: table.clone(),
                     op: pipeline::Op::Read,
-                    row: serde_json::from_str(&json)?,
+                    row: serde_json::from_str(&json).map_err(|error| {
+                        Error::Unavailable(format!("snapshot of {table}: not JSON: {error}"))
+                    })?,
                 };
                 let record = self
                     .source
@@ -259,7 +277,9 @@ impl<P: Positions> Reader<'_, P> {
                     &[&slot, &(self.source.batch_size as i32), &publication],
                 )
                 .await
-                .with_context(|| format!("reading replication slot `{slot}`"))?;
+                .map_err(Error::postgres(format!(
+                    "reading replication slot `{slot}`"
+                )))?;
             let mut last = None;
             for row in &rows {
                 let (lsn, data): (String, Vec<u8>) = (row.get(0), row.get(1));
