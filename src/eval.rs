@@ -41,31 +41,9 @@ pub struct EvalArgs {
 }
 
 fn read_labels(path: &Path, column: &str) -> anyhow::Result<HashMap<Reference, String>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
-    let headers = reader.headers()?.clone();
-    let position = |name: &str| {
-        headers
-            .iter()
-            .position(|header| header == name)
-            .with_context(|| format!("{}: no column `{name}`", path.display()))
-    };
-    let (source, id, label) = (
-        position("source")?,
-        position("source_id")?,
-        position(column)?,
-    );
-    let mut labels = HashMap::new();
-    for (line, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}:{}", path.display(), line + 2))?;
-        labels.insert(
-            Reference {
-                id: row[id].to_string(),
-                allocated_by: row[source].to_string(),
-            },
-            row[label].to_string(),
-        );
-    }
-    Ok(labels)
+    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    eval::read_labels(std::io::BufReader::new(file), column)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
 }
 
 /// The hub's clusters of one entity, and each record's label (`labels` read from `path`).

@@ -40,20 +40,6 @@ pub struct TrainArgs {
     out: PathBuf,
 }
 
-/// The training spec: `[mdm.person]` over the mapped fields, with `mdm.blocking` if set.
-pub fn training_spec(loaded: &Loaded) -> mdm::model::ModelSpec {
-    let mut spec = loaded.person_spec();
-    if let Some(rules) = loaded.config.mdm.blocking_rules() {
-        for field in rules.iter().flat_map(|rule| &rule.fields) {
-            if !spec.fields.contains(field) {
-                spec.fields.push(field.clone());
-            }
-        }
-        spec.blocking = rules;
-    }
-    spec
-}
-
 /// The person model in `path`, or one trained on the people among `events`, with those
 /// people normalised for it (once, for training and matching both).
 pub fn model_for(
@@ -71,7 +57,7 @@ pub fn model_for(
             Ok((model, persons))
         }
         None => {
-            let spec = training_spec(loaded);
+            let spec = loaded.config.mdm.training_spec(loaded.person_spec());
             let persons = NormalisedPersons::of(events, &spec.fields);
             let origin = loaded.config.data_dir.display().to_string();
             let model = training::train_unlabelled(spec, persons.prepared(), &origin)?;

@@ -10,7 +10,6 @@ use pipeline::DeadLetter;
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
 use connectors::SourceCounts;
 use serde::Serialize;
 use sql::KpiTable;
@@ -34,24 +33,14 @@ pub struct Summary {
     pub quality: mdm::hub::Quality,
     /// Open issues per rule of the recording standard (`quality/` has the report).
     pub quality_issues: BTreeMap<String, usize>,
-    pub vulnerabilities: VulnerabilityCounts,
+    /// As of the end of the KPI period.
+    pub vulnerabilities: mdm::hub::VulnerabilityCounts,
     pub kpis: KpiTable,
     /// Data exceptions found at the end of the KPI period, per rule (the rows are in
     /// `exceptions.csv` with `--out`).
     pub exceptions: BTreeMap<String, usize>,
     pub broker: String,
     pub elapsed_seconds: f64,
-}
-
-/// Vulnerabilities as of the end of the KPI period: they lapse after their end date.
-#[derive(Debug, Clone, Serialize)]
-pub struct VulnerabilityCounts {
-    pub as_of: NaiveDate,
-    pub active: usize,
-    pub review_overdue: usize,
-    pub lapsed: usize,
-    /// Homes flagged to contractors (no detail).
-    pub homes_flagged: usize,
 }
 
 impl Summary {
@@ -344,6 +333,7 @@ mod tests {
 
     #[test]
     fn a_kpi_breakdown_key_cannot_become_a_formula() {
+        use chrono::NaiveDate;
         let out = tempfile::tempdir().unwrap();
         let row = |key: &str| sql::KpiRow {
             kpi: "appointments_kept".into(),

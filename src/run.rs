@@ -18,7 +18,7 @@ use sql::Analytics;
 use tokio::sync::watch;
 
 use crate::config::Loaded;
-use crate::output::{Summary, TopicCounts, VulnerabilityCounts};
+use crate::output::{Summary, TopicCounts};
 use crate::state::Shared;
 use crate::{http, output};
 
@@ -557,14 +557,13 @@ async fn summarise(
             .with_context(|| format!("exporting the analytics tables to {}", dir.display()))?;
     }
     if let Some(store) = shared.master.store() {
-        let rows = serde_json::to_value(&kpis.rows)?;
         let kpi_rows = KpiRows {
             from: kpis.from,
             to: kpis.to,
-            rows: &rows,
+            rows: &kpis.rows,
         };
         store
-            .write_kpi_snapshot(kpi_rows, &serde_json::to_value(&exceptions)?, kpis.as_of)
+            .write_kpi_snapshot(kpi_rows, &exceptions, kpis.as_of)
             .await
             .context("writing KPIs to PostgreSQL")?;
     }
@@ -590,7 +589,6 @@ async fn summarise(
             consumed: report.consumed_per_topic.get(topic).copied().unwrap_or(0),
         })
         .collect();
-    let statuses = hub.vulnerabilities(kpis.to);
     let summary = Summary {
         sources: consumed.sources,
         topics,
@@ -599,13 +597,7 @@ async fn summarise(
         mdm: hub.counts(),
         quality: hub.quality().clone(),
         quality_issues: shared.master.quality_open_per_rule(),
-        vulnerabilities: VulnerabilityCounts {
-            as_of: kpis.to,
-            active: statuses.iter().filter(|status| status.active).count(),
-            review_overdue: statuses.iter().filter(|s| s.review_overdue).count(),
-            lapsed: statuses.iter().filter(|status| !status.active).count(),
-            homes_flagged: hub.contractor_alerts(kpis.to).len(),
-        },
+        vulnerabilities: hub.vulnerability_counts(kpis.to),
         exceptions: sql::kpi::exception_counts(&exceptions),
         kpis,
         broker: consumed.broker,
@@ -631,27 +623,20 @@ async fn store_live(
     let Some(store) = master.store() else {
         return Ok(());
     };
-    let rows: Vec<serde_json::Value> = dashboard
+    let periods: Vec<(&str, KpiRows<'_, _>)> = dashboard
         .periods
         .iter()
-        .map(|period| serde_json::to_value(&period.kpis.rows))
-        .collect::<Result<_, _>>()?;
-    let periods: Vec<(&str, KpiRows<'_>)> = dashboard
-        .periods
-        .iter()
-        .zip(&rows)
-        .map(|(period, rows)| {
+        .map(|period| {
             let kpis = KpiRows {
                 from: period.kpis.from,
                 to: period.kpis.to,
-                rows,
+                rows: &period.kpis.rows,
             };
             (period.name, kpis)
         })
         .collect();
-    let exceptions = serde_json::to_value(exceptions)?;
     Ok(store
-        .write_kpi_live(&periods, &exceptions, dashboard.as_of)
+        .write_kpi_live(&periods, exceptions, dashboard.as_of)
         .await?)
 }
 

@@ -130,6 +130,20 @@ impl MdmConfig {
         problems
     }
 
+    /// The spec a person model is trained with: `spec` (`[mdm.person]` over the mapped
+    /// fields) with `mdm.blocking`'s rules, if set, and the fields they block on.
+    pub fn training_spec(&self, mut spec: crate::model::ModelSpec) -> crate::model::ModelSpec {
+        if let Some(rules) = self.blocking_rules() {
+            for field in rules.iter().flat_map(|rule| &rule.fields) {
+                if !spec.fields.contains(field) {
+                    spec.fields.push(field.clone());
+                }
+            }
+            spec.blocking = rules;
+        }
+        spec
+    }
+
     /// The configured blocking rules, if any.
     pub fn blocking_rules(&self) -> Option<Vec<crate::model::BlockingRule>> {
         self.blocking.as_ref().map(|rules| {

@@ -85,6 +85,41 @@ pub fn score(clusters: &[Vec<usize>], labels: &[String]) -> Scores {
     }
 }
 
+/// Labels from a CSV with the columns `source`, `source_id` and `column` (the true entity's
+/// id): each source record's label. An error names the column missing or the line that does
+/// not read.
+pub fn read_labels(
+    reader: impl std::io::Read,
+    column: &str,
+) -> Result<HashMap<Reference, String>, String> {
+    let mut reader = csv::Reader::from_reader(reader);
+    let headers = reader.headers().map_err(|error| error.to_string())?.clone();
+    let position = |name: &str| {
+        headers
+            .iter()
+            .position(|header| header == name)
+            .ok_or_else(|| format!("no column `{name}`"))
+    };
+    let (source, id, label) = (
+        position("source")?,
+        position("source_id")?,
+        position(column)?,
+    );
+    let mut labels = HashMap::new();
+    // Every row has the header's cells: the reader refuses one that has not, naming its line.
+    for row in reader.records() {
+        let row = row.map_err(|error| error.to_string())?;
+        labels.insert(
+            Reference {
+                id: row[id].to_string(),
+                allocated_by: row[source].to_string(),
+            },
+            row[label].to_string(),
+        );
+    }
+    Ok(labels)
+}
+
 /// The hub's golden records of one entity as clusters of label indices, and each record's
 /// label; the first record without a label is the error.
 pub fn clusters_of(
@@ -371,6 +406,28 @@ impl PairsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_read_by_column_name_and_a_short_line_is_named() {
+        let labels = read_labels(
+            "person_id,source_id,source\nP1,T1,hms\nP1,C9,crm\n".as_bytes(),
+            "person_id",
+        )
+        .unwrap();
+        let crm = Reference {
+            allocated_by: "crm".into(),
+            id: "C9".into(),
+        };
+        assert_eq!(labels[&crm], "P1");
+        assert_eq!(labels.len(), 2);
+        let missing = read_labels("source,source_id\nhms,T1\n".as_bytes(), "person_id");
+        assert_eq!(missing.unwrap_err(), "no column `person_id`");
+        let short = read_labels(
+            "source,source_id,person_id\nhms,T1\n".as_bytes(),
+            "person_id",
+        );
+        assert!(short.unwrap_err().contains("line: 2"));
+    }
 
     fn labels(text: &str) -> Vec<String> {
         text.chars().map(String::from).collect()

@@ -1444,6 +1444,19 @@ impl Hub {
             .collect()
     }
 
+    /// How many vulnerabilities are active, overdue for review and lapsed on `today`, and
+    /// how many homes contractors see flagged.
+    pub fn vulnerability_counts(&self, today: NaiveDate) -> VulnerabilityCounts {
+        let statuses = self.vulnerabilities(today);
+        VulnerabilityCounts {
+            as_of: today,
+            active: statuses.iter().filter(|status| status.active).count(),
+            review_overdue: statuses.iter().filter(|s| s.review_overdue).count(),
+            lapsed: statuses.iter().filter(|status| !status.active).count(),
+            homes_flagged: self.contractor_alerts(today).len(),
+        }
+    }
+
     /// Homes where a current tenancy holder has an active vulnerability as of `today`: the
     /// contractor-facing flag, which carries no detail.
     pub fn contractor_alerts(&self, today: NaiveDate) -> Vec<ContractorAlert> {
@@ -1575,6 +1588,17 @@ impl Hub {
             vulnerabilities: self.vulnerabilities.len(),
         }
     }
+}
+
+/// Vulnerabilities as of a day: they lapse after their end date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VulnerabilityCounts {
+    pub as_of: NaiveDate,
+    pub active: usize,
+    pub review_overdue: usize,
+    pub lapsed: usize,
+    /// Homes flagged to contractors (no detail).
+    pub homes_flagged: usize,
 }
 
 /// Sizes of the master data held.

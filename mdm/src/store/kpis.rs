@@ -1,19 +1,24 @@
 //! The KPI tables (`goldthread.kpi_snapshot`, `kpi_live`, `kpi_exception`, migration 0006):
-//! what BI reads of the analytics. The analytics hand their rows over as JSON (this crate
-//! does not know the `sql` crate's types); PostgreSQL takes them apart with
-//! `jsonb_to_recordset`.
+//! what BI reads of the analytics. The analytics' rows go over as JSON (this crate does not
+//! know the `sql` crate's types, only that they serialise with the fields below);
+//! PostgreSQL takes them apart with `jsonb_to_recordset`.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use serde_json::Value;
+use serde::Serialize;
+use tokio_postgres::types::Json;
 
 use super::{Result, Store};
 
-/// One period's KPI rows (`[{kpi, key, value, numerator, denominator}]`).
-#[derive(Debug, Clone, Copy)]
-pub struct KpiRows<'a> {
+/// Rows to store: any rows that serialise as JSON objects with the columns named.
+pub trait Rows: Serialize + std::fmt::Debug + Sync {}
+impl<T: Serialize + std::fmt::Debug + Sync + ?Sized> Rows for T {}
+
+/// One period's KPI rows (each `{kpi, key, value, numerator, denominator}`).
+#[derive(Debug)]
+pub struct KpiRows<'a, R: ?Sized> {
     pub from: NaiveDate,
     pub to: NaiveDate,
-    pub rows: &'a Value,
+    pub rows: &'a R,
 }
 
 impl Store {
@@ -22,8 +27,8 @@ impl Store {
     /// (`[{rule, record, detail}]`, replacing the ones written before), in one transaction.
     pub async fn write_kpi_snapshot(
         &self,
-        kpis: KpiRows<'_>,
-        exceptions: &Value,
+        kpis: KpiRows<'_, impl Rows + ?Sized>,
+        exceptions: &(impl Rows + ?Sized),
         as_of: NaiveDateTime,
     ) -> Result<()> {
         let mut client = self.pool().get().await?;
@@ -38,7 +43,7 @@ impl Store {
                  ON CONFLICT (snapshot_date, period_from, period_to, kpi, key) DO UPDATE
                  SET value = EXCLUDED.value, numerator = EXCLUDED.numerator,
                      denominator = EXCLUDED.denominator, computed_at = EXCLUDED.computed_at",
-                &[kpis.rows, &now.date_naive(), &kpis.from, &kpis.to, &now],
+                &[&Json(kpis.rows), &now.date_naive(), &kpis.from, &kpis.to, &now],
             )
             .await?;
         write_exceptions(&transaction, exceptions, as_of).await?;
@@ -50,8 +55,8 @@ impl Store {
     /// exceptions in force, in one transaction.
     pub async fn write_kpi_live(
         &self,
-        periods: &[(&str, KpiRows<'_>)],
-        exceptions: &Value,
+        periods: &[(&str, KpiRows<'_, impl Rows + ?Sized>)],
+        exceptions: &(impl Rows + ?Sized),
         as_of: NaiveDateTime,
     ) -> Result<()> {
         let mut client = self.pool().get().await?;
@@ -70,7 +75,7 @@ impl Store {
                        (period, period_from, period_to, kpi, key, value, numerator, denominator, computed_at)
                      SELECT $2, $3, $4, r.kpi, COALESCE(r.key, ''), r.value, r.numerator, r.denominator, $5
                        FROM jsonb_to_recordset($1) AS r(kpi text, key text, value float8, numerator float8, denominator float8)",
-                    &[kpis.rows, period, &kpis.from, &kpis.to, &now],
+                    &[&Json(kpis.rows), period, &kpis.from, &kpis.to, &now],
                 )
                 .await?;
         }
@@ -82,7 +87,7 @@ impl Store {
 
 async fn write_exceptions(
     transaction: &deadpool_postgres::Transaction<'_>,
-    exceptions: &Value,
+    exceptions: &(impl Rows + ?Sized),
     as_of: NaiveDateTime,
 ) -> Result<()> {
     transaction
@@ -94,7 +99,7 @@ async fn write_exceptions(
              SELECT r.rule, r.record, r.detail, $2
                FROM jsonb_to_recordset($1) AS r(rule text, record text, detail text)
              ON CONFLICT (rule, record) DO NOTHING",
-            &[exceptions, &as_of],
+            &[&Json(exceptions), &as_of],
         )
         .await?;
     Ok(())
