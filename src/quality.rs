@@ -101,7 +101,7 @@ pub fn spawn_digests(
                 continue;
             };
             if let Err(error) = master.store_quality().await {
-                tracing::warn!(error = %format!("{error:#}"), "writing the quality issues to PostgreSQL");
+                tracing::warn!(error = %pipeline::error::chain(&error), "writing the quality issues to PostgreSQL");
             }
             if let Err(error) = notify(&targets, &weekly).await {
                 tracing::error!(error = %format!("{error:#}"), "sending the quality digests");

@@ -121,11 +121,7 @@ pub async fn run(
     let ingesting = ingest(&shared, &loaded, &options, sources, &shutdown_rx);
     let ingested = tokio::select! {
         ingested = ingesting => ingested,
-        stopped = &mut stage_task => Err(match stopped {
-            Ok(Err(error)) => error,
-            Ok(Ok(_)) => anyhow::anyhow!("the stage stopped before the sources were read"),
-            Err(panicked) => anyhow::Error::new(panicked).context("the stage"),
-        }),
+        stopped = &mut stage_task => Err(stage_stopped(stopped)),
     };
     let ingested = match ingested {
         Ok(ingested) => ingested,
@@ -147,18 +143,13 @@ pub async fn run(
         stage_task.await??
     } else {
         // Ready once everything produced so far is applied (by the group, when the store
-        // is shared: its stored positions), then serve until Ctrl-C; a stage that stops on
-        // its own is an error.
-        tokio::select! {
-            result = caught_up(&shared, &targets) => result?,
-            result = &mut stage_task => bail!("the stage stopped before catching up: {:?}", result??),
-        }
-        let produced: u64 = ingested.per_topic.values().sum();
-        println!("ready: {produced} events processed; Ctrl-C to stop");
-        tokio::select! {
-            signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
-            result = &mut stage_task => bail!("the stage stopped: {:?}", result??),
-        }
+        // is shared: its stored positions), then serve until Ctrl-C. A stage that stops on
+        // its own (its store gone for longer than `postgres.retry_for`) stops the run as
+        // Ctrl-C does, and is its error.
+        let serving = tokio::select! {
+            served = ready_until_ctrl_c(&shared, &targets, &ingested) => served,
+            stopped = &mut stage_task => Err(stage_stopped(stopped)),
+        };
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
         // A source that failed said so when it stopped.
@@ -171,11 +162,17 @@ pub async fn run(
         for connector in ingested.connectors {
             let _ = connector.task.await?;
         }
-        let report = stage_task.await??;
+        // In-flight requests are answered (a webhook waiting for the stopped stage: 503).
         if let Some(task) = http_task {
             task.await??;
         }
-        report
+        if let Err(error) = serving {
+            if !stage_task.is_finished() {
+                let _ = stage_task.await;
+            }
+            return Err(error);
+        }
+        stage_task.await??
     };
     let consumed = Consumed {
         sources: ingested.counts,
@@ -187,6 +184,30 @@ pub async fn run(
         started,
     };
     summarise(&shared, &options, consumed).await
+}
+
+/// A served run: ready once everything produced up to `targets` is applied, then serving
+/// until Ctrl-C.
+async fn ready_until_ctrl_c(
+    shared: &Shared,
+    targets: &stage::Positions,
+    ingested: &Ingested,
+) -> anyhow::Result<()> {
+    caught_up(shared, targets).await?;
+    let produced: u64 = ingested.per_topic.values().sum();
+    println!("ready: {produced} events processed; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+}
+
+/// Why the stage's task ended before it was asked to.
+fn stage_stopped(
+    stopped: Result<anyhow::Result<stage::ConsumeReport>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match stopped {
+        Ok(Err(error)) => error,
+        Ok(Ok(_)) => anyhow::anyhow!("the stage stopped on its own"),
+        Err(panicked) => anyhow::Error::new(panicked).context("the stage"),
+    }
 }
 
 /// With `postgres.url`: the store, connected and migrated, and the sources without the
@@ -309,7 +330,7 @@ fn spawn_stage(
     let dead_letter_topic = loaded.config.kafka.dead_letter_topic();
     tokio::spawn(async move {
         let cluster = shared.cluster.clone();
-        stage::consume(
+        let consumed = stage::consume(
             &cluster,
             "mdm_analytics",
             &cluster.config.group_id,
@@ -324,11 +345,15 @@ fn spawn_stage(
                     stage::canonical("mdm_analytics", message)
                 }
             },
-            MasterStage { shared },
+            MasterStage {
+                shared: shared.clone(),
+            },
         )
-        .await
+        .await;
+        // Whoever waits for the stage (a webhook's answer, a source's confirmation) stops.
+        shared.stage_stopped();
         // The handler's error keeps its chain (a store failure's SQLSTATE, its context).
-        .map_err(|error| match error {
+        consumed.map_err(|error| match error {
             stage::StageError::Stage(error) => error.context("the MDM and analytics stage"),
             stage::StageError::Pipeline(error) => anyhow::Error::new(error),
         })

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use connectors::supervise::SourceHealth;
 use mdm::Master;
@@ -25,6 +25,8 @@ const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 pub struct Progress {
     pub batches: u64,
     pub positions: stage::Positions,
+    /// The stage has stopped: nothing more will be applied.
+    pub stopped: bool,
 }
 
 /// State the stage writes and the sources and the HTTP API read.
@@ -93,6 +95,12 @@ impl Shared {
     /// How far the stage has got, as it moves.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// The stage has stopped: those waiting for it (`wait_durable`) stop waiting.
+    pub fn stage_stopped(&self) {
+        self.progress
+            .send_modify(|progress| progress.stopped = true);
     }
 
     /// Tells the analytics what a consumed batch changed: what the group's other processes
@@ -242,13 +250,17 @@ impl Shared {
         }
         let targets = self.cluster.high_watermarks(topics)?;
         let mut progress = self.progress.subscribe();
-        tokio::time::timeout(
+        let reached = |progress: &Progress| stage::reached(&progress.positions, &targets);
+        let waited = tokio::time::timeout(
             timeout,
-            progress.wait_for(|progress| stage::reached(&progress.positions, &targets)),
+            progress.wait_for(|progress| progress.stopped || reached(progress)),
         )
         .await
         .context("waiting for the stage to store what was produced")?
         .context("the stage stopped")?;
+        if !reached(&waited) {
+            bail!("the stage stopped before it stored what was produced");
+        }
         Ok(())
     }
 

@@ -1047,6 +1047,68 @@ fn a_webhooks_202_on_the_embedded_broker_means_the_event_is_stored() {
     drop(running);
 }
 
+/// A served run whose store is gone for longer than `postgres.retry_for` stops, as Ctrl-C
+/// stops it: the webhook waiting for its event to be stored is answered (503: retry), not
+/// left hanging or cut, and the process exits with the store's failure as its cause.
+#[test]
+fn a_served_run_whose_store_is_lost_answers_what_waits_and_stops_with_the_cause() {
+    const CONTRACTOR: &str = "contractor-secret-lost-7";
+    let pg = Postgres::start();
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path(), 10, 3);
+    let config = data.path().join("webhook.toml");
+    std::fs::write(
+        &config,
+        include_str!("../config/default.toml").to_string()
+            + &contractor_job_updates()
+            + "\n[postgres]\nretry_for = \"1s\"\n",
+    )
+    .unwrap();
+    let log = data.path().join("stderr.log");
+    let (mut running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
+            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    pg.stop();
+    let asked = std::time::Instant::now();
+    let body = r#"{"messageId": "M-9", "job": "WO000001", "status": "in_progress", "statusAt": "2025-03-04T10:15:00Z"}"#;
+    let (status, answer) = request(
+        &address,
+        "POST",
+        "/webhooks/contractor_a",
+        Some(CONTRACTOR),
+        Some(body),
+    );
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("the stage stopped"), "{answer}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(60),
+        "answered only after {:?}",
+        asked.elapsed()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exited = loop {
+        if let Some(exited) = running.0.try_wait().unwrap() {
+            break exited;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after its stage stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!exited.success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("PostgreSQL writes failed for 1s (postgres.retry_for)"),
+        "{stderr}"
+    );
+}
+
 /// Dead letters are kept in the store by the record they are about: a subject access report
 /// lists them, and an erasure keeps where and which field, not the row or the reason.
 #[test]

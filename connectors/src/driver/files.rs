@@ -240,7 +240,7 @@ pub fn watch_drop_folders<P: Positions>(
                         data_dir: &data_dir,
                     };
                     if let Err(error) = look.read_new(&config, &mut known, &mut seen).await {
-                        tracing::error!(source = %config.name, error = %format!("{error:#}"), "reading a drop folder");
+                        tracing::error!(source = %config.name, error = %pipeline::error::chain(&error), "reading a drop folder");
                     }
                 }
             })

@@ -226,8 +226,9 @@ impl Webhooks {
         // On the embedded broker, accepting waits for the store (a retry meanwhile is the
         // same event, applied once).
         if let Err(error) = positions.durable(std::slice::from_ref(&topic)).await {
-            tracing::error!(error = %format!("{error:#}"), "webhook: storing the event");
-            return Received::Retry(format!("not stored yet, retry: {error:#}"));
+            let error = pipeline::error::chain(&error);
+            tracing::error!(%error, "webhook: storing the event");
+            return Received::Retry(format!("not stored yet, retry: {error}"));
         }
         self.remember(name, message_id.clone(), body);
         metrics::counter!(names::CONNECTOR_EVENTS_PRODUCED_TOTAL, "source" => name.to_string(), "topic" => topic)

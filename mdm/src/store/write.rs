@@ -150,7 +150,7 @@ impl Store {
                             last: Box::new(error),
                         });
                     }
-                    tracing::warn!(error = %format!("{error:#}"), retry_in = ?delay, "writing to PostgreSQL failed; retrying");
+                    tracing::warn!(error = %pipeline::error::chain(&error), retry_in = ?delay, "writing to PostgreSQL failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
