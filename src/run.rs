@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
-use connectors::driver::{self, Positions as _, files};
+use connectors::driver::{self, files};
 use indicatif::{ProgressBar, ProgressStyle};
 use mdm::Master;
 use mdm::store::KpiRows;
@@ -119,18 +119,29 @@ pub async fn run(
     // A stage that stops while the sources are read (its store gone for longer than
     // `postgres.retry_for`) is the run's error: the sources would wait for it in vain.
     let ingesting = ingest(&shared, &loaded, &options, sources, &shutdown_rx);
+    let mut stage_ended = false;
     let ingested = tokio::select! {
         ingested = ingesting => ingested,
-        stopped = &mut stage_task => Err(stage_stopped(stopped)),
+        stopped = &mut stage_task => {
+            stage_ended = true;
+            Err(stage_stopped(stopped))
+        }
     };
-    let ingested = match ingested {
+    let mut ingested = match ingested {
         Ok(ingested) => ingested,
         Err(error) => {
             // Stop the stage (and the server) before reporting: no task outlives the run.
             shutdown_tx.send_replace(true);
-            if !stage_task.is_finished() {
-                let _ = stage_task.await;
-            }
+            // A source waiting for a stage that failed fails too: the stage's failure is then
+            // the cause.
+            let error = if stage_ended {
+                error
+            } else {
+                match stage_task.await {
+                    Ok(Ok(_)) => error,
+                    stopped => stage_stopped(stopped),
+                }
+            };
             if let Some(task) = http_task {
                 let _ = task.await;
             }
@@ -152,16 +163,7 @@ pub async fn run(
         };
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
-        // A source that failed said so when it stopped.
-        for watcher in ingested.watchers {
-            watcher.await?;
-        }
-        for poller in ingested.pollers {
-            let _ = poller.task.await?;
-        }
-        for connector in ingested.connectors {
-            let _ = connector.task.await?;
-        }
+        ingested.stopped().await?;
         // In-flight requests are answered (a webhook waiting for the stopped stage: 503).
         if let Some(task) = http_task {
             task.await??;
@@ -191,10 +193,10 @@ pub async fn run(
 async fn ready_until_ctrl_c(
     shared: &Shared,
     targets: &stage::Positions,
-    ingested: &Ingested,
+    ingested: &driver::Started,
 ) -> anyhow::Result<()> {
     caught_up(shared, targets).await?;
-    let produced: u64 = ingested.per_topic.values().sum();
+    let produced = ingested.produced();
     println!("ready: {produced} events processed; Ctrl-C to stop");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
 }
@@ -419,120 +421,35 @@ async fn serve(
     )))
 }
 
-/// What the sources read and produced, and the drivers still running (a served run).
-struct Ingested {
-    counts: Vec<connectors::SourceCounts>,
-    /// Events produced, per topic.
-    per_topic: std::collections::BTreeMap<String, u64>,
-    dead_letters: Vec<pipeline::DeadLetter>,
-    connectors: Vec<driver::debezium::Connector>,
-    pollers: Vec<driver::postgres::Poller>,
-    watchers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Starts every source: the files are read and produced now (and the drop folders watched
-/// when serving); with `once`, the Debezium and PostgreSQL sources are waited for too.
+/// Starts every source (`connectors::driver::start`); none with `--no-sources`.
 async fn ingest(
     shared: &Arc<Shared>,
     loaded: &Loaded,
     options: &RunOptions,
-    sources: Vec<connectors::FileSource>,
+    files: Vec<connectors::FileSource>,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<Ingested> {
-    let (config, cluster) = (&loaded.config, &shared.cluster);
-    let (debezium, postgres_sources, files) = if options.no_sources {
-        (&[][..], &[][..], &[][..])
-    } else {
-        (
-            &config.debezium[..],
-            &config.postgres_sources[..],
-            &config.sources[..],
-        )
+) -> anyhow::Result<driver::Started> {
+    let (config, skip) = (&loaded.config, options.no_sources);
+    let sources = driver::Sources {
+        files, // none were opened with --no-sources
+        file_configs: if skip { &[] } else { &config.sources },
+        data_dir: config.data_dir.clone(),
+        debezium: if skip { &[] } else { &config.debezium },
+        stage: &config.stage,
+        postgres: if skip { &[] } else { &config.postgres_sources },
     };
-    let connectors = driver::debezium::start(
+    let (cluster, positions, health) = (&shared.cluster, shared, &shared.sources);
+    let topics = &shared.topics;
+    Ok(driver::start(
         cluster,
-        debezium,
-        &config.stage,
-        options.once,
-        &shared.sources,
-        shutdown,
-    );
-    let pollers = driver::postgres::start(
-        cluster,
-        shared,
-        &shared.sources,
-        postgres_sources,
+        positions,
+        health,
+        topics,
+        sources,
         options.once,
         shutdown,
-    );
-    // The drop-folder files read now, remembered as read once what they produced is durable.
-    let read_keys: Vec<String> = sources
-        .iter()
-        .filter_map(|source| source.config().drop_key())
-        .collect();
-    let files::Produced {
-        counts,
-        per_topic,
-        dead_letters,
-    } = files::produce(cluster, sources).await?;
-    // Every event is acknowledged (and, on the embedded broker, stored) now: the
-    // drop-folder files read count as read.
-    if shared.kept() {
-        shared.durable(&shared.topics).await?;
-        for key in &read_keys {
-            shared.confirm(key, "read").await?;
-        }
-    }
-    let watchers = if options.once {
-        Vec::new()
-    } else {
-        files::watch_drop_folders(
-            cluster,
-            shared,
-            &shared.topics,
-            &config.data_dir,
-            files,
-            &read_keys,
-            shutdown,
-        )
-    };
-    let mut ingested = Ingested {
-        counts,
-        per_topic,
-        dead_letters,
-        connectors: Vec::new(),
-        pollers: Vec::new(),
-        watchers,
-    };
-    if !options.once {
-        ingested.pollers = pollers;
-        ingested.connectors = connectors;
-        return Ok(ingested);
-    }
-    // With `once`, every source has read to its end: its counts join the files'.
-    for poller in pollers {
-        ingested.add(poller.task.await??);
-    }
-    for connector in connectors {
-        ingested.add(connector.finish(cluster).await?);
-    }
-    Ok(ingested)
-}
-
-impl Ingested {
-    /// What one more source read and produced.
-    fn add(
-        &mut self,
-        (counts, per_topic): (
-            connectors::SourceCounts,
-            std::collections::BTreeMap<String, u64>,
-        ),
-    ) {
-        for (topic, events) in per_topic {
-            *self.per_topic.entry(topic).or_default() += events;
-        }
-        self.counts.push(counts);
-    }
+    )
+    .await?)
 }
 
 /// Waits until everything produced up to `targets` is applied: by this process, or by the

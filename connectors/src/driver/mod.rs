@@ -12,12 +12,152 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use pipeline::DeadLetter;
 use pipeline::kafka::{Cluster, EventProducer};
 use pipeline::metrics as names;
+use pipeline::stage::StageConfig;
+use tokio::sync::watch;
 
-use crate::{Record, SourceCounts};
+use crate::supervise::SourceHealth;
+use crate::{
+    DebeziumConfig, Error, FileSource, PgSourceConfig, Record, SourceConfig, SourceCounts,
+};
+
+/// Every source a run reads, by kind.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    /// The files opened at startup (each drop folder's files read so far among them).
+    pub files: Vec<FileSource>,
+    /// The `[[sources]]`, whose drop folders are watched when serving.
+    pub file_configs: &'a [SourceConfig],
+    pub data_dir: PathBuf,
+    pub debezium: &'a [DebeziumConfig],
+    /// The consumer settings of the Debezium sources' own groups.
+    pub stage: &'a StageConfig,
+    pub postgres: &'a [PgSourceConfig],
+}
+
+/// What the sources read and produced; when serving, the drivers still running.
+#[derive(Debug)]
+pub struct Started {
+    pub counts: Vec<SourceCounts>,
+    /// Events produced, per topic.
+    pub per_topic: BTreeMap<String, u64>,
+    pub dead_letters: Vec<DeadLetter>,
+    connectors: Vec<debezium::Connector>,
+    pollers: Vec<postgres::Poller>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts every source. The files are read and produced now, and their drop-folder files
+/// confirmed read once what they produced is durable (`positions`, for `topics`). With
+/// `once`, the Debezium and PostgreSQL sources are read to their end too and their counts
+/// join the files'; otherwise they keep running, each supervised (`health`), with the drop
+/// folders watched, until `shutdown` ([`Started::stopped`]).
+pub async fn start<P: Positions>(
+    cluster: &Arc<Cluster>,
+    positions: &Arc<P>,
+    health: &Arc<SourceHealth>,
+    topics: &[String],
+    sources: Sources<'_>,
+    once: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> crate::Result<Started> {
+    let connectors = debezium::start(
+        cluster,
+        sources.debezium,
+        sources.stage,
+        once,
+        health,
+        shutdown,
+    );
+    let pollers = postgres::start(cluster, positions, health, sources.postgres, once, shutdown);
+    // The drop-folder files read now, remembered as read once what they produced is durable.
+    let read_keys: Vec<String> = sources
+        .files
+        .iter()
+        .filter_map(|source| source.config().drop_key())
+        .collect();
+    let files::Produced {
+        counts,
+        per_topic,
+        dead_letters,
+    } = files::produce(cluster, sources.files).await?;
+    if positions.kept() {
+        positions.durable(topics).await?;
+        for key in &read_keys {
+            positions.confirm(key, "read").await?;
+        }
+    }
+    let mut started = Started {
+        counts,
+        per_topic,
+        dead_letters,
+        connectors: Vec::new(),
+        pollers: Vec::new(),
+        watchers: Vec::new(),
+    };
+    if !once {
+        started.watchers = files::watch_drop_folders(
+            cluster,
+            positions,
+            topics,
+            &sources.data_dir,
+            sources.file_configs,
+            &read_keys,
+            shutdown,
+        );
+        started.pollers = pollers;
+        started.connectors = connectors;
+        return Ok(started);
+    }
+    for poller in pollers {
+        let read = poller
+            .task
+            .await
+            .map_err(|failed| Error::Unavailable(format!("a postgres source: {failed}")))??;
+        started.add(read);
+    }
+    for connector in connectors {
+        started.add(connector.finish(cluster).await?);
+    }
+    Ok(started)
+}
+
+impl Started {
+    /// What one more source read and produced.
+    fn add(&mut self, (counts, per_topic): (SourceCounts, BTreeMap<String, u64>)) {
+        for (topic, events) in per_topic {
+            *self.per_topic.entry(topic).or_default() += events;
+        }
+        self.counts.push(counts);
+    }
+
+    /// Events produced by the files read at startup and, with `once`, every source.
+    pub fn produced(&self) -> u64 {
+        self.per_topic.values().sum()
+    }
+
+    /// Waits for the sources still running to stop (after shutdown). A source that failed
+    /// said so when it stopped; one that panicked is the error.
+    pub async fn stopped(&mut self) -> crate::Result<()> {
+        let panicked =
+            |failed: tokio::task::JoinError| Error::Unavailable(format!("a source: {failed}"));
+        for watcher in self.watchers.drain(..) {
+            watcher.await.map_err(panicked)?;
+        }
+        for poller in self.pollers.drain(..) {
+            let _ = poller.task.await.map_err(panicked)?;
+        }
+        for connector in self.connectors.drain(..) {
+            let _ = connector.task.await.map_err(panicked)?;
+        }
+        Ok(())
+    }
+}
 
 /// Where sources' positions are confirmed (a drop folder's files read, a polled table's
 /// cursor, a replication snapshot done), and how a source waits for what it produced to be
