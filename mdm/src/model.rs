@@ -101,9 +101,9 @@ pub struct Model {
     pub spec: ModelSpec,
     /// Prior probability that a candidate pair is a match.
     pub lambda: f64,
-    /// m[comparison][level]: P(level | match).
+    /// `m[comparison][level]`: P(level | match).
     pub m: Vec<Vec<f64>>,
-    /// u[comparison][level]: P(level | non-match).
+    /// `u[comparison][level]`: P(level | non-match).
     pub u: Vec<Vec<f64>>,
     /// What the model was trained on, for people reading a saved model.
     #[serde(default)]

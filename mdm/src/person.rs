@@ -66,7 +66,7 @@ impl Mapped {
 }
 
 /// `[mdm.person]`: the person model, part by part; a part left out is derived from the
-/// mapped fields ([`derive`]).
+/// mapped fields ([`derive`](fn@derive)).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PersonModelConfig {
