@@ -1001,29 +1001,41 @@ fn the_store_connects_over_tls_and_verifies_the_server_certificate() {
     assert!(!untrusted.status.success(), "{untrusted:?}");
 }
 
+/// The contractor's token for `serve_contractor_webhook`'s run.
+const CONTRACTOR: &str = "contractor-secret-stored-5";
+
+/// A served run over a small sample landlord in `data` with the contractor's job-update
+/// webhook (and `extra` configuration), storing to `pg`: the process and its address.
+fn serve_contractor_webhook(
+    pg: &Postgres,
+    data: &std::path::Path,
+    extra: &str,
+    stderr: std::process::Stdio,
+) -> (Running, String) {
+    generate(data, 10, 3);
+    let config = data.join("webhook.toml");
+    let text = include_str!("../config/default.toml").to_string() + &contractor_job_updates();
+    std::fs::write(&config, text + extra).unwrap();
+    let (running, address, _, _) = serve(
+        goldthread()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
+            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
+            .stderr(stderr),
+    );
+    (running, address)
+}
+
 /// On the embedded broker a webhook's 202 waits for the store: once answered, the event is
 /// in PostgreSQL, so a kill -9 right after loses nothing. Without PostgreSQL such a run is
 /// refused (`tests/hardening.rs`).
 #[test]
 fn a_webhooks_202_on_the_embedded_broker_means_the_event_is_stored() {
-    const CONTRACTOR: &str = "contractor-secret-stored-5";
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 10, 3);
-    let config = data.path().join("webhook.toml");
-    std::fs::write(
-        &config,
-        include_str!("../config/default.toml").to_string() + &contractor_job_updates(),
-    )
-    .unwrap();
-    let (running, address, _, _) = serve(
-        goldthread()
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args(["--data-dir", data.path().to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
-            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
-            .stderr(std::process::Stdio::null()),
-    );
+    let (running, address) =
+        serve_contractor_webhook(&pg, data.path(), "", std::process::Stdio::null());
     for id in ["M-1", "M-2", "M-3"] {
         let body = format!(
             r#"{{"messageId": "{id}", "job": "WO000001", "status": "in_progress", "statusAt": "2025-03-04T10:15:00Z"}}"#
@@ -1052,27 +1064,13 @@ fn a_webhooks_202_on_the_embedded_broker_means_the_event_is_stored() {
 /// left hanging or cut, and the process exits with the store's failure as its cause.
 #[test]
 fn a_served_run_whose_store_is_lost_answers_what_waits_and_stops_with_the_cause() {
-    const CONTRACTOR: &str = "contractor-secret-lost-7";
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
-    generate(data.path(), 10, 3);
-    let config = data.path().join("webhook.toml");
-    std::fs::write(
-        &config,
-        include_str!("../config/default.toml").to_string()
-            + &contractor_job_updates()
-            + "\n[postgres]\nretry_for = \"1s\"\n",
-    )
-    .unwrap();
     let log = data.path().join("stderr.log");
-    let (mut running, address, _, _) = serve(
-        goldthread()
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args(["--data-dir", data.path().to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--postgres", &pg.url()])
-            .env("GOLDTHREAD_CONTRACTOR_A_TOKEN", CONTRACTOR)
-            .stderr(std::fs::File::create(&log).unwrap()),
-    );
+    let retry_briefly = "\n[postgres]\nretry_for = \"1s\"\n";
+    let stderr = std::fs::File::create(&log).unwrap();
+    let (mut running, address) =
+        serve_contractor_webhook(&pg, data.path(), retry_briefly, stderr.into());
     pg.stop();
     let asked = std::time::Instant::now();
     let body = r#"{"messageId": "M-9", "job": "WO000001", "status": "in_progress", "statusAt": "2025-03-04T10:15:00Z"}"#;
