@@ -113,6 +113,7 @@ pub fn router(
         .merge(viewer)
         .merge(steward)
         .merge(admin)
+        .layer(middleware::map_response(json_errors))
         .with_state(AppState {
             shared,
             webhooks: Arc::new(webhooks),
@@ -313,6 +314,31 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
 struct Period {
     from: Option<String>,
     to: Option<String>,
+}
+
+/// Every error answers JSON `{"error": ...}`, as `docs/openapi.yaml` says: axum's own
+/// rejections (a query or a body that does not parse, a body that is not JSON or is too
+/// large) answer plain text, so they are wrapped. Their other headers are kept.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !text {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let wrapped = error(status, message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let (json, body) = wrapped.into_parts();
+    parts.headers.extend(json.headers);
+    Response::from_parts(parts, body)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
