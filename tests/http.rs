@@ -360,6 +360,6 @@ fn the_api_holds_to_its_openapi_description_under_generated_requests() {
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
-    assert!(report.contains("Tested: 19"), "{report}");
+    assert!(report.contains("Tested: 20"), "{report}");
     drop(running);
 }
