@@ -132,16 +132,7 @@ pub async fn run(
         Err(error) => {
             // Stop the stage (and the server) before reporting: no task outlives the run.
             shutdown_tx.send_replace(true);
-            // A source waiting for a stage that failed fails too: the stage's failure is then
-            // the cause.
-            let error = if stage_ended {
-                error
-            } else {
-                match stage_task.await {
-                    Ok(Ok(_)) => error,
-                    stopped => stage_stopped(stopped),
-                }
-            };
+            let error = cause(error, stage_task, stage_ended).await;
             if let Some(task) = http_task {
                 let _ = task.await;
             }
@@ -157,9 +148,13 @@ pub async fn run(
         // is shared: its stored positions), then serve until Ctrl-C. A stage that stops on
         // its own (its store gone for longer than `postgres.retry_for`) stops the run as
         // Ctrl-C does, and is its error.
+        let mut stage_ended = false;
         let serving = tokio::select! {
             served = ready_until_ctrl_c(&shared, &targets, &ingested) => served,
-            stopped = &mut stage_task => Err(stage_stopped(stopped)),
+            stopped = &mut stage_task => {
+                stage_ended = true;
+                Err(stage_stopped(stopped))
+            }
         };
         tracing::info!("shutting down");
         shutdown_tx.send_replace(true);
@@ -169,10 +164,7 @@ pub async fn run(
             task.await??;
         }
         if let Err(error) = serving {
-            if !stage_task.is_finished() {
-                let _ = stage_task.await;
-            }
-            return Err(error);
+            return Err(cause(error, stage_task, stage_ended).await);
         }
         stage_task.await??
     };
@@ -199,6 +191,23 @@ async fn ready_until_ctrl_c(
     let produced = ingested.produced();
     println!("ready: {produced} events processed; Ctrl-C to stop");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+}
+
+/// The run's error once it has been told to stop: the stage's own failure when it failed
+/// (what waits for the stage fails too when it does), else `error`. `ended`: the stage's task
+/// has already been awaited (its failure is `error`).
+async fn cause(
+    error: anyhow::Error,
+    stage_task: tokio::task::JoinHandle<anyhow::Result<stage::ConsumeReport>>,
+    ended: bool,
+) -> anyhow::Error {
+    if ended {
+        return error;
+    }
+    match stage_task.await {
+        Ok(Ok(_)) => error,
+        stopped => stage_stopped(stopped),
+    }
 }
 
 /// Why the stage's task ended before it was asked to.
