@@ -345,6 +345,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// The answer to a failure of `class`, with its causes; one that is not the caller's is
+/// logged too.
+fn failed(failure: &(dyn std::error::Error + 'static), class: pipeline::ErrorClass) -> Response {
+    let message = pipeline::error::chain(failure);
+    let status = status_of(class);
+    if status.is_server_error() {
+        tracing::error!(error = %message, "answering {status}");
+    }
+    error(status, message)
+}
+
 /// The answer to an error of `class`: the caller's fault is a 4xx, only a failure elsewhere
 /// or a bug a 5xx.
 fn status_of(class: pipeline::ErrorClass) -> StatusCode {
@@ -376,7 +387,7 @@ async fn kpis(State(state): State<AppState>, Query(period): Query<Period>) -> Re
     };
     match state.shared.kpis(from, to).await {
         Ok(table) => Json(table).into_response(),
-        Err(failure) => error(StatusCode::BAD_REQUEST, format!("{failure:#}")),
+        Err(failure) => failed(&failure, failure.class()),
     }
 }
 
@@ -486,7 +497,7 @@ async fn exceptions(State(state): State<AppState>, Query(day): Query<Day>) -> Re
     };
     match state.shared.exceptions(day).await {
         Ok(rows) => Json(rows).into_response(),
-        Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{failure:#}")),
+        Err(failure) => failed(&failure, failure.class()),
     }
 }
 
@@ -657,12 +668,7 @@ async fn steward_action(
         Err(ActFailed::Master(mdm::master::ActError::Refused(refused))) => {
             error(status_of(refused.class()), refused.to_string())
         }
-        Err(failure) => {
-            let status = status_of(failure.class());
-            let failure = format!("{:#}", anyhow::Error::new(failure));
-            tracing::error!(error = %failure, "a steward action");
-            error(status, failure)
-        }
+        Err(failure) => failed(&failure, failure.class()),
     }
 }
 

@@ -170,7 +170,7 @@ impl Shared {
     }
 
     /// Copies the golden records into the analytics session if they changed since last time.
-    pub fn refresh_golden_tables(&self) -> anyhow::Result<()> {
+    pub fn refresh_golden_tables(&self) -> Result<(), sql::Error> {
         let mut refreshed_at = self
             .golden_refreshed_at
             .lock()
@@ -269,9 +269,9 @@ impl Shared {
         &self,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
-    ) -> anyhow::Result<KpiTable> {
+    ) -> Result<KpiTable, sql::Error> {
         self.refresh_golden_tables()?;
-        Ok(self.analytics.kpis_over(from, to).await?)
+        self.analytics.kpis_over(from, to).await
     }
 
     /// An analyst's query (`sql::Analytics::analyst_query`) over tables that include the
@@ -284,9 +284,12 @@ impl Shared {
     }
 
     /// The data exceptions as of the end of `day` (today when none is given).
-    pub async fn exceptions(&self, day: Option<NaiveDate>) -> anyhow::Result<Vec<ExceptionRow>> {
+    pub async fn exceptions(
+        &self,
+        day: Option<NaiveDate>,
+    ) -> Result<Vec<ExceptionRow>, sql::Error> {
         let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive());
-        Ok(self.analytics.exceptions(sql::calendar::as_of(day)).await?)
+        self.analytics.exceptions(sql::calendar::as_of(day)).await
     }
 }
 
