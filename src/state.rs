@@ -67,7 +67,9 @@ impl ActFailed {
     pub fn class(&self) -> pipeline::ErrorClass {
         match self {
             ActFailed::Master(ActError::Refused(refused)) => refused.class(),
-            ActFailed::Master(ActError::NotStored(error)) => error.class(),
+            ActFailed::Master(ActError::NotStored(error) | ActError::Unavailable(error)) => {
+                error.class()
+            }
             ActFailed::Tombstones(_) => pipeline::ErrorClass::External,
         }
     }

@@ -96,6 +96,9 @@ pub struct Acted {
 pub enum ActError {
     #[error("{0}")]
     Refused(#[from] crate::Error),
+    /// What the group's other processes wrote could not be read first: nothing was done.
+    #[error("PostgreSQL could not be read, so nothing was done")]
+    Unavailable(#[source] store::Error),
     /// Applied and audited in memory; the store did not take it.
     #[error("applied and audited in memory, but PostgreSQL could not be updated")]
     NotStored(#[source] store::Error),
@@ -331,6 +334,19 @@ impl Master {
             )
             .into());
         }
+        let mut learned = Learned::default();
+        // In a group sharing the store, what the others wrote is applied first: the action
+        // may name a record only they have read.
+        if let Some(store) = self.store.as_ref().filter(|store| store.is_coordinated()) {
+            let mut peers_only = |peers: &Peers| {
+                self.apply_peers(peers, &[], &mut learned)?;
+                Ok(Vec::new())
+            };
+            store
+                .write(&self.hub, &Write::default(), &mut peers_only)
+                .await
+                .map_err(ActError::Unavailable)?;
+        }
         let (entity, records, affected, erasure) = {
             let mut hub = self.hub.lock().expect("hub lock");
             match &action {
@@ -369,7 +385,6 @@ impl Master {
         };
         tracing::info!(who = %entry.who, action = %entry.action, "steward action");
         self.audit.lock().expect("audit lock").push(entry.clone());
-        let mut learned = Learned::default();
         // With PostgreSQL, BI sees the change now, not at the next batch.
         if let Some(store) = &self.store {
             // It takes the hub's changes, so it stores the events behind them too (any the

@@ -342,3 +342,35 @@ async fn an_erasure_needs_the_store() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_steward_action_in_a_group_first_learns_what_the_others_wrote() {
+    let server = Postgres::start();
+    let (mut a, restored_a) = restored(&server).await;
+    let (mut b, restored_b) = restored(&server).await;
+    a.coordinate(restored_a.synced);
+    b.coordinate(restored_b.synced);
+    // Margaret and Peggy (one person) reach process a only.
+    let both = vec![
+        person("hms:T1", 1, "Margaret", "O'Brien", "07700900123"),
+        person("crm:C1", 1, "Peggy", "OBrien", "07700900123"),
+    ];
+    apply(&a, &batch(both, 0, 0)).await;
+    assert_eq!(a.hub().counts().golden_persons, 1);
+    assert_eq!(
+        b.hub().counts().person_records,
+        0,
+        "b has not written since"
+    );
+    // A steward splits Peggy off through process b: b applies a's records first.
+    let split = Action::Split {
+        entity: Entity::Person,
+        record: reference("crm:C1"),
+    };
+    let acted = b
+        .act(steward(), split, "two people: checked by phone".into())
+        .await
+        .unwrap();
+    assert_eq!(acted.learned.events.len(), 2, "b learned a's records");
+    assert_eq!(b.hub().counts().golden_persons, 2);
+}
